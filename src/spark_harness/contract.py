@@ -1,0 +1,223 @@
+"""The data contract between the processes of one measured point.
+
+Per point and repetition the workflow writes, under
+``results/raw/{hyp}/{stack}/{point}/r{rep}/``:
+
+- ``requests.jsonl``: one :data:`REQUEST_FIELDS` object per request;
+- ``telemetry.jsonl``: one object per sample (``kind: "sample"``: ``t_ns`` plus canonical
+  fields, see :data:`TELEMETRY_FIELD_DOC`) and, once per missing source, an object with
+  ``kind: "unavailable"``, ``source`` and ``reason``;
+- ``run.json``: see :data:`RUN_KEYS`. It is written last: its presence marks the point
+  complete.
+
+Two small files connect the processes of a point while it runs (both are Snakemake
+``service()`` outputs, removed when the point is done):
+
+- the **endpoint file** (:class:`Endpoint`), written by ``server_up`` as soon as it has
+  chosen its port, before the server is ready;
+- the **sidecar file** (:class:`SidecarInfo`), written by ``telemetry_sidecar`` as soon as
+  it starts spooling samples.
+
+All timestamps are integer nanoseconds since the epoch (see :mod:`spark_harness.clock`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from spark_harness.files import write_json
+
+#: Phases a request can belong to. Only ``load`` (and, for H9, ``replay``) are analysed
+#: as the measurement window; the others are recorded and excluded.
+PHASES = ("idle", "warmup", "load", "cooldown", "populate", "thrash", "replay")
+
+#: Fields of one line of ``requests.jsonl`` and their types (polars dtype names).
+#: ``None`` is allowed for every field except the ids, ``phase`` and ``ok``.
+REQUEST_FIELDS: dict[str, str] = {
+    "request_id": "String",  # unique within the run
+    "user_id": "Int64",  # closed-loop user slot, or null for open loop
+    "session_id": "String",  # chat session / H9 session, else null
+    "turn": "Int64",  # turn within the session, from 0
+    "adapter": "String",  # LoRA adapter name, else null
+    "phase": "String",  # one of PHASES
+    "scheduled_ns": "Int64",  # when the schedule said to send (open loop / trace), else null
+    "ready_ns": "Int64",  # when the request was due and started waiting for a slot
+    "sent_ns": "Int64",  # just before the HTTP request was written
+    "first_token_ns": "Int64",  # first byte of the first SSE event with non-empty content
+    "done_ns": "Int64",  # last content event (or the error)
+    "ttft_ms": "Float64",  # first_token - sent
+    "tpot_ms": "Float64",  # (e2e - ttft) / (completion_tokens - 1), tokens > 1
+    "e2e_ms": "Float64",  # done - sent
+    "queue_ms": "Float64",  # sent - ready: client-side wait for a slot or connection
+    "e2e_incl_queue_ms": "Float64",  # done - ready
+    "schedule_lag_ms": "Float64",  # sent - scheduled (open loop / trace), else null
+    "event_offsets_ms": "List(Float64)",  # each content event's arrival, from sent
+    "event_tokens": "List(Int64)",  # tokens carried by each content event
+    "prompt_tokens": "Int64",  # as the server reported (usage)
+    "completion_tokens": "Int64",  # as the server reported (usage)
+    "prompt_tokens_client": "Int64",  # as the client built/counted them
+    "completion_tokens_client": "Int64",  # content events' tokens as the client counted
+    "cached_tokens": "Int64",  # usage.prompt_tokens_details.cached_tokens
+    "kv_g3_fetch_ms": "Float64",  # server-reported NVMe fetch time (simulator only)
+    "kv_g3_onboard_blocks": "Int64",  # server-reported blocks onboarded from G3 (sim only)
+    "status": "Int64",  # HTTP status, null if no response
+    "ok": "Boolean",  # completed with content and no error
+    "error_kind": "String",  # http | bad_sse | reset | timeout | connect | rejected | other
+    "error": "String",  # human-readable reason
+}
+
+#: Canonical telemetry fields (one flat namespace, so real and simulated stacks share
+#: one analysis). Counters are cumulative totals as the source reports them; gauges are
+#: instantaneous; ``disk_*`` and ``*_per_s`` are rates over the preceding interval.
+TELEMETRY_FIELD_DOC: dict[str, str] = {
+    "t_ns": "sample time",
+    "cpu_user_pct": "gauge, % of all CPUs",
+    "cpu_system_pct": "gauge, % of all CPUs",
+    "cpu_iowait_pct": "gauge, % of all CPUs",
+    "mem_available_bytes": "gauge",
+    "mem_cached_bytes": "gauge",
+    "swap_used_bytes": "gauge",
+    "pgmajfault_per_s": "rate, /proc/vmstat",
+    "pswpin_per_s": "rate, /proc/vmstat",
+    "disk_<dev>_r_s": "rate, reads completed/s (iostat r/s)",
+    "disk_<dev>_w_s": "rate, writes completed/s",
+    "disk_<dev>_rkb_s": "rate, kB read/s",
+    "disk_<dev>_wkb_s": "rate, kB written/s",
+    "disk_<dev>_r_await_ms": "mean read latency over the interval",
+    "disk_<dev>_w_await_ms": "mean write latency over the interval",
+    "disk_<dev>_aqu_sz": "average queue size",
+    "disk_<dev>_util_pct": "% of time the device was busy",
+    "gpu<i>_util_pct": "gauge (NVML)",
+    "gpu<i>_mem_used_bytes": "gauge (NVML; absent on GB10)",
+    "gpu<i>_power_w": "gauge (NVML)",
+    "gpu<i>_sm_clock_mhz": "gauge (NVML)",
+    "gpu<i>_temp_c": "gauge (NVML)",
+    "kv_g1_usage": "gauge 0..1, GPU KV usage (vllm:kv_cache_usage_perc)",
+    "kv_running": "gauge, running sequences",
+    "kv_waiting": "gauge, waiting sequences",
+    "kv_prefix_queries_tokens": "counter",
+    "kv_prefix_hits_tokens": "counter",
+    "kv_preemptions": "counter",
+    "kv_offload_blocks_g1_g2": "counter (kvbm_offload_blocks_d2h)",
+    "kv_offload_blocks_g2_g3": "counter (kvbm_offload_blocks_h2d)",
+    "kv_offload_blocks_g1_g3": "counter (kvbm_offload_blocks_d2d)",
+    "kv_onboard_blocks_g2": "counter (kvbm_onboard_blocks_h2d)",
+    "kv_onboard_blocks_g3": "counter (kvbm_onboard_blocks_d2d)",
+    "kv_matched_tokens": "counter (kvbm_matched_tokens)",
+    "kv_g2_hit_rate": "gauge 0..1",
+    "kv_g3_hit_rate": "gauge 0..1",
+    "kv_g3_fetch_seconds_sum": "counter (simulator only)",
+    "kv_g3_fetch_seconds_count": "counter (simulator only)",
+    "server_read_bytes": "counter, /proc/<pid>/io read_bytes summed over server processes",
+    "server_write_bytes": "counter, /proc/<pid>/io write_bytes summed",
+}
+
+#: Top-level keys of ``run.json``.
+RUN_KEYS = (
+    "schema_version",
+    "hypothesis",
+    "stack",
+    "point",
+    "rep",
+    "spec",  # the resolved point specification (what the loadgen job's params hold)
+    "endpoint",  # the endpoint file's content
+    "versions",  # software versions (python, package, snakemake, aiohttp, ...)
+    "host",  # host facts (hostname, cpus, memory, kernel)
+    "clock",  # this process's clock anchor
+    "phases",  # {phase: [start_ns, end_ns]}
+    "server_startup_s",  # server start to ready
+    "telemetry",  # cadence asked/achieved, sidecar clock, unavailable sources
+    "counts",  # requests per phase, errors
+    "outcome",  # ok | marked | failed
+    "reasons",  # reason codes for a marked or failed outcome
+)
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class MetricsSource:
+    """One metrics endpoint a server exposes."""
+
+    url: str
+    format: str = "prometheus"  # prometheus | trtllm-json
+    source: str = "server"  # sim | vllm | dynamo_frontend | dynamo_worker | kvbm | trtllm
+
+
+@dataclass
+class Endpoint:
+    """What ``server_up`` publishes about the server it brought up."""
+
+    stack: str
+    kind: str  # sim | command | external
+    base_url: str
+    model: str
+    pid: int  # the serve process (the service job's process)
+    pids: list[int] = field(default_factory=list)  # server processes whose I/O to count
+    log: str | None = None
+    metrics: list[MetricsSource] = field(default_factory=list)
+    health_url: str | None = None
+    startup_timeout_s: float = 60.0
+    started_ns: int = 0
+    g3_dir: str | None = None  # where KV blocks go to disk (device to watch), if any
+    block_bytes: int | None = None  # bytes of one KV block at full scale, if known
+    max_num_tokens: int | None = None  # engine limit for the preflight check
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> Endpoint:
+        data = json.loads(Path(path).read_text())
+        data["metrics"] = [MetricsSource(**m) for m in data.get("metrics", [])]
+        return cls(**data)
+
+
+@dataclass
+class SidecarInfo:
+    """What ``telemetry_sidecar`` publishes: where it spools and how to ask it to flush.
+
+    Flush protocol: the consumer sends ``SIGUSR1`` to ``pid``; the sidecar takes one more
+    sample at once, then appends ``{"kind": "flush", "t_ns": ...}`` to the spool and
+    fsyncs. The consumer waits for a flush line with ``t_ns`` at or after its request,
+    then copies the samples of its window into its own ``telemetry.jsonl``.
+    """
+
+    pid: int
+    spool: str
+    cadence_ms: float
+    started_ns: int
+    clock: dict[str, int] = field(default_factory=dict)
+
+    def write(self, path: str | os.PathLike[str]) -> None:
+        write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> SidecarInfo:
+        return cls(**json.loads(Path(path).read_text()))
+
+
+def wait_for_file(path: str | os.PathLike[str], timeout_s: float, poll_s: float = 0.05) -> Path:
+    """Wait until a service file exists and parses as JSON; raise TimeoutError otherwise.
+
+    Services are started by Snakemake at the same moment as their consumer, so consumers
+    poll for the file (never Snakemake's ``--latency-wait``).
+    """
+    p = Path(path)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if p.exists():
+            try:
+                json.loads(p.read_text())
+                return p
+            except (json.JSONDecodeError, OSError):
+                pass
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{p} did not appear within {timeout_s:.0f} s")
+        time.sleep(poll_s)

@@ -1,0 +1,297 @@
+"""From the validated config to the list of measured points.
+
+The plan is pure data: which (hypothesis, stack, point, repetition) runs exist, and for
+each the *resolved point specification*: workload, load, phases, telemetry, storage QoS,
+SLOs, seed, and the fully merged server spec (stack file + variant + point overrides).
+The Snakefile hands each loadgen job exactly its spec as ``params``, so editing one
+hypothesis's sweep, or one stack file, reruns only the points whose spec changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from spark_harness import layout
+from spark_harness.schemas import schema_path
+
+POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
+U_WORK_SENTINEL = "u_work"
+U_WORK_SOURCE = "H0"
+
+
+class PlanError(ValueError):
+    """The plan or a stack file is invalid; the message names the offending key."""
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``over`` into a copy of ``base``; nested mappings merge, anything else replaces."""
+    out = copy.deepcopy(dict(base))
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
+    """Set ``a.b.c`` in a nested dict, creating levels as needed."""
+    parts = key.split(".")
+    for p in parts[:-1]:
+        d = d.setdefault(p, {})
+    d[parts[-1]] = value
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError as e:
+        raise PlanError(f"file not found: {path}") from e
+    except yaml.YAMLError as e:
+        raise PlanError(f"{path}: not valid YAML: {e}") from e
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return yaml.safe_load(schema_path(name).read_text())
+
+
+def _where(err: jsonschema.ValidationError) -> str:
+    return ".".join(str(p) for p in err.absolute_path) or "(top level)"
+
+
+def validate(instance: Any, schema_name: str, what: str) -> None:
+    """Validate against a packaged schema; raise PlanError naming the first bad key."""
+    validator = jsonschema.Draft202012Validator(_schema(schema_name))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{what}: {_where(e)}: {e.message}" for e in errors[:5]]
+        raise PlanError("invalid " + what + "\n  " + "\n  ".join(lines))
+
+
+def resolve_stack(
+    file: str | Path,
+    variant: str | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Read a stack file, apply a variant and point overrides, and validate the result."""
+    path = Path(file)
+    if base_dir is not None and not path.is_absolute():
+        path = base_dir / path
+    raw = _load_yaml(path)
+    if not isinstance(raw, dict):
+        raise PlanError(f"{path}: a stack file must be a mapping")
+    variants = raw.pop("variants", {}) or {}
+    spec = raw
+    if variant is not None:
+        if variant not in variants:
+            raise PlanError(
+                f"{path}: variant {variant!r} not defined (have: {', '.join(variants) or 'none'})"
+            )
+        spec = deep_merge(spec, variants[variant])
+        spec["variant"] = variant
+    if overrides:
+        spec = deep_merge(spec, overrides)
+    check = {k: v for k, v in spec.items() if k != "variant"}
+    validate(check, "stack", f"stack file {path}" + (f" (variant {variant})" if variant else ""))
+    return spec
+
+
+@dataclass(frozen=True)
+class Run:
+    """One measured (hypothesis, stack, point, repetition)."""
+
+    hyp: str
+    stack: str
+    point: str
+    rep: int
+    spec: dict[str, Any] = field(compare=False, hash=False, repr=False)
+
+    @property
+    def wildcards(self) -> dict[str, Any]:
+        return {"hyp": self.hyp, "stack": self.stack, "point": self.point, "rep": self.rep}
+
+    def spec_json(self) -> str:
+        return json.dumps(self.spec, sort_keys=True, separators=(",", ":"))
+
+
+def _fmt_value(v: Any) -> str:
+    s = str(v).lower() if isinstance(v, bool) else str(v)
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in s)
+
+
+class Plan:
+    """The expanded experiment plan."""
+
+    def __init__(self, config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
+        validate(dict(config), "config", "config")
+        self.config = dict(config)
+        self.base_dir = Path(base_dir)
+        self.results = str(self.config.get("results_dir", "results"))
+        self.hypotheses: dict[str, dict[str, Any]] = dict(self.config["hypotheses"])
+        self._stack_cache: dict[tuple[str, str], dict[str, Any]] = {}
+        self._runs: dict[str, list[Run]] = {}
+        self._check_references()
+        for hyp in self.hypotheses:
+            self._runs[hyp] = list(self._expand(hyp))
+
+    # ----------------------------------------------------------------- queries
+    def measured(self) -> list[str]:
+        return [h for h, c in self.hypotheses.items() if "analytical" not in c]
+
+    def analytical(self) -> list[str]:
+        return [h for h, c in self.hypotheses.items() if "analytical" in c]
+
+    def stacks_of(self, hyp: str) -> list[str]:
+        cfg = self.hypotheses[hyp]
+        if "analytical" in cfg:
+            return []
+        return list(cfg["stacks"])
+
+    def sources_of(self, hyp: str) -> list[tuple[str, str]]:
+        """(hypothesis, stack) pairs whose ingested data a hypothesis reads."""
+        cfg = self.hypotheses[hyp]
+        if "analytical" in cfg:
+            return [(h, s) for h in cfg["analytical"]["from"] for s in self.stacks_of(h)]
+        return [(hyp, s) for s in self.stacks_of(hyp)]
+
+    def runs(self, hyp: str | None = None, stack: str | None = None) -> list[Run]:
+        hyps = [hyp] if hyp else list(self._runs)
+        return [r for h in hyps for r in self._runs[h] if stack is None or r.stack == stack]
+
+    def run(self, hyp: str, stack: str, point: str, rep: int | str) -> Run:
+        for r in self._runs.get(hyp, []):
+            if r.stack == stack and r.point == point and r.rep == int(rep):
+                return r
+        raise PlanError(f"no such point in the plan: {hyp}/{stack}/{point}/r{rep}")
+
+    def needs_u_work(self, run: Run) -> bool:
+        return run.spec["load"].get("users") == U_WORK_SENTINEL
+
+    def previous_in_order(self, run: Run) -> Run | None:
+        """For ``order: alternate``, the run that must finish before this one starts."""
+        cfg = self.hypotheses[run.hyp]
+        if cfg.get("order", "any") not in ("alternate", "listed"):
+            return None
+        stacks = self.stacks_of(run.hyp)
+        if cfg["order"] == "alternate" and run.rep % 2 == 1:
+            stacks = stacks[::-1]
+        i = stacks.index(run.stack)
+        return None if i == 0 else self.run(run.hyp, stacks[i - 1], run.point, run.rep)
+
+    def path(self, pattern: str, **fields: object) -> Path:
+        return layout.path(self.results, pattern, **fields)
+
+    # --------------------------------------------------------------- building
+    def _check_references(self) -> None:
+        stacks = self.config["stacks"]
+        for hyp, cfg in self.hypotheses.items():
+            if "analytical" in cfg:
+                if "stacks" in cfg or "sweep" in cfg:
+                    raise PlanError(f"hypotheses.{hyp}: analytical hypotheses take no stacks/sweep")
+                for src in cfg["analytical"]["from"]:
+                    if src not in self.hypotheses:
+                        raise PlanError(
+                            f"hypotheses.{hyp}.analytical.from: {src} is not in the plan"
+                        )
+                    if "analytical" in self.hypotheses[src]:
+                        raise PlanError(
+                            f"hypotheses.{hyp}.analytical.from: {src} is itself analytical"
+                        )
+                continue
+            if "stacks" not in cfg:
+                raise PlanError(f"hypotheses.{hyp}.stacks: required for a measured hypothesis")
+            for s in cfg["stacks"]:
+                if s not in stacks:
+                    raise PlanError(
+                        f"hypotheses.{hyp}.stacks: {s!r} is not defined under `stacks`"
+                    )
+            names = [ax.get("name") or ax["key"].rsplit(".", 1)[-1] for ax in cfg.get("sweep", [])]
+            if len(set(names)) != len(names):
+                raise PlanError(f"hypotheses.{hyp}.sweep: axis names must differ: {names}")
+
+    def _stack(self, name: str) -> tuple[str, str | None]:
+        ref = self.config["stacks"][name]
+        return ref["file"], ref.get("variant")
+
+    def _expand(self, hyp: str) -> Iterator[Run]:
+        cfg = self.hypotheses[hyp]
+        if "analytical" in cfg:
+            return
+        defaults = self.config["defaults"]
+        base: dict[str, Any] = {}
+        for section in POINT_SECTIONS:
+            merged = deep_merge(defaults.get(section, {}), cfg.get(section, {}))
+            # a hypothesis that changes the workload kind does not inherit the other
+            # kind's keys from the defaults
+            if section == "workload" and "kind" in cfg.get("workload", {}):
+                merged = copy.deepcopy(cfg["workload"])
+            base[section] = merged
+        reps = int(cfg.get("repetitions", defaults["repetitions"]))
+        seed0 = int(cfg.get("seed", defaults.get("seed", 0)))
+        axes = cfg.get("sweep", [])
+        combos = itertools.product(*[ax["values"] for ax in axes]) if axes else [()]
+        for combo in combos:
+            settings = copy.deepcopy(base)
+            labels = []
+            axis_values: dict[str, Any] = {}
+            for ax, value in zip(axes, combo, strict=True):
+                set_dotted(settings, ax["key"], value)
+                labels.append(f"{ax.get('name') or ax['key'].rsplit('.', 1)[-1]}-{_fmt_value(value)}")
+                axis_values[ax["key"]] = value
+            point = "_".join(labels) or "base"
+            if settings["load"].get("users") == U_WORK_SENTINEL:
+                self._check_u_work(hyp, cfg)
+            for stack in cfg["stacks"]:
+                file, variant = self._stack(stack)
+                server = self._resolve_server(hyp, stack, file, variant, settings["server"])
+                for rep in range(reps):
+                    spec = {k: copy.deepcopy(settings[k]) for k in POINT_SECTIONS if k != "server"}
+                    spec.update(
+                        hypothesis=hyp,
+                        stack=stack,
+                        point=point,
+                        rep=rep,
+                        seed=seed0 + rep,
+                        axes=axis_values,
+                        server=server,
+                    )
+                    yield Run(hyp, stack, point, rep, spec)
+
+    def _resolve_server(
+        self, hyp: str, stack: str, file: str, variant: str | None, overrides: dict[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            return resolve_stack(file, variant, overrides, self.base_dir)
+        except PlanError as e:
+            raise PlanError(f"hypotheses.{hyp} (stack {stack}): {e}") from e
+
+    def _check_u_work(self, hyp: str, cfg: Mapping[str, Any]) -> None:
+        src = self.hypotheses.get(U_WORK_SOURCE)
+        if src is None or "analytical" in src:
+            raise PlanError(
+                f"hypotheses.{hyp}.load.users: `u_work` needs {U_WORK_SOURCE} in the plan"
+            )
+        missing = [s for s in cfg["stacks"] if s not in src["stacks"]]
+        if missing:
+            raise PlanError(
+                f"hypotheses.{hyp}.load.users: `u_work` needs {U_WORK_SOURCE} to run "
+                f"stack(s) {', '.join(missing)}"
+            )
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a config file (YAML); further ``--configfile`` layering is Snakemake's job."""
+    data = _load_yaml(Path(path))
+    if not isinstance(data, dict):
+        raise PlanError(f"{path}: the config must be a mapping")
+    return data
