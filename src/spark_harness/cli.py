@@ -1,8 +1,9 @@
 """The ``spark-harness`` command: the entry points the workflow rules call.
 
 Each subcommand lives with the code it runs (``register(subparsers)`` in that module),
-so this file only lists them. Modules are imported when the command is parsed; keep
-their top-level imports light, since every measured point starts three of them.
+so this file only lists them. Only the chosen subcommand's module is imported (all of
+them for ``--help``): every measured point starts three of these processes at once on
+a small machine, and start-up time is time the point waits.
 """
 
 from __future__ import annotations
@@ -22,20 +23,23 @@ SUBCOMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spark-harness",
         description="Measure how storage shapes LLM inference (DGX Spark harness).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in SUBCOMMANDS.values():
-        importlib.import_module(module).register(sub)
+    for name, module in SUBCOMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(chosen if chosen in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)
 

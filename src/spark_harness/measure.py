@@ -1,0 +1,356 @@
+"""One measured point: ``spark-harness loadgen``.
+
+The consumer job of a point's group. It owns the order of events, so that telemetry
+without load and load without telemetry are both impossible:
+
+1. wait for the endpoint file, resolve U_work, check readiness within the stack's
+   start-up timeout (the log tail is the error if the server never comes up);
+2. wait for the sidecar, record the idle baseline (no requests);
+3. run the load phases (:func:`spark_harness.loadgen.run_load`), streaming every
+   finished request to disk, with the storage-QoS perturbation around the load window;
+4. ask the sidecar to flush and keep the telemetry of the whole window;
+5. write ``requests.jsonl``, ``telemetry.jsonl`` and, last, ``run.json``.
+
+If the server dies mid-run or the run is interrupted, what was measured moves to
+``results/failed/...`` with ``run.json`` saying why, and the job fails, so Snakemake
+reruns exactly this point next time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib.metadata as md
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from spark_harness import __version__
+from spark_harness.clock import Clock
+from spark_harness.contract import SCHEMA_VERSION, Endpoint, SidecarInfo, wait_for_file
+from spark_harness.files import write_json, write_jsonl
+from spark_harness.plan import U_WORK_SENTINEL
+from spark_harness.serving.process import pid_alive, set_parent_death_signal
+from spark_harness.serving.readiness import ServerNotReady, endpoint_logs, log_tail, wait_ready
+
+#: A point whose load window has more than this share of failed requests is "marked".
+MARK_ERROR_SHARE = 0.01
+SIDECAR_WAIT_S = 30.0
+
+
+class PointFailed(RuntimeError):
+    """The point could not be measured completely; ``code`` is the reason code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "loadgen",
+        help="measure one point: readiness, idle baseline, load, telemetry window",
+        description="Run one point against a server and write requests.jsonl, "
+        "telemetry.jsonl and run.json into --out.",
+    )
+    ep = p.add_mutually_exclusive_group(required=True)
+    ep.add_argument("--endpoint-file", type=Path, help="endpoint file written by `serve`")
+    ep.add_argument("--endpoint", help="base URL of a running server (with --model)")
+    p.add_argument("--model", help="model name (with --endpoint)")
+    p.add_argument("--sidecar-file", type=Path, help="sidecar file written by `sidecar`")
+    sp = p.add_mutually_exclusive_group(required=True)
+    sp.add_argument("--spec-json", help="the resolved point spec as JSON")
+    sp.add_argument("--spec", type=Path, help="a file holding the resolved point spec")
+    p.add_argument("--u-work-file", type=Path, help="H0's U_work file for this stack")
+    p.add_argument("--out", type=Path, required=True, help="output directory of the point")
+    p.add_argument("--failed-dir", type=Path, help="where partial data goes if the point fails")
+    p.add_argument("--scratch", type=Path, help="scratch directory (QoS files)")
+    p.set_defaults(func=run)
+
+
+# ------------------------------------------------------------------ helpers
+def software_versions() -> dict[str, str]:
+    out = {"python": platform.python_version(), "spark_harness": __version__}
+    for dist in ("snakemake", "aiohttp", "polars", "prometheus-client", "psutil", "nvidia-ml-py"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            out[dist] = md.version(dist)
+    return out
+
+
+def host_facts() -> dict[str, Any]:
+    mem = None
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem = int(line.split()[1]) * 1024
+    return {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "mem_total_bytes": mem,
+    }
+
+
+def resolve_users(spec: dict[str, Any], u_work_file: Path | None) -> dict[str, Any]:
+    """Replace ``users: u_work`` with the stack's U_work from H0 (read at run time)."""
+    load = spec["load"]
+    if load.get("users") != U_WORK_SENTINEL:
+        return spec
+    if u_work_file is None:
+        raise PointFailed("no_u_work", "load.users is u_work but no --u-work-file was given")
+    u = json.loads(u_work_file.read_text())
+    spec = {**spec, "load": {**load, "users": int(u["u_work"]), "users_from": str(u_work_file)}}
+    return spec
+
+
+class RecordSink:
+    """Appends each finished request to ``requests.jsonl.part`` as it arrives."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = open(path, "w")  # noqa: SIM115 — closed in close()
+        self.counts: dict[str, dict[str, int]] = {}
+
+    def __call__(self, rec: dict[str, Any]) -> None:
+        self._fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+        self._fh.flush()
+        c = self.counts.setdefault(rec.get("phase", "?"), {"requests": 0, "errors": 0})
+        c["requests"] += 1
+        c["errors"] += 0 if rec.get("ok") else 1
+
+    def close(self) -> None:
+        if not self._fh.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+
+
+def _server_alive(ep: Endpoint) -> bool:
+    if ep.kind == "external":
+        return True
+    return all(pid_alive(p) for p in [ep.pid, *ep.pids])
+
+
+def _load_window_error_share(counts: dict[str, dict[str, int]]) -> float:
+    measured = [c for ph, c in counts.items() if ph in ("load", "replay")]
+    n = sum(c["requests"] for c in measured)
+    return (sum(c["errors"] for c in measured) / n) if n else 1.0
+
+
+# --------------------------------------------------------------------- main
+class Point:
+    """State of one point run, so a failure at any step can still save what exists."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.clock = Clock.start()
+        self.out: Path = args.out
+        self.spec: dict[str, Any] = (
+            json.loads(args.spec_json) if args.spec_json else json.loads(args.spec.read_text())
+        )
+        self.run: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "hypothesis": self.spec.get("hypothesis"),
+            "stack": self.spec.get("stack"),
+            "point": self.spec.get("point"),
+            "rep": self.spec.get("rep"),
+            "spec": self.spec,
+            "endpoint": None,
+            "versions": software_versions(),
+            "host": host_facts(),
+            "clock": self.clock.to_dict(),
+            "phases": {},
+            "server_startup_s": None,
+            "telemetry": {},
+            "counts": {},
+            "outcome": "failed",
+            "reasons": [],
+        }
+        self.sink = RecordSink(self.out / "requests.jsonl.part")
+        self.telemetry_rows: list[dict[str, Any]] = []
+
+    def endpoint(self) -> Endpoint:
+        a = self.args
+        if a.endpoint:
+            if not a.model:
+                raise PointFailed("bad_arguments", "--endpoint needs --model")
+            from spark_harness.serving.external import external_endpoint
+
+            spec = {"model": a.model, "external": {"base_url": a.endpoint}}
+            return external_endpoint(spec, self.spec.get("stack") or "external", None)
+        timeout = float(self.spec.get("server", {}).get("startup_timeout_s", 60)) + 30
+        wait_for_file(a.endpoint_file, timeout)
+        return Endpoint.read(a.endpoint_file)
+
+    def measure(self) -> None:
+        ep = self.endpoint()
+        self.run["endpoint"] = json.loads(json.dumps(ep, default=lambda o: o.__dict__))
+        self.spec = resolve_users(self.spec, self.args.u_work_file)
+        self.run["spec"] = self.spec
+        waited = wait_ready(ep)
+        self.run["server_startup_s"] = (self.clock.now_ns() - ep.started_ns) / 1e9
+        self.run["ready_wait_s"] = waited
+        self.preflight(ep)
+
+        from spark_harness.telemetry import devices
+
+        info = self.sidecar()
+        self.run["host"]["devices"] = devices.facts([p for p in (ep.g3_dir, str(self.out)) if p])
+        self.cold_start(ep)
+
+        phases = self.spec["phases"]
+        t_idle = self.clock.now_ns()
+        time.sleep(float(phases.get("idle_s", 0)))
+        self.run["phases"]["idle"] = [t_idle, self.clock.now_ns()]
+
+        qos = self.qos(ep)
+
+        def on_phase(name: str, edge: str, t_ns: int) -> None:
+            span = self.run["phases"].setdefault(name, [t_ns, None])
+            if edge == "start":
+                span[0] = t_ns
+                if name == "load" and qos is not None:
+                    self.run["qos"] = {"started": qos.start()}
+            else:
+                span[1] = t_ns
+                if name == "load" and qos is not None:
+                    self.run["qos"]["stopped"] = qos.stop()
+
+        from spark_harness.loadgen import run_load
+
+        try:
+            returned = asyncio.run(run_load(ep, self.spec, self.clock, self.sink, on_phase))
+            self.run["phases"].update({k: list(v) for k, v in returned.items()})
+        finally:
+            if qos is not None and "stopped" not in self.run.get("qos", {"stopped": 1}):
+                self.run["qos"]["stopped"] = qos.stop()
+            self.run["counts"] = self.sink.counts
+            self.collect_telemetry(info)
+
+        reasons = []
+        if not _server_alive(ep):
+            raise PointFailed("server_died", "the server exited during the run")
+        share = _load_window_error_share(self.sink.counts)
+        if share > MARK_ERROR_SHARE:
+            reasons.append(f"errors_over_1pct:{share:.3f}")
+        self.run["outcome"] = "marked" if reasons else "ok"
+        self.run["reasons"] = reasons
+
+    def sidecar(self) -> SidecarInfo | None:
+        if not self.args.sidecar_file:
+            self.telemetry_rows.append(
+                {"kind": "unavailable", "t_ns": self.clock.now_ns(), "source": "sidecar",
+                 "reason": "no sidecar for this run (--sidecar-file not given)"}
+            )
+            return None
+        wait_for_file(self.args.sidecar_file, SIDECAR_WAIT_S)
+        return SidecarInfo.read(self.args.sidecar_file)
+
+    def preflight(self, ep: Endpoint) -> None:
+        """Reject prompts longer than the engine's limit before sending any."""
+        limit = ep.max_num_tokens
+        wl = self.spec["workload"]
+        need = int(wl.get("context_tokens", 0))
+        if limit and need > limit:
+            raise PointFailed(
+                "prompt_over_engine_limit",
+                f"workload.context_tokens={need} exceeds the "
+                f"engine's max_num_tokens={limit} (stack {ep.stack}); a real engine would "
+                "reject or drop these requests"
+            )
+
+    def cold_start(self, ep: Endpoint) -> None:
+        if self.spec["workload"].get("adapter_cache") != "cold":
+            return
+        from spark_harness.telemetry.cache import drop_page_cache
+
+        lora_dir = (ep.extra or {}).get("lora_dir")
+        paths = sorted(Path(lora_dir).glob("*")) if lora_dir else []
+        self.run["cold_start"] = drop_page_cache(paths)
+
+    def qos(self, ep: Endpoint) -> Any:
+        q = self.spec.get("qos") or {}
+        if q.get("profile", "none") == "none":
+            return None
+        from spark_harness.telemetry.qos import Perturbation
+
+        scratch = self.args.scratch or (self.out / "qos-scratch")
+        target = Path(ep.g3_dir) if ep.g3_dir else scratch
+        target.mkdir(parents=True, exist_ok=True)
+        return Perturbation(q["profile"], q.get("tool", "auto"), target, self.out)
+
+    def collect_telemetry(self, info: SidecarInfo | None) -> None:
+        if info is None:
+            return
+        from spark_harness.telemetry.window import collect
+
+        start = self.run["phases"].get("idle", [self.clock.now_ns()])[0]
+        rows, meta = collect(info, start, self.clock.now_ns())
+        self.telemetry_rows.extend(rows)
+        self.run["telemetry"] = meta
+
+    def finish(self) -> None:
+        """Write the contract files; run.json last, since it marks the point complete."""
+        self.sink.close()
+        os.replace(self.sink.path, self.out / "requests.jsonl")
+        write_jsonl(self.out / "telemetry.jsonl", self.telemetry_rows)
+        write_json(self.out / "run.json", self.run)
+
+    def save_failed(self, reason: str) -> Path:
+        """Move what was measured to the failed-attempts folder, with the reason."""
+        self.run["outcome"] = "failed"
+        self.run["reasons"] = [reason]
+        self.run["counts"] = self.sink.counts
+        dest_root = self.args.failed_dir or self.out.with_name(self.out.name + ".failed")
+        dest = dest_root / time.strftime("attempt-%Y%m%dT%H%M%S")
+        dest.mkdir(parents=True, exist_ok=True)
+        self.sink.close()
+        if self.sink.path.exists():
+            os.replace(self.sink.path, dest / "requests.jsonl")
+        write_jsonl(dest / "telemetry.jsonl", self.telemetry_rows)
+        write_json(dest / "run.json", self.run)
+        for name in ("requests.jsonl", "telemetry.jsonl", "run.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (self.out / name).unlink()
+        for extra in self.out.glob("fio*"):
+            shutil.move(str(extra), dest / extra.name)
+        return dest
+
+
+def _raise_interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def run(args: argparse.Namespace) -> int:
+    set_parent_death_signal()
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    point = Point(args)
+    try:
+        point.measure()
+        point.finish()
+    except KeyboardInterrupt as e:
+        dest = point.save_failed(f"interrupted:{e or 'SIGINT'}")
+        print(f"spark-harness loadgen: interrupted; partial data kept in {dest}", file=sys.stderr)
+        return 130
+    except (PointFailed, ServerNotReady, TimeoutError) as e:
+        code = {ServerNotReady: "server_not_ready", TimeoutError: "service_file_timeout"}.get(
+            type(e), getattr(e, "code", "failed")
+        )
+        dest = point.save_failed(code)
+        print(f"spark-harness loadgen: point failed: {e}", file=sys.stderr)
+        if isinstance(e, PointFailed) and point.run.get("endpoint"):
+            ep = Endpoint(**{**point.run["endpoint"], "metrics": []})
+            print(log_tail(endpoint_logs(ep)), file=sys.stderr)
+        print(f"(partial data kept in {dest})", file=sys.stderr)
+        return 1
+    return 0

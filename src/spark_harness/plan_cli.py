@@ -1,0 +1,72 @@
+"""``spark-harness plan``: list the points of a plan, or the commands they would run.
+
+Nothing is started: this is the dry view of what `snakemake H_all` would measure, with
+each point's resolved spec, and for command stacks the exact server commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from spark_harness.plan import Plan, PlanError, deep_merge, load_config
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "plan",
+        help="list the points of a plan (and the commands they would run)",
+        description="Expand a config into its measured points without running anything.",
+    )
+    p.add_argument(
+        "--configfile",
+        type=Path,
+        action="append",
+        help="config file(s), later ones override (default: config/config.yaml)",
+    )
+    p.add_argument("--hyp", action="append", help="only these hypotheses")
+    p.add_argument("--specs", action="store_true", help="print each point's resolved spec (JSON lines)")
+    p.add_argument("--commands", action="store_true", help="print the server commands of each point")
+    p.set_defaults(func=run)
+
+
+def _plan(files: list[Path]) -> Plan:
+    config: dict = {}
+    for f in files:
+        config = deep_merge(config, load_config(f))
+    return Plan(config)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        plan = _plan(args.configfile or [Path("config/config.yaml")])
+    except PlanError as e:
+        print(f"spark-harness plan: {e}", file=sys.stderr)
+        return 2
+    runs = [r for r in plan.runs() if not args.hyp or r.hyp in args.hyp]
+    for r in runs:
+        label = f"{r.hyp}/{r.stack}/{r.point}/r{r.rep}"
+        if args.specs:
+            print(r.spec_json())
+        elif args.commands:
+            print(f"# {label}")
+            print(server_commands(r.spec["server"]))
+        else:
+            print(label)
+    if not (args.specs or args.commands):
+        print(f"{len(runs)} runs", file=sys.stderr)
+    return 0
+
+
+def server_commands(server: dict) -> str:
+    """The commands ``spark-harness serve`` would run for a stack (ports shown as 0)."""
+    if server["kind"] == "sim":
+        return "spark-harness serve --stack-json " + shlex.quote(json.dumps(server, sort_keys=True))
+    if server["kind"] == "external":
+        return f"(external endpoint {server['external']['base_url']}: nothing is started)"
+    from spark_harness.serving.command import describe
+
+    return describe(server)

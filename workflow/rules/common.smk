@@ -1,0 +1,74 @@
+# Shared helpers: validate the config, expand the plan, name every file.
+
+import json
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from spark_harness import layout
+from spark_harness.plan import Plan, PlanError
+from spark_harness.plots import figure_names
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+try:
+    PLAN = Plan(config, base_dir=Path(workflow.basedir))
+except PlanError as e:
+    raise WorkflowError(str(e))
+
+RESULTS = PLAN.results
+
+
+wildcard_constraints:
+    hyp="H[0-9][AB]?",
+    stack="[A-Za-z][A-Za-z0-9]*",
+    point="[A-Za-z0-9._-]+",
+    rep="[0-9]+",
+
+
+def res(pattern):
+    """A layout pattern under the results directory (wildcards left in place)."""
+    return f"{RESULTS}/{pattern}"
+
+
+def run_of(w):
+    return PLAN.run(w.hyp, w.stack, w.point, w.rep)
+
+
+def in_plan(hyp):
+    if hyp not in PLAN.hypotheses:
+        raise WorkflowError(f"{hyp} is not in the plan (config `hypotheses`)")
+    return hyp
+
+
+def ingest_dirs(hyp):
+    """Ingest directories a hypothesis's summary reads, keyed by (hypothesis, stack)."""
+    return {(h, s): str(PLAN.path(layout.INGEST_DIR, hyp=h, stack=s)) for h, s in PLAN.sources_of(hyp)}
+
+
+def figure_targets(hyp):
+    d = PLAN.path(layout.FIGURE_DIR, hyp=in_plan(hyp))
+    return [str(d / f"{name}.png") for name in figure_names(hyp)]
+
+
+def hypothesis_targets(hyp):
+    """Everything `snakemake H<x>` builds: summary, verdict and figures."""
+    in_plan(hyp)
+    return [
+        str(PLAN.path(layout.SUMMARY_CSV, hyp=hyp)),
+        str(PLAN.path(layout.VERDICT, hyp=hyp)),
+        *figure_targets(hyp),
+    ]
+
+
+def teardown_command_stacks():
+    """Run every command stack's teardown (the Snakefile's `onerror:`)."""
+    import subprocess
+
+    seen = set()
+    for run in PLAN.runs():
+        teardown = run.spec["server"].get("command", {}).get("teardown")
+        if teardown and teardown not in seen:
+            seen.add(teardown)
+            subprocess.run(teardown, shell=True, check=False, timeout=120)

@@ -1,0 +1,16 @@
+# Raw JSONL of every point of one (hypothesis, stack) -> typed Parquet tables.
+
+
+rule ingest:
+    input:
+        runs=lambda w: [str(PLAN.path(layout.RUN, **r.wildcards)) for r in PLAN.runs(w.hyp, w.stack)],
+    output:
+        requests=res(layout.INGEST_REQUESTS),
+        telemetry=res(layout.INGEST_TELEMETRY),
+        points=res(layout.INGEST_POINTS),
+    params:
+        failed=res(layout.FAILED_DIR.split("/{point}")[0]),
+    log:
+        res("logs/ingest/{hyp}/{stack}.log"),
+    script:
+        "../scripts/ingest.py"

@@ -1,0 +1,40 @@
+# Services of one point: the server and its telemetry sidecar.
+#
+# Both are Snakemake service() outputs living exactly as long as the point's loadgen
+# job (one server per point and repetition: clean KV tiers every time). Rules for
+# services (DESIGN.md): `shell:` with `exec` so SIGTERM reaches the process,
+# `threads: 0`, endpoint/sidecar files written at once, readiness polled by the
+# consumer within the stack's start-up timeout.
+
+
+rule server_up:
+    output:
+        service(res(layout.ENDPOINT)),
+    params:
+        stack=lambda w: json.dumps(run_of(w).spec["server"], sort_keys=True),
+        workdir=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "server",
+    log:
+        res(layout.LOG_DIR + "/server.log"),
+    threads: 0
+    shell:
+        "rm -rf {params.workdir} && "
+        "exec spark-harness serve --stack-json {params.stack:q} --name {wildcards.stack}"
+        " --endpoint-file {output} --workdir {params.workdir} --log {log} > {log} 2>&1"
+
+
+rule telemetry_sidecar:
+    input:
+        endpoint=res(layout.ENDPOINT),
+    output:
+        service(res(layout.SIDECAR)),
+    params:
+        cadence_ms=lambda w: run_of(w).spec["telemetry"].get("cadence_ms", 200),
+        devices=lambda w: ",".join(d) if isinstance(d := run_of(w).spec["telemetry"].get("devices", "auto"), list) else d,
+        spool=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "telemetry.spool.jsonl",
+    log:
+        res(layout.LOG_DIR + "/sidecar.log"),
+    threads: 0
+    shell:
+        "exec spark-harness sidecar --endpoint-file {input.endpoint} --service-file {output}"
+        " --spool {params.spool} --cadence-ms {params.cadence_ms} --devices {params.devices}"
+        " > {log} 2>&1"
