@@ -249,8 +249,12 @@ class Point:
     def sidecar(self) -> SidecarInfo | None:
         if not self.args.sidecar_file:
             self.telemetry_rows.append(
-                {"kind": "unavailable", "t_ns": self.clock.now_ns(), "source": "sidecar",
-                 "reason": "no sidecar for this run (--sidecar-file not given)"}
+                {
+                    "kind": "unavailable",
+                    "t_ns": self.clock.now_ns(),
+                    "source": "sidecar",
+                    "reason": "no sidecar for this run (--sidecar-file not given)",
+                }
             )
             return None
         wait_for_file(self.args.sidecar_file, SIDECAR_WAIT_S)
@@ -266,7 +270,7 @@ class Point:
                 "prompt_over_engine_limit",
                 f"workload.context_tokens={need} exceeds the "
                 f"engine's max_num_tokens={limit} (stack {ep.stack}); a real engine would "
-                "reject or drop these requests"
+                "reject or drop these requests",
             )
 
     def cold_start(self, ep: Endpoint) -> None:

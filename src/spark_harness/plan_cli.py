@@ -28,8 +28,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="config file(s), later ones override (default: config/config.yaml)",
     )
     p.add_argument("--hyp", action="append", help="only these hypotheses")
-    p.add_argument("--specs", action="store_true", help="print each point's resolved spec (JSON lines)")
-    p.add_argument("--commands", action="store_true", help="print the server commands of each point")
+    p.add_argument(
+        "--specs", action="store_true", help="print each point's resolved spec (JSON lines)"
+    )
+    p.add_argument(
+        "--commands", action="store_true", help="print the server commands of each point"
+    )
     p.set_defaults(func=run)
 
 

@@ -37,11 +37,19 @@ SMALL = {
         "seed": 1,
         "phases": PHASES,
         "telemetry": {"cadence_ms": 100, "devices": "auto"},
-        "workload": {"kind": "fixed_context", "context_tokens": 64, "output_tokens": 4, "nonce": True},
+        "workload": {
+            "kind": "fixed_context",
+            "context_tokens": 64,
+            "output_tokens": 4,
+            "nonce": True,
+        },
         "load": {"kind": "closed", "users": 2},
     },
     "hypotheses": {
-        "H0": {"stacks": ["A", "B"], "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}]},
+        "H0": {
+            "stacks": ["A", "B"],
+            "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}],
+        },
         "H2B": {
             "stacks": ["B"],
             "load": {"kind": "closed", "users": "u_work"},
@@ -68,7 +76,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
 
 
 def test_h_all_writes_data_contract_verdicts_and_figures(ran):
-    root, result = ran
+    root, _ = ran
     results = root / "results"
     for hyp in SMALL["hypotheses"]:
         verdict = json.loads((results / "summary" / hyp / "verdict.json").read_text())
@@ -82,7 +90,9 @@ def test_h_all_writes_data_contract_verdicts_and_figures(ran):
         assert set(run["phases"]) >= {"idle", "warmup", "load", "cooldown"}
         reqs = (run_json.parent / "requests.jsonl").read_text().splitlines()
         assert any(json.loads(r)["phase"] == "load" for r in reqs)
-        tel = [json.loads(t) for t in (run_json.parent / "telemetry.jsonl").read_text().splitlines()]
+        tel = [
+            json.loads(t) for t in (run_json.parent / "telemetry.jsonl").read_text().splitlines()
+        ]
         assert [t for t in tel if t.get("kind") == "sample"], run_json
     # the H2B points ran at H0's U_work for stack B
     h2b = json.loads(next(results.glob("raw/H2B/B/*/r0/run.json")).read_text())
@@ -165,7 +175,12 @@ NEVER_READY = {
         "processes": [
             {
                 "name": "sleeper",
-                "argv": ["python3", "-c", "import sys, time; print('warming up', flush=True); time.sleep(300)", "{workdir}"],
+                "argv": [
+                    "python3",
+                    "-c",
+                    "import sys, time; print('warming up', flush=True); time.sleep(300)",
+                    "{workdir}",
+                ],
             }
         ],
         "health": "/health",

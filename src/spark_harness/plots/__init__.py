@@ -26,7 +26,12 @@ def draw(hyp: str, figure: str, summary_dir: Path, png: Path, csv: Path) -> None
     if {"point", "ttft_p99", "stack"} <= set(table.columns):
         for stack in table["stack"].unique().sort():
             sub = table.filter(pl.col("stack") == stack)
-            ax.plot(sub["point"].to_list(), sub["ttft_p99"].to_list(), marker="o", label=f"stack {stack}")
+            ax.plot(
+                sub["point"].to_list(),
+                sub["ttft_p99"].to_list(),
+                marker="o",
+                label=f"stack {stack}",
+            )
         ax.set_ylabel("TTFT p99 (ms)")
         ax.legend()
     ax.set_title(f"{hyp}: {verdict.get('status')}")

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--stack", type=Path, help="stack file (config/stacks/*.yaml)")
-    src.add_argument("--stack-json", help="a resolved stack spec as JSON (what the workflow passes)")
+    src.add_argument(
+        "--stack-json", help="a resolved stack spec as JSON (what the workflow passes)"
+    )
     p.add_argument("--variant", help="one of the stack file's variants (e.g. B2)")
     p.add_argument(
         "--set",

@@ -24,6 +24,7 @@ process (``PR_SET_PDEATHSIG``), so a SIGKILLed service leaves no server behind.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -143,7 +144,7 @@ def launch(resolved: dict[str, Any], workdir: Path, log_base: Path) -> list[Laun
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    preexec_fn=child_preexec,  # noqa: PLW1509 — must run in the child
+                    preexec_fn=child_preexec,
                     start_new_session=True,
                 )
             except FileNotFoundError as e:
@@ -158,32 +159,23 @@ def launch(resolved: dict[str, Any], workdir: Path, log_base: Path) -> list[Laun
     return started
 
 
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
 def stop(procs: list[Launched], grace_s: float) -> None:
     """SIGTERM each process group, wait up to ``grace_s``, then SIGKILL what is left."""
     for lp in procs:
         if lp.proc.poll() is None:
-            try:
-                os.killpg(lp.proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            _signal_group(lp.proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for lp in procs:
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             lp.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            pass
-        if lp.proc.poll() is None:
-            try:
-                os.killpg(lp.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            lp.proc.wait()
-        else:
-            # the leader exited; make sure nothing of its group lingers
-            try:
-                os.killpg(lp.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        # SIGKILL the group whether or not its leader exited: nothing of it may linger
+        _signal_group(lp.proc.pid, signal.SIGKILL)
+        lp.proc.wait()
         lp.log_fh.close()
 
 
@@ -206,7 +198,10 @@ def serve_command(
     workdir.mkdir(parents=True, exist_ok=True)
     log_base = log or (workdir / "server.log")
     resolved = resolve(spec, workdir, host, port)
-    base = resolved.get("base_url") or f"http://{host}:{resolved['ports'][next(iter(resolved['ports']))]}"
+    base = (
+        resolved.get("base_url")
+        or f"http://{host}:{resolved['ports'][next(iter(resolved['ports']))]}"
+    )
     health = resolved.get("health", "/health")
     endpoint = Endpoint(
         stack=name,

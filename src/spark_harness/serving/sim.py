@@ -48,7 +48,9 @@ def serve_sim(
         g3_dir=facts.get("g3_dir"),
         block_bytes=facts.get("block_bytes"),
         max_num_tokens=facts.get("max_num_tokens"),
-        extra={k: v for k, v in facts.items() if k not in ("g3_dir", "block_bytes", "max_num_tokens")},
+        extra={
+            k: v for k, v in facts.items() if k not in ("g3_dir", "block_bytes", "max_num_tokens")
+        },
     ).write(endpoint_file)
     sim.run_server(sock, spec, workdir)
     return 0
