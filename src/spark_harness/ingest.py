@@ -277,7 +277,7 @@ def read_telemetry(meta: RunMeta) -> tuple[pl.DataFrame, list[str], int]:
     unavailable = _unavailable_meta(meta)
     if "kind" in df.columns:
         for r in df.filter(pl.col("kind") == "unavailable").iter_rows(named=True):
-            unavailable.append(f"{r.get('source')}: {r.get('reason')}")
+            unavailable[str(r.get("source"))] = r.get("reason")
         df = df.filter(pl.col("kind") == "sample")
     if "t_ns" not in df.columns:
         df = pl.DataFrame(schema={"t_ns": pl.Int64})
@@ -301,17 +301,19 @@ def read_telemetry(meta: RunMeta) -> tuple[pl.DataFrame, list[str], int]:
     ]
     df = df.with_columns(derived)
     ids = [pl.lit(v).alias(k) for k, v in meta.ids.items()]
-    return df.select(*ids, pl.all()), sorted(set(unavailable)), bad
+    fields = sorted(c for c in df.columns if c not in ("t_ns", "phase", "dt_s"))
+    listed = [f"{src}: {why}" if why else src for src, why in sorted(unavailable.items())]
+    return df.select(*ids, "t_ns", "phase", "dt_s", *fields), listed, bad
 
 
-def _unavailable_meta(meta: RunMeta) -> list[str]:
-    listed = (meta.raw.get("telemetry") or {}).get("unavailable") or []
-    out = []
-    for u in listed:
+def _unavailable_meta(meta: RunMeta) -> dict[str, str | None]:
+    """Sources run.json lists as unavailable (names, or objects with a reason)."""
+    out: dict[str, str | None] = {}
+    for u in (meta.raw.get("telemetry") or {}).get("unavailable") or []:
         if isinstance(u, dict):
-            out.append(f"{u.get('source')}: {u.get('reason')}")
+            out[str(u.get("source"))] = u.get("reason")
         else:
-            out.append(str(u))
+            out[str(u)] = None
     return out
 
 

@@ -445,6 +445,7 @@ def runs_listing(data: Runs, used: pl.DataFrame, unused_reason: str = "") -> lis
                 "outcome": r["outcome"],
                 "reasons": r["reasons"],
                 "used": r["run_id"] in used_ids,
+                "excluded_at_ingest": r["excluded"],
                 "excluded_reason": why,
             }
         )

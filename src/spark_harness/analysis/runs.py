@@ -83,9 +83,28 @@ def _present_sum(col: str) -> pl.Expr:
     return pl.when(pl.col(col).count() > 0).then(pl.col(col).sum())
 
 
+def _at(field: str, instant: str) -> pl.Expr:
+    """A cumulative counter's value at an instant, interpolated between the samples
+    around it (order-free: joins and group-bys need not keep the time order)."""
+    t = pl.col(instant).first()
+    ok = pl.col(field).is_not_null()
+    before, after = ok & (pl.col("t_ns") <= t), ok & (pl.col("t_ns") >= t)
+    tb, ta = pl.col("t_ns").filter(before).max(), pl.col("t_ns").filter(after).min()
+    vb = pl.col(field).filter(before & (pl.col("t_ns") == tb)).first()
+    va = pl.col(field).filter(after & (pl.col("t_ns") == ta)).first()
+    frac = (t - tb).cast(pl.Float64) / (ta - tb).cast(pl.Float64)
+    return (
+        pl.when(tb.is_null())
+        .then(va)
+        .when(ta.is_null() | (ta == tb))
+        .then(vb)
+        .otherwise(vb + (va - vb) * frac)
+    )
+
+
 def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
     cols = set(tel.collect_schema().names())
-    win = points.select("run_id", "window_phase")
+    win = points.select("run_id", "window_phase", "window_start_ns", "window_end_ns")
     tel = tel.join(win.lazy(), on="run_id", how="inner")
     in_window = pl.col("phase") == pl.col("window_phase")
     idle = pl.col("phase") == "idle"
@@ -94,11 +113,10 @@ def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
         return pl.col(field).filter(where).mean() if field in cols else pl.lit(None, pl.Float64)
 
     def delta(field: str) -> pl.Expr:
-        name = f"{field}_delta"
-        if name not in cols:
+        """Increase of a counter over the window: its value at the end minus at the start."""
+        if field not in cols:
             return pl.lit(None, pl.Float64)
-        v = pl.col(name).filter(in_window)
-        return pl.when(v.count() > 0).then(v.sum())
+        return _at(field, "window_end_ns") - _at(field, "window_start_ns")
 
     read_bytes = (
         (pl.col("io_rkb_s") * 1024 * pl.col("dt_s")).filter(in_window).sum()

@@ -18,7 +18,7 @@ import json
 import math
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
@@ -362,7 +362,9 @@ def write_run(results: Path, rs: RunSpec) -> Path:
     extra = _unavailable(rs, int(tel["t_ns"][0]) if len(tel) else T0_NS)
     with open(out / "telemetry.jsonl", "a") as fh:
         fh.writelines(json.dumps(r) + "\n" for r in extra)
-    per_phase = req.group_by("phase").agg(requests=pl.len(), errors=(~pl.col("ok")).sum())
+    per_phase = req.group_by("phase", maintain_order=True).agg(
+        requests=pl.len(), errors=(~pl.col("ok")).sum()
+    )
     counts = {
         r["phase"]: {"requests": r["requests"], "errors": r["errors"]}
         for r in per_phase.iter_rows(named=True)
@@ -376,17 +378,20 @@ def write_runs(results: Path, specs: Iterable[RunSpec]) -> list[Path]:
     return [write_run(results, rs) for rs in specs]
 
 
+RunId = tuple[str, str, str, int]  # (hypothesis, stack, point, rep)
+
+
 @dataclass
 class World:
     """A toy model of both stacks whose every effect is planted, for whole-plan data.
 
     It maps a point of the real plan (its resolved spec) to a :class:`RunSpec`: TTFT
-    grows with context (compute), its tail with concurrency past ``knee_users``
+    grows with context (compute), its tail with concurrency from ``knee_users`` on
     (queueing); on the tiered stack, contexts from ``engage_ctx`` fetch KV from G3 and
     from ``storage_knee_ctx`` the fetch is ``knee_share`` of TTFT; degraded QoS adds read
     await, which slows G3 fetches by ``qos_slope`` ms of TTFT per ms of await; iowait
-    follows G3 traffic on B and stays flat on A. Defaults make every hypothesis of the
-    demo plan hold; change one field to plant its absence.
+    follows G3 traffic on B and stays flat on A. The defaults make every hypothesis of
+    the demo plan hold; change one field to plant its absence or a fault.
     """
 
     u_work: int = 4
@@ -403,46 +408,55 @@ class World:
     qos_await_ms: dict[str, float] = field(
         default_factory=lambda: {"none": 0.1, "moderate": 1.0, "heavy": 4.0}
     )
-    qos_slope: float = 8.0
-    iowait_per_share: float = 6.0  # iowait pp per unit of fetch share (B); 0: flat
+    qos_slope: float = 8.0  # ms of TTFT per ms of read await while G3 is engaged (H4B)
+    iowait_per_share: float = 6.0  # iowait pp per unit of G3 fetch share (B); 0: flat
     cold_tail: float = 1.6  # H1: p99/p50 multiplier of cold adapters
     cold_read_bytes: float = 50e6
     capacity_exponent: float = 0.4  # H6: p50 x (256 / g2_blocks) ** exponent
-    sessions_knee: int = 16  # H5: chat working sets engage G3 from this many sessions
+    policy_factor: dict[str, float] = field(default_factory=dict)  # H6: p50 x factor
+    sessions_knee: int = 16  # H5: the G3 share grows with sessions / (4 x this)
+    kv_bytes_per_token: float = 131072.0  # A's KV in unified memory: OS counters see it
+    device_read_factor: float = 1.0  # device bytes read per byte of G3 onboards (H7)
+    g3_counter_scale: float = 1.0  # 0: the server's tier counters never move
+    kv_telemetry: bool = True
+    odd_rep_ms: float = 0.0  # added to TTFT on odd repetitions of the disk mode (H9)
+    rep_noise: float = 0.0  # relative SD of a per-repetition TTFT factor
     n_requests: int = 300
-    kv_bytes_per_token: float = 131072.0
+    telemetry_gap: tuple[float, float] | None = None
+    fail: frozenset[RunId] = frozenset()  # written as failed attempts only
+    retry: frozenset[RunId] = frozenset()  # a failed attempt, then a completed rerun
 
     def run_spec(self, spec: dict[str, Any]) -> RunSpec:
         """The synthetic run of one resolved point spec (``plan.Run.spec``)."""
         wl, load = spec.get("workload", {}), spec.get("load", {})
         sim = (spec.get("server") or {}).get("sim", {})
         tiered = sim.get("mode") == "tiered"
+        disk = tiered and sim.get("g3_blocks", 1) > 0
         users = self.u_work if load.get("users") == "u_work" else int(load.get("users", 4))
         chat = wl.get("kind") == "chat"
-        ctx = int(
-            wl.get("turns", 4) * wl.get("turn_tokens", 64)
-            if chat
-            else wl.get("context_tokens", 256)
-        )
-        share = self._share(tiered, sim, ctx, int(wl.get("sessions", 0)) if chat else None)
-        qos = self.qos_await_ms.get((spec.get("qos") or {}).get("profile", "none"), 0.1)
-        p50 = (self.base_ms + self.per_token_ms * ctx) * (1 + self.b_overhead * tiered)
-        if tiered and sim.get("g2_blocks"):
-            p50 *= (256 / sim["g2_blocks"]) ** self.capacity_exponent
         rehydrate = wl.get("kind") == "rehydrate"
+        turns = int(wl.get("turns", 4))
+        ctx = turns * int(wl.get("turn_tokens", 64)) if chat else int(wl.get("context_tokens", 256))
+        qos = self.qos_await_ms.get((spec.get("qos") or {}).get("profile", "none"), 0.1)
         if rehydrate:  # replayed sessions: reloaded from disk (B2) or recomputed
-            p50, share = self._replay(sim, ctx)
+            p50, share = self._replay(disk and sim.get("g2_blocks", 1) > 0, ctx)
+            p50 += self.odd_rep_ms * (spec["rep"] % 2) * (share > 0)
         else:
-            p50 = p50 / (1 - share)
-        p50 += self.qos_slope * (qos - self.qos_await_ms["none"]) * (share > 0)
+            share = self._share(disk, ctx, int(wl["sessions"]) if chat else None)
+            p50 = (self.base_ms + self.per_token_ms * ctx) * (1 + self.b_overhead * tiered)
+            if tiered and sim.get("g2_blocks"):
+                p50 *= (256 / sim["g2_blocks"]) ** self.capacity_exponent
+            p50 *= self.policy_factor.get(sim.get("eviction", "lru"), 1.0) if tiered else 1.0
+            p50 = p50 / (1 - share) + self.qos_slope * (qos - self.qos_await_ms["none"]) * (
+                share > 0
+            )
+        noise = np.random.default_rng([int(spec.get("seed", 0)), 7]).standard_normal()
+        p50 *= 1 + self.rep_noise * noise
         tail = self.tail_high if users >= self.knee_users else self.tail_low
-        if wl.get("adapter_cache") == "cold":
-            tail *= self.cold_tail
-        g3_blocks = self.n_requests * share * ctx / 16
-        if rehydrate and sim.get("g3_blocks", 1) > 0 and sim.get("g2_blocks", 1) > 0:
-            g3_blocks = self.n_requests * ctx / 16
+        tail *= self.cold_tail if wl.get("adapter_cache") == "cold" else 1.0
+        g3 = self.n_requests * (1.0 if rehydrate and share else share) * ctx / 16
+        tiers = g3 * self.g3_counter_scale
         window_s = 4.0
-        mem_used = users * ctx * self.kv_bytes_per_token if not tiered else 0.0
         return RunSpec(
             hyp=spec["hypothesis"],
             stack=spec["stack"],
@@ -459,32 +473,36 @@ class World:
             n_requests=self.n_requests,
             ttft_p50_ms=p50,
             ttft_p99_ms=p50 * tail,
-            prompt_tokens=ctx,
+            prompt_tokens=ctx // turns if chat else ctx,
             sessions=int(wl["sessions"]) if chat else None,
             cached_share=0.9 if tiered else 0.0,
             g3_fetch_share=share if tiered else None,
             window=Levels(
                 iowait_pct=0.5 + self.iowait_per_share * share * tiered,
-                read_iops=2.0 + g3_blocks / window_s,
-                read_kbps=8.0 + g3_blocks * 65536 / window_s / 1024,
+                read_iops=2.0 + g3 * self.device_read_factor / window_s,
+                read_kbps=8.0 + g3 * self.device_read_factor * 65536 / window_s / 1024,
                 read_await_ms=0.1 + qos + 0.5 * share,
-                mem_available_bytes=20e9 - mem_used,
+                mem_available_bytes=20e9
+                - (0.0 if tiered else users * ctx * self.kv_bytes_per_token),
                 kv_g1_usage=min(users * ctx / 16384, 1.0),
             ),
             counters={
-                "kv_onboard_blocks_g3": g3_blocks,
-                "kv_offload_blocks_g2_g3": g3_blocks,
-                "kv_offload_blocks_g1_g2": 2 * g3_blocks,
-                "kv_onboard_blocks_g2": 0.1 * g3_blocks,
+                "kv_onboard_blocks_g3": tiers,
+                "kv_offload_blocks_g2_g3": tiers,
+                "kv_offload_blocks_g1_g2": 2 * tiers,
+                "kv_onboard_blocks_g2": 0.1 * tiers,
                 "server_read_bytes": self.cold_read_bytes * (wl.get("adapter_cache") == "cold")
-                + g3_blocks * 65536,
+                + g3 * 65536,
             },
+            kv_telemetry=self.kv_telemetry,
+            telemetry_gap=self.telemetry_gap,
+            block_bytes=65536,
             seed=int(spec.get("seed", 0)),
         )
 
-    def _share(self, tiered: bool, sim: dict[str, Any], ctx: int, sessions: int | None) -> float:
+    def _share(self, disk: bool, ctx: int, sessions: int | None) -> float:
         """Share of TTFT spent fetching KV from G3 (0 where G3 is not engaged)."""
-        if not tiered or sim.get("g3_blocks", 1) == 0:
+        if not disk:
             return 0.0
         if sessions is not None:
             return self.knee_share * min(sessions / (4 * self.sessions_knee), 1.0)
@@ -492,23 +510,36 @@ class World:
             return self.knee_share
         return self.engaged_share if ctx >= self.engage_ctx else 0.0
 
-    def _replay(self, sim: dict[str, Any], ctx: int) -> tuple[float, float]:
+    def _replay(self, disk: bool, ctx: int) -> tuple[float, float]:
         """H9: (p50, G3 fetch share): B0/B1 recompute the replayed context; B2 reloads
         it from disk in a quarter of the recompute time."""
         compute = 4 * self.per_token_ms * ctx
-        if sim.get("g3_blocks", 1) > 0 and sim.get("g2_blocks", 1) > 0:
+        if disk:
             fetch = 0.25 * compute
             return self.base_ms + fetch, fetch / (self.base_ms + fetch)
         return self.base_ms + compute, 0.0
 
+    def runs(self, spec: dict[str, Any]) -> list[RunSpec]:
+        """What one planned run leaves behind: a completed run and/or a failed attempt."""
+        rs = self.run_spec(spec)
+        ident = (rs.hyp, rs.stack, rs.point, rs.rep)
+        failed = replace(rs, outcome="failed", reasons=["server_died"])
+        if ident in self.fail:
+            return [failed]
+        return [failed, rs] if ident in self.retry else [rs]
+
 
 def write_plan(
-    plan: Any, results: Path, world: World | None = None
+    plan: Any, results: Path, world: World | None = None, hyps: Iterable[str] | None = None
 ) -> dict[tuple[str, str], list[Path]]:
-    """Synthesise every run of a ``plan.Plan``; return run dirs per (hypothesis, stack)."""
+    """Synthesise the runs of a ``plan.Plan`` (of ``hyps``, default all); return the run
+    directories per (hypothesis, stack)."""
     world = world or World()
+    keep = set(hyps) if hyps is not None else None
     out: dict[tuple[str, str], list[Path]] = {}
     for run in plan.runs():
-        rs = world.run_spec(run.spec)
-        out.setdefault((run.hyp, run.stack), []).append(write_run(results, rs))
+        if keep is not None and run.hyp not in keep:
+            continue
+        for rs in world.runs(run.spec):
+            out.setdefault((run.hyp, run.stack), []).append(write_run(results, rs))
     return out

@@ -41,13 +41,18 @@ def judge(
     supported: Sequence[Interval],
     refuted: Sequence[Interval],
 ) -> tuple[str, list[str]]:
-    """Three-way decision: the CI lies inside a supporting or a refuting region, or neither."""
+    """Three-way decision: the CI lies inside a supporting or a refuting region, or neither.
+
+    A supporting region must contain the CI strictly (a CI touching the threshold does
+    not support the claim); a refuting region may share its bound with the CI, so a
+    degenerate CI sitting exactly on the threshold (e.g. zero extra bytes) refutes.
+    """
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return INCONCLUSIVE, ["missing_evidence"]
     if ci is None:
         return INCONCLUSIVE, ["no_ci"]
     lo, hi = ci
-    if any(a <= lo and hi <= b for a, b in supported):
+    if any(a < lo and hi < b for a, b in supported):
         return SUPPORTED, []
     if any(a <= lo and hi <= b for a, b in refuted):
         return NOT_SUPPORTED, []
@@ -185,34 +190,36 @@ class Verdict:
 
     def to_dict(self) -> dict[str, Any]:
         p = self.primary()
-        return {
-            "schema_version": VERDICT_SCHEMA_VERSION,
-            "hypothesis": self.hypothesis,
-            "title": self.title,
-            "status": self.status,
-            "statistic": None
-            if p is None
-            else {"name": p.name, "description": p.statistic, "value": p.value, "unit": p.unit},
-            "threshold": None
-            if p is None
-            else {"op": p.op, "value": p.threshold, "source": p.source},
-            "ci": None if p is None or p.ci is None else list(p.ci),
-            "ci_level": CI_LEVEL,
-            "reasons": self.reasons,
-            "criteria": [_clean(asdict(c)) for c in self.criteria],
-            "gates": {g.name: _clean(asdict(g)) for g in self.gates},
-            "stacks": _clean(self.stacks),
-            "runs": self.runs,
-            "failed_runs": [r for r in self.runs if r.get("outcome") == "failed"],
-            "tables": self.tables,
-            "sources": self.sources,
-            "bootstrap": {
-                "resamples": RESAMPLES,
-                "seed": SEED,
-                "unit": "repetitions within a point, requests within a run",
-            },
-            "notes": self.notes,
-        }
+        return _clean(
+            {
+                "schema_version": VERDICT_SCHEMA_VERSION,
+                "hypothesis": self.hypothesis,
+                "title": self.title,
+                "status": self.status,
+                "statistic": None
+                if p is None
+                else {"name": p.name, "description": p.statistic, "value": p.value, "unit": p.unit},
+                "threshold": None
+                if p is None
+                else {"op": p.op, "value": p.threshold, "source": p.source},
+                "ci": None if p is None or p.ci is None else list(p.ci),
+                "ci_level": CI_LEVEL,
+                "reasons": self.reasons,
+                "criteria": [asdict(c) for c in self.criteria],
+                "gates": {g.name: asdict(g) for g in self.gates},
+                "stacks": self.stacks,
+                "runs": self.runs,
+                "failed_runs": [r for r in self.runs if r.get("excluded_at_ingest")],
+                "tables": self.tables,
+                "sources": self.sources,
+                "bootstrap": {
+                    "resamples": RESAMPLES,
+                    "seed": SEED,
+                    "unit": "repetitions within a point, requests within a run",
+                },
+                "notes": self.notes,
+            }
+        )
 
     def write(self, path: Path) -> None:
         write_json(path, self.to_dict())

@@ -117,14 +117,16 @@ def evaluate_a(ctx: Context) -> Verdict:
                 rows=rows(used),
             )
         )
-        bit = d.ci is None or d.ci[1] > 0
+        # the perturbation bit unless its await rise is surely below a material share
+        floor = T.MATERIAL_P99_CHANGE * float(per_point(ps, "read_await_ms")[0][b])
+        bit = d.ci is None or d.ci[1] > floor
         gates.append(
             Gate(
                 "perturbation",
                 bit,
                 INVALID,
                 value=d.value,
-                threshold=0.0,
+                threshold=floor,
                 reasons=[] if bit else ["perturbation_no_await_rise"],
                 details={"profile": others[-1][2]},
             )
