@@ -79,17 +79,17 @@ def material_slope(
     if status != SUPPORTED and rel.ci is not None and rel.ci[1] < T.MATERIAL_P99_CHANGE:
         status, reasons = NOT_SUPPORTED, ["rise_not_material"]
     return Criterion(
-        name,
-        f"OLS slope of {y} on {x} over runs",
-        s.value,
-        s.ci,
-        0.0,
-        ">",
-        source,
-        status,
-        [f"{r}:{name}" for r in reasons],
-        unit,
-        rows,
+        name=name,
+        statistic=f"OLS slope of {y} on {x} over runs",
+        value=s.value,
+        ci=s.ci,
+        threshold=0.0,
+        op=">",
+        source=source,
+        status=status,
+        reasons=[f"{r}:{name}" for r in reasons],
+        unit=unit,
+        rows=rows,
         details={
             "relative_rise_over_range": rel.value,
             "relative_rise_ci": rel.ci,

@@ -23,6 +23,7 @@ from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.runs import QUANTILES, Runs
 from spark_harness.analysis.stats import Resampler, ci, cov
 from spark_harness.analysis.verdict import INCONCLUSIVE, INVALID, Criterion, Gate, Row, Verdict
+from spark_harness.files import atomic_writer
 
 POINT_KEYS = ("hyp", "stack", "point")
 
@@ -127,7 +128,8 @@ class Context:
             for c, t in frame.schema.items()
             if isinstance(t, pl.List)
         )
-        flat.write_csv(self.out_dir / name)
+        with atomic_writer(self.out_dir / name) as fh:
+            flat.write_csv(fh)
         self.tables.append(name)
 
     def axis_values(self, key: str, present: Iterable[Any]) -> list[Any]:

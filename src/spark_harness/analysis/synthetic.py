@@ -155,14 +155,15 @@ def _requests(
     )
     phase = [before[0]] * rs.n_before + [rs.window_phase] * n
     total = len(sent)
-    ttft = rs.ttft_p50_ms * np.exp(rs.sigma * _stratified_normal(total, rng))
+    # durations come from integer nanoseconds, as the load generator measures them
+    ttft = np.round(rs.ttft_p50_ms * np.exp(rs.sigma * _stratified_normal(total, rng)), 6)
     ok = rng.random(total) >= rs.error_share
     out_tok = rs.output_tokens
-    offsets = ttft[:, None] + rs.tpot_ms * np.arange(out_tok)[None, :]
+    offsets = np.round(ttft[:, None] + rs.tpot_ms * np.arange(out_tok)[None, :], 6)
     e2e = offsets[:, -1]
     idx = np.arange(total)
     users = int(rs.spec.get("load", {}).get("users", 4) or 4)
-    fetch = None if rs.g3_fetch_share is None else rs.g3_fetch_share * ttft
+    fetch = None if rs.g3_fetch_share is None else np.round(rs.g3_fetch_share * ttft, 6)
     g3_blocks = rs.counters.get("kv_onboard_blocks_g3", 0.0)
     per_req_blocks = round(g3_blocks / max(n, 1)) if rs.g3_fetch_share is not None else None
     cached = round(rs.cached_share * rs.prompt_tokens)

@@ -94,33 +94,44 @@ class Criterion:
         refuted: Sequence[Interval],
         **kw: Any,
     ) -> Criterion:
+        """A criterion decided by :func:`judge` from its CI and regions."""
         status, reasons = judge(value, ci, supported, refuted)
         return cls(
-            name,
-            statistic,
-            value,
-            ci,
-            threshold,
-            op,
-            source,
-            status,
-            [f"{r}:{name}" for r in reasons],
+            name=name,
+            statistic=statistic,
+            value=value,
+            ci=ci,
+            threshold=threshold,
+            op=op,
+            source=source,
+            status=status,
+            reasons=[f"{r}:{name}" for r in reasons],
             **kw,
         )
 
     @classmethod
-    def missing(cls, name: str, statistic: str, source: str, reason: str, **kw: Any) -> Criterion:
+    def missing(
+        cls,
+        name: str,
+        statistic: str,
+        source: str,
+        reason: str,
+        *,
+        threshold: float | None = None,
+        op: str = "",
+        **kw: Any,
+    ) -> Criterion:
         """A criterion whose evidence was not recorded: inconclusive, with the reason."""
         return cls(
-            name,
-            statistic,
-            None,
-            None,
-            kw.pop("threshold", None),
-            kw.pop("op", ""),
-            source,
-            INCONCLUSIVE,
-            [reason],
+            name=name,
+            statistic=statistic,
+            value=None,
+            ci=None,
+            threshold=threshold,
+            op=op,
+            source=source,
+            status=INCONCLUSIVE,
+            reasons=[reason],
             **kw,
         )
 

@@ -38,17 +38,17 @@ def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:
         i = int(np.nanargmax(ratio))
         s = Stat.of(ratio[i], reps[:, i])
         return Criterion(
-            name,
-            "largest p99/p50 over the sweep (no knee found)",
-            s.value,
-            s.ci,
-            T.KNEE_P99_OVER_P50,
-            ">",
-            SOURCE_KNEE,
-            INCONCLUSIVE,
-            [f"no_knee_in_sweep:{sw.stack}"],
-            "ratio",
-            rows(runs),
+            name=name,
+            statistic="largest p99/p50 over the sweep (no knee found)",
+            value=s.value,
+            ci=s.ci,
+            threshold=T.KNEE_P99_OVER_P50,
+            op=">",
+            source=SOURCE_KNEE,
+            status=INCONCLUSIVE,
+            reasons=[f"no_knee_in_sweep:{sw.stack}"],
+            unit="ratio",
+            rows=rows(runs),
             details={"u_work": res["u_work"], "reason": res["reason"]},
         )
     k = sw.users.index(knee_users)

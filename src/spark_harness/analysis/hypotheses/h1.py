@@ -97,17 +97,17 @@ def evaluate(ctx: Context) -> Verdict:
     kv_status = SUPPORTED if sum(seen) == 0 else NOT_SUPPORTED
     criteria.append(
         Criterion(
-            "no_kv_tier_traffic",
-            "KV blocks onboarded from G2/G3 in the window",
-            sum(seen),
-            None,
-            0.0,
-            "==",
-            "HYPOTHESES.md H1: KV does not drive these tails",
-            kv_status,
-            [] if kv_status == SUPPORTED else ["kv_tier_traffic_present"],
-            "blocks",
-            rows(used),
+            name="no_kv_tier_traffic",
+            statistic="KV blocks onboarded from G2/G3 in the window",
+            value=sum(seen),
+            ci=None,
+            threshold=0.0,
+            op="==",
+            source="HYPOTHESES.md H1: KV does not drive these tails",
+            status=kv_status,
+            reasons=[] if kv_status == SUPPORTED else ["kv_tier_traffic_present"],
+            unit="blocks",
+            rows=rows(used),
             details={"kv_tier_telemetry": bool(seen)},
         )
     )

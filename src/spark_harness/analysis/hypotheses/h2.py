@@ -110,17 +110,17 @@ def evaluate_a(ctx: Context) -> Verdict:
     g3 = total(used, "g3_onboard_blocks") or 0.0
     criteria.append(
         Criterion(
-            "no_g3_traffic",
-            "KV blocks onboarded from G3 in the window",
-            g3,
-            None,
-            0.0,
-            "==",
-            "HYPOTHESES.md H2A: no KV storage traffic",
-            SUPPORTED if g3 == 0 else NOT_SUPPORTED,
-            [] if g3 == 0 else ["g3_traffic_on_stack_a"],
-            "blocks",
-            rows(used),
+            name="no_g3_traffic",
+            statistic="KV blocks onboarded from G3 in the window",
+            value=g3,
+            ci=None,
+            threshold=0.0,
+            op="==",
+            source="HYPOTHESES.md H2A: no KV storage traffic",
+            status=SUPPORTED if g3 == 0 else NOT_SUPPORTED,
+            reasons=[] if g3 == 0 else ["g3_traffic_on_stack_a"],
+            unit="blocks",
+            rows=rows(used),
         )
     )
     est, rep = per_point(ps, "p99")
@@ -133,17 +133,17 @@ def evaluate_a(ctx: Context) -> Verdict:
         info["pearson_p99_vs_queued"] = across_runs(ps, "kv_waiting", "p99", stats.pearson).__dict__
     criteria.append(
         Criterion(
-            "p99_growth",
-            "p99 at the largest / smallest context",
-            growth.value,
-            growth.ci,
-            None,
-            "",
-            "HYPOTHESES.md H2A: p99 growth explained by queue/compute (reported)",
-            SUPPORTED,
-            [],
-            "ratio",
-            rows(used),
+            name="p99_growth",
+            statistic="p99 at the largest / smallest context",
+            value=growth.value,
+            ci=growth.ci,
+            threshold=None,
+            op="",
+            source="HYPOTHESES.md H2A: p99 growth explained by queue/compute (reported)",
+            status=SUPPORTED,
+            reasons=[],
+            unit="ratio",
+            rows=rows(used),
             details=info,
             role="info",
         )

@@ -111,17 +111,17 @@ def evaluate(ctx: Context) -> Verdict:
         r = across_runs(ps_a, KV["A"], "p99", stats.pearson)
         criteria.append(
             Criterion(
-                "kv_counters_on_A",
-                "Pearson r(p99, G1 usage) over A's runs",
-                r.value,
-                r.ci,
-                None,
-                "",
-                SOURCE,
-                "supported",
-                [],
-                "r",
-                rows(a),
+                name="kv_counters_on_A",
+                statistic="Pearson r(p99, G1 usage) over A's runs",
+                value=r.value,
+                ci=r.ci,
+                threshold=None,
+                op="",
+                source=SOURCE,
+                status="supported",
+                reasons=[],
+                unit="r",
+                rows=rows(a),
                 role="info",
             )
         )

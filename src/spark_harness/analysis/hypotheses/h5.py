@@ -47,17 +47,17 @@ def evaluate(ctx: Context) -> Verdict:
         s = across_runs(ps, WS, "read_iops", stats.slope)
         criteria.append(
             Criterion(
-                "slope_iops_vs_working_set",
-                "OLS slope of device read IOPS on the working set",
-                s.value,
-                s.ci,
-                None,
-                "",
-                "HYPOTHESES.md H5: device IOPS vs working set",
-                SUPPORTED,
-                [],
-                f"iops/{unit}",
-                r,
+                name="slope_iops_vs_working_set",
+                statistic="OLS slope of device read IOPS on the working set",
+                value=s.value,
+                ci=s.ci,
+                threshold=None,
+                op="",
+                source="HYPOTHESES.md H5: device IOPS vs working set",
+                status=SUPPORTED,
+                reasons=[],
+                unit=f"iops/{unit}",
+                rows=r,
                 role="info",
             )
         )

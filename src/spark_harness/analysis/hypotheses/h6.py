@@ -141,16 +141,16 @@ def _knee_shift(name: str, what: str, pairs: dict[str, tuple[float, float]]) -> 
     else:
         status, reasons = INCONCLUSIVE, ["knee_shift_mixed"]
     return Criterion(
-        name,
-        what,
-        float(sum(shifted.values())),
-        None,
-        None,
-        ">",
-        SOURCE,
-        status,
-        [*reasons, "knee_positions_without_ci"],
-        "configurations",
+        name=name,
+        statistic=what,
+        value=float(sum(shifted.values())),
+        ci=None,
+        threshold=None,
+        op=">",
+        source=SOURCE,
+        status=status,
+        reasons=[*reasons, "knee_positions_without_ci"],
+        unit="configurations",
         role="any",
         details={"knees": {k: list(v) for k, v in pairs.items()}},
     )

@@ -88,17 +88,17 @@ def evaluate_a(ctx: Context) -> Verdict:
         else:
             status, reasons = INCONCLUSIVE, [f"ci_spans_threshold:{name}"]
         c = Criterion(
-            name,
-            "Pearson r(iowait, p99) over runs (or flat iowait)",
-            r.value,
-            r.ci,
-            T.NEAR_ZERO_R,
-            "|r| <",
-            SRC_A,
-            status,
-            reasons,
-            "r",
-            rows(used),
+            name=name,
+            statistic="Pearson r(iowait, p99) over runs (or flat iowait)",
+            value=r.value,
+            ci=r.ci,
+            threshold=T.NEAR_ZERO_R,
+            op="|r| <",
+            source=SRC_A,
+            status=status,
+            reasons=reasons,
+            unit="r",
+            rows=rows(used),
             details={**details, "flat_band_pp": T.FLAT_IOWAIT_PP},
         )
     ctx.write_table("fig_iowait_vs_p99.csv", figure_table(used))
@@ -141,17 +141,17 @@ def evaluate_b(ctx: Context) -> Verdict:
         details["p95"] = across_runs(ps, x, "p95", stats.pearson).__dict__
         criteria.append(
             Criterion(
-                name,
-                f"Pearson r({x}, p99) over runs with NVMe engaged",
-                r.value,
-                r.ci,
-                0.0,
-                ">",
-                SRC_B,
-                status,
-                [f"{s}:{name}" for s in reasons],
-                "r",
-                rows(used),
+                name=name,
+                statistic=f"Pearson r({x}, p99) over runs with NVMe engaged",
+                value=r.value,
+                ci=r.ci,
+                threshold=0.0,
+                op=">",
+                source=SRC_B,
+                status=status,
+                reasons=[f"{s}:{name}" for s in reasons],
+                unit="r",
+                rows=rows(used),
                 details=details,
             )
         )
