@@ -46,11 +46,6 @@ def test_ci_refuses_mostly_undefined_replicates():
     assert stats.ci(np.arange(100.0)) == pytest.approx((2.475, 96.525))
 
 
-def test_cov_needs_two_values():
-    assert math.isnan(stats.cov([5.0]))
-    assert stats.cov([9.0, 11.0]) == pytest.approx(math.sqrt(2) / 10)
-
-
 def test_pearson_spearman_slope_against_known_values():
     x = np.array([1.0, 2.0, 3.0, 4.0])
     assert stats.pearson(x, 2 * x + 1) == pytest.approx(1.0)

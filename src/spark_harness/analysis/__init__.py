@@ -27,7 +27,7 @@ def summarize(
     out_dir: Path,
 ) -> None:
     """Evaluate ``hyp`` and write its summary, verdict and figure tables into ``out_dir``."""
-    from spark_harness.analysis.evidence import Context
+    from spark_harness.analysis.evidence import Context, failed_report, verdict
     from spark_harness.analysis.hypotheses import EVALUATORS
     from spark_harness.analysis.runs import load
 
@@ -37,7 +37,10 @@ def summarize(
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
     ctx = Context(hyp, hyp_config, load(sources), out_dir)
-    result = EVALUATORS[hyp](ctx)
+    if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
+        result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
+    else:
+        result = EVALUATORS[hyp](ctx)
     result.sources = {f"{h}/{s}": str(p) for (h, s), p in sources.items()}
     ctx.write_table(SUMMARY_CSV, ctx.summary)
     result.tables = list(ctx.tables)

@@ -21,7 +21,7 @@ import polars as pl
 
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.runs import QUANTILES, Runs
-from spark_harness.analysis.stats import Resampler, ci, cov
+from spark_harness.analysis.stats import Resampler, ci
 from spark_harness.analysis.verdict import INCONCLUSIVE, INVALID, Criterion, Gate, Row, Verdict
 from spark_harness.files import atomic_writer
 
@@ -108,14 +108,13 @@ class Context:
         return point_table(self.data, self.data.runs)
 
     def gates(self, used: pl.DataFrame) -> list[Gate]:
-        """The standard quality gates over the runs used and their points."""
+        """The standard quality gates over the runs used, their points, and every point
+        of the sources that has no usable run."""
         keys = used.select(POINT_KEYS).unique()
-        sources = used.select("hyp", "stack").unique()
-        table = self.summary.join(sources, on=["hyp", "stack"], how="semi")
         table = pl.concat(
             [
-                table.join(keys, on=list(POINT_KEYS), how="semi"),
-                table.filter(pl.col("n_reps") == 0),
+                self.summary.join(keys, on=list(POINT_KEYS), how="semi"),
+                self.summary.filter(pl.col("n_reps") == 0),
             ]
         )
         return standard_gates(self.data, used, table)
@@ -192,23 +191,15 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
     ps = ps or PointStats(data, runs)
     axes = [c for c in data.axis_columns() if c in runs.columns]
     present = [c for c in MEAN_COLUMNS if c in runs.columns]
-    agg = (
-        runs.group_by(list(POINT_KEYS), maintain_order=True)
-        .agg(
-            pl.len().alias("n_reps"),
-            pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
-            pl.col("marked").any().alias("marked"),
-            *[pl.col(a).first() for a in axes],
-            *[pl.col(c).sum() for c in SUM_COLUMNS],
-            *[pl.col(c).mean() for c in present],
-            pl.col("ttft_p99").alias("_p99s"),
-        )
-        .with_columns(
-            pl.col("_p99s")
-            .map_elements(lambda s: cov(list(s)), return_dtype=pl.Float64)
-            .alias("cov_p99")
-        )
-        .drop("_p99s")
+    agg = runs.group_by(list(POINT_KEYS), maintain_order=True).agg(
+        pl.len().alias("n_reps"),
+        pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
+        pl.col("marked").any().alias("marked"),
+        *[pl.col(a).first() for a in axes],
+        *[pl.col(c).sum() for c in SUM_COLUMNS],
+        *[pl.col(c).mean() for c in present],
+        # sample SD over mean; null for a single repetition
+        (pl.col("ttft_p99").std(ddof=1) / pl.col("ttft_p99").mean()).alias("cov_p99"),
     )
     pct = []
     for q in QUANTILES:
@@ -243,11 +234,8 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
 
 
 def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:
-    """Points of the same sources that have no usable run at all (every attempt failed)."""
-    sources = runs.select("hyp", "stack").unique()
-    pts = data.points.join(sources, on=["hyp", "stack"], how="semi")
-    have = runs.select(POINT_KEYS).unique()
-    lost = pts.join(have, on=list(POINT_KEYS), how="anti")
+    """Points of the sources that have no usable run at all (every attempt failed)."""
+    lost = data.points.join(runs.select(POINT_KEYS).unique(), on=list(POINT_KEYS), how="anti")
     if lost.height == 0:
         return pl.DataFrame()
     axes = [c for c in data.axis_columns() if c in lost.columns]
@@ -255,15 +243,6 @@ def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(0).alias("n_reps"),
         *[pl.col(a).first() for a in axes],
         pl.col("exclude_reason").unique().sort().str.join(";").alias("failed_reasons"),
-    )
-
-
-def attempts_per_point(data: Runs) -> pl.DataFrame:
-    """Failed attempts counted per point (they are reported beside the usable runs)."""
-    return (
-        data.points.filter(pl.col("excluded"))
-        .group_by(list(POINT_KEYS))
-        .agg(pl.len().alias("n_excluded_attempts"))
     )
 
 
@@ -353,10 +332,9 @@ def errors_report(runs: pl.DataFrame) -> Gate:
     )
 
 
-def failed_report(data: Runs, runs: pl.DataFrame) -> Gate:
-    """Failed attempts of the sources used: reported and excluded, never dropped."""
-    sources = runs.select("hyp", "stack").unique()
-    excl = data.points.filter(pl.col("excluded")).join(sources, on=["hyp", "stack"], how="semi")
+def failed_report(data: Runs) -> Gate:
+    """Runs of the sources excluded at ingest: reported with their reason, never dropped."""
+    excl = data.points.filter(pl.col("excluded"))
     return Gate(
         "failed_runs",
         excl.height == 0,
@@ -379,7 +357,7 @@ def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[
         repetitions_gate(table),
         cov_gate(table),
         errors_report(runs),
-        failed_report(data, runs),
+        failed_report(data),
     ]
 
 
@@ -431,11 +409,8 @@ def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
 def runs_listing(data: Runs, used: pl.DataFrame, unused_reason: str = "") -> list[dict[str, Any]]:
     """Every run of the sources: used or not, and why not (failed attempts included)."""
     used_ids = set(used["run_id"])
-    sources = {(h, s) for h, s in used.select("hyp", "stack").unique().iter_rows()}
     out = []
     for r in data.points.iter_rows(named=True):
-        if sources and (r["hyp"], r["stack"]) not in sources:
-            continue
         why = r["exclude_reason"] or (None if r["run_id"] in used_ids else unused_reason or None)
         out.append(
             {

@@ -157,9 +157,13 @@ def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
         .collect()
     )
     ttft = _split(ok_ttft, "ttft_ms")
+    # a server that reports G3 fetch time for some requests fetched nothing for the
+    # others: within such a source a null fetch time is 0; elsewhere it stays unknown
+    reports = pl.col("kv_g3_fetch_ms").is_not_null().any().over("hyp", "stack")
     fetch_frame = (
-        win.filter(pl.col("ok") & pl.col("kv_g3_fetch_ms").is_not_null())
-        .select("run_id", "kv_g3_fetch_ms")
+        win.filter(pl.col("ok") & pl.col("ttft_ms").is_not_null())
+        .filter(reports)
+        .select("run_id", pl.col("kv_g3_fetch_ms").fill_null(0.0))
         .sort("run_id", "kv_g3_fetch_ms")
         .collect()
     )

@@ -90,14 +90,6 @@ def ci(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float] |
     return float(lo), float(hi)
 
 
-def cov(values: Sequence[float]) -> float:
-    """Coefficient of variation (sample SD / mean); NaN for fewer than two values."""
-    v = np.asarray(values, dtype=float)
-    if len(v) < 2 or not np.all(np.isfinite(v)) or v.mean() == 0:
-        return math.nan
-    return float(np.std(v, ddof=1) / abs(v.mean()))
-
-
 # ------------------------------------------------- vectorised over replicates
 def _centered(a: np.ndarray) -> np.ndarray:
     return a - a.mean(axis=-1, keepdims=True)

@@ -58,3 +58,21 @@ def test_single_repetition_is_inconclusive(verdict_of):
     v = verdict_of("H0", World(knee_users=32), repetitions=1, **SWEEP)
     assert v["status"] == "inconclusive"
     assert "too_few_repetitions" in v["reasons"]
+
+
+def test_stack_without_any_usable_run(verdict_of, criterion):
+    lost = frozenset(("H0", "B", f"users-{u}", r) for u in (1, 2, 4, 8, 16) for r in (0, 1))
+    v = verdict_of("H0", World(fail=lost))
+    assert criterion(v, "knee_B")["reasons"] == ["no_usable_runs:B"]
+    assert v["status"] == "inconclusive"
+    assert len(v["failed_runs"]) == 10
+
+
+def test_every_run_failed_is_invalid_and_reported(verdict_of):
+    lost = frozenset(
+        ("H0", s, f"users-{u}", r) for s in "AB" for u in (1, 2, 4, 8, 16) for r in (0, 1)
+    )
+    v = verdict_of("H0", World(fail=lost))
+    assert v["status"] == "invalid"
+    assert "no_usable_runs" in v["reasons"] and "failed_runs_excluded" in v["reasons"]
+    assert len(v["failed_runs"]) == 20

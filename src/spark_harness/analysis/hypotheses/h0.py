@@ -147,11 +147,19 @@ def figure_table(sweeps: dict[str, tuple[u_work.Sweep, dict[str, Any]]]) -> pl.D
 
 def evaluate(ctx: Context) -> Verdict:
     used = ctx.used(hyp=ctx.hyp)
-    stacks = [s for s in ctx.config.get("stacks", []) if s in set(used["stack"])] or sorted(
-        set(used["stack"])
-    )
-    sweeps = {s: (sw := u_work.sweep(ctx.data, s, ctx.hyp), u_work.result(sw)) for s in stacks}
+    present = set(used["stack"])
+    planned = list(ctx.config.get("stacks", [])) or sorted(present)
+    sweeps = {
+        s: (sw := u_work.sweep(ctx.data, s, ctx.hyp), u_work.result(sw))
+        for s in planned
+        if s in present
+    }
     criteria = [knee_criterion(sw, res) for sw, res in sweeps.values()]
+    criteria += [
+        Criterion.missing(f"knee_{s}", "U_work knee", SOURCE_KNEE, f"no_usable_runs:{s}")
+        for s in planned
+        if s not in present
+    ]
     notes = []
     u = {s: res["u_work"] for s, (_, res) in sweeps.items()}
     if {"A", "B"} <= set(u):
