@@ -201,36 +201,23 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         # sample SD over mean; null for a single repetition
         (pl.col("ttft_p99").std(ddof=1) / pl.col("ttft_p99").mean()).alias("cov_p99"),
     )
-    pct = []
+    cols: dict[str, list[Any]] = {
+        k: [lab[i] for lab in ps.labels] for i, k in enumerate(POINT_KEYS)
+    }
     for q in QUANTILES:
         est, rep = ps.estimate(f"ttft_{q}"), ps.replicates(q)
-        for i, lab in enumerate(ps.labels):
-            s = Stat.of(est[i], rep[:, i])
-            lo, hi = s.ci or (None, None)
-            pct.append(
-                {
-                    **dict(zip(POINT_KEYS, lab, strict=True)),
-                    "q": q,
-                    "v": s.value,
-                    "lo": lo,
-                    "hi": hi,
-                }
-            )
-    if pct:
-        long = pl.DataFrame(
-            pct, schema_overrides={"v": pl.Float64, "lo": pl.Float64, "hi": pl.Float64}
-        )
-        wide = long.pivot(on="q", index=list(POINT_KEYS), values=["v", "lo", "hi"])
-        wide = wide.rename(
-            {
-                f"{k}_{q}": f"ttft_{q}{s}"
-                for q in QUANTILES
-                for k, s in (("v", "_ms"), ("lo", "_ci_lo"), ("hi", "_ci_hi"))
-            }
-        )
-        agg = agg.join(wide, on=list(POINT_KEYS), how="left")
+        st = [Stat.of(est[i], rep[:, i]) for i in range(len(ps.labels))]
+        cols[f"ttft_{q}_ms"] = [x.value for x in st]
+        cols[f"ttft_{q}_ci_lo"] = [x.ci[0] if x.ci else None for x in st]
+        cols[f"ttft_{q}_ci_hi"] = [x.ci[1] if x.ci else None for x in st]
+    pct = pl.DataFrame(cols, schema_overrides={c: pl.Float64 for c in list(cols)[3:]})
+    table = agg.join(pct, on=list(POINT_KEYS), how="left")
     failed = _failed_points(data, runs)
-    return pl.concat([agg, failed], how="diagonal_relaxed") if failed.height else agg
+    if failed.height:
+        table = pl.concat([table, failed], how="diagonal_relaxed")
+    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99"]
+    rest = [c for c in table.columns if c not in first]
+    return table.select(*first, *rest).sort(*POINT_KEYS[:2], *axes, "point", nulls_last=True)
 
 
 def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:

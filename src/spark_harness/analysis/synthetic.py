@@ -28,7 +28,7 @@ import polars as pl
 
 from spark_harness import contract, layout
 from spark_harness.files import write_json
-from spark_harness.ingest import request_schema
+from spark_harness.ingest import COUNTERS, request_schema
 
 #: The block device every synthetic run "watches" (holds the G3 directory).
 DEVICE = "nvme0n1"
@@ -36,8 +36,6 @@ DEVICE = "nvme0n1"
 T0_NS = 1_767_225_600_000_000_000
 #: Standard normal quantile of 0.99: a lognormal with sigma s has p99/p50 = exp(Z99 * s).
 Z99 = 2.3263478740408408
-#: Counters of TELEMETRY_FIELD_DOC (cumulative totals).
-COUNTERS = tuple(k for k, v in contract.TELEMETRY_FIELD_DOC.items() if v.startswith("counter"))
 KV_PREFIX = "kv_"
 
 
@@ -372,11 +370,6 @@ def write_run(results: Path, rs: RunSpec) -> Path:
     }
     write_json(out / "run.json", run_json(rs, phases, counts))
     return out
-
-
-def write_runs(results: Path, specs: Iterable[RunSpec]) -> list[Path]:
-    """Write many runs; return their directories in order."""
-    return [write_run(results, rs) for rs in specs]
 
 
 RunId = tuple[str, str, str, int]  # (hypothesis, stack, point, rep)
