@@ -210,7 +210,8 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         cols[f"ttft_{q}_ms"] = [x.value for x in st]
         cols[f"ttft_{q}_ci_lo"] = [x.ci[0] if x.ci else None for x in st]
         cols[f"ttft_{q}_ci_hi"] = [x.ci[1] if x.ci else None for x in st]
-    pct = pl.DataFrame(cols, schema_overrides={c: pl.Float64 for c in list(cols)[3:]})
+    dtypes = {**{k: runs.schema[k] for k in POINT_KEYS}, **{c: pl.Float64 for c in list(cols)[3:]}}
+    pct = pl.DataFrame(cols, schema_overrides=dtypes)
     table = agg.join(pct, on=list(POINT_KEYS), how="left")
     failed = _failed_points(data, runs)
     if failed.height:
