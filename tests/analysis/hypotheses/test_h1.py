@@ -18,3 +18,12 @@ def test_no_cold_effect_is_not_supported(verdict_of, criterion):
     assert v["status"] in ("not supported", "inconclusive")
     assert criterion(v, "cold_p99_excess")["status"] != "supported"
     assert criterion(v, "cold_bytes_read")["status"] != "supported"
+
+
+def test_small_effect_with_a_wide_ci_is_inconclusive(verdict_of, criterion):
+    v = verdict_of("H1", World(cold_tail=1.03))
+    excess = criterion(v, "cold_p99_excess")
+    assert excess["ci"][0] < 0 < excess["ci"][1]
+    assert v["gates"]["cov_p99"]["passed"] is True  # not the CoV gate: the CI itself
+    assert v["status"] == "inconclusive"
+    assert v["reasons"] == ["ci_spans_threshold:cold_p99_excess"]
