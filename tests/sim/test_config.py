@@ -17,7 +17,7 @@ def test_mode_defaults_follow_the_stacks() -> None:
     uma = SimConfig.from_sim({"mode": "uma"})
     assert (uma.prefix_reuse, uma.kv_allocation) == (False, "reserve")
     tiered = SimConfig.from_sim({"mode": "tiered"})
-    assert (tiered.prefix_reuse, tiered.kv_allocation) == (True, "on_demand")
+    assert (tiered.prefix_reuse, tiered.kv_allocation) == (True, "reserve")
     assert SimConfig.from_sim({"mode": "tiered", "prefix_reuse": False}).prefix_reuse is False
 
 

@@ -1,9 +1,10 @@
 """The simulator's settings: a stack file's ``sim:`` section, checked and completed.
 
-Defaults depend on the mode, like the real stacks they stand for: ``uma`` (Stack A,
-TensorRT-LLM-like) reserves KV for a whole request at admission and has no prefix
-reuse unless asked; ``tiered`` (Stack B, vLLM/Dynamo-like) allocates KV as tokens are
-computed, preempts by recompute when G1 is full, and reuses prefixes.
+Both stacks run TensorRT-LLM, so by default KV for a whole request (prompt +
+``max_tokens``) is reserved at admission (its guaranteed-no-evict scheduler);
+``kv_allocation: on_demand`` allocates as tokens are computed and preempts by recompute
+when G1 is full, as vLLM does. Prefix reuse defaults to the mode: off for ``uma``
+(Stack A's no-reuse control), on for ``tiered`` (KVBM needs it).
 """
 
 from __future__ import annotations
@@ -108,7 +109,6 @@ class SimConfig:
             raise SimConfigError(f"sim.mode: {mode!r} is not one of uma, tiered")
         tiered = mode == "tiered"
         raw.setdefault("prefix_reuse", tiered)
-        raw.setdefault("kv_allocation", "on_demand" if tiered else "reserve")
         cfg = cls(model=model, hardware=hardware, **raw)
         cfg = cfg._complete()
         cfg._check()

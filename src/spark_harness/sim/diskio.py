@@ -20,6 +20,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from spark_harness.sim.config import IO_ALIGN
@@ -108,12 +109,33 @@ class BlockFile:
             raise OSError(errno.EIO, f"G3 slot {slot} does not hold the expected block")
         return elapsed
 
+    def write_many(self, blocks: list[tuple[int, bytes]]) -> list[OSError | None]:
+        """Write (slot, tag) pairs in order; one error (or None) per block."""
+        return _each(self.write, blocks)
+
+    def read_many(self, blocks: list[tuple[int, bytes]]) -> list[OSError | None]:
+        """Read (slot, tag) pairs in order; one error (or None) per block."""
+        return _each(self.read, blocks)
+
     def close(self, remove: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         if remove:
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
+
+
+def _each(
+    op: Callable[[int, bytes], float], blocks: list[tuple[int, bytes]]
+) -> list[OSError | None]:
+    errors: list[OSError | None] = []
+    for slot, tag in blocks:
+        try:
+            op(slot, tag)
+            errors.append(None)
+        except OSError as e:
+            errors.append(e)
+    return errors
 
 
 def write_cold_file(path: Path, nbytes: int) -> None:

@@ -124,6 +124,7 @@ class KVCache:
         self.observe_fetch: Callable[[str, float], None] = lambda tier, seconds: None
         self._wake = wake
         self._onboards: list[Onboard] = []
+        self._unwritten: list[tuple[bytes, Entry]] = []  # offloaded to G3, write not issued
         self.file: BlockFile | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._writer: ThreadPoolExecutor | None = None
@@ -169,6 +170,8 @@ class KVCache:
         blocks, evicted = self.pool.allocate(n)
         for victim in evicted:
             self._offload_from_g1(victim, now)
+        if self._unwritten:
+            self._flush_writes()
         return blocks
 
     def register(self, block: Block, block_hash: bytes) -> None:
@@ -217,26 +220,32 @@ class KVCache:
             self.stats.offload_g2_g3 += 1
         else:
             self.stats.offload_g1_g3 += 1
-        assert self.file is not None and self._writer is not None
-        written = self._writer.submit(self.file.write, entry.slot, h)
-        entry.written = written
-        loop = asyncio.get_running_loop()
-        written.add_done_callback(
-            lambda f: loop.call_soon_threadsafe(self._on_written, h, entry, f)
-        )
+        self._unwritten.append((h, entry))
 
-    def _on_written(self, h: bytes, entry: Entry, fut: Future[float]) -> None:
+    def _flush_writes(self) -> None:
+        """Write the blocks offloaded to G3 by one allocation, as one job of the writer."""
+        assert self.file is not None and self._writer is not None
+        batch, self._unwritten = self._unwritten, []
+        written = self._writer.submit(self.file.write_many, [(e.slot, h) for h, e in batch])
+        for _, entry in batch:
+            entry.written = written
+        loop = asyncio.get_running_loop()
+        written.add_done_callback(lambda f: loop.call_soon_threadsafe(self._on_written, batch, f))
+
+    def _on_written(
+        self, batch: list[tuple[bytes, Entry]], fut: Future[list[OSError | None]]
+    ) -> None:
         if fut.cancelled():
             return
-        error = fut.exception()
-        if error is None:
-            self.stats.g3_write_bytes += self.cfg.block_bytes
-            return
-        self.stats.g3_io_errors += 1
-        log.warning("G3 write failed: %s", error)
         assert self.g3 is not None
-        if h in self.g3 and self.g3.get(h) is entry and entry.pins == 0:
-            self.g3.remove(h)
+        for (h, entry), error in zip(batch, fut.result(), strict=True):
+            if error is None:
+                self.stats.g3_write_bytes += self.cfg.block_bytes
+                continue
+            self.stats.g3_io_errors += 1
+            log.warning("G3 write failed: %s", error)
+            if h in self.g3 and self.g3.get(h) is entry and entry.pins == 0:
+                self.g3.remove(h)
 
     # ---------------------------------------------------------------- onboard
     def begin_onboard(self, lk: Lookup, blocks: list[Block], now: float) -> Onboard:
@@ -256,21 +265,28 @@ class KVCache:
         return ob
 
     async def _read_g3(self, ob: Onboard) -> None:
+        """Read the onboard's G3 blocks, ``g3_queue_depth`` at a time; time it all."""
         assert self.g3 is not None and self.file is not None
         loop = asyncio.get_running_loop()
-        file, readers = self.file, self._readers
-
-        async def one(h: bytes) -> None:
-            entry = self.g3.get(h)  # type: ignore[union-attr]
-            if entry.written is not None and not entry.written.done():
-                await asyncio.wrap_future(entry.written)
-            await loop.run_in_executor(readers, file.read, entry.slot, h)
-
+        entries = [(self.g3.get(h), h) for h in ob.g3]
         t0 = time.perf_counter()
-        results = await asyncio.gather(*(one(h) for h in ob.g3), return_exceptions=True)
+        unwritten = {
+            id(e.written): e.written
+            for e, _ in entries
+            if e.written is not None and not e.written.done()
+        }
+        for fut in unwritten.values():
+            await asyncio.wrap_future(fut)
+
+        depth = self.cfg.g3_queue_depth
+        slots = [(e.slot, h) for e, h in entries]
+        groups = [slots[i::depth] for i in range(min(depth, len(slots)))]
+        results = await asyncio.gather(
+            *(loop.run_in_executor(self._readers, self.file.read_many, g) for g in groups)
+        )
         ob.g3_seconds = time.perf_counter() - t0
-        errors = [r for r in results if isinstance(r, BaseException)]
-        self.stats.g3_read_bytes += (len(results) - len(errors)) * self.cfg.block_bytes
+        errors = [e for group in results for e in group if e is not None]
+        self.stats.g3_read_bytes += (len(entries) - len(errors)) * self.cfg.block_bytes
         if errors:
             # the blocks are treated as loaded (a real engine would recompute them);
             # failures are counted so a run that had any can be marked

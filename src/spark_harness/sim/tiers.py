@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any
 
 from spark_harness.sim.eviction import make_policy
 
@@ -19,7 +20,7 @@ class Entry:
     hits: int
     pins: int = 0
     slot: int = -1
-    written: Future[float] | None = None
+    written: Future[Any] | None = None  # the write job filling the slot
 
 
 class Tier:
