@@ -70,9 +70,20 @@ def server(stack: dict[str, Any]) -> Iterator[Server]:
         stack_path = Path(wd) / "stack.yaml"
         stack_path.write_text(yaml.safe_dump(stack))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "spark_harness.sim", "--stack", str(stack_path),
-             "--workdir", str(Path(wd) / "work")],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "spark_harness.sim",
+                "--stack",
+                str(stack_path),
+                "--workdir",
+                str(Path(wd) / "work"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+        )
         try:
             assert proc.stdout is not None
             info = json.loads(proc.stdout.readline())
@@ -94,10 +105,17 @@ async def ready(session: aiohttp.ClientSession, base: str) -> None:
     raise TimeoutError("simulator did not become ready")
 
 
-async def request(session: aiohttp.ClientSession, base: str, model: str, prompt: str,
-                  max_tokens: int, phase: str) -> Rec:
-    body = {"model": model, "prompt": prompt, "max_tokens": max_tokens, "stream": True,
-            "ignore_eos": True, "stream_options": {"include_usage": True}}
+async def request(
+    session: aiohttp.ClientSession, base: str, model: str, prompt: str, max_tokens: int, phase: str
+) -> Rec:
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "max_tokens": max_tokens,
+        "stream": True,
+        "ignore_eos": True,
+        "stream_options": {"include_usage": True},
+    }
     t0 = time.perf_counter()
     ttft = None
     usage: dict[str, Any] = {}
@@ -114,17 +132,24 @@ async def request(session: aiohttp.ClientSession, base: str, model: str, prompt:
                 ttft = time.perf_counter() - t0
     e2e = time.perf_counter() - t0
     sim = usage["sim"]
-    return Rec(phase, (ttft or e2e) * 1e3, e2e * 1e3,
-               usage["prompt_tokens_details"]["cached_tokens"], sim["g3_onboard_blocks"],
-               sim["g3_fetch_ms"], sim["g2_onboard_blocks"])
+    return Rec(
+        phase,
+        (ttft or e2e) * 1e3,
+        e2e * 1e3,
+        usage["prompt_tokens_details"]["cached_tokens"],
+        sim["g3_onboard_blocks"],
+        sim["g3_fetch_ms"],
+        sim["g2_onboard_blocks"],
+    )
 
 
 def body_words(n: int, start: int = 0) -> str:
     return " ".join(f"w{i}" for i in range(start, start + n))
 
 
-async def closed_loop(srv: Server, model: str, prompts: list[str], max_tokens: int,
-                      warmup_s: float, load_s: float) -> list[Rec]:
+async def closed_loop(
+    srv: Server, model: str, prompts: list[str], max_tokens: int, warmup_s: float, load_s: float
+) -> list[Rec]:
     recs: list[Rec] = []
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=conn, read_bufsize=2**20) as session:
@@ -161,6 +186,46 @@ async def rehydrate(srv: Server, model: str, w: dict[str, Any], users: int) -> l
     return [r for r in recs if r.phase == "replay"]
 
 
+async def chat(
+    srv: Server, model: str, w: dict[str, Any], users: int, warmup_s: float, load_s: float
+) -> list[Rec]:
+    """H5: sessions x turns with growing history, turns taken round-robin over sessions
+    (so every session's history is live at once), ``think_s`` between a user's turns."""
+    out, turn_tokens, turns = w["output_tokens"], w["turn_tokens"], w["turns"]
+    history = {s: f"session-{s}" for s in range(w["sessions"])}
+    next_turn = dict.fromkeys(history, 0)
+    order = [s for _ in range(turns) for s in history]  # turn t of every session, then t+1
+    recs: list[Rec] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+        await ready(session, srv.base)
+        t0 = time.perf_counter()
+        t_load, t_end = t0 + warmup_s, t0 + warmup_s + load_s
+        busy: set[int] = set()
+
+        async def user() -> None:
+            while (now := time.perf_counter()) < t_end and order:
+                s = next((x for x in order if x not in busy), None)
+                if s is None:
+                    await asyncio.sleep(0.001)
+                    continue
+                order.remove(s)
+                busy.add(s)
+                t = next_turn[s]
+                prompt = history[s] + " " + body_words(turn_tokens, start=1000 * t)
+                phase = "load" if now >= t_load else "warmup"
+                rec = await request(session, srv.base, model, prompt, out, phase)
+                history[s] = prompt + " " + " ".join(f"o{t}-{i}" for i in range(out))
+                next_turn[s] = t + 1
+                busy.discard(s)
+                if t + 1 < turns:
+                    order.append(s)
+                recs.append(rec)
+                await asyncio.sleep(w.get("think_s", 0.0))
+
+        await asyncio.gather(*(user() for _ in range(users)))
+    return [r for r in recs if r.phase == "load"]
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -169,17 +234,21 @@ def pct(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
-def report(hyp: str, label: str, recs: list[Rec], read_mb: float, metrics: dict[str, float]
-           ) -> None:
+def report(
+    hyp: str, label: str, recs: list[Rec], read_mb: float, metrics: dict[str, float]
+) -> None:
     ttft = [r.ttft_ms for r in recs]
     fetch = [r.g3_ms for r in recs]
     g3 = sum(r.g3_blocks for r in recs)
     blocks = sum(r.g2_blocks for r in recs)
-    print(f"{hyp:4} {label:30} n={len(recs):4d} ttft p50={pct(ttft, 50):7.1f} "
-          f"p95={pct(ttft, 95):7.1f} p99={pct(ttft, 99):7.1f} ms | g2={blocks:5d} "
-          f"g3={g3:5d} fetch/ttft p95={pct(fetch, 95) / pct(ttft, 95):4.2f} | "
-          f"preempt={metrics.get('vllm:num_preemptions_total', 0):4.0f} "
-          f"read={read_mb:7.1f} MB step={metrics.get('ratio', 0):.3f}", flush=True)
+    print(
+        f"{hyp:4} {label:30} n={len(recs):4d} ttft p50={pct(ttft, 50):7.1f} "
+        f"p95={pct(ttft, 95):7.1f} p99={pct(ttft, 99):7.1f} ms | g2={blocks:5d} "
+        f"g3={g3:5d} fetch/ttft p95={pct(fetch, 95) / pct(ttft, 95):4.2f} | "
+        f"preempt={metrics.get('vllm:num_preemptions_total', 0):4.0f} "
+        f"read={read_mb:7.1f} MB step={metrics.get('ratio', 0):.3f}",
+        flush=True,
+    )
 
 
 async def scrape(base: str) -> dict[str, float]:
@@ -196,20 +265,41 @@ async def scrape(base: str) -> dict[str, float]:
     return out
 
 
-def run_point(hyp: str, label: str, stack: dict[str, Any], workload: dict[str, Any],
-              users: int, phases: dict[str, float], seed: int) -> list[Rec]:
+def run_point(
+    hyp: str,
+    label: str,
+    stack: dict[str, Any],
+    workload: dict[str, Any],
+    users: int,
+    phases: dict[str, float],
+    seed: int,
+) -> list[Rec]:
     with server(stack) as srv:
         model = stack["model"]
         before = srv.read_bytes()
         if workload["kind"] == "rehydrate":
             recs = asyncio.run(rehydrate(srv, model, workload, users))
+        elif workload["kind"] == "chat":
+            recs = asyncio.run(
+                chat(srv, model, workload, users, phases["warmup_s"], phases["load_s"])
+            )
         else:
             ctx = workload["context_tokens"]
             nonce = workload.get("nonce", True)
-            prompts = [(f"nonce-{seed}-{u} " if nonce else "") + body_words(ctx - nonce)
-                       for u in range(users)]
-            recs = asyncio.run(closed_loop(srv, model, prompts, workload["output_tokens"],
-                                           phases["warmup_s"], phases["load_s"]))
+            prompts = [
+                (f"nonce-{seed}-{u} " if nonce else "") + body_words(ctx - nonce)
+                for u in range(users)
+            ]
+            recs = asyncio.run(
+                closed_loop(
+                    srv,
+                    model,
+                    prompts,
+                    workload["output_tokens"],
+                    phases["warmup_s"],
+                    phases["load_s"],
+                )
+            )
         read_mb = (srv.read_bytes() - before) / 1e6
         metrics = asyncio.run(scrape(srv.base))
     report(hyp, label, recs, read_mb, metrics)
@@ -218,12 +308,17 @@ def run_point(hyp: str, label: str, stack: dict[str, Any], workload: dict[str, A
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("hyps", nargs="*", default=["H0", "H2A", "H2B", "H6", "H9"])
+    parser.add_argument("hyps", nargs="*", default=["H0", "H2A", "H2B", "H4B", "H5", "H6", "H9"])
     parser.add_argument("--config", default=str(ROOT / "config/config.yaml"))
     parser.add_argument("--seconds", type=float, help="override load_s")
     parser.add_argument("--users", type=int, help="users for u_work points (default: 8)")
-    parser.add_argument("--set", action="append", default=[], metavar="STACK.KEY=VALUE",
-                        help="override a sim key of a plan stack, e.g. B.g1_blocks=400")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="STACK.KEY=VALUE",
+        help="override a sim key of a plan stack, e.g. B.g1_blocks=400",
+    )
     args = parser.parse_args()
     (ROOT / ".bench-work").mkdir(exist_ok=True)
     cfg = yaml.safe_load(Path(args.config).read_text())
@@ -265,10 +360,12 @@ def main() -> int:
                     if name == stack_name:
                         server_over.setdefault("sim", {})[sim_key] = yaml.safe_load(value)
                 stack = resolve_stack(ROOT / ref["file"], ref.get("variant"), server_over)
-                label = f"{stack_name} " + " ".join(f"{k.split('.')[-1]}={v}"
-                                                    for k, v in combo.items())
-                run_point(hyp, label + f" u={users}", stack, w, users, phases,
-                          defaults.get("seed", 0))
+                label = f"{stack_name} " + " ".join(
+                    f"{k.split('.')[-1]}={v}" for k, v in combo.items()
+                )
+                run_point(
+                    hyp, label + f" u={users}", stack, w, users, phases, defaults.get("seed", 0)
+                )
     return 0
 
 

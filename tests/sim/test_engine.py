@@ -68,8 +68,13 @@ def overload(cfg: dict, tmp_path: Path) -> tuple[list, dict]:
 
 def test_overload_causes_preemption_by_recompute(tmp_path: Path) -> None:
     # four sequences grow to 93 tokens = 6 blocks each: 24 blocks, G1 holds 20
-    cfg = {"mode": "tiered", "g1_blocks": 20, "max_num_seqs": 8, "block_tokens": 16,
-           "kv_allocation": "on_demand"}
+    cfg = {
+        "mode": "tiered",
+        "g1_blocks": 20,
+        "max_num_seqs": 8,
+        "block_tokens": 16,
+        "kv_allocation": "on_demand",
+    }
     results, metrics = overload(cfg, tmp_path)
     assert metrics["vllm:num_preemptions_total"] > 0
     assert sum(r.sim["preemptions"] for r in results) == metrics["vllm:num_preemptions_total"]

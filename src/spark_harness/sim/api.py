@@ -161,6 +161,40 @@ def _get(body: dict[str, Any], key: str, kinds: type | tuple[type, ...], default
     return value
 
 
+class SseFrames:
+    """The SSE events of one stream. Everything but the text is framed once, since a
+    content event is written per token for every stream (the hot path)."""
+
+    def __init__(self, head: dict[str, Any], chat: bool) -> None:
+        self._pre = "data: " + json.dumps(head)[:-1] + ', "choices": ['
+        self._chat = chat
+        choice = '{"index": 0, "delta": {"content": ' if chat else '{"index": 0, "text": '
+        tail = (
+            '}, "finish_reason": null}]}\n\n'
+            if chat
+            else (', "logprobs": null, "finish_reason": null}]}\n\n')
+        )
+        self._content_pre = (self._pre + choice).encode()
+        self._content_post = tail.encode()
+
+    def content(self, text: str) -> bytes:
+        return self._content_pre + json.dumps(text).encode() + self._content_post
+
+    def _choice(self, choice: dict[str, Any]) -> bytes:
+        return (self._pre + json.dumps(choice) + "]}\n\n").encode()
+
+    def role(self) -> bytes:
+        """A chat stream's first chunk: the role, no content (as real servers send)."""
+        return self._choice(
+            {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+        )
+
+    def finish(self, reason: str | None) -> bytes:
+        if self._chat:
+            return self._choice({"index": 0, "delta": {}, "finish_reason": reason})
+        return self._choice({"index": 0, "text": "", "logprobs": None, "finish_reason": reason})
+
+
 class SimApi:
     """Request handling: validation, the engine round trip, response framing."""
 
@@ -390,10 +424,12 @@ class SimApi:
                 self.engine.abort(seq)
 
     # ------------------------------------------------------------------ framing
-    def _text(self, seq: Sequence, start: int, count: int) -> str:
+    @staticmethod
+    def _text(seq: Sequence, start: int, count: int) -> str:
+        """Tokens ``start`` .. ``start + count`` of the answer: words picked by the prompt."""
         base = seq.hashes[0][0] if seq.hashes else seq.prompt_len
-        words = [VOCAB[(base + 7 * i) % len(VOCAB)] for i in range(start, start + count)]
-        text = " ".join(words)
+        n = len(VOCAB)
+        text = " ".join(VOCAB[(base + 7 * i) % n] for i in range(start, start + count))
         return text if start == 0 else " " + text
 
     def _usage(self, seq: Sequence) -> dict[str, Any]:
@@ -452,32 +488,17 @@ class SimApi:
         await resp.prepare(request)
         head = self._head(p, seq)
         head["object"] = "chat.completion.chunk" if p.chat else "text_completion"
-        # everything but the choice is fixed for the stream: frame it once
-        pre = "data: " + json.dumps(head)[:-1] + ', "choices": ['
-        post = "]}\n\n"
-
-        def choice(text: str, finish: str | None, role: bool = False) -> str:
-            if p.chat:
-                delta: dict[str, str] = (
-                    {"role": "assistant", "content": ""}
-                    if role
-                    else ({"content": text} if text else {})
-                )
-                c: dict[str, Any] = {"index": 0, "delta": delta, "finish_reason": finish}
-            else:
-                c = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
-            return pre + json.dumps(c) + post
-
+        frames = SseFrames(head, p.chat)
         try:
             if p.chat:
-                await resp.write(choice("", None, role=True).encode())
+                await resp.write(frames.role())
             per_event = self.cfg.tokens_per_event
             sent = 0
             while True:
                 ready = seq.generated - sent
                 while ready >= per_event or (seq.done and ready > 0):
                     n = min(per_event, ready)
-                    await resp.write(choice(self._text(seq, sent, n), None).encode())
+                    await resp.write(frames.content(self._text(seq, sent, n)))
                     sent += n
                     ready -= n
                 if seq.done:
@@ -494,7 +515,7 @@ class SimApi:
                 }
                 await resp.write(f"data: {json.dumps(err)}\n\n".encode())
             else:
-                await resp.write(choice("", seq.finish_reason).encode())
+                await resp.write(frames.finish(seq.finish_reason))
                 if p.include_usage:
                     usage = head | {"choices": [], "usage": self._usage(seq)}
                     await resp.write(f"data: {json.dumps(usage)}\n\n".encode())

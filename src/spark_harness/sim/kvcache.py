@@ -186,7 +186,7 @@ class KVCache:
         h = victim.hash
         if self.g2 is not None:
             if h in self.g2:  # an inclusive copy is already there
-                self.g2.hit(h)
+                self.g2.refresh(h)
                 return
             entry, evicted = self.g2.insert(h, victim.hits)
             if entry is None:
@@ -206,7 +206,7 @@ class KVCache:
             self.stats.dropped += 1
             return
         if h in self.g3:
-            self.g3.hit(h)
+            self.g3.refresh(h)
             return
         if self.cfg.disk_offload_filter and hits < 1:
             self.stats.filtered += 1

@@ -52,6 +52,12 @@ class Tier:
             self._policy.touch(block_hash, entry.hits)
         return entry
 
+    def refresh(self, block_hash: bytes) -> None:
+        """The block was just in use above this tier: recency only, not a hit."""
+        entry = self._entries[block_hash]
+        if entry.pins == 0:
+            self._policy.touch(block_hash, entry.hits)
+
     def pin(self, block_hash: bytes) -> None:
         entry = self._entries[block_hash]
         entry.pins += 1
