@@ -37,6 +37,8 @@ import yaml
 from spark_harness.plan import deep_merge, resolve_stack
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Scratch (G3 files) on the repository's device, under the git-ignored results/.
+WORK = ROOT / "results" / "bench-sim"
 
 
 @dataclass
@@ -66,7 +68,7 @@ class Server:
 
 @contextmanager
 def server(stack: dict[str, Any]) -> Iterator[Server]:
-    with tempfile.TemporaryDirectory(prefix="bench-sim-", dir=ROOT / ".bench-work") as wd:
+    with tempfile.TemporaryDirectory(prefix="bench-sim-", dir=WORK) as wd:
         stack_path = Path(wd) / "stack.yaml"
         stack_path.write_text(yaml.safe_dump(stack))
         proc = subprocess.Popen(
@@ -320,7 +322,7 @@ def main() -> int:
         help="override a sim key of a plan stack, e.g. B.g1_blocks=400",
     )
     args = parser.parse_args()
-    (ROOT / ".bench-work").mkdir(exist_ok=True)
+    WORK.mkdir(parents=True, exist_ok=True)
     cfg = yaml.safe_load(Path(args.config).read_text())
     defaults = cfg["defaults"]
     for hyp in args.hyps:

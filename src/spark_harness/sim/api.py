@@ -178,7 +178,8 @@ class SseFrames:
         self._content_post = tail.encode()
 
     def content(self, text: str) -> bytes:
-        return self._content_pre + json.dumps(text).encode() + self._content_post
+        # generated text is VOCAB words and spaces: nothing in it needs JSON escaping
+        return self._content_pre + b'"' + text.encode() + b'"' + self._content_post
 
     def _choice(self, choice: dict[str, Any]) -> bytes:
         return (self._pre + json.dumps(choice) + "]}\n\n").encode()
@@ -429,6 +430,9 @@ class SimApi:
         """Tokens ``start`` .. ``start + count`` of the answer: words picked by the prompt."""
         base = seq.hashes[0][0] if seq.hashes else seq.prompt_len
         n = len(VOCAB)
+        if count == 1:  # the common case, once per token of every stream
+            word = VOCAB[(base + 7 * start) % n]
+            return word if start == 0 else " " + word
         text = " ".join(VOCAB[(base + 7 * i) % n] for i in range(start, start + count))
         return text if start == 0 else " " + text
 

@@ -170,8 +170,8 @@ class Engine:
     async def close(self) -> None:
         """Stop stepping and end every sequence with an error."""
         self._closing = True
-        self.wake()
         if self._task is not None:
+            self._task.cancel()  # also mid-step: a 70B prefill step can last seconds
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for seq in [*self.waiting, *self.loading, *self.running]:

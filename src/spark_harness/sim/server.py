@@ -157,8 +157,13 @@ async def serve(
 ) -> None:
     """Serve on ``sock`` until ``stop`` is set, then shut down cleanly."""
     app = await build_app(spec, workdir)
+    # handler_cancellation: a client that goes away frees its sequence at once
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+        handler_cancellation=True,
     )
     try:
         await runner.setup()
