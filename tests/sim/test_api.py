@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from spark_harness import tokens
+from spark_harness.sim.api import VOCAB
 
 from .simclient import SimClient, run, running_sim, words
 
@@ -269,3 +270,8 @@ def test_no_client_input_causes_a_server_error(tmp_path: Path) -> None:
         return resp.status
 
     run(scenario())
+
+
+def test_generated_words_need_no_json_escaping() -> None:
+    # SSE content frames splice the text in without json.dumps (the hot path)
+    assert all(json.dumps(w) == f'"{w}"' and " " not in w for w in VOCAB)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,6 +126,40 @@ def test_open_streams_end_at_shutdown(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
     assert not (workdir / "g3").exists()
+
+
+def running(base: str) -> float:
+    with urllib.request.urlopen(base + "/metrics", timeout=5) as r:
+        for line in r.read().decode().splitlines():
+            if line.startswith("vllm:num_requests_running"):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("no vllm:num_requests_running")
+
+
+def test_a_vanished_client_frees_its_request(tmp_path: Path) -> None:
+    proc, info = start(tmp_path, tmp_path / "work", adapters=False)
+    try:
+        body = json.dumps({"model": "m", "prompt": "a b", "max_tokens": 400}).encode()
+        with socket.create_connection((info["host"], info["port"])) as s:
+            s.sendall(
+                b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
+                b"Content-Type: application/json\r\nContent-Length: "
+                + str(len(body)).encode()
+                + b"\r\n\r\n"
+                + body
+            )
+            deadline = time.monotonic() + 5
+            while running(info["base"]) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert running(info["base"]) == 1
+        # 400 tokens take over a second and a half; the disconnect ends it at once
+        deadline = time.monotonic() + 0.5
+        while running(info["base"]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert running(info["base"]) == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 def test_a_bad_stack_is_a_clear_error(tmp_path: Path) -> None:
