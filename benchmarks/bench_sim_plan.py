@@ -7,7 +7,8 @@ For each point of a hypothesis (values and durations from config/config.yaml) it
 the simulator from the shipped stack file in its own process (``python -m
 spark_harness.sim``), drives it with a minimal closed-loop client that follows the
 agreed workload semantics (fixed context: each user re-sends its own nonce-prefixed
-prompt; rehydrate: populate, thrash, replay), and prints TTFT percentiles next to the
+prompt; rehydrate: populate, thrash, replay; H4's QoS profiles as fio jobs on the same
+filesystem), and prints TTFT percentiles next to the
 mechanism evidence the analysis will look for: G2/G3 onboards, G3 fetch share of TTFT,
 preemptions and the server process's device reads (``/proc/<pid>/io``).
 
@@ -267,6 +268,44 @@ async def scrape(base: str) -> dict[str, float]:
     return out
 
 
+#: fio jobs standing in for the QoS profiles of H4 (the telemetry package runs the real
+#: ones); both hit the filesystem the G3 file lives on.
+FIO = {
+    "moderate": ["--rw=randread", "--bs=64k", "--iodepth=8", "--numjobs=2", "--size=256M"],
+    "heavy": ["--rw=randrw", "--bs=256k", "--iodepth=32", "--numjobs=4", "--size=512M"],
+}
+
+
+@contextmanager
+def contention(profile: str) -> Iterator[None]:
+    """Run the profile's fio job on the G3 filesystem for the duration of a point."""
+    if profile not in FIO:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="fio-", dir=WORK) as wd:
+        proc = subprocess.Popen(
+            [
+                "fio",
+                "--name=qos",
+                f"--directory={wd}",
+                "--direct=1",
+                "--ioengine=libaio",
+                "--time_based",
+                "--runtime=600",
+                "--group_reporting",
+                *FIO[profile],
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(1.0)  # fio lays out its files first
+            yield
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
 def run_point(
     hyp: str,
     label: str,
@@ -275,8 +314,9 @@ def run_point(
     users: int,
     phases: dict[str, float],
     seed: int,
+    qos: str = "none",
 ) -> list[Rec]:
-    with server(stack) as srv:
+    with server(stack) as srv, contention(qos):
         model = stack["model"]
         before = srv.read_bytes()
         if workload["kind"] == "rehydrate":
@@ -341,6 +381,7 @@ def main() -> int:
             for combo in combos:
                 w = dict(workload)
                 users = load["users"]
+                qos = "none"
                 server_over: dict[str, Any] = {}
                 for key, value in combo.items():
                     section, _, rest = key.partition(".")
@@ -348,6 +389,8 @@ def main() -> int:
                         w[rest] = value
                     elif section == "load" and rest == "users":
                         users = value
+                    elif key == "qos.profile":
+                        qos = value
                     elif section == "server":
                         node = server_over
                         *parents, leaf = rest.split(".")
@@ -366,7 +409,14 @@ def main() -> int:
                     f"{k.split('.')[-1]}={v}" for k, v in combo.items()
                 )
                 run_point(
-                    hyp, label + f" u={users}", stack, w, users, phases, defaults.get("seed", 0)
+                    hyp,
+                    label + f" u={users}",
+                    stack,
+                    w,
+                    users,
+                    phases,
+                    defaults.get("seed", 0),
+                    qos,
                 )
     return 0
 
