@@ -213,6 +213,16 @@ def main() -> int:
         )
     ok = [r["streams"] for r in rows if abs(r["actual_over_modeled"] - 1) <= 0.05]
     print(f"most streams within 5 % of modeled step times: {max(ok) if ok else 0}")
+    base = next((r for r in rows if r["streams"] == 1), None)
+    if base is not None:  # the same session's 1-stream run is the baseline
+        for r in rows:
+            if r["streams"] > 1:
+                marginal = (r["cpu_per_step_ms"] - base["cpu_per_step_ms"]) / (r["streams"] - 1)
+                times = r["cpu_per_step_ms"] / base["cpu_per_step_ms"]
+                print(
+                    f"streams={r['streams']:5d}: cpu/step = {times:6.1f} x the 1-stream "
+                    f"baseline; marginal {marginal * 1e3:5.1f} us per stream-step"
+                )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
