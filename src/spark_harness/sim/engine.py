@@ -129,6 +129,9 @@ class Engine:
         self.kv = kv
         self.timing = timing
         self.lora = lora
+        kv.on_ready = self.wake
+        if lora is not None:
+            lora.on_ready = self.wake
         self.waiting: deque[Sequence] = deque()
         self.loading: list[Sequence] = []
         self.running: list[Sequence] = []

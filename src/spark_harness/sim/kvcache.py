@@ -113,7 +113,7 @@ class Onboard:
 class KVCache:
     """G1 plus, in tiered mode, G2 and G3, with counters and the onboard machinery."""
 
-    def __init__(self, cfg: SimConfig, g3_dir: Path | None, wake: Callable[[], None]) -> None:
+    def __init__(self, cfg: SimConfig, g3_dir: Path | None) -> None:
         self.cfg = cfg
         self.pool = BlockPool(cfg.g1_blocks, make_policy(cfg.eviction), cfg.prefix_reuse)
         self.g2 = Tier("g2", cfg.g2_blocks, cfg.eviction) if cfg.tiered and cfg.g2_blocks else None
@@ -122,7 +122,7 @@ class KVCache:
         self.stats = KVStats()
         self.hits = HitWindow()
         self.observe_fetch: Callable[[str, float], None] = lambda tier, seconds: None
-        self._wake = wake
+        self.on_ready: Callable[[], None] = lambda: None  # a G3 read finished
         self._onboards: list[Onboard] = []
         self._unwritten: list[tuple[bytes, Entry]] = []  # offloaded to G3, write not issued
         self.file: BlockFile | None = None
@@ -292,7 +292,7 @@ class KVCache:
             # failures are counted so a run that had any can be marked
             self.stats.g3_io_errors += len(errors)
             log.warning("%d G3 read(s) failed, first: %s", len(errors), errors[0])
-        self._wake()
+        self.on_ready()
 
     def poll(self, now: float) -> None:
         """Advance the link to ``now`` and finish the onboards whose copies are done."""

@@ -68,13 +68,12 @@ class LoraCache:
         directory: Path,
         file_bytes: int,
         max_loras: int,
-        wake: Callable[[], None],
     ) -> None:
         self.names = names
         self.directory = directory
         self.file_bytes = file_bytes
         self.max_loras = max_loras
-        self._wake = wake
+        self.on_ready: Callable[[], None] = lambda: None  # a load finished
         self._resident: OrderedDict[str, None] = OrderedDict()
         self._loading: dict[str, AdapterLoad] = {}
         self._io = ThreadPoolExecutor(2, thread_name_prefix="lora-read")
@@ -112,7 +111,7 @@ class LoraCache:
         error = load.task.exception()
         if error is not None:
             load.error = f"loading LoRA adapter {load.name!r} failed: {error}"
-            self._wake()
+            self.on_ready()
             return
         nbytes, load.seconds = load.task.result()
         self.loads += 1
@@ -121,7 +120,7 @@ class LoraCache:
         self._resident[load.name] = None
         while len(self._resident) > self.max_loras:
             self._resident.popitem(last=False)
-        self._wake()
+        self.on_ready()
 
     @property
     def resident(self) -> list[str]:

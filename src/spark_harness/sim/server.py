@@ -78,23 +78,17 @@ class Simulator:
         cfg = self.cfg
         adapters: list[str] = []
         lora: LoraCache | None = None
-        engine_ref: list[Engine] = []
-
-        def wake() -> None:
-            if engine_ref:
-                engine_ref[0].wake()
-
         g3_dir = cfg.g3_path(self.workdir)
         if g3_dir is not None:
             self._mkdir(g3_dir)
-        kv = KVCache(cfg, g3_dir, wake)
+        kv = KVCache(cfg, g3_dir)
         try:
             lora_dir = cfg.lora_path(self.workdir)
             if lora_dir is not None:
                 assert cfg.lora_adapters is not None
                 adapters = read_adapter_list(Path(cfg.lora_adapters), self.model)
                 lora = LoraCache(
-                    adapters, self._mkdir(lora_dir), cfg.lora_file_bytes, cfg.max_loras, wake
+                    adapters, self._mkdir(lora_dir), cfg.lora_file_bytes, cfg.max_loras
                 )
                 await asyncio.get_running_loop().run_in_executor(None, lora.prepare)
         except BaseException:
@@ -104,7 +98,6 @@ class Simulator:
             self._remove_dirs()
             raise
         engine = Engine(cfg, kv, TimingModel.of(cfg.model, cfg.hardware), lora)
-        engine_ref.append(engine)
         metrics = SimMetrics(engine, self.model)
         self.engine = engine
         self.api = SimApi(cfg, engine, metrics, self.model, adapters)
