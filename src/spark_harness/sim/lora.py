@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -77,14 +76,12 @@ class LoraCache:
         self._resident: OrderedDict[str, None] = OrderedDict()
         self._loading: dict[str, AdapterLoad] = {}
         self._io = ThreadPoolExecutor(2, thread_name_prefix="lora-read")
-        self._created_dir = False
         self.loads = 0
         self.bytes_read = 0
         self.observe_load: Callable[[float], None] = lambda seconds: None
 
     def prepare(self) -> None:
         """Create the adapter files, cold (set-up, before the server listens)."""
-        self._created_dir = not self.directory.exists()
         for name in self.names:
             write_cold_file(self.path(name), self.file_bytes)
 
@@ -127,10 +124,8 @@ class LoraCache:
         return list(self._resident)
 
     def close(self) -> None:
-        """Stop loading and remove the adapter files this process created."""
+        """Stop loading and remove the adapter files (the directory is the caller's)."""
         self._io.shutdown(wait=True, cancel_futures=True)
         for name in self.names:
             with contextlib.suppress(FileNotFoundError):
                 self.path(name).unlink()
-        if self._created_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)

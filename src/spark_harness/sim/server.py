@@ -78,11 +78,12 @@ class Simulator:
         cfg = self.cfg
         adapters: list[str] = []
         lora: LoraCache | None = None
-        g3_dir = cfg.g3_path(self.workdir)
-        if g3_dir is not None:
-            self._mkdir(g3_dir)
-        kv = KVCache(cfg, g3_dir)
+        kv: KVCache | None = None
         try:
+            g3_dir = cfg.g3_path(self.workdir)
+            if g3_dir is not None:
+                self._mkdir(g3_dir)
+            kv = KVCache(cfg, g3_dir)
             lora_dir = cfg.lora_path(self.workdir)
             if lora_dir is not None:
                 assert cfg.lora_adapters is not None
@@ -92,7 +93,8 @@ class Simulator:
                 )
                 await asyncio.get_running_loop().run_in_executor(None, lora.prepare)
         except BaseException:
-            await kv.close()
+            if kv is not None:
+                await kv.close()
             if lora is not None:
                 lora.close()
             self._remove_dirs()
