@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,16 @@ def test_endpoint_facts_of_the_shipped_stacks(tmp_path: Path) -> None:
     assert endpoint_facts(b1, tmp_path)["g3_dir"] is None
     custom = {"model": "m", "sim": {"mode": "tiered", "g3_blocks": 4, "g3_dir": "/data/kv"}}
     assert endpoint_facts(custom, tmp_path)["g3_dir"] == "/data/kv"
+
+
+def test_the_stack_schema_knows_exactly_the_sim_keys() -> None:
+    import yaml
+
+    from spark_harness.schemas import schema_path
+
+    schema = yaml.safe_load(schema_path("stack").read_text())
+    documented = set(schema["$defs"]["sim"]["properties"])
+    known = {f.name for f in fields(SimConfig)} - {"model", "hardware"}
+    assert documented == known | {"model_profile", "hardware_profile"}
+    docs = (ROOT / "docs/SIMULATOR.md").read_text()
+    assert all(f"| `{key}` |" in docs for key in documented)
