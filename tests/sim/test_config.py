@@ -6,8 +6,10 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
+import yaml
 
 from spark_harness.plan import resolve_stack
+from spark_harness.schemas import schema_path
 from spark_harness.sim.config import IO_ALIGN, SimConfig, SimConfigError, scaled_bytes
 from spark_harness.sim.server import endpoint_facts
 
@@ -85,10 +87,6 @@ def test_endpoint_facts_of_the_shipped_stacks(tmp_path: Path) -> None:
 
 
 def test_the_stack_schema_knows_exactly_the_sim_keys() -> None:
-    import yaml
-
-    from spark_harness.schemas import schema_path
-
     schema = yaml.safe_load(schema_path("stack").read_text())
     documented = set(schema["$defs"]["sim"]["properties"])
     known = {f.name for f in fields(SimConfig)} - {"model", "hardware"}
