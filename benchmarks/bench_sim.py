@@ -15,6 +15,10 @@ them all decoding. Over a measurement window it reads the engine's own counters 
 - ``cpu/step``: server CPU per engine step (scheduling, token delivery, SSE writes),
   and per stream-step; the 1-stream run in the same session is the baseline.
 - ``cpu %``: share of the server's core in use.
+- ``need``: server CPU per step over the modeled step time: the share of one core the
+  simulator needs to keep up at N streams. Below 1 it keeps up on a core of its own;
+  ``actual/modeled`` above 1.05 with ``need`` well below 1 means other processes took
+  the core (the machine was not quiet: rerun).
 """
 
 from __future__ import annotations
@@ -159,6 +163,7 @@ async def measure(host: str, port: int, pid: int, n: int, window: float) -> dict
         "cpu_per_step_ms": cpu / steps * 1e3,
         "cpu_per_stream_step_us": cpu / steps / n * 1e6,
         "cpu_pct": cpu / (t1 - t0) * 100,
+        "need": cpu / modeled,
         "tokens_per_s": (m1["vllm:generation_tokens_total"] - m0["vllm:generation_tokens_total"])
         / (t1 - t0),
     }
@@ -208,11 +213,14 @@ def main() -> int:
             f"actual/modeled={row['actual_over_modeled']:.3f}  "
             f"cpu/step={row['cpu_per_step_ms']:6.2f} ms  "
             f"cpu/stream-step={row['cpu_per_stream_step_us']:6.1f} us  "
-            f"cpu={row['cpu_pct']:5.1f} %  tokens/s={row['tokens_per_s']:8.0f}",
+            f"cpu={row['cpu_pct']:5.1f} %  need={row['need']:.2f}  "
+            f"tokens/s={row['tokens_per_s']:8.0f}",
             flush=True,
         )
     ok = [r["streams"] for r in rows if abs(r["actual_over_modeled"] - 1) <= 0.05]
     print(f"most streams within 5 % of modeled step times: {max(ok) if ok else 0}")
+    fits = [r["streams"] for r in rows if r["need"] < 0.95]
+    print(f"most streams needing under 95 % of one core: {max(fits) if fits else 0}")
     base = next((r for r in rows if r["streams"] == 1), None)
     if base is not None:  # the same session's 1-stream run is the baseline
         for r in rows:
