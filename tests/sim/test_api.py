@@ -62,6 +62,10 @@ def test_chat_stream_starts_with_a_role_only_chunk(tmp_path: Path) -> None:
             assert res.role_first and len(res.texts) == 3
             assert res.usage is not None
             assert res.usage["prompt_tokens"] == tokens.count_chat(messages) == 24
+            with_null = await sim.generate(
+                messages=[*messages, {"role": "assistant", "content": None}], max_tokens=1
+            )
+            assert with_null.usage is not None and with_null.usage["prompt_tokens"] == 25
             plain = await sim.generate(messages=messages, max_tokens=3, stream=False)
             assert plain.body is not None and plain.body["object"] == "chat.completion"
             assert plain.body["choices"][0]["message"]["role"] == "assistant"

@@ -384,7 +384,8 @@ class SimApi:
                 raise ApiError(
                     400, "message 'content' must be a string or a list of parts", param="messages"
                 )
-        return tok.chat_tokens(messages)
+        # a null content (an assistant turn that only called tools) has no words
+        return tok.chat_tokens({**m, "content": m.get("content") or ""} for m in messages)
 
     def _sequence(self, p: Parsed) -> Sequence:
         salt = p.adapter or self.model
