@@ -17,6 +17,27 @@ from prometheus_client.parser import text_string_to_metric_families
 from spark_harness.sim.server import SIMULATOR, Simulator, build_app
 
 
+def proc_read_bytes() -> int:
+    """Bytes this process caused to be read from block devices (/proc/self/io)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("read_bytes:"):
+            return int(line.split()[1])
+    raise AssertionError("no read_bytes in /proc/self/io")
+
+
+def device_backed(path: Path) -> bool:
+    """Whether files under ``path`` live on a block device: on tmpfs (which may accept
+    O_DIRECT) reads never reach a device, so device-read assertions do not apply."""
+    target = str(path.resolve())
+    best, fstype = "", ""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        _, mount, kind = line.split()[:3]
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) > len(best):
+            best, fstype = mount, kind
+    return fstype not in ("tmpfs", "ramfs", "devtmpfs")
+
+
 def words(n: int, tag: str = "w") -> str:
     """A prompt of exactly ``n`` simulator tokens, unique to ``tag`` from its first token."""
     return " ".join(f"{tag}{i}" for i in range(n))

@@ -10,16 +10,9 @@ import pytest
 from spark_harness import tokens
 from spark_harness.sim.blockhash import block_hashes
 
-from .simclient import run, running_sim, words
+from .simclient import device_backed, proc_read_bytes, run, running_sim, words
 
 BT = 16
-
-
-def proc_read_bytes() -> int:
-    for line in Path("/proc/self/io").read_text().splitlines():
-        if line.startswith("read_bytes:"):
-            return int(line.split()[1])
-    raise AssertionError("no read_bytes")
 
 
 def hashes_of(prompt: str, salt: str = "sim") -> list[bytes]:
@@ -152,7 +145,7 @@ def test_offload_and_onboard_counters_equal_the_blocks_that_moved(tmp_path: Path
             assert m2["kvbm_matched_tokens_total"] == 64
             assert m2["sim_kv_g3_read_bytes_total"] == 4 * block
             assert m2["sim_kv_g3_fetch_seconds_count"] == 1
-            if kv.file is not None and kv.file.direct:
+            if device_backed(tmp_path):
                 assert read >= 4 * block  # the reads reached the device
 
             # the prompt evicted last sits in G2: onboard it from host memory

@@ -13,8 +13,7 @@ import pytest
 
 from spark_harness.plan import resolve_stack
 
-from .simclient import Result, SimClient, run, running_sim, words
-from .test_kvcache import proc_read_bytes
+from .simclient import Result, SimClient, device_backed, proc_read_bytes, run, running_sim, words
 
 ROOT = Path(__file__).resolve().parents[2]
 U_WORK = 8  # H0's knee on these stacks (config/config.yaml sweep)
@@ -72,7 +71,9 @@ def test_h2b_stack_b_fetches_from_g3_past_a_knee(tmp_path: Path) -> None:
     assert m_small["kvbm_onboard_blocks_d2d_total"] == 0
     g3 = sum(r.sim["g3_onboard_blocks"] for r in big)
     assert g3 > 0 and m_big["kvbm_onboard_blocks_d2d_total"] >= g3
-    assert read >= 0.9 * m_big["sim_kv_g3_read_bytes_total"] > 0  # device reads, really
+    assert m_big["sim_kv_g3_read_bytes_total"] > 0
+    if device_backed(tmp_path):  # the G3 reads reached the device
+        assert read >= 0.9 * m_big["sim_kv_g3_read_bytes_total"]
     assert p95(big) > 3 * p95(small)  # the TTFT knee
 
 

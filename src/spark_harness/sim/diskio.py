@@ -3,9 +3,9 @@
 G3 is one file of fixed-size slots (one KV block each) in the configured directory,
 written and read with ``O_DIRECT`` so every read reaches the device (and shows in
 ``/proc/<pid>/io`` ``read_bytes``, block-device counters and iowait). Where the
-filesystem refuses ``O_DIRECT`` (tmpfs, some overlays), I/O is buffered and each written
-or read range is dropped from the page cache (``fdatasync`` + ``POSIX_FADV_DONTNEED``),
-so reads still come from the device whenever there is one.
+filesystem refuses ``O_DIRECT`` (some overlays, older tmpfs), I/O is buffered and each
+written or read range is dropped from the page cache (``fdatasync`` +
+``POSIX_FADV_DONTNEED``), so reads still come from the device whenever there is one.
 
 Every block carries its hash in its first bytes, and a read checks it: what comes back
 is the block that was written, not a zero page.
