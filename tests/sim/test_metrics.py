@@ -93,6 +93,7 @@ def test_gauges_and_counters_follow_the_engine(tmp_path: Path) -> None:
             assert m["vllm:kv_cache_usage_perc"] == 0.0  # cached blocks are reclaimable
             assert m["vllm:prefix_cache_queries_total"] == 80
             assert m["vllm:generation_tokens_total"] == 6
+            assert m["vllm:request_success_total"] == 2
             assert m["vllm:time_to_first_token_seconds_count"] == 2
             assert m["sim_engine_steps_total"] >= 6
             assert m["sim_engine_step_actual_seconds_total"] > 0

@@ -330,10 +330,6 @@ class KVCache:
         """When the link next completes a transfer (disk completions wake the engine)."""
         return self.link.next_completion()
 
-    @property
-    def onboarding(self) -> int:
-        return len(self._onboards)
-
     # ---------------------------------------------------------------- shutdown
     async def close(self) -> None:
         """Wait for in-flight I/O, then remove the G3 file."""

@@ -15,9 +15,7 @@ _EPS_BYTES = 1e-6
 
 @dataclass(eq=False, slots=True)
 class LinkTransfer:
-    nbytes: float
-    started: float
-    remaining: float
+    remaining: float  # bytes
     done_at: float | None = None
 
 
@@ -33,7 +31,7 @@ class SharedLink:
 
     def start(self, nbytes: float, now: float) -> LinkTransfer:
         self.advance(now)
-        transfer = LinkTransfer(nbytes=nbytes, started=now, remaining=float(nbytes))
+        transfer = LinkTransfer(remaining=float(nbytes))
         if nbytes <= 0:
             transfer.done_at = now
         else:

@@ -83,6 +83,7 @@ class _EngineCollector:
         )
         yield c("vllm:prefix_cache_hits", "Prompt tokens found in G1.", st.prefix_hits_tokens)
         yield c("vllm:num_preemptions", "Preemptions (recompute).", e.stats.preemptions)
+        yield c("vllm:request_success", "Requests finished (length or stop).", e.stats.finished)
         yield c("vllm:prompt_tokens", "Prefilled prompt tokens.", e.stats.prompt_tokens)
         yield c("vllm:generation_tokens", "Generated tokens.", e.stats.generated_tokens)
         if e.cfg.tiered:
