@@ -145,6 +145,9 @@ def test_offload_and_onboard_counters_equal_the_blocks_that_moved(tmp_path: Path
             assert m2["kvbm_matched_tokens_total"] == 64
             assert m2["sim_kv_g3_read_bytes_total"] == 4 * block
             assert m2["sim_kv_g3_fetch_seconds_count"] == 1
+            # hit rates over the blocks looked up beyond G1: 6 x 4 misses, then 4 in G3
+            assert m2["kvbm_disk_cache_hit_rate"] == pytest.approx(4 / 28)
+            assert m2["kvbm_host_cache_hit_rate"] == 0
             if device_backed(tmp_path):
                 assert read >= 4 * block  # the reads reached the device
 
