@@ -52,9 +52,9 @@ def existing_ancestor(path: str | os.PathLike[str]) -> Path:
     return p
 
 
-def _mount_source(path: Path, mountinfo: Path) -> str | None:
-    """Source device of the mount holding ``path`` (for filesystems with anonymous st_dev,
-    such as btrfs)."""
+def mount_source(path: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> str | None:
+    """Source device of the mount holding ``path`` (for filesystems with an anonymous
+    st_dev, such as btrfs); of mounts stacked on one point, the last one is visible."""
     target = os.path.realpath(path)
     best: tuple[int, str] | None = None
     for line in mountinfo.read_text().splitlines():
@@ -62,7 +62,7 @@ def _mount_source(path: Path, mountinfo: Path) -> str | None:
         mount_point = left.split()[4].encode().decode("unicode_escape")
         source = right.split()[1] if len(right.split()) > 1 else ""
         inside = target == mount_point or target.startswith(mount_point.rstrip("/") + "/")
-        if inside and (best is None or len(mount_point) > best[0]):
+        if inside and (best is None or len(mount_point) >= best[0]):
             best = (len(mount_point), source)
     return best[1] if best else None
 
@@ -86,7 +86,7 @@ def device_of(
     dev = p.stat().st_dev
     major, minor = os.major(dev), os.minor(dev)
     if major == 0:  # anonymous device number: look the mount's source up instead
-        source = _mount_source(p, mountinfo)
+        source = mount_source(p, mountinfo)
         if not source or not source.startswith("/dev/"):
             raise DeviceNotFound(f"{p} is on a filesystem without a block device ({source})")
         rdev = os.stat(source).st_rdev

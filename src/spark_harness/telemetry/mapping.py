@@ -6,7 +6,9 @@ prometheus-client's parser and looked up by *family* name (the parser strips a c
 ``_total``), so ``kvbm_offload_blocks_d2h`` and ``..._total`` spellings both match.
 Counters map their value, histograms and summaries their ``_sum`` and ``_count``
 (fields ``<field>_sum``/``<field>_count``), gauges their value. Series of one family
-with different labels (engines, ranks, models) are combined by the rule's ``agg``.
+with different labels (engines, ranks, models) are combined by the rule's ``agg``; when
+two families of one exposition map to the same field (an old and a new name), the first
+one counts.
 
 TensorRT-LLM's ``/metrics`` is instead a JSON array of per-iteration stats, consumed on
 read; :class:`TrtllmState` folds each poll into the same fields.
@@ -123,9 +125,10 @@ def rule_for(family: str) -> Rule | None:
 def map_prometheus(text: str) -> Fields:
     """Canonical fields from one Prometheus exposition (unmapped families are ignored)."""
     series: dict[str, tuple[str, list[float]]] = {}  # field -> (agg, values of its series)
+    claimed: dict[str, str] = {}  # field -> family: an alias exposed too never counts twice
     for family in text_string_to_metric_families(text):
         rule = rule_for(family.name)
-        if rule is None:
+        if rule is None or claimed.setdefault(rule.field, family.name) != family.name:
             continue
         if family.type in ("histogram", "summary"):
             suffixes = {family.name + "_sum": "_sum", family.name + "_count": "_count"}
