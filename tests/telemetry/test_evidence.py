@@ -117,23 +117,37 @@ def _deltas(samples: list[dict], dev: str) -> tuple[list[float], list[float]]:
     return blocks, device
 
 
-@pytest.mark.slow
-def test_tiered_kv_counters_and_device_reads_move_together(point: Any, tmp_path: Path) -> None:
+# Other processes may read the same disk meanwhile (a shared CI machine); they can only
+# add device reads, never remove them, so the checks below bound the device from below
+# and set aside intervals with foreign reads before correlating.
+FOREIGN_MIB = 2.0
+
+
+def _needs_block_device(path: Path) -> None:
     try:
-        device_of(tmp_path)
+        device_of(path)
     except DeviceNotFound:
         pytest.skip("the temporary directory is not on a block device")
+
+
+@pytest.mark.slow
+def test_tiered_kv_counters_and_device_reads_move_together(point: Any, tmp_path: Path) -> None:
+    _needs_block_device(tmp_path)
     samples, meta = _run_point(point, tmp_path, "tiered")
     dev = f"disk_{meta['g3_device']}"
     blocks, device_mib = _deltas(samples, dev)
     assert len(blocks) >= 15 and sum(blocks) > 100
-    assert statistics.correlation(blocks, device_mib) > 0.9
+    # every onboard reached the device in its own interval (a read completing between
+    # the device read and the scrape of one sample may land one interval later)
+    assert all(d >= b - 1 for b, d in zip(blocks, device_mib, strict=True))
+    clean = [(b, d) for b, d in zip(blocks, device_mib, strict=True) if d - b <= FOREIGN_MIB]
+    assert len(clean) >= 0.6 * len(blocks)
+    assert statistics.correlation(*zip(*clean, strict=True)) > 0.95
     # KV telemetry predicts the storage traffic: blocks x block size = the server's reads
     first, last = samples[0], samples[-1]
     predicted = (last["kv_onboard_blocks_g3"] - first["kv_onboard_blocks_g3"]) * BLOCK
     served = last["server_read_bytes"] - first["server_read_bytes"]
     assert served == pytest.approx(predicted, rel=0.02)
-    assert sum(device_mib) * (1 << 20) >= 0.95 * predicted  # and the device saw them
     # the idle baseline shows no onboards
     idle = [s for s in samples if s["t_ns"] < samples[0]["t_ns"] + 0.8e9]
     assert idle[-1]["kv_onboard_blocks_g3"] == idle[0]["kv_onboard_blocks_g3"]
@@ -141,18 +155,21 @@ def test_tiered_kv_counters_and_device_reads_move_together(point: Any, tmp_path:
 
 @pytest.mark.slow
 def test_uma_load_creates_no_kv_storage_traffic(point: Any, tmp_path: Path) -> None:
-    try:
-        device_of(tmp_path)
-    except DeviceNotFound:
-        pytest.skip("the temporary directory is not on a block device")
-    samples, meta = _run_point(point, tmp_path, "uma")
-    assert meta["g3_device"] is None and meta["devices"]  # the spool's device is watched
-    dev = f"disk_{meta['devices'][0]}"
-    loaded = [s for s in samples if s.get("kv_running") == 4]
-    assert len(loaded) >= 10  # the load window is visible in the server's own gauges
-    assert samples[-1]["server_read_bytes"] == samples[0]["server_read_bytes"]
-    assert samples[-1]["kv_onboard_blocks_g3"] == 0
-    # device reads stay at the host's background level (other processes may read a
-    # little; the tiered stand-in reads ~100 MiB in the same time)
-    read_mib = sum(s[f"{dev}_rkb_s"] * 0.2 / 1024 for s in loaded if f"{dev}_rkb_s" in s)
-    assert read_mib < 5.0
+    _needs_block_device(tmp_path)
+    attempts = []
+    for attempt in range(3):  # a clean attempt shows the device side (see FOREIGN_MIB)
+        pt = type(point)(tmp_path / f"attempt{attempt}", procs=point.procs)  # stopped at the end
+        pt.root.mkdir()
+        samples, meta = _run_point(pt, pt.root, "uma")
+        assert meta["g3_device"] is None and meta["devices"]  # the spool's device
+        loaded = [s for s in samples if s.get("kv_running") == 4]
+        assert len(loaded) >= 10  # the load window, in the server's own gauges
+        # exact, whatever else runs: the server read nothing and onboarded nothing
+        assert samples[-1]["server_read_bytes"] == samples[0]["server_read_bytes"]
+        assert samples[-1]["kv_onboard_blocks_g3"] == 0
+        dev = f"disk_{meta['devices'][0]}"
+        _, device_mib = _deltas(loaded, dev)
+        attempts.append(round(sum(device_mib), 2))
+        if sum(device_mib) < FOREIGN_MIB:  # the tiered stand-in reads ~100 MiB meanwhile
+            return
+    pytest.fail(f"device reads during the load were never flat (MiB per attempt): {attempts}")
