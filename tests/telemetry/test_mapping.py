@@ -17,6 +17,7 @@ from spark_harness.telemetry.mapping import (
     SIM_PREFIX,
     TrtllmState,
     map_prometheus,
+    relevant_lines,
     rule_for,
 )
 
@@ -199,3 +200,25 @@ def test_rule_lookup_ignores_total_suffix_and_knows_the_sim_prefix() -> None:
     assert rule_for("vllm:prefix_cache_hits_total") == rule_for("vllm:prefix_cache_hits")
     assert rule_for("sim_kv_g3_fetch_seconds").field == "kv_g3_fetch_seconds"
     assert rule_for("process_cpu_seconds") is None
+
+
+def test_label_values_with_braces_quotes_and_timestamps() -> None:
+    text = (
+        "# HELP vllm:num_requests_running Running {requests}\n"
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{model_name="a}b\\"c{",engine="0"} 3 1700000000000\n'
+        'vllm:num_requests_running{model_name="x y",engine="1"} 2\n'
+        "# TYPE kvbm_onboard_blocks_d2d counter\n"
+        "kvbm_onboard_blocks_d2d 4e+01\n"
+    )
+    assert map_prometheus(text) == {"kv_running": 5, "kv_onboard_blocks_g3": 40}
+
+
+def test_only_mapped_lines_reach_the_parser() -> None:
+    text = (FIX / "vllm.prom").read_text()
+    kept = relevant_lines(text).splitlines()
+    assert not any("_bucket" in line or line.startswith("# HELP") for line in kept)
+    assert not any("{" in line for line in kept)  # label sets are not parsed
+    assert any(line.startswith("vllm:prefix_cache_hits_total ") for line in kept)
+    # 8 mapped families: 8 TYPE lines and 18 samples of 50 lines
+    assert len(kept) == 26
