@@ -100,7 +100,7 @@ def test_devices_given_by_name(point: Any, tmp_path: Path) -> None:
     ("args", "endpoint", "rc", "message"),
     [
         (["--devices", "no-such-disk"], {}, 2, "no block device named 'no-such-disk'"),
-        (["--cadence-ms", "0"], {}, 2, "--cadence-ms must be positive"),
+        (["--cadence-ms", "5"], {}, 2, "--cadence-ms must be at least 20"),
         (["--wait-timeout-s", "0.3"], None, 1, "did not appear"),
         ([], {"metrics": [{"url": "http://127.0.0.1:9/m", "format": "xml"}]}, 2, "'xml'"),
     ],

@@ -7,6 +7,7 @@ import asyncio
 import itertools
 import json
 import logging
+import statistics
 import threading
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,16 @@ class SlowAsync(AsyncSampler):
     async def sample(self) -> Fields:
         await asyncio.sleep(30)
         return {"slow_x": 1}
+
+
+class Late(AsyncSampler):
+    """Answers just after the sample's deadline (90 % of the cadence), every tick."""
+
+    name = "late"
+
+    async def sample(self) -> Fields:
+        await asyncio.sleep(0.095)
+        return {"late_x": 1}
 
 
 class Vanishing(Sampler):
@@ -120,20 +131,25 @@ def test_failing_samplers_cost_only_their_own_fields(
     spool = tmp_path / "spool.jsonl"
     try:
         sidecar = _run(
-            [Good(), Crashing(), hanging, SlowAsync(), vanishing, Junk()], spool, seconds=1.05
+            [Good(), Crashing(), hanging, SlowAsync(), vanishing, Junk(), Late()],
+            spool,
+            seconds=1.05,
         )
     finally:
         hanging.release.set()
     rows = _rows(spool)
-    samples = [r for r in rows if r["kind"] == "sample"]
+    samples = [r for r in rows if r["kind"] == "sample" and "good_x" in r]
+    late_rows = [r for r in rows if r["kind"] == "sample" and "good_x" not in r]
     assert 9 <= len(samples) <= 12
     for r in samples:
         assert r["good_x"] == 1  # the first source of a field wins
         assert r["junk_y"] == 2.5
         assert "nan_x" not in r and "hang_x" not in r and "slow_x" not in r
-    # the schedule held despite a hung thread and a slow network read in every tick
+    # the schedule held despite a hung thread and a slow network read in every tick (a
+    # loaded CI host may delay one tick, never the schedule)
     gaps = [(b["t_ns"] - a["t_ns"]) / 1e6 for a, b in itertools.pairwise(samples)]
-    assert max(gaps) < 1.5 * CADENCE_MS and min(gaps) > 0.5 * CADENCE_MS
+    assert statistics.median(gaps) == pytest.approx(CADENCE_MS, abs=0.1 * CADENCE_MS)
+    assert max(gaps) < 2.5 * CADENCE_MS
     unavailable = [(r["source"], r["reason"]) for r in rows if r["kind"] == "unavailable"]
     assert sorted(unavailable) == [
         ("gone", "not on this host"),
@@ -144,8 +160,16 @@ def test_failing_samplers_cost_only_their_own_fields(
     assert hanging.calls == 1  # a stuck read is not piled up
     assert sidecar.errors["crash"]["count"] == len(samples)
     assert sidecar.errors["crash"]["first"] == "RuntimeError: boom"
-    assert sidecar.errors["slow"]["count"] == len(samples)
-    assert sidecar.errors["hang"]["count"] == len(samples)
+    # a read still running at the next tick is a failure (logged once); the first tick
+    # only waits for it
+    assert sidecar.errors["slow"]["count"] == len(samples) - 1
+    assert sidecar.errors["hang"]["count"] == len(samples) - 1
+    # a late answer is kept, in a row of its own stamped with its tick
+    ticks = {r["t_ns"] for r in samples}
+    assert late_rows and all(r.keys() == {"kind", "t_ns", "late_x"} for r in late_rows)
+    assert all(r["t_ns"] in ticks for r in late_rows)
+    assert len({r["t_ns"] for r in late_rows}) == len(late_rows)
+    assert sidecar.late_results["late"] == len(late_rows)
     for name in ("crash", "slow", "hang"):  # each failure logged once
         assert sum(f"sampler {name} failed" in r.getMessage() for r in caplog.records) == 1
     meta = [r for r in rows if r["kind"] == "meta"][-1]
@@ -180,3 +204,12 @@ def test_meta_records_cost_and_cadence(tmp_path: Path) -> None:
 def test_non_positive_cadence_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cadence"):
         Sidecar([], Spool(tmp_path / "s.jsonl"), Clock.start(), 0, header={})
+
+
+def test_a_spool_of_an_earlier_run_is_moved_aside(tmp_path: Path) -> None:
+    spool = tmp_path / "spool.jsonl"
+    spool.write_text('{"kind": "sample", "t_ns": 1}\n')
+    _run([Good()], spool, seconds=0.25)
+    assert all(r["t_ns"] != 1 for r in _rows(spool))
+    (aside,) = tmp_path.glob("spool.jsonl.*.prev")
+    assert _rows(aside) == [{"kind": "sample", "t_ns": 1}]

@@ -24,6 +24,8 @@ from spark_harness.telemetry.devices import BlockDevice, DeviceNotFound, device_
 log = logging.getLogger("spark_harness.telemetry")
 
 DEFAULT_CADENCE_MS = 200.0
+#: kernel counters tick in ms (disk) and 10 ms (CPU): shorter periods give no rates
+MIN_CADENCE_MS = 20.0
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -151,7 +153,9 @@ def build_samplers(
         ("server_io", lambda: ProcessIOSampler(pids)),
         ("cgroup_io", lambda: CgroupIOSampler(pids)),
     ]
-    timeout_s = cadence_ms / 1000.0 * 0.9
+    # a slow answer is kept (see sidecar.Sidecar.sample_once), so the HTTP timeout only
+    # bounds a hung connection
+    timeout_s = max(2.0, 10 * cadence_ms / 1000.0)
     for m in endpoint.metrics:
         factories.append(
             (f"metrics:{m.source}",
@@ -178,8 +182,10 @@ def run(args: argparse.Namespace) -> int:
     """The sidecar's life: wait, set up, spool until told to stop."""
     from spark_harness.telemetry.sidecar import Sidecar, Spool
 
-    if args.cadence_ms <= 0:
-        raise UsageError(f"--cadence-ms must be positive, got {args.cadence_ms}")
+    if args.cadence_ms < MIN_CADENCE_MS:
+        raise UsageError(
+            f"--cadence-ms must be at least {MIN_CADENCE_MS:.0f}, got {args.cadence_ms}"
+        )
     clock = Clock.start()
     contract.wait_for_file(args.endpoint_file, args.wait_timeout_s)
     endpoint = contract.Endpoint.read(args.endpoint_file)

@@ -4,8 +4,10 @@ Ticks follow an absolute schedule (start + k x cadence), so the cadence does not
 with the time a sample takes; a tick that is missed entirely (the host stalled) is
 skipped and counted, never made up with a burst. At each tick every sampler is asked at
 once: ``/proc`` readers inline, blocking readers (NVML) in their own daemon thread,
-network readers as tasks with a deadline; whatever a sampler does (raise, hang, time
-out) costs only its own fields. The sample is stamped with the tick time.
+network readers as tasks; the sample is written at a deadline within the tick and
+stamped with the tick time. Whatever a sampler does (raise, hang, answer late) costs
+only its own fields: a late answer becomes a row of its own with its tick's time, and a
+sampler is not asked again while its previous read is still running.
 
 The spool is JSON lines (see :mod:`spark_harness.contract`): ``sample``,
 ``unavailable`` (once per source), ``meta`` (periodically, at a flush and at exit:
@@ -40,12 +42,20 @@ DEADLINE_SHARE = 0.9
 
 
 class Spool:
-    """Append-only JSON lines; each line one write, flushed to the OS at once."""
+    """JSON lines of one sidecar's life; each line one write, flushed to the OS at once.
+
+    A spool left by an earlier sidecar at the same path (a point being redone) is moved
+    aside, not appended to or overwritten, so two runs never mix and neither is lost.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists() and path.stat().st_size > 0:
+            aside = path.with_name(f"{path.name}.{time.time_ns()}.prev")
+            path.rename(aside)
+            log.warning("moved the spool of an earlier run to %s", aside)
         self.path = path
-        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the sidecar
+        self._fh = open(path, "w", encoding="utf-8")  # noqa: SIM115 - lives as long as the sidecar
 
     def write(self, row: dict[str, Any]) -> None:
         self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
@@ -63,6 +73,10 @@ class Spool:
 def _finite(fields: Fields) -> Fields:
     """Drop NaN/inf (a 0/0 hit rate): JSON has no such numbers and they are no measurement."""
     return {k: v for k, v in fields.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
+def _outcome(fut: asyncio.Future[Fields]) -> Fields | BaseException:
+    return fut.exception() or fut.result()
 
 
 def _in_thread(loop: asyncio.AbstractEventLoop, fn: Callable[[], Fields]) -> asyncio.Future[Fields]:
@@ -111,6 +125,8 @@ class Sidecar:
         self._pending_unavailable = list(unavailable)
         self._recorded: set[str] = set()
         self._in_flight: dict[AnySampler, asyncio.Future[Fields]] = {}
+        self._retired: list[AnySampler] = []
+        self.late_results: dict[str, int] = {}
         self.errors: dict[str, dict[str, Any]] = {}
         self._collisions: set[str] = set()
         self.samples = 0
@@ -165,6 +181,7 @@ class Sidecar:
             "wall_s": wall,
             "cpu_pct": 100.0 * cpu / wall if wall > 0 else None,
             "errors": self.errors,
+            "late_results": self.late_results,
         })  # fmt: skip
 
     # ----------------------------------------------------------- sampling
@@ -178,54 +195,70 @@ class Sidecar:
             row[key] = value
 
     async def sample_once(self) -> None:
-        """Ask every sampler now and write one ``sample`` line stamped with this moment."""
+        """Ask every sampler now and write one ``sample`` line stamped with this moment.
+
+        A thread or network read still running at the deadline is not abandoned (a
+        TensorRT-LLM poll consumes what it reads): its answer, when it comes, is written
+        as a row of its own stamped with this tick's time.
+        """
         loop = asyncio.get_running_loop()
         t_ns = self.clock.now_ns()
         deadline = loop.time() + self.period * DEADLINE_SHARE
         started: dict[AnySampler, asyncio.Future[Fields]] = {}
         for s in self.samplers:
+            if isinstance(s, Sampler) and not s.blocking:
+                continue
+            if s in self._in_flight:  # the previous read has not returned yet
+                self._error(s.name, TimeoutError("previous read has not returned"))
+                continue
             if isinstance(s, AsyncSampler):
                 started[s] = asyncio.ensure_future(s.sample())
-            elif s.blocking:
-                if s in self._in_flight:  # still stuck in last tick's read
-                    self._error(s.name, TimeoutError("previous read has not returned"))
-                    continue
-                started[s] = self._in_flight[s] = _in_thread(loop, s.sample)
-        results: dict[AnySampler, Fields | BaseException] = {}
+            else:
+                started[s] = _in_thread(loop, s.sample)
+        row: dict[str, Any] = {"kind": "sample", "t_ns": t_ns}
+        inline: dict[AnySampler, Fields | BaseException] = {}
         for s in self.samplers:  # the /proc readers, while the others run
             if isinstance(s, Sampler) and not s.blocking:
                 try:
-                    results[s] = s.sample()
+                    inline[s] = s.sample()
                 except Exception as e:
-                    results[s] = e
+                    inline[s] = e
         if started:
             await asyncio.wait(started.values(), timeout=max(0.0, deadline - loop.time()))
-        late = TimeoutError(f"no answer within {self.period * DEADLINE_SHARE:.3f} s")
-        for s, fut in started.items():
-            if fut.done():
-                self._in_flight.pop(s, None)
-                results[s] = fut.exception() or fut.result()
-            elif s in self._in_flight:  # a thread: let it finish, drop its answer
-                fut.add_done_callback(lambda f, s=s: self._late_thread_done(s, f))
-                results[s] = late
-            else:
-                fut.cancel()
-                results[s] = late
-        row: dict[str, Any] = {"kind": "sample", "t_ns": t_ns}
         for s in list(self.samplers):
-            res = results.get(s)
-            for source, reason in s.take_absent():
-                self._unavailable(source, reason)
-            if isinstance(res, Unavailable):
-                self._unavailable(s.name, str(res))
-                self.samplers.remove(s)
-                await self._close(s)
-            elif isinstance(res, BaseException):
-                self._error(s.name, res)
-            elif res is not None:
-                self._merge(row, res)
+            if s in inline:
+                self._apply(s, inline[s], row)
+            elif s in started and started[s].done():
+                self._apply(s, _outcome(started[s]), row)
+            elif s in started:
+                self._in_flight[s] = started[s]
+                started[s].add_done_callback(lambda f, s=s: self._late(s, t_ns, f))
         self.spool.write(row)
         self.samples += 1
+
+    def _apply(self, s: AnySampler, result: Fields | BaseException, row: dict[str, Any]) -> None:
+        """Record what one sampler's read gave: fields, absences, a failure, or its end."""
+        for source, reason in s.take_absent():
+            self._unavailable(source, reason)
+        if isinstance(result, Unavailable):
+            self._unavailable(s.name, str(result))
+            self.samplers.remove(s)
+            self._retired.append(s)
+        elif isinstance(result, BaseException):
+            self._error(s.name, result)
+        else:
+            self._merge(row, result)
+
+    def _late(self, s: AnySampler, t_ns: int, fut: asyncio.Future[Fields]) -> None:
+        """A read that missed its sample's deadline: its own row, stamped with its tick."""
+        self._in_flight.pop(s, None)
+        if fut.cancelled() or s not in self.samplers:
+            return
+        self.late_results[s.name] = self.late_results.get(s.name, 0) + 1
+        row: dict[str, Any] = {"kind": "sample", "t_ns": t_ns}
+        self._apply(s, _outcome(fut), row)
+        if len(row) > 2:
+            self.spool.write(row)
 
     @staticmethod
     async def _close(s: AnySampler) -> None:
@@ -236,11 +269,6 @@ class Sidecar:
                 s.close()
         except Exception as e:
             log.warning("closing sampler %s: %s", s.name, e)
-
-    def _late_thread_done(self, s: AnySampler, fut: asyncio.Future[Fields]) -> None:
-        self._in_flight.pop(s, None)
-        if not fut.cancelled():
-            fut.exception()  # retrieved: a late failure was already counted as a timeout
 
     async def flush(self) -> None:
         """One sample now, then the bookkeeping and a fsynced flush marker."""
@@ -280,8 +308,8 @@ class Sidecar:
                 await self.sample_once()
                 next_tick += self.period
                 behind = loop.time() - next_tick
-                if behind > 0:  # missed whole ticks: skip them, do not burst
-                    missed = math.floor(behind / self.period) + 1
+                if behind >= self.period:  # whole ticks missed: skip them, do not burst
+                    missed = math.floor(behind / self.period)
                     self.late_ticks += missed
                     next_tick += missed * self.period
                 if loop.time() >= next_meta:
@@ -292,5 +320,7 @@ class Sidecar:
                     self._stop = True
         finally:
             self._meta()
-            for s in self.samplers:
+            for fut in self._in_flight.values():
+                fut.cancel()  # threads cannot be cancelled; theirs are daemons
+            for s in self.samplers + self._retired:
                 await self._close(s)

@@ -82,12 +82,12 @@ def summarize(
     unavailable = [r for r in rows if r.get("kind") == "unavailable"]
     metas = [r for r in rows if r.get("kind") == "meta"]
     last_meta = metas[-1] if metas else {}
-    times = [r["t_ns"] for r in samples]
+    times = sorted({r["t_ns"] for r in samples})  # a late answer shares its tick's time
     gaps = _intervals_ms(times)
     meta: dict[str, Any] = {
         "cadence_ms_asked": cadence_ms,
         "cadence_ms_achieved": sum(gaps) / len(gaps) if gaps else None,
-        "samples": len(samples),
+        "samples": len(times),
         "interval_ms_p50": _percentile(gaps, 0.5) if gaps else None,
         "interval_ms_p99": _percentile(gaps, 0.99) if gaps else None,
         "max_gap_ms": max(gaps) if gaps else None,
@@ -96,6 +96,7 @@ def summarize(
         else None,
         "sidecar_cpu_pct": last_meta.get("cpu_pct"),
         "sidecar_late_ticks": last_meta.get("late_ticks"),
+        "late_results": last_meta.get("late_results", {}),
         "sampler_errors": last_meta.get("errors", {}),
         "samplers": last_meta.get("samplers", []),
         "devices": last_meta.get("devices", []),
