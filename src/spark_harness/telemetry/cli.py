@@ -47,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         type=Path,
         help="where to write contract.SidecarInfo once spooling starts",
     )
-    p.add_argument("--spool", required=True, type=Path, help="JSON-lines spool (appended)")
+    p.add_argument(
+        "--spool", required=True, type=Path, help="JSON-lines spool (an older one is moved aside)"
+    )
     p.add_argument(
         "--cadence-ms",
         type=float,
@@ -66,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         default=120.0,
         help="how long to wait for the endpoint file (default %(default)s s)",
     )
-    p.set_defaults(func=main)  # fmt: skip
+    p.set_defaults(func=main)
 
 
 class UsageError(ValueError):
@@ -92,8 +94,8 @@ def resolve_devices(
             g3 = device_of(endpoint.g3_dir)
         except (DeviceNotFound, OSError) as e:
             g3_error = str(e)
+    unavailable: list[tuple[str, str]] = []
     if spec.strip() == "auto":
-        unavailable: list[tuple[str, str]] = []
         if endpoint.g3_dir:
             if g3 is None:
                 unavailable.append(("disk", f"G3 directory {endpoint.g3_dir}: {g3_error}"))
@@ -105,7 +107,6 @@ def resolve_devices(
             except (DeviceNotFound, OSError) as e:
                 unavailable.append(("disk", f"spool directory {spool.parent}: {e}"))
     else:
-        unavailable = []
         for name in (n.strip() for n in spec.split(",")):
             if not name:
                 continue
