@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -191,10 +192,15 @@ class Perturbation:
             start_new_session=True,
         )  # fmt: skip
         assert self._proc.stdout is not None
-        line = self._proc.stdout.readline()  # "ready" once the files are laid out
+        # "ready" once the files are laid out; a device too slow for that is an error
+        ready, _, _ = select.select([self._proc.stdout], [], [], START_TIMEOUT_S)
+        line = self._proc.stdout.readline() if ready else ""
         if line.strip() != "ready":
-            self._proc.wait(timeout=STOP_TIMEOUT_S)
-            raise RuntimeError(f"builtin I/O generator failed to start: {self._log_tail()}")
+            self._kill()
+            raise RuntimeError(
+                f"builtin I/O generator did not start within {START_TIMEOUT_S:.0f} s: "
+                f"{self._log_tail()}"
+            )
 
     def _log_tail(self) -> str:
         self._log.flush()
