@@ -133,24 +133,30 @@ def _needs_block_device(path: Path) -> None:
 @pytest.mark.slow
 def test_tiered_kv_counters_and_device_reads_move_together(point: Any, tmp_path: Path) -> None:
     _needs_block_device(tmp_path)
-    samples, meta = _run_point(point, tmp_path, "tiered")
-    dev = f"disk_{meta['g3_device']}"
-    blocks, device_mib = _deltas(samples, dev)
-    assert len(blocks) >= 15 and sum(blocks) > 100
-    # every onboard reached the device in its own interval (a read completing between
-    # the device read and the scrape of one sample may land one interval later)
-    assert all(d >= b - 1 for b, d in zip(blocks, device_mib, strict=True))
-    clean = [(b, d) for b, d in zip(blocks, device_mib, strict=True) if d - b <= FOREIGN_MIB]
-    assert len(clean) >= 0.6 * len(blocks)
-    assert statistics.correlation(*zip(*clean, strict=True)) > 0.95
-    # KV telemetry predicts the storage traffic: blocks x block size = the server's reads
-    first, last = samples[0], samples[-1]
-    predicted = (last["kv_onboard_blocks_g3"] - first["kv_onboard_blocks_g3"]) * BLOCK
-    served = last["server_read_bytes"] - first["server_read_bytes"]
-    assert served == pytest.approx(predicted, rel=0.02)
-    # the idle baseline shows no onboards
-    idle = [s for s in samples if s["t_ns"] < samples[0]["t_ns"] + 0.8e9]
-    assert idle[-1]["kv_onboard_blocks_g3"] == idle[0]["kv_onboard_blocks_g3"]
+    attempts = []
+    for attempt in range(3):  # a quiet attempt shows the device side (see FOREIGN_MIB)
+        pt = type(point)(tmp_path / f"attempt{attempt}", procs=point.procs)  # stopped at the end
+        pt.root.mkdir()
+        samples, meta = _run_point(pt, pt.root, "tiered")
+        blocks, device_mib = _deltas(samples, f"disk_{meta['g3_device']}")
+        assert len(blocks) >= 15 and sum(blocks) > 100
+        # exact, whatever else runs: KV telemetry predicts the server's storage reads
+        # (blocks x block size), and the idle baseline shows no onboards
+        first, last = samples[0], samples[-1]
+        predicted = (last["kv_onboard_blocks_g3"] - first["kv_onboard_blocks_g3"]) * BLOCK
+        served = last["server_read_bytes"] - first["server_read_bytes"]
+        assert served == pytest.approx(predicted, rel=0.02)
+        idle = [s for s in samples if s["t_ns"] < first["t_ns"] + 0.8e9]
+        assert idle[-1]["kv_onboard_blocks_g3"] == idle[0]["kv_onboard_blocks_g3"]
+        # every onboard reached the device in its own interval (a read completing between
+        # the device read and the scrape of one sample may land one interval later)
+        assert all(d >= b - 1 for b, d in zip(blocks, device_mib, strict=True))
+        clean = [(b, d) for b, d in zip(blocks, device_mib, strict=True) if d - b <= FOREIGN_MIB]
+        attempts.append(f"{len(clean)}/{len(blocks)} intervals without foreign reads")
+        if len(clean) >= 0.6 * len(blocks):
+            assert statistics.correlation(*zip(*clean, strict=True)) > 0.95
+            return
+    pytest.fail(f"other processes read the disk throughout: {attempts}")
 
 
 @pytest.mark.slow
