@@ -3,9 +3,11 @@ real O_DIRECT read checked against what the device counted."""
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 
 from spark_harness.telemetry.devices import BlockDevice, DeviceNotFound, device_of
 from spark_harness.telemetry.disk import DiskSampler, deltas, iostat, parse_diskstats
+from spark_harness.telemetry.qos import Perturbation
 
 FIX = Path(__file__).parent / "fixtures"
 NVME = BlockDevice("nvme0n1", 259, 0, "nvme0n1")
@@ -209,3 +212,37 @@ def test_real_o_direct_read_is_counted_within_5_percent(tmp_path: Path) -> None:
             break
     else:
         pytest.fail(f"device counted over 5 % extra in every attempt (ops, bytes): {attempts}")
+
+
+@pytest.mark.slow
+def test_agrees_with_sysstat_iostat_under_steady_load(tmp_path: Path) -> None:
+    """Where sysstat is installed: the same intervals, side by side with ``iostat -x``."""
+    if shutil.which("iostat") is None:
+        pytest.skip("sysstat's iostat is not installed")
+    try:
+        dev = device_of(tmp_path)
+    except DeviceNotFound as e:
+        pytest.skip(f"not on a block device: {e}")
+    tool = "fio" if shutil.which("fio") else "builtin"
+    with Perturbation("moderate", tool, tmp_path / "g3", tmp_path / "out"):
+        time.sleep(0.5)
+        sampler = DiskSampler([dev])
+        iostat_proc = subprocess.Popen(
+            ["iostat", "-x", "-d", "-y", "-o", "JSON", dev.name, "2", "2"],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        ours = []
+        for _ in range(2):
+            time.sleep(2.0)
+            ours.append(sampler.sample())
+        report = json.loads(iostat_proc.communicate(timeout=10)[0])
+    theirs = [s["disk"][0] for s in report["sysstat"]["hosts"][0]["statistics"]]
+    pairs = {"r/s": "r_s", "w/s": "w_s", "rkB/s": "rkb_s", "wkB/s": "wkb_s",
+             "r_await": "r_await_ms", "w_await": "w_await_ms", "aqu-sz": "aqu_sz",
+             "util": "util_pct"}  # fmt: skip
+    for mine, iostat_row in zip(ours, theirs, strict=True):
+        for theirs_key, ours_key in pairs.items():
+            assert mine[f"disk_{dev.token}_{ours_key}"] == pytest.approx(
+                iostat_row[theirs_key], rel=0.05, abs=0.05
+            ), theirs_key
