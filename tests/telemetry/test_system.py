@@ -10,9 +10,10 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
+import psutil
 import pytest
 
-from spark_harness.telemetry.system import SystemSampler, cpu_shares, parse_vmstat
+from spark_harness.telemetry.system import SystemSampler, cpu_shares, parse_meminfo, parse_vmstat
 
 Times = namedtuple("Times", "user nice system idle iowait irq softirq steal guest guest_nice")
 
@@ -35,6 +36,27 @@ def test_cpu_shares_refuse_intervals_too_short_to_tell() -> None:
 def test_parse_vmstat_takes_only_the_counters_asked_for() -> None:
     text = "nr_free_pages 12\npgmajfault 345\npswpin 6\npswpout 7\npgfault 999\n"
     assert parse_vmstat(text) == {"pgmajfault": 345, "pswpin": 6, "pswpout": 7}
+
+
+def test_parse_meminfo_gives_bytes() -> None:
+    text = (
+        "MemTotal:       24000000 kB\nMemFree:         1000000 kB\n"
+        "MemAvailable:   20000000 kB\nBuffers:           50000 kB\n"
+        "Cached:          3000000 kB\nSwapCached:            0 kB\n"
+        "SwapTotal:       2000000 kB\nSwapFree:        1500000 kB\n"
+    )
+    assert parse_meminfo(text) == {
+        "mem_available_bytes": 20000000 * 1024,
+        "mem_cached_bytes": 3000000 * 1024,
+        "swap_used_bytes": 500000 * 1024,
+    }
+
+
+def test_memory_agrees_with_psutil() -> None:
+    out = SystemSampler().sample()
+    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+    assert out["mem_available_bytes"] == pytest.approx(vm.available, rel=0.05)
+    assert out["swap_used_bytes"] == pytest.approx(swap.used, abs=16 << 20)
 
 
 def test_live_sample_has_sane_values() -> None:

@@ -59,12 +59,13 @@ _COLUMNS = {
 }
 
 
-def parse_diskstats(text: str) -> dict[str, DiskCounters]:
-    """Device name -> counters, for every line of a ``/proc/diskstats`` text."""
+def parse_diskstats(text: str, names: set[str] | None = None) -> dict[str, DiskCounters]:
+    """Device name -> counters, for every device of a ``/proc/diskstats`` text (or those
+    in ``names``)."""
     out: dict[str, DiskCounters] = {}
     for line in text.splitlines():
         parts = line.split()
-        if len(parts) < 14:
+        if len(parts) < 14 or (names is not None and parts[2] not in names):
             continue
         values = parts[3:]
         out[parts[2]] = DiskCounters(**{k: int(values[col]) for k, (col, _) in _COLUMNS.items()})
@@ -114,6 +115,7 @@ class DiskSampler(Sampler):
         if not devices:
             raise ValueError("DiskSampler needs at least one device")
         self.devices = devices
+        self._names = {d.name for d in devices}
         self._path = diskstats
         self._now = now
         self._prev: dict[str, tuple[float, DiskCounters]] = {}
@@ -123,7 +125,7 @@ class DiskSampler(Sampler):
     def sample(self) -> Fields:
         text = self._path.read_text()
         now = self._now()
-        stats = parse_diskstats(text)
+        stats = parse_diskstats(text, self._names)
         out: Fields = {}
         for dev in self.devices:
             cur = stats.get(dev.name)

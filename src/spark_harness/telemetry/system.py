@@ -1,13 +1,16 @@
 """Host CPU, memory, swap and paging: the OS-side evidence of H3 and H8.
 
-CPU shares are computed from two reads of the kernel's cumulative CPU times (psutil),
-as ``% of all CPUs`` like ``iostat``'s avg-cpu line; "user" includes niced user time.
-Major faults and swap-ins are rates of ``/proc/vmstat`` counters, which psutil does not
-expose.
+CPU shares come from two reads of the kernel's cumulative CPU times (psutil), as ``% of
+all CPUs`` like ``iostat``'s avg-cpu line; "user" includes niced user time. Memory
+figures are ``/proc/meminfo`` fields as the kernel defines them (``MemAvailable``; the
+page cache ``Cached``; swap in use ``SwapTotal - SwapFree``), read in one pass because
+this runs five times a second. Major faults and swap-ins are rates of ``/proc/vmstat``
+counters, which psutil does not expose.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -21,11 +24,11 @@ VMSTAT_RATES = {
     "pswpin": "pswpin_per_s",
     "pswpout": "pswpout_per_s",
 }
+_VMSTAT = re.compile(r"^(" + "|".join(VMSTAT_RATES) + r") (\d+)$", re.MULTILINE)
+_MEMINFO = re.compile(r"^(MemAvailable|Cached|SwapTotal|SwapFree):\s+(\d+) kB$", re.MULTILINE)
 
 # guest time is already counted in user/nice by the kernel, so it is not part of the total
 _CPU_PARTS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
-
-
 #: least CPU time (s, summed over CPUs) a share is computed over: the kernel counts in
 #: 10 ms ticks, so fewer than 5 ticks would give shares in steps of 20 %
 MIN_CPU_S = 0.05
@@ -45,15 +48,19 @@ def cpu_shares(prev: object, cur: object) -> Fields | None:
     }
 
 
-def parse_vmstat(
-    text: str, keys: set[str] | frozenset[str] = frozenset(VMSTAT_RATES)
-) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in text.splitlines():
-        name, _, value = line.partition(" ")
-        if name in keys:
-            out[name] = int(value)
-    return out
+def parse_vmstat(text: str) -> dict[str, int]:
+    """The counters of :data:`VMSTAT_RATES` from a ``/proc/vmstat`` text."""
+    return {name: int(value) for name, value in _VMSTAT.findall(text)}
+
+
+def parse_meminfo(text: str) -> Fields:
+    """Available memory, page cache and swap in use (bytes) from a ``/proc/meminfo`` text."""
+    kb = {name: int(value) for name, value in _MEMINFO.findall(text)}
+    return {
+        "mem_available_bytes": kb["MemAvailable"] * 1024,
+        "mem_cached_bytes": kb["Cached"] * 1024,
+        "swap_used_bytes": (kb["SwapTotal"] - kb["SwapFree"]) * 1024,
+    }
 
 
 class SystemSampler(Sampler):
@@ -64,6 +71,7 @@ class SystemSampler(Sampler):
     def __init__(self, proc: Path = Path("/proc")) -> None:
         super().__init__()
         self._vmstat = proc / "vmstat"
+        self._meminfo = proc / "meminfo"
         self._cpu_prev = psutil.cpu_times()
         self._rates = Rate()
         self._read_vmstat_rates()  # baseline, so the first sample already has rates
@@ -72,16 +80,12 @@ class SystemSampler(Sampler):
         return self._rates.update(parse_vmstat(self._vmstat.read_text()), time.monotonic())
 
     def sample(self) -> Fields:
-        out: Fields = {}
+        out = parse_meminfo(self._meminfo.read_text())
         cpu = psutil.cpu_times()
         shares = cpu_shares(self._cpu_prev, cpu)
         if shares is not None:
             self._cpu_prev = cpu
             out.update(shares)
-        vm = psutil.virtual_memory()
-        out["mem_available_bytes"] = int(vm.available)
-        out["mem_cached_bytes"] = int(getattr(vm, "cached", 0))
-        out["swap_used_bytes"] = int(psutil.swap_memory().used)
         rates = self._read_vmstat_rates()
         if rates:
             out.update({VMSTAT_RATES[k]: v for k, v in rates.items()})
