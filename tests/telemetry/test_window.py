@@ -133,3 +133,15 @@ def test_window_ending_before_it_starts_is_an_error(tmp_path: Path) -> None:
     info = SidecarInfo(pid=1, spool=str(tmp_path / "s"), cadence_ms=200, started_ns=0)
     with pytest.raises(ValueError, match="ends before it starts"):
         collect(info, 10, 5)
+
+
+def test_a_late_answer_joins_the_sample_of_its_tick() -> None:
+    rows = [
+        _sample(100, x=1),
+        _sample(300, x=2),
+        _sample(100, kv_running=3),  # the metrics read of tick 100, answered late
+        _sample(500, x=3),
+    ]
+    out, meta = summarize(rows, 0, 600 * MS, cadence_ms=200)
+    assert out == [_sample(100, x=1, kv_running=3), _sample(300, x=2), _sample(500, x=3)]
+    assert meta["samples"] == 3 and meta["max_gap_ms"] == pytest.approx(200)

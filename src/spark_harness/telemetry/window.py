@@ -76,13 +76,19 @@ def _percentile(values: list[float], q: float) -> float:
 def summarize(
     rows: list[dict[str, Any]], start_ns: int, end_ns: int, cadence_ms: float
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The window's rows (samples in [start_ns, end_ns] and every ``unavailable`` row) and
-    the cadence, coverage and cost figures of that window."""
-    samples = [r for r in rows if r.get("kind") == "sample" and start_ns <= r["t_ns"] <= end_ns]
+    """The window's rows (one sample per tick in [start_ns, end_ns], in time order, and
+    every ``unavailable`` row) and the cadence, coverage and cost figures of that window."""
+    by_tick: dict[int, dict[str, Any]] = {}
+    for r in rows:  # a late answer's row joins the sample of its tick
+        if r.get("kind") == "sample" and start_ns <= r["t_ns"] <= end_ns:
+            tick = by_tick.setdefault(r["t_ns"], {})
+            for key, value in r.items():
+                tick.setdefault(key, value)
+    samples = [by_tick[t] for t in sorted(by_tick)]
     unavailable = [r for r in rows if r.get("kind") == "unavailable"]
     metas = [r for r in rows if r.get("kind") == "meta"]
     last_meta = metas[-1] if metas else {}
-    times = sorted({r["t_ns"] for r in samples})  # a late answer shares its tick's time
+    times = [r["t_ns"] for r in samples]
     gaps = _intervals_ms(times)
     meta: dict[str, Any] = {
         "cadence_ms_asked": cadence_ms,
