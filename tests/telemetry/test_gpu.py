@@ -140,14 +140,20 @@ def test_real_gpu_readings_are_plausible() -> None:
         absent = dict(s.take_absent())
     finally:
         s.close()
-    assert 0 <= out["gpu0_util_pct"] <= 100
-    assert 0 < out["gpu0_power_w"] < 2000
-    assert 0 < out["gpu0_sm_clock_mhz"] < 5000
-    assert 0 < out["gpu0_temp_c"] < 120
-    if "gpu0_mem_used_bytes" in out:
-        assert out["gpu0_mem_used_bytes"] > 0
-    else:  # GB10: unified memory, no separate GPU memory figure
-        assert "gpu.gpu0_mem_used_bytes" in absent
+    plausible = {
+        "util_pct": (0, 100),
+        "power_w": (1, 2000),
+        "sm_clock_mhz": (1, 5000),
+        "temp_c": (1, 120),
+        "mem_used_bytes": (1, 1 << 50),  # absent on GB10: unified memory
+    }
+    for suffix, (lo, hi) in plausible.items():
+        field = f"gpu0_{suffix}"
+        if field in out:
+            assert lo <= out[field] <= hi, (field, out[field])
+        else:  # not faked: recorded once as unavailable, with NVML's reason
+            assert f"gpu.{field}" in absent, (field, absent)
+    assert "gpu0_util_pct" in out or "gpu0_temp_c" in out  # NVML gave something real
 
 
 @needs_gpu
