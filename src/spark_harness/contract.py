@@ -119,6 +119,7 @@ TELEMETRY_FIELD_DOC: dict[str, str] = {
     "kv_g3_fetch_seconds_sum": "counter (simulator only)",
     "kv_g3_fetch_seconds_count": "counter (simulator only)",
     "kv_<x>": "from the simulator's sim_kv_<x> (counters/gauges; histograms give _sum/_count)",
+    "sim_<x>": "the simulator's other own series, name kept (engine steps, LoRA loads, ...)",
     "kv_lmcache_hit_tokens": "counter (lmcache:num_hit_tokens)",
     "kv_lmcache_requested_tokens": "counter (lmcache:num_requested_tokens)",
     "kv_lmcache_hit_rate": "gauge 0..1 (lmcache:retrieve_hit_rate)",

@@ -113,6 +113,10 @@ def test_simulator_names_and_its_own_extras() -> None:
             "kv_g3_fetch_seconds_sum": 0.16,
             "kv_g3_fetch_seconds_count": 20,
             "kv_g3_read_bytes": 16 << 20,
+            "sim_engine_steps": 1234,
+            "sim_lora_read_bytes": 4 << 20,
+            "sim_engine_step_lag_seconds_sum": 0.617,
+            "sim_engine_step_lag_seconds_count": 1234,
         }
     )
 
@@ -163,9 +167,9 @@ def test_trtllm_body_that_is_not_an_array_is_rejected() -> None:
 
 
 def _documented(field: str) -> bool:
-    """Named in the contract; the catch-all ``kv_<x>`` of simulator extras does not count."""
+    """Named in the contract; the catch-alls of simulator extras do not count."""
     for doc in TELEMETRY_FIELD_DOC:
-        if doc == "kv_<x>":
+        if doc in ("kv_<x>", "sim_<x>"):
             continue
         if re.match("^" + re.sub(r"<[a-z]+>", "[A-Za-z0-9_]+", doc) + "$", field):
             return True
@@ -173,12 +177,12 @@ def _documented(field: str) -> bool:
 
 
 def _sim_extras() -> set[str]:
-    """Fields the sim_kv_<x> -> kv_<x> rule gives for the simulator fixture."""
+    """Fields the sim_<x> rule gives for the simulator fixture."""
     out = set()
     for family in text_string_to_metric_families((FIX / "sim.prom").read_text()):
-        if family.name.startswith(SIM_PREFIX):
-            base = "kv_" + family.name.removeprefix(SIM_PREFIX)
-            out |= {base, base + "_sum", base + "_count"}
+        rule = rule_for(family.name)
+        if family.name.startswith(SIM_PREFIX) and rule is not None:
+            out |= {rule.field, rule.field + "_sum", rule.field + "_count"}
     return out
 
 
@@ -199,6 +203,8 @@ def test_every_rule_maps_to_a_documented_field() -> None:
 def test_rule_lookup_ignores_total_suffix_and_knows_the_sim_prefix() -> None:
     assert rule_for("vllm:prefix_cache_hits_total") == rule_for("vllm:prefix_cache_hits")
     assert rule_for("sim_kv_g3_fetch_seconds").field == "kv_g3_fetch_seconds"
+    assert rule_for("sim_lora_loads_total").field == "sim_lora_loads"
+    assert rule_for("sim_lora_loads_created") is None
     assert rule_for("process_cpu_seconds") is None
 
 

@@ -14,7 +14,8 @@ TensorRT-LLM's ``/metrics`` is instead a JSON array of per-iteration stats, cons
 read; :class:`TrtllmState` folds each poll into the same fields.
 
 The simulator's own extras follow one rule rather than table rows: a family named
-``sim_kv_<x>`` maps to ``kv_<x>``.
+``sim_kv_<x>`` maps to ``kv_<x>``, any other ``sim_<x>`` (engine steps, LoRA loads,
+rejections) keeps its name.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spark_harness.telemetry.sampler import Fields
 
-SIM_PREFIX = "sim_kv_"
+#: the simulator's own series: ``sim_kv_<x>`` -> ``kv_<x>``, any other ``sim_<x>`` keeps
+#: its name
+SIM_PREFIX = "sim_"
+SIM_KV_PREFIX = "sim_kv_"
 
 
 @dataclass(frozen=True)
@@ -118,8 +122,9 @@ def rule_for(family: str) -> Rule | None:
     """The rule for a family name (with or without ``_total``), or ``None`` if unmapped."""
     name = family.removesuffix("_total")
     rule = PROMETHEUS_RULES.get(name)
-    if rule is None and name.startswith(SIM_PREFIX):
-        rule = Rule("kv_" + name[len(SIM_PREFIX) :])
+    if rule is None and name.startswith(SIM_PREFIX) and not name.endswith("_created"):
+        kv = name.startswith(SIM_KV_PREFIX)
+        rule = Rule("kv_" + name.removeprefix(SIM_KV_PREFIX) if kv else name)
     return rule
 
 
@@ -131,7 +136,9 @@ _LABELS = re.compile(r'\{(?:[^"}]|"(?:[^"\\]|\\.)*")*\}')
 
 
 def _wanted(name: str) -> bool:
-    return name in _WANTED or (name.startswith(SIM_PREFIX) and not name.endswith("_bucket"))
+    return name in _WANTED or (
+        name.startswith(SIM_PREFIX) and not name.endswith(("_bucket", "_created"))
+    )
 
 
 def relevant_lines(text: str) -> str:

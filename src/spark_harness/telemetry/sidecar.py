@@ -133,7 +133,7 @@ class Sidecar:
         self.late_ticks = 0
         self._stop = False
         self._flush = False
-        self._wake: asyncio.Event | None = None
+        self._waiter: asyncio.Future[None] | None = None
         self._cpu0 = 0.0
         self._wall0 = 0.0
         self._ppid = os.getppid()
@@ -141,13 +141,27 @@ class Sidecar:
     # ------------------------------------------------------------ control
     def request_stop(self) -> None:
         self._stop = True
-        if self._wake:
-            self._wake.set()
+        self._wake()
 
     def request_flush(self) -> None:
         self._flush = True
-        if self._wake:
-            self._wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until loop time ``when`` or a stop/flush request, whichever comes first
+        (a bare timer: this runs five to twenty times a second)."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_at(when, self._wake)
+        try:
+            await self._waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
 
     # ---------------------------------------------------------- recording
     def _error(self, name: str, e: BaseException) -> None:
@@ -281,7 +295,6 @@ class Sidecar:
     async def run(self, on_started: Callable[[], None] | None = None) -> None:
         """Sample until SIGTERM/SIGINT (or the parent process dies); SIGUSR1 flushes."""
         loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGUSR1, self.request_flush)
@@ -299,11 +312,8 @@ class Sidecar:
                     self._flush = False
                     await self.flush()
                     continue
-                now = loop.time()
-                if now < next_tick:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), next_tick - now)
-                    self._wake.clear()
+                if loop.time() < next_tick:
+                    await self._sleep_until(next_tick)
                     continue
                 await self.sample_once()
                 next_tick += self.period
