@@ -177,3 +177,28 @@ def test_fio_dies_with_a_killed_caller(tmp_path: Path) -> None:
     finally:
         if proc.stdout:
             proc.stdout.close()
+
+
+def test_prepare_lays_out_before_the_window_and_start_reuses_it(tmp_path: Path) -> None:
+    g3 = tmp_path / "g3"
+    p = Perturbation("moderate", "builtin", g3, tmp_path / "out")
+    prepared = p.prepare()
+    (workdir,) = g3.glob(".qos-*")
+    assert (workdir / "iogen.0").stat().st_size == PROFILES["moderate"].file_mib << 20
+    started = p.start()
+    try:
+        assert started["profile"] == "moderate" and started["tool"] == "builtin"
+        assert started["prepare_s"] == prepared["prepare_s"] > 0  # not laid out again
+        assert started["argv"][1:3] == ["-m", "spark_harness.telemetry.iogen"]
+    finally:
+        result = p.stop()
+    assert result["summary"]["read_iops"] > 0
+    assert not workdir.exists()
+
+
+def test_a_prepared_perturbation_that_never_starts_leaves_nothing(tmp_path: Path) -> None:
+    g3 = tmp_path / "g3"
+    p = Perturbation("moderate", "builtin", g3, tmp_path / "out")
+    p.prepare()
+    result = p.stop()
+    assert "summary" not in result and list(g3.iterdir()) == []

@@ -1,11 +1,11 @@
 """The builtin background I/O generator: fio's QoS profiles where fio is not installed.
 
 ``python -m spark_harness.telemetry.iogen --dir D --out JSON --profile '{...}' --parent PID``
-lays out one file per job (written with O_DIRECT, so its blocks are really on the device), prints
-``ready``, then keeps ``profile.threads`` threads doing random O_DIRECT reads and writes
-until SIGINT/SIGTERM, and writes a JSON report with the same headline numbers as fio's
-summary. Synchronous threads stand in for fio's queue depth (``os.preadv`` releases the
-GIL). It dies with the process that started it.
+keeps ``profile.threads`` threads doing random O_DIRECT reads and writes on the files
+:meth:`spark_harness.telemetry.qos.Perturbation.prepare` laid out in ``D``, prints
+``ready`` once they run, and on SIGINT/SIGTERM writes a JSON report with the same
+headline numbers as fio's summary. Synchronous threads stand in for fio's queue depth
+(``os.preadv`` releases the GIL). It dies with the process that started it.
 """
 
 from __future__ import annotations
@@ -25,23 +25,9 @@ from typing import Any
 
 from spark_harness.files import write_json
 from spark_harness.telemetry.procguard import die_with_parent
-from spark_harness.telemetry.qos import Profile
+from spark_harness.telemetry.qos import Profile, builtin_files
 
-LAYOUT_CHUNK = 1 << 20
 MAX_KEPT_LATENCIES = 100_000  # per thread and direction, for the p99
-
-
-def layout(path: Path, mib: int) -> None:
-    """A file of ``mib`` MiB of random data, written with O_DIRECT and synced."""
-    buf = mmap.mmap(-1, LAYOUT_CHUNK)  # page-aligned, as O_DIRECT needs
-    buf.write(os.urandom(LAYOUT_CHUNK))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
-    try:
-        for i in range(mib):
-            os.pwrite(fd, buf, i * LAYOUT_CHUNK)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Worker(threading.Thread):
@@ -103,9 +89,10 @@ def run(directory: Path, profile: Profile, out: Path) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    files = [directory / f"iogen.{j}" for j in range(profile.jobs)]
-    for f in files:
-        layout(f, profile.file_mib)
+    files = builtin_files(directory, profile)
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise FileNotFoundError(f"files not laid out (qos.Perturbation.prepare): {missing}")
     workers = [Worker(files[i % len(files)], profile, stop, seed=i) for i in range(profile.threads)]
     t0 = time.monotonic()
     for w in workers:

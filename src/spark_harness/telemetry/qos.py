@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import mmap
 import os
 import select
 import shutil
@@ -39,6 +40,7 @@ FIO_PACKAGE = "fio"
 START_TIMEOUT_S = 120.0  # laying out the files of a heavy profile on a slow disk
 STOP_TIMEOUT_S = 15.0
 RUNTIME_S = 24 * 3600  # run until stopped
+LAYOUT_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,25 @@ PROFILES: dict[str, Profile | None] = {
 
 class ToolMissing(RuntimeError):
     """The requested I/O tool is not installed."""
+
+
+def builtin_files(workdir: Path, profile: Profile) -> list[Path]:
+    """The builtin generator's files: one per job, as fio lays out one per job."""
+    return [workdir / f"iogen.{j}" for j in range(profile.jobs)]
+
+
+def lay_out(path: Path, mib: int) -> None:
+    """A file of ``mib`` MiB of random data written with O_DIRECT and synced, so its
+    blocks are really on the device (reads of unwritten extents never reach it)."""
+    buf = mmap.mmap(-1, LAYOUT_CHUNK)  # page-aligned, as O_DIRECT needs
+    buf.write(os.urandom(LAYOUT_CHUNK))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o600)
+    try:
+        for i in range(mib * (1 << 20) // LAYOUT_CHUNK):
+            os.pwrite(fd, buf, i * LAYOUT_CHUNK)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fio_command(profile: Profile, name: str, workdir: Path, json_out: Path) -> list[str]:
@@ -132,6 +153,8 @@ class Perturbation:
         self.json_path = self.out_dir / f"qos-{self.tool}-{profile}.json"
         self.log_path = self.out_dir / f"qos-{self.tool}-{profile}.log"
         self._log: Any = None
+        self._fio_name = f"qos-{profile}"
+        self._prepare_s: float | None = None
         self._proc: subprocess.Popen[str] | None = None
         self._workdir: Path | None = None
         self._argv: list[str] = []
@@ -139,39 +162,62 @@ class Perturbation:
         self._result: dict[str, Any] | None = None
 
     # --------------------------------------------------------------- start
-    def start(self) -> None:
-        """Lay out the files, start the I/O, and return once it is running."""
-        if self._proc is not None or self._result is not None:
-            raise RuntimeError("a Perturbation runs once")
-        self._started_ns = time.time_ns()
-        if self.profile is None:
-            return
+    def prepare(self) -> dict[str, Any]:
+        """Lay out the I/O files (a second or more for ``heavy``): call it before the load
+        window, e.g. during the idle baseline; :meth:`start` does it if still needed."""
+        if self._workdir is not None or self.profile is None:
+            return {"prepare_s": self._prepare_s}
+        t0 = time.monotonic()
         self.target_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self._workdir = Path(tempfile.mkdtemp(prefix=".qos-", dir=self.target_dir))
+        try:
+            if self.tool == "fio":
+                layout = subprocess.run(
+                    [*fio_command(self.profile, self._fio_name, self._workdir,
+                                  self._workdir / "layout.json"), "--create_only=1"],
+                    capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
+                )  # fmt: skip
+                if layout.returncode != 0:
+                    raise RuntimeError(f"fio could not lay out its files: {layout.stderr[-2000:]}")
+            else:
+                for path in builtin_files(self._workdir, self.profile):
+                    lay_out(path, self.profile.file_mib)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._prepare_s = time.monotonic() - t0
+        return {"prepare_s": self._prepare_s}
+
+    def start(self) -> dict[str, Any]:
+        """Start the I/O (preparing first if needed) and return once it runs: what started."""
+        if self._proc is not None or self._result is not None:
+            raise RuntimeError("a Perturbation runs once")
+        self.prepare()
+        self._started_ns = time.time_ns()
+        started: dict[str, Any] = {
+            "profile": self.profile_name,
+            "tool": self.tool if self.profile else None,
+            "started_ns": self._started_ns,
+        }
+        if self.profile is None:
+            return started
         self._log = open(self.log_path, "w")  # noqa: SIM115 - the tool's stderr, closed in stop()
         try:
             if self.tool == "fio":
-                self._start_fio(self.profile)
+                self._start_fio()
             else:
-                self._start_builtin(self.profile)
+                self._start_builtin()
         except BaseException:
             self._kill()
             self._cleanup()
             raise
         log.info("qos %s (%s) running in %s", self.profile_name, self.tool, self._workdir)
+        return {**started, "argv": self._argv, "prepare_s": self._prepare_s}
 
-    def _start_fio(self, profile: Profile) -> None:
-        assert self._workdir is not None
-        name = f"qos-{self.profile_name}"
-        self._argv = fio_command(profile, name, self._workdir, self.json_path)
-        layout = subprocess.run(
-            [*fio_command(profile, name, self._workdir, self._workdir / "layout.json"),
-             "--create_only=1"],
-            capture_output=True, text=True, timeout=START_TIMEOUT_S, check=False,
-        )  # fmt: skip
-        if layout.returncode != 0:
-            raise RuntimeError(f"fio could not lay out its files: {layout.stderr.strip()[-2000:]}")
+    def _start_fio(self) -> None:
+        assert self._workdir is not None and self.profile is not None
+        self._argv = fio_command(self.profile, self._fio_name, self._workdir, self.json_path)
         self._proc = subprocess.Popen(
             guarded(self._argv), stdout=subprocess.DEVNULL, stderr=self._log, text=True,
             start_new_session=True,
@@ -180,11 +226,11 @@ class Perturbation:
         if self._proc.poll() is not None:
             raise RuntimeError(f"fio exited at once ({self._proc.returncode}): {self._log_tail()}")
 
-    def _start_builtin(self, profile: Profile) -> None:
-        assert self._workdir is not None
+    def _start_builtin(self) -> None:
+        assert self._workdir is not None and self.profile is not None
         self._argv = [
             sys.executable, "-m", "spark_harness.telemetry.iogen", "--dir", str(self._workdir),
-            "--out", str(self.json_path), "--profile", json.dumps(asdict(profile)),
+            "--out", str(self.json_path), "--profile", json.dumps(asdict(self.profile)),
             "--parent", str(os.getpid()),
         ]  # fmt: skip
         self._proc = subprocess.Popen(
@@ -192,7 +238,7 @@ class Perturbation:
             start_new_session=True,
         )  # fmt: skip
         assert self._proc.stdout is not None
-        # "ready" once the files are laid out; a device too slow for that is an error
+        # "ready" once its threads run
         ready, _, _ = select.select([self._proc.stdout], [], [], START_TIMEOUT_S)
         line = self._proc.stdout.readline() if ready else ""
         if line.strip() != "ready":
