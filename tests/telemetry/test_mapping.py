@@ -226,5 +226,22 @@ def test_only_mapped_lines_reach_the_parser() -> None:
     assert not any("_bucket" in line or line.startswith("# HELP") for line in kept)
     assert not any("{" in line for line in kept)  # label sets are not parsed
     assert any(line.startswith("vllm:prefix_cache_hits_total ") for line in kept)
-    # 8 mapped families: 8 TYPE lines and 18 samples of 50 lines
-    assert len(kept) == 26
+    # of 50 lines: 18 samples of mapped families and the TYPE line of their histogram
+    assert len(kept) == 19
+    assert [k for k in kept if k.startswith("#")] == [
+        "# TYPE vllm:time_to_first_token_seconds histogram"
+    ]
+
+
+def test_a_summary_maps_its_sum_and_count_not_its_quantiles() -> None:
+    text = (
+        "# TYPE lmcache:time_to_retrieve summary\n"
+        'lmcache:time_to_retrieve{quantile="0.5"} 0.01\n'
+        'lmcache:time_to_retrieve{quantile="0.99"} 0.2\n'
+        "lmcache:time_to_retrieve_sum 0.9\n"
+        "lmcache:time_to_retrieve_count 12\n"
+    )
+    assert map_prometheus(text) == {
+        "kv_lmcache_retrieve_seconds_sum": 0.9,
+        "kv_lmcache_retrieve_seconds_count": 12,
+    }

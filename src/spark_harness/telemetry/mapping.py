@@ -142,19 +142,22 @@ def _wanted(name: str) -> bool:
 
 
 def relevant_lines(text: str) -> str:
-    """The exposition reduced to the TYPE lines and samples the table maps, without
-    label sets.
+    """The exposition reduced to the samples the table maps, without label sets, and the
+    TYPE lines of their histograms and summaries.
 
     A vLLM server's exposition is mostly histogram buckets and process/Python families
-    that map to no field, and most of the parser's time goes into label sets, which no
-    rule uses (series of a family are combined whatever their labels). Parsing only the
-    rest keeps the sidecar within its CPU budget at a 200 ms cadence
-    (benchmarks/bench_sidecar.py).
+    that map to no field, and most of the parser's time goes into label sets and TYPE
+    lines. No rule uses labels (series of a family are combined whatever their labels),
+    and only a histogram's or summary's TYPE matters (it groups ``_sum`` and ``_count``
+    and tells a summary's quantiles from a value); a counter or gauge maps by its sample
+    name. Parsing only the rest keeps the sidecar within its CPU budget at a 200 ms
+    cadence (benchmarks/bench_sidecar.py).
     """
     keep = []
     for line in text.splitlines():
         if line.startswith("# TYPE "):
-            if _wanted(line[7:].split(" ", 1)[0]):
+            name, _, kind = line[7:].partition(" ")
+            if kind.strip() in ("histogram", "summary") and _wanted(name):
                 keep.append(line)
         elif line and line[0] != "#" and _wanted(line.split("{", 1)[0].split(" ", 1)[0]):
             keep.append(line)
