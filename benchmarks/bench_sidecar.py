@@ -15,7 +15,9 @@ Per cadence, one after another in this session, each in its own process:
 
 CPU is the process's user+system time over a steady window (start-up excluded), as % of
 one core; ``ratio`` is sidecar / baseline at the same cadence. Goal: under 2 % of one
-core at 200 ms.
+core at 200 ms. "late / skipped reads": metrics answers that missed their sample's
+deadline (kept as rows of their own), and ticks at which the previous read was still
+running (no read started).
 """
 
 from __future__ import annotations
@@ -169,7 +171,9 @@ def run_sidecar(cadence_ms: float, seconds: float, work: Path, url: str | None) 
         "fields": max(len(s) for s in samples) - 2,
         "cadence_ms": sum(gaps) / len(gaps),
         "max_gap_ms": max(gaps),
-        "errors": sorted(meta["errors"]),
+        "errors": sum(e["count"] for e in meta["errors"].values()),
+        "late": sum(meta["late_results"].values()),
+        "samples": len(samples),
     }
 
 
@@ -186,8 +190,8 @@ def main() -> None:
         return serve(args.serve_child[0], Path(args.serve_child[1]))
     print(f"load average at start {os.getloadavg()[0]:.2f}")
     print("| cadence | endpoint | exposition | baseline loop | sidecar | ratio | "
-          "sidecar's own meta | fields | achieved cadence | max gap |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "sidecar's own meta | fields | achieved cadence | max gap | late / skipped reads |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-") as tmp:
         work = Path(tmp)
         servers, urls = [], {}
@@ -213,10 +217,10 @@ def main() -> None:
                         f"| {cadence:.0f} ms | {shape} | {size} | {base:.2f} % | "
                         f"{r['cpu_pct']:.2f} % | {r['cpu_pct'] / base:.1f}x | "
                         f"{r['meta_cpu_pct']:.2f} % | {r['fields']} | {r['cadence_ms']:.1f} ms | "
-                        f"{r['max_gap_ms']:.1f} ms |",
+                        f"{r['max_gap_ms']:.1f} ms | {r['late']} / {r['errors']} of "
+                        f"{r['samples']} |",
                         flush=True,
                     )
-                    assert not r["errors"], r["errors"]
         finally:
             for s in servers:
                 s.send_signal(signal.SIGTERM)
