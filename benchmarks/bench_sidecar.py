@@ -189,8 +189,10 @@ def main() -> None:
     if args.serve_child:
         return serve(args.serve_child[0], Path(args.serve_child[1]))
     print(f"load average at start {os.getloadavg()[0]:.2f}")
-    print("| cadence | endpoint | exposition | baseline loop | sidecar | ratio | "
-          "sidecar's own meta | fields | achieved cadence | max gap | late / skipped reads |")  # fmt: skip
+    print(
+        "| cadence | endpoint | exposition | baseline loop | sidecar | ratio | sidecar's own "
+        "meta | fields | achieved cadence | max gap | late / skipped reads |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="bench-sidecar-") as tmp:
         work = Path(tmp)
