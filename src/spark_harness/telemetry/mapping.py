@@ -172,13 +172,13 @@ def map_prometheus(text: str) -> Fields:
         rule = rule_for(family.name)
         if rule is None or claimed.setdefault(rule.field, family.name) != family.name:
             continue
-        if family.type in ("histogram", "summary"):
-            suffixes = {family.name + "_sum": "_sum", family.name + "_count": "_count"}
-        else:
-            suffixes = {s.name: "" for s in family.samples if not s.name.endswith("_created")}
+        # a distribution gives its _sum and _count (never buckets or quantiles), any
+        # other family its value
+        distribution = family.type in ("histogram", "summary")
+        wanted = ("_sum", "_count") if distribution else ("",)
         for s in family.samples:
-            suffix = suffixes.get(s.name)
-            if suffix is not None:
+            suffix = s.name.removeprefix(family.name) if distribution else ""
+            if suffix in wanted:
                 series.setdefault(rule.field + suffix, (rule.agg, []))[1].append(s.value)
     return {field: _AGG[agg](values) for field, (agg, values) in series.items()}
 

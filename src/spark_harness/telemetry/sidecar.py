@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 AnySampler = Sampler | AsyncSampler
 META_EVERY_S = 10.0
-#: share of the cadence a sample may take before a slow sampler's fields are dropped
+#: share of the cadence after which a sample is written without the samplers still
+#: reading (their answers become rows of their own)
 DEADLINE_SHARE = 0.9
 
 
