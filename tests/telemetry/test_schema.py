@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from spark_harness.plan import Plan, PlanError, load_config
+from spark_harness.plan import Plan, PlanError, load_config, validate
 from spark_harness.telemetry.qos import PROFILES, TOOLS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,6 +51,8 @@ def test_invalid_telemetry_settings(config: dict, telemetry: dict, message: str)
 def test_qos_schema_matches_the_perturbation(config: dict) -> None:
     for profile in PROFILES:
         for tool in TOOLS:
-            _plan(config, qos={"profile": profile, "tool": tool})
+            cfg = copy.deepcopy(config)
+            cfg["defaults"]["qos"] = {"profile": profile, "tool": tool}
+            validate(cfg, "config", "config")
     with pytest.raises(PlanError, match="extreme"):
         _plan(config, qos={"profile": "extreme"})
