@@ -161,3 +161,16 @@ def test_settings_that_cannot_run_raise_before_sending(workload, load, message) 
         asyncio.run(
             run_load(endpoint("http://127.0.0.1:9"), spec(workload, load), None, print, print)
         )  # type: ignore[arg-type]
+
+
+def test_multi_token_events_are_counted_per_event(run_in_process) -> None:
+    wl = {"kind": "fixed_context", "context_tokens": 8, "output_tokens": 8}
+    out = run_in_process(
+        spec(wl, {"kind": "closed", "users": 1}, load_s=0.1),
+        TruthConfig(ttft_ms=2, itl_ms=3, tokens_per_event=3),
+    )
+    for r in out.records:
+        assert r["event_tokens"] == [3, 3, 2] and len(r["event_offsets_ms"]) == 3
+        assert r["completion_tokens_client"] == r["completion_tokens"] == 8
+        # TPOT spreads the time after the first event over the 7 later tokens, not 2 events
+        assert r["tpot_ms"] == pytest.approx((r["e2e_ms"] - r["ttft_ms"]) / 7)
