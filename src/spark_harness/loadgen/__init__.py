@@ -8,7 +8,20 @@ benchmarks check the client against.
 
 from __future__ import annotations
 
-from spark_harness.loadgen.runner import LoadError, LoadSettings, phase_plans, run_load
+from spark_harness.loadgen.runner import (
+    LoadError,
+    LoadSettings,
+    phase_plans,
+    run_load,
+    run_standalone,
+)
 from spark_harness.loadgen.summary import summarize
 
-__all__ = ["LoadError", "LoadSettings", "phase_plans", "run_load", "summarize"]
+__all__ = [
+    "LoadError",
+    "LoadSettings",
+    "phase_plans",
+    "run_load",
+    "run_standalone",
+    "summarize",
+]

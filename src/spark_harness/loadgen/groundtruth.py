@@ -270,6 +270,31 @@ class TruthServer:
             return json.loads(resp.read())
 
 
+def compare(
+    records: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
+) -> list[dict[str, float | None]]:
+    """For each successful record the server saw: the client's TTFT and TPOT beside the
+    truth (``ttft_ms``, ``true_ttft_ms``, ``tpot_ms``, ``true_tpot_ms``)."""
+    out: list[dict[str, float | None]] = []
+    for r in records:
+        t = truth.get(r["request_id"])
+        if not r["ok"] or t is None or not t["events_ns"]:
+            continue
+        ev = t["events_ns"]
+        tokens_after_first = sum(t["event_tokens"]) - 1
+        out.append(
+            {
+                "ttft_ms": r["ttft_ms"],
+                "true_ttft_ms": (ev[0] - t["recv_ns"]) / 1e6,
+                "tpot_ms": r["tpot_ms"],
+                "true_tpot_ms": (ev[-1] - ev[0]) / 1e6 / tokens_after_first
+                if tokens_after_first > 0
+                else None,
+            }
+        )
+    return out
+
+
 async def _main_async(cfg: TruthConfig, port: int, parent: int | None) -> None:
     server = _Server(cfg)
     runner = web.AppRunner(server.app(), handler_cancellation=True, shutdown_timeout=0.5)

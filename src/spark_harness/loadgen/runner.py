@@ -17,8 +17,8 @@ Each finished request is handed to ``on_record`` at once; failures are records.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -126,7 +126,7 @@ class _Run:
         self.on_record = on_record
         self.phases = Phases(phase_plans(settings, workload), clock, on_phase)
         self.errors: Counter[str] = Counter()
-        self.dropped = 0  # open loop: due but never sent because sending stopped
+        self.dropped = 0  # open loop: queued for a slot when sending stopped, never sent
         self._ids = count()
         self.users = settings.users
         if self.users is not None and workload.max_users and self.users > workload.max_users:
@@ -141,7 +141,7 @@ class _Run:
         self.slots = (
             asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
         )
-        self._unclaimed = 0  # open-loop arrivals dispatched but not yet claimed or dropped
+        self._unclaimed = 0  # open-loop arrivals waiting for a slot, not yet claimed
         self._all_claimed = asyncio.Event()
 
     def _planned_s(self) -> float | None:
@@ -170,7 +170,11 @@ class _Run:
             else:
                 tg.create_task(self._dispatch(client, tg))
         if self.dropped:
-            log.warning("%d scheduled requests were not sent: sending had stopped", self.dropped)
+            log.warning(
+                "%d scheduled requests were not sent: sending stopped while they waited "
+                "for a slot (load.max_concurrency)",
+                self.dropped,
+            )
         return self.phases.windows
 
     async def _user(self, client: Client, user: int) -> None:
@@ -212,8 +216,14 @@ class _Run:
             if job is None:
                 phases.exhausted(phase)
                 break
-            self._unclaimed += 1
-            tg.create_task(self._arrival(client, job, due))
+            if self.slots is None:  # sent now: its phase is decided now
+                phase = phases.claim()
+                if phase is None:
+                    break
+                tg.create_task(self._one(client, job, phase, time.monotonic_ns(), scheduled=due))
+            else:
+                self._unclaimed += 1
+                tg.create_task(self._queued(client, job, due, self.slots))
         # the schedule (a trace) has ended: once the last arrivals have their phase, the
         # remaining phases have nothing to send
         if self._unclaimed:
@@ -222,9 +232,12 @@ class _Run:
         while (phase := phases.current) is not None:
             phases.exhausted(phase)
 
-    async def _arrival(self, client: Client, job: Job, scheduled: int) -> None:
+    async def _queued(
+        self, client: Client, job: Job, scheduled: int, slots: asyncio.Semaphore
+    ) -> None:
+        """An open-loop arrival waiting for one of ``max_concurrency`` slots."""
         ready = time.monotonic_ns()
-        async with self.slots or contextlib.nullcontext():
+        async with slots:
             phase = self.phases.claim()
             self._unclaimed -= 1
             if self._unclaimed == 0:
@@ -290,3 +303,21 @@ async def run_load(
             f"(its requests depend on earlier answers), got {settings.kind!r}"
         )
     return await _Run(endpoint, settings, workload, counter, clock, on_record, on_phase).run()
+
+
+def run_standalone(
+    base_url: str,
+    spec: Mapping[str, Any],
+    *,
+    model: str = "default",
+    kind: str = "external",
+    clock: Clock | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """Run one point outside the workflow (tests, benchmarks, a quick look at a server):
+    records are kept in memory. ``kind: sim`` makes prompt token counts exact."""
+    records: list[dict[str, Any]] = []
+    ep = Endpoint(stack="standalone", kind=kind, base_url=base_url, model=model, pid=os.getpid())
+    windows = asyncio.run(
+        run_load(ep, spec, clock or Clock.start(), records.append, lambda *_: None)
+    )
+    return records, windows
