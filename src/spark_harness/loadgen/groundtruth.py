@@ -5,7 +5,8 @@ streamed) to be measured, with injected timing, and stamps every event it writes
 the monotonic clock, which on Linux is shared by all processes of the host. So the
 client's TTFT and TPOT can be compared per request with what really happened:
 
-- truth TTFT = first content event written - request received (``recv_ns``);
+- truth TTFT = first content event written - request received (``recv_ns``: the first
+  bytes of the request reached the server process, before HTTP parsing);
 - truth TPOT = (last content write - first content write) / (tokens - 1).
 
 Timing: the first content event is due ``ttft_ms`` (+ uniform jitter up to
@@ -46,6 +47,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
 
 from spark_harness import tokens
 
@@ -76,6 +78,23 @@ class TruthConfig:
     seed: int = 0
 
 
+class _Protocol(RequestHandler):
+    """Stamps the arrival of a request's first bytes, before any HTTP parsing or dispatch,
+    so the truth's "received" is as close to the wire as a process can see it."""
+
+    first_rx_ns: int | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.first_rx_ns is None:
+            self.first_rx_ns = time.monotonic_ns()
+        super().data_received(data)
+
+
+class _StampingServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _Protocol(self, loop=self._loop, **self._kwargs)
+
+
 def _frame(obj: Any) -> bytes:
     return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
 
@@ -87,22 +106,29 @@ class _Server:
         self.truth: dict[str, dict[str, Any]] = {}
         self._anon = 0
 
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/v1/completions", self.complete)
-        app.router.add_post("/v1/chat/completions", self.complete)
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/truth", self.get_truth)
-        return app
+    def server(self) -> web.Server:
+        return _StampingServer(self.dispatch, handler_cancellation=True)
 
-    async def health(self, request: web.Request) -> web.Response:
+    async def dispatch(self, request: web.BaseRequest) -> web.StreamResponse:
+        routes = {
+            ("POST", "/v1/completions"): self.complete,
+            ("POST", "/v1/chat/completions"): self.complete,
+            ("GET", "/v1/models"): self.models,
+            ("GET", "/health"): self.health,
+            ("GET", "/truth"): self.get_truth,
+        }
+        handler = routes.get((request.method, request.path))
+        if handler is None:
+            return web.json_response({"error": {"message": "not found"}}, status=404)
+        return await handler(request)
+
+    async def health(self, request: web.BaseRequest) -> web.Response:
         return web.json_response({"status": "ok"})
 
-    async def models(self, request: web.Request) -> web.Response:
+    async def models(self, request: web.BaseRequest) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": "truth", "object": "model"}]})
 
-    async def get_truth(self, request: web.Request) -> web.Response:
+    async def get_truth(self, request: web.BaseRequest) -> web.Response:
         out = web.json_response(self.truth)
         if request.query.get("clear"):
             self.truth = {}
@@ -133,8 +159,17 @@ class _Server:
             usage["sim"] = {"g3_fetch_ms": 1.25, "g3_onboard_blocks": 3}
         return {"object": "chunk", "choices": [], "usage": usage}
 
-    async def complete(self, request: web.Request) -> web.StreamResponse:
-        recv = time.monotonic_ns()
+    async def complete(self, request: web.BaseRequest) -> web.StreamResponse:
+        proto = request.protocol
+        recv = proto.first_rx_ns if isinstance(proto, _Protocol) and proto.first_rx_ns else 0
+        recv = recv or time.monotonic_ns()
+        try:
+            return await self._complete(request, recv)
+        finally:
+            if isinstance(proto, _Protocol):
+                proto.first_rx_ns = None  # the next request on this connection starts anew
+
+    async def _complete(self, request: web.BaseRequest, recv: int) -> web.StreamResponse:
         cfg = self.cfg
         rid = request.headers.get("X-Request-Id")
         if rid is None:
@@ -196,7 +231,7 @@ class _Server:
         return resp
 
 
-async def _start(runner: web.AppRunner, port: int) -> socket.socket:
+async def _start(runner: web.BaseRunner, port: int) -> socket.socket:
     """Start ``runner`` on 127.0.0.1:``port`` (0: a free port); return the socket."""
     await runner.setup()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -209,8 +244,7 @@ async def _start(runner: web.AppRunner, port: int) -> socket.socket:
 @contextlib.asynccontextmanager
 async def serve(cfg: TruthConfig | None = None) -> AsyncIterator[str]:
     """Run the server in the current event loop on a free port; yield its base URL."""
-    server = _Server(cfg or TruthConfig())
-    runner = web.AppRunner(server.app(), handler_cancellation=True, shutdown_timeout=0.5)
+    runner = web.ServerRunner(_Server(cfg or TruthConfig()).server(), shutdown_timeout=0.5)
     sock = await _start(runner, 0)
     try:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
@@ -296,8 +330,7 @@ def compare(
 
 
 async def _main_async(cfg: TruthConfig, port: int, parent: int | None) -> None:
-    server = _Server(cfg)
-    runner = web.AppRunner(server.app(), handler_cancellation=True, shutdown_timeout=0.5)
+    runner = web.ServerRunner(_Server(cfg).server(), shutdown_timeout=0.5)
     sock = await _start(runner, port)
     print(f"READY http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     try:
