@@ -148,6 +148,8 @@ def test_rehydrate_runs_populate_thrash_replay_in_order(run_in_process) -> None:
     [
         (FIXED, {"kind": "closed", "users": "u_work"}, "resolve `u_work`"),
         (FIXED, {"kind": "poisson"}, "load.rate is required"),
+        (FIXED, {"kind": "gamma", "rate": 5, "burstiness": 0}, "must be > 0"),
+        (FIXED, {"kind": "warp"}, "unknown kind"),
         (FIXED, {"kind": "trace"}, "needs workload.kind `trace`"),
         (
             {"kind": "chat", "sessions": 2, "turns": 2, "turn_tokens": 4},

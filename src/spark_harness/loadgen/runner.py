@@ -74,8 +74,11 @@ class LoadSettings:
                     + (" (resolve `u_work` before calling run_load)" if users == "u_work" else "")
                 )
         elif kind in OPEN_LOOP_KINDS:
-            if load.get("rate") is None:
+            rate = load.get("rate")
+            if rate is None:
                 raise LoadError(f"load.rate is required for load.kind {kind!r}")
+            if not rate > 0 or not load.get("burstiness", 1.0) > 0:
+                raise LoadError("load.rate and load.burstiness must be > 0")
         elif kind != "trace":
             raise LoadError(f"load.kind: unknown kind {kind!r}")
         return cls(
