@@ -8,7 +8,7 @@ from pathlib import Path
 
 from spark_harness.contract import REQUEST_FIELDS
 from spark_harness.loadgen.client import api_url, request_body
-from spark_harness.loadgen.groundtruth import MISBEHAVIOURS, TruthConfig
+from spark_harness.loadgen.groundtruth import LINGER, MISBEHAVIOURS, TruthConfig
 from spark_harness.workloads import Request
 
 from .conftest import endpoint, run_against, spec
@@ -60,6 +60,21 @@ def test_each_misbehaviour_is_a_recorded_error_and_the_run_goes_on(
             assert reason in r["error"], (name, r["error"])
             assert (r["ttft_ms"] is not None) == first, name
             assert r["done_ns"] is not None and r["sent_ns"] is not None
+
+
+def test_a_response_left_open_after_done_is_complete(run_in_process) -> None:
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 3},
+        {"kind": "closed", "users": 1},
+        load_s=0.05,
+        request_timeout_s=5.0,
+    )
+    out = run_in_process(point, TruthConfig(ttft_ms=1, itl_ms=1, stall_s=3.0), model=LINGER)
+    r = out.records[0]
+    assert r["ok"] and r["e2e_ms"] < 100  # ends at the last token, not at the close
+    assert len(out.records) == 1
+    # the client waited DONE_GRACE_S (1 s) for the close, not the server's 3 s
+    assert (out.windows["cooldown"][1] - out.windows["load"][0]) / 1e9 < 2.5
 
 
 def test_connection_refused_is_a_connect_error() -> None:

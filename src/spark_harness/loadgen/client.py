@@ -20,6 +20,7 @@ Choices that keep the numbers right (REFERENCE.md, "Measuring streamed responses
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from types import SimpleNamespace
@@ -35,7 +36,7 @@ READ_BUFFER_BYTES = 4 << 20
 #: After ``data: [DONE]``, how long to wait for the server to end the response before
 #: taking the stream as complete (a server that keeps it open would otherwise time out).
 DONE_GRACE_S = 1.0
-_DONE = b"[DONE]"
+_DONE = b"data: [DONE]"
 
 
 def api_url(base_url: str, chat: bool) -> str:
@@ -175,14 +176,12 @@ class Client:
                 if not data:
                     return
                 chunks.append((t, data))
-                if _DONE in data[-16:]:
+                if data.rstrip(b"\r\n").endswith(_DONE):
                     break
             # [DONE] seen: let the server end the response so the connection is reused
-            try:
+            with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(DONE_GRACE_S):
                     while data:
                         data = await read()
                         if data:
                             chunks.append((time.monotonic_ns(), data))
-            except TimeoutError:
-                pass

@@ -20,7 +20,7 @@ Misbehaviours, selected by the request's ``"model"``: ``http-500``, ``http-429``
 (connection dropped mid-stream), ``stall`` (stops sending mid-stream), ``no-done`` (ends
 without ``[DONE]``), ``error-event`` (an ``error`` object mid-stream), ``no-content``
 (only role chunk and usage). Misbehaving streams go wrong after ``MISBEHAVE_AFTER``
-content events.
+content events. ``linger`` is complete but keeps the response open after ``[DONE]``.
 
 Run it in its own process (``python -m spark_harness.loadgen.groundtruth --help``, or
 :class:`TruthServer`) so it does not share the client's event loop or core;
@@ -63,6 +63,8 @@ MISBEHAVIOURS = (
     "no-content",
 )
 MISBEHAVE_AFTER = 2
+#: a well-formed stream whose response stays open after ``[DONE]`` (not an error)
+LINGER = "linger"
 
 
 @dataclass
@@ -227,6 +229,8 @@ class _Server:
         await resp.write(_frame(self._usage(body, chat, emitted)))
         if model != "no-done":
             await resp.write(b"data: [DONE]\n\n")
+        if model == LINGER:
+            await asyncio.sleep(cfg.stall_s)
         await resp.write_eof()
         return resp
 
