@@ -26,6 +26,7 @@ from typing import Any
 from spark_harness.loadgen.sse import Event
 
 DONE = "[DONE]"
+_loads = json.JSONDecoder().decode
 
 
 @dataclass(slots=True)
@@ -52,8 +53,19 @@ def _choice_text(choice: Any) -> str:
     delta = choice.get("delta")
     if not isinstance(delta, dict):
         return ""
-    parts = [delta.get(k) for k in ("reasoning_content", "content")]
-    return "".join(p for p in parts if isinstance(p, str))
+    content = delta.get("content")
+    reasoning = delta.get("reasoning_content")
+    if isinstance(reasoning, str) and reasoning:
+        return reasoning + (content if isinstance(content, str) else "")
+    return content if isinstance(content, str) else ""
+
+
+def _text(choices: Any) -> str:
+    if not isinstance(choices, list) or not choices:
+        return ""
+    if len(choices) == 1:  # the usual case, without building a list
+        return _choice_text(choices[0])
+    return "".join(_choice_text(c) for c in choices)
 
 
 def interpret(events: Sequence[Event], count_piece: Callable[[str], int]) -> StreamResult:
@@ -64,16 +76,17 @@ def interpret(events: Sequence[Event], count_piece: Callable[[str], int]) -> Str
         if res.done:
             res.fail("bad_sse", "data after [DONE]")
             break
-        if ev.data.strip() == DONE:
+        data = ev.data
+        if data == DONE or (data[:1] != "{" and data.strip() == DONE):
             res.done = True
             continue
         try:
-            obj = json.loads(ev.data)
+            obj = _loads(data)
         except json.JSONDecodeError as e:
-            res.fail("bad_sse", f"event is not JSON ({e.msg}): {ev.data[:80]!r}")
+            res.fail("bad_sse", f"event is not JSON ({e.msg}): {data[:80]!r}")
             break
         if not isinstance(obj, dict):
-            res.fail("bad_sse", f"event is not a JSON object: {ev.data[:80]!r}")
+            res.fail("bad_sse", f"event is not a JSON object: {data[:80]!r}")
             break
         if ev.event == "error" or "error" in obj:
             err = obj.get("error", obj)
@@ -83,8 +96,7 @@ def interpret(events: Sequence[Event], count_piece: Callable[[str], int]) -> Str
         usage = obj.get("usage")
         if isinstance(usage, dict):
             res.usage = usage
-        choices = obj.get("choices") or []
-        text = "".join(_choice_text(c) for c in choices) if isinstance(choices, list) else ""
+        text = _text(obj.get("choices"))
         if text:
             completion = usage.get("completion_tokens") if isinstance(usage, dict) else None
             res.t_ns.append(ev.t_ns)
