@@ -103,8 +103,9 @@ class Prompts:
         return nonce(self.seed, key)
 
     def head(self, key: str, n: int) -> tuple[str, ...]:
-        """The first ``n`` words of ``stream(key)``, cached: bodies are reused by every
-        request, so building a prompt stays cheap inside the send path."""
+        """The first ``n`` words of ``stream(key)``, cached: for text reused by many
+        requests (the shared body, trace blocks), so building a prompt stays cheap inside
+        the send path. One-off text uses ``stream``."""
         got = self._heads.get((key, n))
         if got is None:
             got = self._heads[(key, n)] = tuple(islice(self.stream(key), n))

@@ -23,7 +23,7 @@ import heapq
 import random
 import time
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, islice
 
 from spark_harness.workloads.base import Job, Prompt, Prompts, Request, Workload
 
@@ -84,9 +84,7 @@ class ChatSessions(Workload):
     def _first_message(self, s: _Session) -> str:
         p = self.prompts
         head = [p.nonce(f"chat:{s.no}:{s.epoch}")]
-        return p.content(
-            chain(head, p.head(f"chat:{s.no}:0", self.first_tokens)), self.first_tokens
-        )
+        return p.content(chain(head, p.stream(f"chat:{s.no}:0")), self.first_tokens)
 
     def _prompt(self, s: _Session, message: str) -> Prompt:
         turns = [*s.history, ("user", message)]
@@ -103,7 +101,7 @@ class ChatSessions(Workload):
             if self._rng.random() >= self.reuse_ratio:
                 s.epoch += 1
                 s.history[0] = ("user", self._first_message(s))
-            message = p.content(p.head(f"chat:{s.no}:{s.turn}", self.turn_tokens), self.turn_tokens)
+            message = p.content(p.stream(f"chat:{s.no}:{s.turn}"), self.turn_tokens)
         s.pending = message
         prompt = self._prompt(s, message)
         request = Request(
@@ -114,7 +112,8 @@ class ChatSessions(Workload):
     def finished(self, job: Job, reply: str | None, now_ns: int) -> None:
         s: _Session = job.handle
         if reply is None:  # failed turn: keep the history's shape with a stand-in reply
-            reply = " ".join(self.prompts.head(f"chat:{s.no}:{s.turn}:reply", self.output_tokens))
+            words = self.prompts.stream(f"chat:{s.no}:{s.turn}:reply")
+            reply = " ".join(islice(words, self.output_tokens))
         assert s.pending is not None
         s.history += [("user", s.pending), ("assistant", reply)]
         s.pending = None

@@ -86,9 +86,7 @@ class SharedPrefix(Workload):
         if words is None:
             p = self.prompts
             tag = p.nonce(f"group:{group}")
-            text = p.content(
-                chain([tag], p.head(f"group:{group}", self.prefix_tokens)), self.prefix_tokens
-            )
+            text = p.content(chain([tag], p.stream(f"group:{group}")), self.prefix_tokens)
             words = self._prefixes[group] = tuple(text.split())
         return words
 

@@ -54,7 +54,7 @@ class Rehydrate(Workload):
         """The session's first prompt followed by a new user turn."""
         p = self.prompts
         first, _ = self.first_prompt(session_id)
-        turn = p.content(p.head(f"h9:{session_id}:turn1", self.turn_tokens), self.turn_tokens)
+        turn = p.content(p.stream(f"h9:{session_id}:turn1"), self.turn_tokens)
         prompt: Prompt
         if isinstance(first, str):
             prompt = f"{first} {turn}"
