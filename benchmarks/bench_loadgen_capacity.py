@@ -25,19 +25,11 @@ from typing import Any
 import aiohttp
 
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer
+from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, pin_apart
 from spark_harness.workloads import build_workload
 
 #: role chunk, usage chunk and [DONE] around the content events of the truth server
 NON_CONTENT_EVENTS = 3
-
-
-def pin_client() -> int | None:
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None
-    os.sched_setaffinity(0, {cpus[0]})
-    return cpus[1]
 
 
 def measure(fn: Callable[[], tuple[int, int]]) -> dict[str, float]:
@@ -115,7 +107,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--users", type=int, default=16)
     args = ap.parse_args()
-    server_cpu = pin_client()
+    server_cpu = pin_apart()
     print(f"load average at start: {os.getloadavg()[0]:.2f}; users {args.users}")
     print(
         "| output tokens | client | req/s | content events/s | client CPU | CPU ms/req "

@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_loadgen_openloop.py [--load-s 5]
 
-The ground-truth server (short replies) runs in its own process on its own CPU. For each
+The ground-truth server (short replies) runs in its own process (``--pin``: on its own
+CPU, the client on another). For each
 rate, a constant and a Poisson schedule run for ``load_s``; the baseline is the schedule
 itself: the achieved send rate is reported as a ratio to the number of arrivals the
 schedule planned in the window, and the lag (sent - scheduled) as percentiles.
@@ -14,7 +15,7 @@ import argparse
 import os
 
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer
+from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, pin_apart
 from spark_harness.loadgen.schedule import schedule
 from spark_harness.loadgen.summary import percentile
 
@@ -25,12 +26,10 @@ WORKLOAD = {"kind": "fixed_context", "context_tokens": 32, "output_tokens": 4, "
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--load-s", type=float, default=5.0)
+    ap.add_argument("--pin", action="store_true", help="client and server on fixed CPUs")
     args = ap.parse_args()
-    cpus = sorted(os.sched_getaffinity(0))
-    server_cpu = cpus[1] if len(cpus) > 1 else None
-    if server_cpu is not None:
-        os.sched_setaffinity(0, {cpus[0]})
-    print(f"load average at start: {os.getloadavg()[0]:.2f}")
+    server_cpu = pin_apart() if args.pin else None
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; pinned: {args.pin}")
     print(
         "| rate | schedule | planned in window | sent in window | achieved/planned "
         "| achieved req/s | lag p50 ms | lag p99 ms | lag max ms | errors |"

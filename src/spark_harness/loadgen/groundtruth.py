@@ -256,6 +256,16 @@ async def serve(cfg: TruthConfig | None = None) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
+def pin_apart() -> int | None:
+    """Pin the calling process to its first allowed CPU and return another one for the
+    server (None, and no pinning, on a single-CPU machine)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[0]})
+    return cpus[1]
+
+
 class TruthServer:
     """The server in a child process: ``with TruthServer(cfg) as srv: srv.base_url``.
 
