@@ -18,7 +18,7 @@ from spark_harness.loadgen.summary import percentile
 
 from .conftest import Outcome, endpoint, run_against, spec
 
-CFG = TruthConfig(ttft_ms=40, ttft_jitter_ms=40, itl_ms=20, role_chunk=True)
+CFG = TruthConfig(ttft_ms=60, ttft_jitter_ms=60, itl_ms=30, role_chunk=True)
 WORKLOAD = {"kind": "fixed_context", "context_tokens": 32, "output_tokens": 6, "nonce": True}
 
 
@@ -39,7 +39,7 @@ def run(srv: TruthServer, load: dict, load_s: float) -> tuple[Outcome, dict]:
 def test_ttft_and_tpot_match_ground_truth(server: TruthServer, users: int, load_s: float) -> None:
     out, truth = run(server, {"kind": "closed", "users": users}, load_s)
     recs = out.phase("load")
-    assert len(recs) >= 15 and all(r["ok"] for r in recs)
+    assert len(recs) >= 10 and all(r["ok"] for r in recs)
     for r in recs:
         # every content event seen, with its tokens; the role-only chunk is not one
         assert r["event_tokens"] == truth[r["request_id"]]["event_tokens"]

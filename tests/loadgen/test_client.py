@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
+import sys
 from pathlib import Path
+
+import pytest
 
 from spark_harness.contract import REQUEST_FIELDS
 from spark_harness.loadgen.client import api_url, request_body
@@ -75,6 +79,20 @@ def test_a_response_left_open_after_done_is_complete(run_in_process) -> None:
     assert len(out.records) == 1
     # the client waited DONE_GRACE_S (1 s) for the close, not the server's 3 s
     assert (out.windows["cooldown"][1] - out.windows["load"][0]) / 1e9 < 2.5
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel receive stamps are Linux's")
+def test_streams_carry_kernel_receive_stamps(run_in_process, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="spark_harness.loadgen")
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 3},
+        {"kind": "closed", "users": 2},
+        load_s=0.2,
+    )
+    out = run_in_process(point)
+    n = len(out.records)
+    assert f"event stamps: kernel receive time for {n} of {n} streams" in caplog.text
+    assert all(r["sent_ns"] < r["first_token_ns"] for r in out.records)
 
 
 def test_connection_refused_is_a_connect_error() -> None:

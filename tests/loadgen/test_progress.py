@@ -17,10 +17,11 @@ def test_plain_lines_in_logs(run_in_process, monkeypatch, caplog: pytest.LogCapt
     caplog.set_level(logging.INFO, logger="spark_harness.loadgen")
     wl = {"kind": "fixed_context", "context_tokens": 8, "output_tokens": 2}
     run_in_process(spec(wl, {"kind": "closed", "users": 2}, load_s=0.3))
-    lines = [r.getMessage() for r in caplog.records]
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("loadgen ")]
     assert len(lines) >= 3
     assert lines[0].startswith("loadgen phase load: sent ")
     assert lines[-1].startswith("loadgen phase done: sent ") and "errors 0" in lines[-1]
+    assert any(r.getMessage().startswith("event stamps: ") for r in caplog.records)
 
 
 class _Terminal(io.StringIO):

@@ -10,7 +10,9 @@ Choices that keep the numbers right (REFERENCE.md, "Measuring streamed responses
   body never goes out), so waiting for a connection and serializing the request are
   client queueing, never server latency;
 - each chunk is stamped on arrival with the monotonic clock and stored raw; parsing
-  happens after the stream closes (:mod:`.record`);
+  happens after the stream closes (:mod:`.record`); where the kernel's receive stamps
+  are available (:mod:`.kstamp`) they replace the loop's, so the client's own
+  scheduling delays are not in the numbers;
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
@@ -29,6 +31,7 @@ from typing import Any
 import aiohttp
 
 from spark_harness.contract import Endpoint
+from spark_harness.loadgen import kstamp
 from spark_harness.loadgen.record import Attempt
 from spark_harness.workloads import Request
 
@@ -64,11 +67,16 @@ async def _stamp_sent(_session: Any, ctx: SimpleNamespace, _params: Any) -> None
     ctx.trace_request_ctx.sent_ns = time.monotonic_ns()
 
 
+async def _stamp_body_sent(session: Any, ctx: SimpleNamespace, params: Any) -> None:
+    if params.chunk:  # not the end-of-body marker, which may go out after the reply began
+        await _stamp_sent(session, ctx, params)
+
+
 def _trace_config() -> aiohttp.TraceConfig:
     tc = aiohttp.TraceConfig()
     tc.on_connection_create_end.append(_stamp_sent)
     tc.on_connection_reuseconn.append(_stamp_sent)
-    tc.on_request_chunk_sent.append(_stamp_sent)  # the last one: the request is out
+    tc.on_request_chunk_sent.append(_stamp_body_sent)  # the last one: the request is out
     return tc
 
 
@@ -89,10 +97,16 @@ class Client:
         self.timeout_s = timeout_s
         self.max_prompt_tokens = max_prompt_tokens
         self._session: aiohttp.ClientSession | None = None
+        #: streams read, and how many of them carry kernel receive stamps
+        self.streams = 0
+        self.kernel_stamped = 0
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(
-            limit=self.connections, limit_per_host=0, keepalive_timeout=30
+            limit=self.connections,
+            limit_per_host=0,
+            keepalive_timeout=30,
+            socket_factory=kstamp.socket_factory,
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
@@ -123,9 +137,11 @@ class Client:
         payload = json.dumps(request_body(request, self.model)).encode()
         headers = {"Content-Type": "application/json", "X-Request-Id": att.request_id}
         url = api_url(self.base_url, request.chat)
+        sockets: list[kstamp.StampedSocket] = []
+        token = kstamp.sending.set(sockets)  # the socket that sends this request joins
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self._exchange(url, payload, headers, att)
+                await self._exchange(url, payload, headers, att, sockets)
         except TimeoutError:
             att.error_kind = "timeout"
             att.error = (
@@ -145,10 +161,16 @@ class Client:
         except aiohttp.ClientError as e:
             att.error_kind, att.error = "other", f"{type(e).__name__}: {e}"
         finally:
+            kstamp.sending.reset(token)
             att.end_ns = time.monotonic_ns()
 
     async def _exchange(
-        self, url: str, payload: bytes, headers: dict[str, str], att: Attempt
+        self,
+        url: str,
+        payload: bytes,
+        headers: dict[str, str],
+        att: Attempt,
+        sockets: list[kstamp.StampedSocket],
     ) -> None:
         assert self._session is not None
         async with self._session.post(
@@ -157,31 +179,47 @@ class Client:
             headers=headers,
             trace_request_ctx=att,  # type: ignore[arg-type]
         ) as resp:
-            att.status = resp.status
-            if resp.status != 200:
-                text = (await resp.content.read(2048)).decode("utf-8", "replace").strip()
-                att.error_kind = "rejected" if resp.status in (429, 503) else "http"
-                att.error = f"HTTP {resp.status}: {text[:300]}"
+            complete = await self._read_response(resp, att)
+        captured = sockets[0].take() if len(sockets) == 1 else []
+        if complete:
+            self.streams += 1
+            pieces = kstamp.dechunk(captured) if captured else None
+            if pieces and b"".join(p for _, p in pieces) == b"".join(c for _, c in att.chunks):
+                att.chunks = pieces
+                self.kernel_stamped += 1
+
+    async def _read_response(self, resp: aiohttp.ClientResponse, att: Attempt) -> bool:
+        """Check status and type, then read the stream; True if it was read to its end."""
+        att.status = resp.status
+        if resp.status != 200:
+            text = (await resp.content.read(2048)).decode("utf-8", "replace").strip()
+            att.error_kind = "rejected" if resp.status in (429, 503) else "http"
+            att.error = f"HTTP {resp.status}: {text[:300]}"
+            return False
+        ctype = resp.headers.get("Content-Type", "")
+        if not ctype.startswith("text/event-stream"):
+            att.error_kind = "bad_sse"
+            att.error = f"expected text/event-stream, got {ctype or 'no Content-Type'}"
+            return False
+        await self._read_stream(resp.content.readany, att.chunks)
+        return True
+
+    @staticmethod
+    async def _read_stream(read: Any, chunks: list[tuple[int, bytes]]) -> None:
+        """Append each piece of the body with its arrival stamp, until the end of the
+        response (or shortly after ``data: [DONE]``)."""
+        while True:
+            data = await read()
+            t = time.monotonic_ns()
+            if not data:
                 return
-            ctype = resp.headers.get("Content-Type", "")
-            if not ctype.startswith("text/event-stream"):
-                att.error_kind = "bad_sse"
-                att.error = f"expected text/event-stream, got {ctype or 'no Content-Type'}"
-                return
-            chunks = att.chunks
-            read = resp.content.readany
-            while True:
-                data = await read()
-                t = time.monotonic_ns()
-                if not data:
-                    return
-                chunks.append((t, data))
-                if data.rstrip(b"\r\n").endswith(_DONE):
-                    break
-            # [DONE] seen: let the server end the response so the connection is reused
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(DONE_GRACE_S):
-                    while data:
-                        data = await read()
-                        if data:
-                            chunks.append((time.monotonic_ns(), data))
+            chunks.append((t, data))
+            if data.rstrip(b"\r\n").endswith(_DONE):
+                break
+        # [DONE] seen: let the server end the response so the connection is reused
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DONE_GRACE_S):
+                while data:
+                    data = await read()
+                    if data:
+                        chunks.append((time.monotonic_ns(), data))

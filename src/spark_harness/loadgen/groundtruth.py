@@ -5,8 +5,9 @@ streamed) to be measured, with injected timing, and stamps every event it writes
 the monotonic clock, which on Linux is shared by all processes of the host. So the
 client's TTFT and TPOT can be compared per request with what really happened:
 
-- truth TTFT = first content event written - request received (``recv_ns``: the first
-  bytes of the request reached the server process, before HTTP parsing);
+- truth TTFT = first content event written - request received (``recv_ns``: the kernel's
+  receive time of the request's first bytes, so the server's own delays in reading the
+  request count as server time, as they would for a real server);
 - truth TPOT = (last content write - first content write) / (tokens - 1).
 
 Timing: the first content event is due ``ttft_ms`` (+ uniform jitter up to
@@ -50,6 +51,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
 from spark_harness import tokens
+from spark_harness.loadgen import kstamp
 
 MISBEHAVIOURS = (
     "http-500",
@@ -80,15 +82,38 @@ class TruthConfig:
     seed: int = 0
 
 
+#: accepted sockets by file descriptor, until their protocol picks them up
+_accepted: dict[int, kstamp.StampedSocket] = {}
+
+
+class _Listener(socket.socket):
+    """A listening socket whose connections are :class:`kstamp.StampedSocket` objects."""
+
+    def accept(self) -> tuple[socket.socket, Any]:
+        fd, addr = self._accept()  # type: ignore[attr-defined]
+        sock = kstamp.StampedSocket(self.family, self.type, self.proto, fileno=fd)
+        if socket.getdefaulttimeout() is None and self.gettimeout():
+            sock.setblocking(True)  # as socket.accept does
+        _accepted[fd] = sock
+        return sock, addr
+
+
 class _Protocol(RequestHandler):
-    """Stamps the arrival of a request's first bytes, before any HTTP parsing or dispatch,
-    so the truth's "received" is as close to the wire as a process can see it."""
+    """Stamps the arrival of a request's first bytes: the kernel's receive time where
+    available, so the truth's "received" is the wire's, whatever the server's own
+    scheduling delays."""
 
     first_rx_ns: int | None = None
+    _ksock: kstamp.StampedSocket | None = None
+
+    def connection_made(self, transport: Any) -> None:
+        self._ksock = _accepted.pop(transport.get_extra_info("socket").fileno(), None)
+        super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
+        reads = self._ksock.take() if self._ksock is not None else []
         if self.first_rx_ns is None:
-            self.first_rx_ns = time.monotonic_ns()
+            self.first_rx_ns = reads[0][0] if reads else time.monotonic_ns()
         super().data_received(data)
 
 
@@ -238,7 +263,7 @@ class _Server:
 async def _start(runner: web.BaseRunner, port: int) -> socket.socket:
     """Start ``runner`` on 127.0.0.1:``port`` (0: a free port); return the socket."""
     await runner.setup()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock = _Listener(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", port))
     await web.SockSite(runner, sock, backlog=1024).start()

@@ -172,6 +172,11 @@ class _Run:
                     tg.create_task(self._user(client, u))
             else:
                 tg.create_task(self._dispatch(client, tg))
+        log.info(
+            "event stamps: kernel receive time for %d of %d streams (the rest: event loop)",
+            client.kernel_stamped,
+            client.streams,
+        )
         if self.dropped:
             log.warning(
                 "%d scheduled requests were not sent: sending stopped while they waited "
