@@ -12,7 +12,7 @@ scheduling from the measurement. How:
 - the kernel stamps a read with the arrival of its *first* packet (later packets that
   arrived before the read are merged into it), so only the read's first byte gets the
   kernel stamp and its other bytes the read's own stamp: late, never early. A kernel
-  stamp older than the socket's previous read is stale (the kernel merged new data into
+  stamp older than the start of the socket's previous read is stale (the kernel merged new data into
   an old buffer) and is replaced by the read's own;
 - a send on the socket starts a new capture (HTTP/1.1 without pipelining: what arrives
   next is that request's response) and hands the socket to the request that is being
@@ -55,7 +55,7 @@ class StampedSocket(socket.socket):
         super().__init__(*args, **kwargs)
         #: per read: (stamp of its first byte, stamp of the read, bytes)
         self.capture: list[tuple[int, int, bytes]] = []
-        self._last_read_ns = 0
+        self._last_read_start_ns = 0
         self.kernel = False
         if sys.platform == "linux" and _ANC_SIZE:
             try:
@@ -83,6 +83,7 @@ class StampedSocket(socket.socket):
             data = super().recv(bufsize, flags)
             now = first = time.monotonic_ns()
         else:
+            start = time.monotonic_ns()
             data, ancdata, _, _ = self.recvmsg(bufsize, _ANC_SIZE, flags)
             now = first = time.monotonic_ns()
             for level, kind, payload in ancdata:
@@ -90,11 +91,13 @@ class StampedSocket(socket.socket):
                     sec, nsec = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
                     # kernel stamps are wall-clock: move them onto the monotonic clock
                     kernel = sec * 1_000_000_000 + nsec - (time.time_ns() - now)
-                    if self._last_read_ns <= kernel <= now:  # else stale: keep the read's
+                    # data the previous read left arrived after that read began; an
+                    # older stamp belongs to a buffer the kernel merged new data into
+                    if self._last_read_start_ns <= kernel <= now:
                         first = kernel
+            self._last_read_start_ns = start
         if data:
             self.capture.append((first, now, data))
-        self._last_read_ns = now
         return data
 
     def take(self) -> list[tuple[int, int, bytes]]:
