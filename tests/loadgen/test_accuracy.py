@@ -2,8 +2,9 @@
 
 Truth per request is what the server did, stamped on the host's shared monotonic clock:
 TTFT = first content event written - kernel arrival of the request at the server; TPOT
-from the content events' write times. Thresholds are the issue's: TTFT p50 within 1 ms and p99 within 3 ms of
-truth at 1, 16 and 64 streams, TPOT within 0.5 ms; an open loop at 200 req/s within 2 %.
+from the content events' write times. Thresholds are the issue's: TTFT p50 within 1 ms
+and p99 within 3 ms of truth at 1, 16 and 64 streams, TPOT within 0.5 ms; an open loop at
+200 req/s within 2 %.
 """
 
 from __future__ import annotations
