@@ -5,10 +5,11 @@ Choices that keep the numbers right (REFERENCE.md, "Measuring streamed responses
 - one session for the run, its connector sized for the planned concurrency (aiohttp's
   default caps at 100 connections), keep-alive on, a 4 MiB read buffer (the 64 KiB
   default throttles long streams);
-- ``sent`` is stamped when the request has been handed to the socket (aiohttp's
-  request-chunk trace hook; the connection hooks stamp it first, for a request whose
-  body never goes out), so waiting for a connection and serializing the request are
-  client queueing, never server latency;
+- ``sent`` is stamped just before the request goes to the socket (aiohttp's
+  request-chunk trace hook fires right before the body, with the buffered headers, is
+  written; the connection hooks stamp it first, for a request whose body never goes
+  out), so waiting for a connection and serializing the request are client queueing,
+  never server latency;
 - each chunk is stamped on arrival with the monotonic clock and stored raw; parsing
   happens after the stream closes (:mod:`.record`); where the kernel's receive stamps
   are available (:mod:`.kstamp`) they replace the loop's, so the client's own
@@ -76,7 +77,7 @@ def _trace_config() -> aiohttp.TraceConfig:
     tc = aiohttp.TraceConfig()
     tc.on_connection_create_end.append(_stamp_sent)
     tc.on_connection_reuseconn.append(_stamp_sent)
-    tc.on_request_chunk_sent.append(_stamp_body_sent)  # the last one: the request is out
+    tc.on_request_chunk_sent.append(_stamp_body_sent)  # the last: the request goes out
     return tc
 
 

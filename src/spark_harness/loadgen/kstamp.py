@@ -12,8 +12,8 @@ scheduling from the measurement. How:
 - the kernel stamps a read with the arrival of its *first* packet (later packets that
   arrived before the read are merged into it), so only the read's first byte gets the
   kernel stamp and its other bytes the read's own stamp: late, never early. A kernel
-  stamp older than the start of the socket's previous read is stale (the kernel merged new data into
-  an old buffer) and is replaced by the read's own;
+  stamp older than the start of the socket's previous read is stale (the kernel merged
+  new data into an old buffer) and is replaced by the read's own;
 - a send on the socket starts a new capture (HTTP/1.1 without pipelining: what arrives
   next is that request's response) and hands the socket to the request that is being
   sent, through the :data:`sending` context variable: aiohttp may release a connection
@@ -24,7 +24,6 @@ scheduling from the measurement. How:
 - the client uses them only when their payload equals, byte for byte, what aiohttp
   delivered; otherwise (another event loop such as uvloop that bypasses ``recv``, an
   encoding other than chunked, a platform without the option) it keeps the loop stamps.
-
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ class Attempt:
     turn: int | None = None
     adapter: str | None = None
     scheduled_ns: int | None = None  # monotonic: when the schedule said to send
-    sent_ns: int | None = None  # monotonic: request handed to the socket
+    sent_ns: int | None = None  # monotonic: just before the request goes to the socket
     end_ns: int | None = None  # monotonic: stream closed or failure observed
     status: int | None = None
     chunks: list[tuple[int, bytes]] = field(default_factory=list)
