@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from spark_harness.inputs import Adapter, read_adapters
 from spark_harness.workloads import InputError, Prompts, WorkloadError
-from spark_harness.workloads.lora import Adapter, AdapterMix, LoraMix, read_adapters
+from spark_harness.workloads.lora import AdapterMix, LoraMix
 
 
 def test_the_shipped_list_parses() -> None:

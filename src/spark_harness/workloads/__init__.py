@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from spark_harness.inputs import read_adapters
 from spark_harness.workloads.base import (
     ORDINARY_PHASES,
     Job,
@@ -24,7 +25,7 @@ from spark_harness.workloads.chat import ChatSessions
 from spark_harness.workloads.corpus import DEFAULT_CORPUS, InputError, load_words
 from spark_harness.workloads.counting import Counter, make_counter
 from spark_harness.workloads.fixed import FixedContext, SharedPrefix
-from spark_harness.workloads.lora import LoraMix, read_adapters
+from spark_harness.workloads.lora import LoraMix
 from spark_harness.workloads.rehydrate import Rehydrate
 from spark_harness.workloads.trace import TraceReplay, read_trace
 

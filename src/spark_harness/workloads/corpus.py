@@ -13,39 +13,12 @@ import hashlib
 import random
 from collections.abc import Iterator
 from functools import cache
-from pathlib import Path
+
+from spark_harness.inputs import InputError, read_lines, resolve_input
+
+__all__ = ["DEFAULT_CORPUS", "InputError", "load_words", "read_lines", "resolve_input"]
 
 DEFAULT_CORPUS = "inputs/prompts/words.txt"
-
-#: The repository root of a source checkout (``src/spark_harness/workloads/`` -> root), where
-#: ``inputs/`` lives when the harness runs from another directory.
-_PROJECT_ROOT = Path(__file__).resolve().parents[3]
-
-
-class InputError(ValueError):
-    """An input file named by the workload is missing or malformed."""
-
-
-def resolve_input(path: str | Path) -> Path:
-    """Find an input file: as given (relative to the working directory), else under the
-    project root. Raise InputError naming both places."""
-    p = Path(path)
-    if p.is_file():
-        return p
-    if not p.is_absolute() and (_PROJECT_ROOT / p).is_file():
-        return _PROJECT_ROOT / p
-    tried = [str(p.resolve())] + ([] if p.is_absolute() else [str(_PROJECT_ROOT / p)])
-    raise InputError(f"input file {str(path)!r} not found (tried {', '.join(tried)})")
-
-
-def read_lines(path: str | Path) -> list[str]:
-    """Non-empty lines of an input file, without ``#`` comments."""
-    out = []
-    for line in resolve_input(path).read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            out.append(line)
-    return out
 
 
 @cache

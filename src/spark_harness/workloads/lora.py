@@ -19,40 +19,11 @@ from __future__ import annotations
 
 import random
 from bisect import bisect
-from dataclasses import dataclass
 from itertools import accumulate
 
+from spark_harness.inputs import Adapter
 from spark_harness.workloads.base import Prompts, WorkloadError
-from spark_harness.workloads.corpus import InputError, read_lines
 from spark_harness.workloads.fixed import FixedContext
-
-
-@dataclass(frozen=True)
-class Adapter:
-    name: str
-    weight: float = 1.0
-
-
-def read_adapters(path: str) -> list[Adapter]:
-    """Parse an adapter list; raise InputError naming the line of any bad entry."""
-    out: list[Adapter] = []
-    for i, line in enumerate(read_lines(path), 1):
-        parts = line.split()
-        if len(parts) > 2:
-            raise InputError(f"{path}: entry {i} {line!r}: expected `name [weight]`")
-        try:
-            weight = float(parts[1]) if len(parts) == 2 else 1.0
-        except ValueError:
-            raise InputError(f"{path}: entry {i} {line!r}: weight is not a number") from None
-        if not weight > 0:
-            raise InputError(f"{path}: entry {i} {line!r}: weight must be > 0")
-        out.append(Adapter(parts[0], weight))
-    names = [a.name for a in out]
-    if not out:
-        raise InputError(f"{path}: lists no adapters")
-    if len(set(names)) != len(names):
-        raise InputError(f"{path}: adapter names repeat: {names}")
-    return out
 
 
 class AdapterMix:
