@@ -16,7 +16,8 @@ Two small files connect the processes of a point while it runs (both are Snakema
 - the **endpoint file** (:class:`Endpoint`), written by ``server_up`` as soon as it has
   chosen its port, before the server is ready;
 - the **sidecar file** (:class:`SidecarInfo`), written by ``telemetry_sidecar`` as soon as
-  it starts spooling samples.
+  it starts; its first sample follows in the spool, and the consumer waits for that
+  sample before it measures anything (``telemetry.window.wait_sampling``).
 
 All timestamps are integer nanoseconds since the epoch (see :mod:`spark_harness.clock`).
 """

@@ -52,6 +52,8 @@ from spark_harness.serving.readiness import ServerNotReady, endpoint_logs, log_t
 MARK_ERROR_SHARE = 0.01
 SIDECAR_WAIT_S = 30.0
 
+log = logging.getLogger("spark_harness.measure")
+
 
 class PointFailed(RuntimeError):
     """The point could not be measured completely; ``code`` is the reason code."""
@@ -210,7 +212,12 @@ class Point:
         self.run["endpoint"] = json.loads(json.dumps(ep, default=lambda o: o.__dict__))
         self.spec = resolve_users(self.spec, self.args.u_work_file)
         self.run["spec"] = self.spec
+        # import the load generator while the server is still starting, not between the
+        # idle baseline and the first request
+        import spark_harness.loadgen  # noqa: F401
+
         waited = wait_ready(ep)
+        log.info("server %s ready after %.2f s", ep.base_url, waited)
         self.run["server_startup_s"] = (self.clock.now_ns() - ep.started_ns) / 1e9
         self.run["ready_wait_s"] = waited
         self.preflight(ep)
@@ -227,6 +234,7 @@ class Point:
             self.run["qos"] = {"prepared": qos.prepare()}
 
         phases = self.spec["phases"]
+        log.info("idle baseline %.1f s", float(phases.get("idle_s", 0)))
         t_idle = self.clock.now_ns()
         time.sleep(float(phases.get("idle_s", 0)))
         self.run["phases"]["idle"] = [t_idle, self.clock.now_ns()]
@@ -291,8 +299,12 @@ class Point:
                 }
             )
             return None
+        from spark_harness.telemetry.window import wait_sampling
+
         wait_for_file(self.args.sidecar_file, SIDECAR_WAIT_S)
-        return SidecarInfo.read(self.args.sidecar_file)
+        info = SidecarInfo.read(self.args.sidecar_file)
+        wait_sampling(info, SIDECAR_WAIT_S)
+        return info
 
     def preflight(self, ep: Endpoint) -> None:
         """Reject prompts longer than the engine's limit before sending any."""

@@ -11,7 +11,7 @@ import yaml
 from spark_harness.plan import resolve_stack
 from spark_harness.schemas import schema_path
 from spark_harness.sim.config import IO_ALIGN, SimConfig, SimConfigError, scaled_bytes
-from spark_harness.sim.server import endpoint_facts
+from spark_harness.sim import endpoint_facts
 
 ROOT = Path(__file__).resolve().parents[2]
 

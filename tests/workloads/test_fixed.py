@@ -75,3 +75,18 @@ def test_shared_prefix_groups_share_exactly_the_prefix(prompts: Prompts) -> None
 def test_shared_prefix_longer_than_context_is_an_error(prompts: Prompts) -> None:
     with pytest.raises(WorkloadError, match="prefix_tokens"):
         SharedPrefix(prompts, context_tokens=10, output_tokens=1, prefix_groups=1, prefix_tokens=11)
+
+
+def test_output_spread_draws_lengths_in_range_reproducibly(prompts: Prompts) -> None:
+    def lengths(p: Prompts) -> list[int]:
+        wl = FixedContext(p, 16, 20, nonce=True, output_tokens_spread=0.5)
+        return [wl.next("load", u % 3).request.max_tokens for u in range(300)]
+
+    got = lengths(prompts)
+    assert min(got) == 10 and max(got) == 30  # the whole range, nothing outside it
+    assert len(set(got)) > 15
+    assert got == lengths(prompts)  # same seed, same lengths
+    fixed = FixedContext(prompts, 16, 20, nonce=True)
+    assert {fixed.next("load", u).request.max_tokens for u in range(20)} == {20}
+    with pytest.raises(WorkloadError, match="output_tokens_spread"):
+        FixedContext(prompts, 16, 20, nonce=True, output_tokens_spread=1.0)

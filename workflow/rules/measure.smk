@@ -16,6 +16,7 @@ def order_input(w):
 
 rule loadgen:
     input:
+        endpoint=res(layout.ENDPOINT),
         sidecar=res(layout.SIDECAR),
         u_work=u_work_input,
         after=order_input,
@@ -25,7 +26,6 @@ rule loadgen:
         run=res(layout.RUN),
     params:
         spec=lambda w: run_of(w).spec_json(),
-        endpoint=res(layout.ENDPOINT),
         out=res(layout.RAW_DIR),
         failed=res(layout.FAILED_DIR),
         scratch=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "qos",
@@ -35,7 +35,7 @@ rule loadgen:
     log:
         res(layout.LOG_DIR + "/loadgen.log"),
     shell:
-        "exec spark-harness loadgen --endpoint-file {params.endpoint}"
+        "exec spark-harness loadgen --endpoint-file {input.endpoint}"
         " --sidecar-file {input.sidecar} --spec-json {params.spec:q} {params.u_work}"
         " --out {params.out} --failed-dir {params.failed} --scratch {params.scratch}"
         " > {log} 2>&1"

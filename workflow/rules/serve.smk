@@ -5,6 +5,11 @@
 # services (DESIGN.md): `shell:` with `exec` so SIGTERM reaches the process,
 # `threads: 0`, endpoint/sidecar files written at once, readiness polled by the
 # consumer within the stack's start-up timeout.
+#
+# Both services are inputs of loadgen, and the sidecar finds the endpoint file itself
+# (it polls for it every 50 ms): Snakemake checks a job's inputs in steps of at least
+# one second before starting it, so a server -> sidecar -> loadgen chain of inputs
+# would cost every point two such steps instead of one.
 
 
 rule server_up:
@@ -23,11 +28,10 @@ rule server_up:
 
 
 rule telemetry_sidecar:
-    input:
-        endpoint=res(layout.ENDPOINT),
     output:
         service(res(layout.SIDECAR)),
     params:
+        endpoint=res(layout.ENDPOINT),
         cadence_ms=lambda w: run_of(w).spec["telemetry"].get("cadence_ms", 200),
         devices=lambda w: ",".join(d) if isinstance(d := run_of(w).spec["telemetry"].get("devices", "auto"), list) else d,
         spool=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "telemetry.spool.jsonl",
@@ -35,6 +39,6 @@ rule telemetry_sidecar:
         res(layout.LOG_DIR + "/sidecar.log"),
     threads: 0
     shell:
-        "exec spark-harness sidecar --endpoint-file {input.endpoint} --service-file {output}"
+        "exec spark-harness sidecar --endpoint-file {params.endpoint} --service-file {output}"
         " --spool {params.spool} --cadence-ms {params.cadence_ms} --devices {params.devices}"
         " > {log} 2>&1"

@@ -68,7 +68,7 @@ def model_listed(body: bytes, model: str) -> bool:
 def wait_ready(
     ep: Endpoint,
     timeout_s: float | None = None,
-    poll_s: float = 0.2,
+    poll_s: float = 0.05,
     api_key: str | None = None,
 ) -> float:
     """Block until ``ep`` is ready; return seconds waited. Raise ServerNotReady otherwise."""

@@ -11,6 +11,22 @@ Entry points for ``spark-harness serve`` (``serving/sim.py``)::
 
 from __future__ import annotations
 
-from spark_harness.sim.server import endpoint_facts, run_server
+import socket
+from pathlib import Path
+from typing import Any
+
+from spark_harness.sim.config import endpoint_facts
 
 __all__ = ["endpoint_facts", "run_server"]
+
+
+def run_server(sock: socket.socket, spec: dict[str, Any], workdir: Path) -> None:
+    """Serve until SIGTERM/SIGINT, then clean up (see :mod:`spark_harness.sim.server`).
+
+    The server and aiohttp are imported here, not at package import, so that
+    ``spark-harness serve`` can publish its endpoint file (which only needs
+    :func:`endpoint_facts`) before paying for them: every point waits on that file.
+    """
+    from spark_harness.sim.server import run_server as serve
+
+    serve(sock, spec, workdir)

@@ -17,8 +17,8 @@ import tempfile
 from pathlib import Path
 
 from spark_harness.plan import PlanError, resolve_stack
+from spark_harness.sim import endpoint_facts, run_server
 from spark_harness.sim.config import SimConfigError
-from spark_harness.sim.server import endpoint_facts, run_server
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -220,3 +220,22 @@ def scaled_bytes(full: int, scale: float) -> int:
     """``full * scale`` rounded up to whole aligned units, at least one unit."""
     units = max(1, math.ceil(full * scale / IO_ALIGN))
     return units * IO_ALIGN
+
+
+def sim_config(spec: dict[str, Any]) -> SimConfig:
+    """The engine settings of a resolved stack spec."""
+    return SimConfig.from_sim(dict(spec.get("sim") or {}))
+
+
+def endpoint_facts(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """What the endpoint file needs to know about this simulator, without starting it."""
+    cfg = sim_config(spec)
+    g3 = cfg.g3_path(workdir)
+    lora = cfg.lora_path(workdir)
+    return {
+        "g3_dir": str(g3) if g3 is not None else None,
+        "block_bytes": cfg.block_bytes,
+        "block_bytes_full_scale": cfg.block_bytes_full_scale,
+        "max_num_tokens": cfg.max_model_len,
+        "lora_dir": str(lora) if lora is not None else None,
+    }

@@ -20,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from spark_harness.sim.api import SimApi
-from spark_harness.sim.config import SimConfig
+from spark_harness.sim.config import sim_config
 from spark_harness.sim.engine import Engine
 from spark_harness.sim.kvcache import KVCache
 from spark_harness.sim.lora import LoraCache, read_adapter_list
@@ -35,24 +35,6 @@ SHUTDOWN_TIMEOUT_S = 5.0
 SIMULATOR = web.AppKey("simulator", "Simulator")
 
 
-def _config(spec: dict[str, Any]) -> SimConfig:
-    return SimConfig.from_sim(dict(spec.get("sim") or {}))
-
-
-def endpoint_facts(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
-    """What the endpoint file needs to know about this simulator, without starting it."""
-    cfg = _config(spec)
-    g3 = cfg.g3_path(workdir)
-    lora = cfg.lora_path(workdir)
-    return {
-        "g3_dir": str(g3) if g3 is not None else None,
-        "block_bytes": cfg.block_bytes,
-        "block_bytes_full_scale": cfg.block_bytes_full_scale,
-        "max_num_tokens": cfg.max_model_len,
-        "lora_dir": str(lora) if lora is not None else None,
-    }
-
-
 class Simulator:
     """The parts of one simulator and the order they start and stop in."""
 
@@ -61,7 +43,7 @@ class Simulator:
         if not isinstance(model, str) or not model:
             raise ValueError("stack spec: 'model' must name the served model")
         self.model = model
-        self.cfg = _config(spec)
+        self.cfg = sim_config(spec)
         self.workdir = workdir
         self._made: list[Path] = []  # directories this simulator created
         self.engine: Engine | None = None

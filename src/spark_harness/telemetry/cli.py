@@ -188,11 +188,20 @@ def run(args: argparse.Namespace) -> int:
             f"--cadence-ms must be at least {MIN_CADENCE_MS:.0f}, got {args.cadence_ms}"
         )
     clock = Clock.start()
+    spool = Spool(args.spool)
+    # Publish at once: the point's load generator starts when this file exists (Snakemake
+    # checks for it in one-second steps) and then waits for the first sample itself.
+    contract.SidecarInfo(
+        pid=os.getpid(),
+        spool=str(args.spool.absolute()),
+        cadence_ms=args.cadence_ms,
+        started_ns=clock.now_ns(),
+        clock=clock.to_dict(),
+    ).write(args.service_file)
     contract.wait_for_file(args.endpoint_file, args.wait_timeout_s)
     endpoint = contract.Endpoint.read(args.endpoint_file)
     devices, device_info, unavailable = resolve_devices(args.devices, endpoint, args.spool)
     samplers, more = build_samplers(endpoint, devices, args.cadence_ms)
-    spool = Spool(args.spool)
     header = {
         "sidecar_pid": os.getpid(),
         "clock": clock.to_dict(),
@@ -203,13 +212,6 @@ def run(args: argparse.Namespace) -> int:
     sidecar = Sidecar(samplers, spool, clock, args.cadence_ms, header, unavailable + more)
 
     def started() -> None:
-        contract.SidecarInfo(
-            pid=os.getpid(),
-            spool=str(args.spool.absolute()),
-            cadence_ms=args.cadence_ms,
-            started_ns=clock.now_ns(),
-            clock=clock.to_dict(),
-        ).write(args.service_file)
         log.info("spooling to %s every %.0f ms; watching %s", args.spool, args.cadence_ms,
                  ", ".join(d.name for d in devices) or "no block device")  # fmt: skip
 

@@ -45,6 +45,25 @@ def _lines_from(path: Path, offset: int) -> list[tuple[int, dict[str, Any]]]:
     return out
 
 
+def wait_sampling(info: SidecarInfo, timeout_s: float) -> None:
+    """Return once the sidecar has spooled its first sample; raise TimeoutError if it
+    does not within ``timeout_s`` or dies first. The sidecar publishes its file before it
+    samples, so a consumer calls this before it starts measuring (the idle baseline)."""
+    spool = Path(info.spool)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        # the spool is a few lines long at this point: rereading it is cheap
+        if spool.exists() and any(r.get("kind") == "sample" for _, r in _lines_from(spool, 0)):
+            return
+        try:
+            os.kill(info.pid, 0)
+        except ProcessLookupError:
+            raise TimeoutError(f"the sidecar (pid {info.pid}) exited before sampling") from None
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"the sidecar spooled no sample within {timeout_s:.0f} s")
+        time.sleep(POLL_S)
+
+
 def _wait_for_flush(info: SidecarInfo, timeout_s: float) -> tuple[str, int | None]:
     """Signal the sidecar; return (status, position after its flush marker)."""
     spool = Path(info.spool)

@@ -68,7 +68,13 @@ def build_workload(spec: Mapping[str, Any], server_is_sim: bool) -> tuple[Worklo
     out = int(wl.get("output_tokens", DEFAULT_OUTPUT_TOKENS))
     workload: Workload
     if kind == "fixed_context":
-        workload = FixedContext(prompts, ctx, out, bool(wl.get("nonce", False)))
+        workload = FixedContext(
+            prompts,
+            ctx,
+            out,
+            bool(wl.get("nonce", False)),
+            float(wl.get("output_tokens_spread", 0.0)),
+        )
     elif kind == "shared_prefix":
         workload = SharedPrefix(
             prompts, ctx, out, int(_need(wl, "prefix_groups")), int(_need(wl, "prefix_tokens"))

@@ -6,6 +6,10 @@ re-sends it on every request: a nonce unique to (run seed, ``u``) at the **start
 prefix (a tiered server may serve it from G1/G2/G3) and the KV working set is
 users x context_tokens. Without the nonce every user sends the same prompt from token 0.
 Open-loop arrivals have no user: each gets its own nonce (``arrival:i``).
+``output_tokens_spread`` s > 0 draws each request's output length uniformly from
+``[n(1-s), n(1+s)]`` (seeded per user, so repetitions with one seed agree): real requests
+differ in length, and identical ones make a saturated closed loop run in lock-step
+waves where every request waits the same, hiding the queueing tail.
 
 shared_prefix: requests fall in ``prefix_groups`` groups (by user, or by arrival for open
 loop); a group's requests share their first ``prefix_tokens`` tokens (a group tag, then a
@@ -15,6 +19,7 @@ group prefix is reusable.
 
 from __future__ import annotations
 
+import random
 from itertools import chain
 
 from spark_harness.workloads.base import Job, Prompt, Prompts, Request, Workload, WorkloadError
@@ -23,13 +28,37 @@ from spark_harness.workloads.base import Job, Prompt, Prompts, Request, Workload
 class FixedContext(Workload):
     """Each user re-sends one prompt; see the module docstring."""
 
-    def __init__(self, prompts: Prompts, context_tokens: int, output_tokens: int, nonce: bool):
+    def __init__(
+        self,
+        prompts: Prompts,
+        context_tokens: int,
+        output_tokens: int,
+        nonce: bool,
+        output_tokens_spread: float = 0.0,
+    ):
+        if not 0.0 <= output_tokens_spread < 1.0:
+            raise WorkloadError(
+                f"workload.output_tokens_spread must be in [0, 1), got {output_tokens_spread}"
+            )
         self.prompts = prompts
         self.context_tokens = context_tokens
         self.output_tokens = output_tokens
+        self.spread = output_tokens_spread
         self.nonce = nonce
         self._by_user: dict[int | None, tuple[Prompt, int]] = {}
+        self._lengths: dict[int | None, random.Random] = {}
         self._arrivals = 0
+
+    def output_for(self, user: int | None) -> int:
+        """The next request's output length: fixed, or drawn from the spread."""
+        if not self.spread:
+            return self.output_tokens
+        rng = self._lengths.get(user)
+        if rng is None:
+            rng = self._lengths[user] = random.Random(f"{self.prompts.seed}:out:{user}")
+        lo = max(1, round(self.output_tokens * (1 - self.spread)))
+        hi = max(lo, round(self.output_tokens * (1 + self.spread)))
+        return rng.randint(lo, hi)
 
     def prompt_for(self, user: int | None) -> tuple[Prompt, int]:
         """The prompt user ``user`` sends (None: the next open-loop arrival's prompt)."""
@@ -53,7 +82,7 @@ class FixedContext(Workload):
     def next(self, phase: str, user: int | None) -> Job:
         prompt, n = self.prompt_for(user)
         adapter = self.adapter_for(phase, user)
-        return Job(Request(prompt, self.output_tokens, n, adapter=adapter))
+        return Job(Request(prompt, self.output_for(user), n, adapter=adapter))
 
 
 class SharedPrefix(Workload):
