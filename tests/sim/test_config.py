@@ -10,8 +10,8 @@ import yaml
 
 from spark_harness.plan import resolve_stack
 from spark_harness.schemas import schema_path
-from spark_harness.sim.config import IO_ALIGN, SimConfig, SimConfigError, scaled_bytes
 from spark_harness.sim import endpoint_facts
+from spark_harness.sim.config import IO_ALIGN, SimConfig, SimConfigError, scaled_bytes
 
 ROOT = Path(__file__).resolve().parents[2]
 
