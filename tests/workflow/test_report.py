@@ -158,3 +158,15 @@ def test_figures_target_redraws_a_lost_figure_and_nothing_else(built):
     dry = snakemake(root, "-n", "figures")
     assert dry.returncode == 0, dry.out[-3000:]
     assert set(dry.job_counts()) - {"figures"} == {"figures_H5"}
+
+
+def test_the_plots_package_is_an_input_of_every_figure_job(built):
+    """An edit of the plotting code (by content: Snakemake compares checksums) reruns the
+    figure jobs, as an edit of their script does, and nothing upstream."""
+    root, plan, _ = built
+    dry = snakemake(root, "-n", "--forcerun", *[f"figures_{h}" for h in plan.hypotheses])
+    assert dry.returncode == 0, dry.out[-3000:]
+    inputs = re.findall(r"rule figures_\w+:\n    input: (.*)", dry.out)
+    assert len(inputs) == len(plan.hypotheses)
+    assert all("spark_harness/plots/style.py" in line for line in inputs)
+    assert all("spark_harness/plots/hypotheses/h0.py" in line for line in inputs)
