@@ -53,6 +53,21 @@ class Summary:
         if missing:
             raise PlotError(f"{self.dir / name}: missing column(s) {', '.join(missing)}")
 
+    def failed_points(self) -> list[str]:
+        """Points of the sources without any usable run, with why (from summary.csv)."""
+        path = self.dir / "summary.csv"
+        if not path.is_file():
+            return []
+        table = pl.read_csv(path, infer_schema_length=None)
+        if "n_reps" not in table.columns:
+            raise PlotError(f"{path}: no n_reps column (not a summary.csv)")
+        reasons = "failed_reasons" if "failed_reasons" in table.columns else None
+        lost = table.filter(pl.col("n_reps") == 0)
+        return [
+            f"{r['hyp']}/{r['stack']}/{r['point']}" + (f" ({r[reasons]})" if reasons else "")
+            for r in lost.iter_rows(named=True)
+        ]
+
     def why_empty(self) -> str:
         """What a figure without data says: the verdict's reasons."""
         reasons = ", ".join(self.verdict.reasons[:4]) or "the analysis wrote no table"

@@ -35,9 +35,14 @@ class FigureSpec:
     draw: Callable[[Summary], Drawn]
 
 
-def finish(fig: Figure, verdict: Verdict, what: str) -> Figure:
-    """Title every figure the same way: claim, what is shown, verdict with its numbers."""
-    fig.suptitle(verdict.figure_title(what), fontsize=9, x=0.01, ha="left")
+def finish(fig: Figure, summary: Summary, what: str) -> Figure:
+    """Title every figure the same way: claim, what is shown, verdict with its numbers,
+    and the points that could not be drawn because none of their runs was usable."""
+    title = summary.verdict.figure_title(what)
+    lost = summary.failed_points()
+    if lost:
+        title += "\n" + textwrap.shorten("Not drawn, no usable run: " + "; ".join(lost), 150)
+    fig.suptitle(title, fontsize=9, x=0.01, ha="left")
     return fig
 
 
@@ -45,7 +50,8 @@ def placeholder(summary: Summary, what: str) -> Drawn:
     """A figure for a hypothesis whose analysis wrote no table: it says why."""
     fig, axes = style.new_figure(1)
     style.empty_panel(axes[0], summary.why_empty())
-    finish(fig, summary.verdict, what)
+    axes[0].set_xticks([])
+    finish(fig, summary, what)
     return fig, pl.DataFrame({"note": [summary.why_empty()]})
 
 
@@ -197,18 +203,19 @@ def ols_line(
     )
 
 
-def mark_x(ax: Axes, x: float, colour: str, text: str, level: int = 0) -> None:
-    """A vertical mark with its label (U_work, a knee), stacked by ``level`` to not overlap."""
+def mark_x(ax: Axes, x: float, colour: str, text: str, level: int = 0, left: bool = False) -> None:
+    """A vertical mark with its label (U_work, a knee), stacked by ``level`` to not overlap;
+    ``left`` puts the label left of the line (a mark at the right end of the axis)."""
     ax.axvline(x, color=colour, linestyle="-.", linewidth=1.0, alpha=0.9)
     ax.annotate(
         text,
         xy=(x, 1.0),
         xycoords=("data", "axes fraction"),
-        xytext=(3, -10 - 11 * level),
+        xytext=(-3 if left else 3, -10 - 11 * level),
         textcoords="offset points",
         fontsize=7.5,
         color=colour,
-        ha="left",
+        ha="right" if left else "left",
         va="top",
     )
 

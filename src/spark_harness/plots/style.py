@@ -170,9 +170,10 @@ def note(ax: Axes, text: str, corner: str = "upper left") -> None:
 
 
 def empty_panel(ax: Axes, text: str) -> None:
-    """A panel without data says why, in its middle, instead of showing empty axes."""
+    """A panel without data says why, in its middle, instead of showing empty axes.
+
+    Only the y axis is cleared: the x axis may be shared with panels that have data."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color=GREY, wrap=True)
-    ax.set_xticks([])
     ax.set_yticks([])
     ax.grid(False)
 

@@ -72,7 +72,7 @@ def draw_point(ingested: Ingested, stack: str, point: str, verdict: Verdict) -> 
     else:
         requests = ingested.run(stack, "requests.parquet", run["run_id"])
         telemetry = ingested.run(stack, "telemetry.parquet", run["run_id"]).sort("t_ns")
-        phases = {k: v for k, v in json.loads(run["phases_json"] or "{}").items() if v[0]}
+        phases = _phases(run, requests, telemetry)
         t0 = min([v[0] for v in phases.values()] or [int(telemetry["t_ns"].min() or 0)])
         for ax in axes:
             _shade_phases(ax, phases, t0)
@@ -89,6 +89,24 @@ def draw_point(ingested: Ingested, stack: str, point: str, verdict: Verdict) -> 
     fig.suptitle(title, fontsize=9, x=0.01, ha="left")
     table = pl.concat(series, how="diagonal_relaxed") if series else _empty_table()
     return fig, table
+
+
+def _phases(
+    run: dict[str, Any], requests: pl.DataFrame, telemetry: pl.DataFrame
+) -> dict[str, list[int]]:
+    """The run's phase windows; a phase a failure cut short ends at the last evidence."""
+    phases = {k: v for k, v in json.loads(run["phases_json"] or "{}").items() if v and v[0]}
+    evidence = [
+        frame[col].max()
+        for frame, col in ((telemetry, "t_ns"), (requests, "done_ns"), (requests, "sent_ns"))
+        if col in frame.columns and frame.height
+    ]
+    last = max([int(t) for t in evidence if t is not None], default=None)
+    return {
+        (k if end is not None else f"{k} (cut short)"): [start, end if end is not None else last]
+        for k, (start, end) in phases.items()
+        if end is not None or last is not None
+    }
 
 
 def _which(run: dict[str, Any] | None) -> str:
@@ -131,12 +149,10 @@ def _seconds(t_ns: pl.Series, t0: int) -> np.ndarray:
 
 def _shade_phases(ax: Axes, phases: dict[str, list[int]], t0: int) -> None:
     for name, (start, end) in phases.items():
-        if end is None:
-            continue
         ax.axvspan(
             (start - t0) / 1e9,
             (end - t0) / 1e9,
-            color=PHASE_SHADES.get(name, "#F7F7F7"),
+            color=PHASE_SHADES.get(name.split(" ")[0], "#F7F7F7"),
             zorder=0,
             lw=0,
         )

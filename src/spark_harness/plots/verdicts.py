@@ -139,12 +139,15 @@ class Verdict:
         return f"{c['name']} = {cls.measured(c)}"
 
     def headline(self) -> str:
-        """The verdict line under every figure's title."""
+        """The verdict line of every figure: status, why (unless supported), the primary
+        criterion's numbers."""
         p = self.primary()
+        why = ", ".join(self.reasons[:3]) + (", ..." if len(self.reasons) > 3 else "")
         line = f"Verdict: {self.status}"
         if self.status == "invalid" or p is None:
-            why = ", ".join(self.reasons[:3]) or "no criterion"
-            return f"{line} ({why})"
+            return f"{line} ({why or 'no criterion'})"
+        if self.status != "supported" and why:
+            line += f" ({why})"
         return f"{line}: {self.describe(p)}"
 
     def figure_title(self, what: str) -> str:

@@ -21,6 +21,7 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
     summary.require(table, TABLE, ["stack", "users", "p50_ms", "p99_ms", "p99_over_p50"])
     table = table.sort("stack", "users")
     stacks = table["stack"].unique(maintain_order=True).to_list()
+    last = table["users"].max()
     fig, (top, bottom) = style.new_figure(2, height=6.2)
     for level, stack in enumerate(stacks):
         sub = table.filter(pl.col("stack") == stack)
@@ -30,7 +31,8 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
         bottom.plot(sub["users"], sub["p99_over_p50"], "-", color=colour, marker=marker, ms=3.5)
         u_work = sub["u_work"].drop_nulls()
         if u_work.len():
-            panels.mark_x(top, float(u_work[0]), colour, f"U_work {stack} = {u_work[0]:g}", level)
+            x = float(u_work[0])
+            panels.mark_x(top, x, colour, f"U_work {stack} = {x:g}", level, left=x == last)
         knee = sub.filter(pl.col("is_knee").fill_null(False))
         if knee.height:
             top.scatter(knee["users"], knee["p99_ms"], marker="X", s=90, color=colour, zorder=4)
@@ -49,7 +51,7 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
         extra=[("knee", {"marker": "X", "color": "black", "linestyle": "none", "ms": 8})],
         loc="upper left",
     )
-    return panels.finish(fig, summary.verdict, WHAT), table
+    return panels.finish(fig, summary, WHAT), table
 
 
 FIGURES = [FigureSpec("latency_vs_concurrency", WHAT, latency_vs_concurrency)]

@@ -51,7 +51,7 @@ def ttft_cold_vs_warm(summary: Summary) -> Drawn:
     ax.set_ylabel("share of requests ≤ TTFT")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="center right")
-    return panels.finish(fig, summary.verdict, WHAT), table
+    return panels.finish(fig, summary, WHAT), table
 
 
 FIGURES = [FigureSpec("ttft_cold_vs_warm", WHAT, ttft_cold_vs_warm)]

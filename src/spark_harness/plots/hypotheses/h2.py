@@ -79,7 +79,7 @@ def p99_vs_context_a(summary: Summary) -> Drawn:
     bottom.set_xlabel(CTX_LABEL)
     panels.legend(top, table["stack"].unique(maintain_order=True).to_list(), panels.QUANTILES)
     bottom.legend(loc="upper left")
-    return panels.finish(fig, summary.verdict, WHAT_A), table
+    return panels.finish(fig, summary, WHAT_A), table
 
 
 def p99_vs_context_b(summary: Summary) -> Drawn:
@@ -113,7 +113,7 @@ def p99_vs_context_b(summary: Summary) -> Drawn:
     bottom.set_ylim(bottom=0)
     bottom.set_xlabel(CTX_LABEL)
     panels.legend(top, table["stack"].unique(maintain_order=True).to_list(), panels.QUANTILES)
-    return panels.finish(fig, summary.verdict, WHAT_B), table
+    return panels.finish(fig, summary, WHAT_B), table
 
 
 def tier_hit_shares(summary: Summary) -> Drawn:
@@ -156,7 +156,7 @@ def tier_hit_shares(summary: Summary) -> Drawn:
     ax.set_ylabel("share of prompt tokens")
     ax.set_ylim(0, 1.08)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    return panels.finish(fig, summary.verdict, WHAT_SHARES), table
+    return panels.finish(fig, summary, WHAT_SHARES), table
 
 
 FIGURES_A = [FigureSpec("p99_vs_context", WHAT_A, p99_vs_context_a)]

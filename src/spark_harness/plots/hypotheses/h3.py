@@ -38,7 +38,7 @@ def p99_vs_context(summary: Summary) -> Drawn:
     ax.set_xlabel(CTX_LABEL)
     ax.set_ylabel("TTFT p99 (ms)")
     panels.legend(ax, stacks, ["p99"], loc="upper left")
-    return panels.finish(fig, summary.verdict, WHAT_CONTEXT), table
+    return panels.finish(fig, summary, WHAT_CONTEXT), table
 
 
 def p99_vs_counters(summary: Summary) -> Drawn:
@@ -61,7 +61,7 @@ def p99_vs_counters(summary: Summary) -> Drawn:
     for ax in (left, right):
         ax.set_ylabel("TTFT p99 per run (ms)")
     panels.legend(left, plotted["stack"].unique(maintain_order=True).to_list(), lines=False)
-    return panels.finish(fig, v, WHAT_COUNTERS), plotted
+    return panels.finish(fig, summary, WHAT_COUNTERS), plotted
 
 
 FIGURES = [

@@ -75,7 +75,7 @@ def p99_vs_read_await_a(summary: Summary) -> Drawn:
     panels.legend(
         ax, table["stack"].unique(maintain_order=True).to_list(), lines=False, loc="lower right"
     )
-    return panels.finish(fig, summary.verdict, WHAT_A), table
+    return panels.finish(fig, summary, WHAT_A), table
 
 
 def p99_vs_read_await_b(summary: Summary) -> Drawn:
@@ -101,7 +101,7 @@ def p99_vs_read_await_b(summary: Summary) -> Drawn:
         extra=[("least-squares fit", {"color": "black", "linestyle": "--", "linewidth": 1.1})],
         loc="lower right",
     )
-    return panels.finish(fig, summary.verdict, WHAT_B), table
+    return panels.finish(fig, summary, WHAT_B), table
 
 
 FIGURES_A = [FigureSpec("p99_vs_read_await", WHAT_A, p99_vs_read_await_a)]

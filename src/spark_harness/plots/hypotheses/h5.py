@@ -69,7 +69,7 @@ def p99_vs_working_set(summary: Summary) -> Drawn:
         lines=False,
         loc="upper left",
     )
-    return panels.finish(fig, summary.verdict, WHAT), table
+    return panels.finish(fig, summary, WHAT), table
 
 
 FIGURES = [FigureSpec("p99_vs_working_set", WHAT, p99_vs_working_set)]

@@ -76,7 +76,7 @@ def knee_vs_capacity(summary: Summary) -> Drawn:
         ],
         loc="center right",
     )
-    return panels.finish(fig, summary.verdict, WHAT), table
+    return panels.finish(fig, summary, WHAT), table
 
 
 FIGURES = [FigureSpec("knee_vs_capacity", WHAT, knee_vs_capacity)]

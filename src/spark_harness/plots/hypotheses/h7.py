@@ -46,7 +46,7 @@ def predicted_vs_observed_reads(summary: Summary) -> Drawn:
         plotted,
         extra=[("band ×0.5 to ×2 (rule)", {"color": style.GREY, "alpha": 0.3, "linewidth": 6})],
     )
-    return panels.finish(fig, summary.verdict, WHAT_READS), plotted
+    return panels.finish(fig, summary, WHAT_READS), plotted
 
 
 def p99_vs_g3_fetch_p95(summary: Summary) -> Drawn:
@@ -75,7 +75,7 @@ def p99_vs_g3_fetch_p95(summary: Summary) -> Drawn:
         table,
         extra=[("least-squares fit", {"color": "black", "linestyle": "--", "linewidth": 1.1})],
     )
-    return panels.finish(fig, summary.verdict, WHAT_FETCH), table
+    return panels.finish(fig, summary, WHAT_FETCH), table
 
 
 FIGURES = [

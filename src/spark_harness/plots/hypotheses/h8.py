@@ -62,7 +62,7 @@ def _draw(summary: Summary, what: str, engaged_only: bool) -> Drawn:
     bottom.set_ylabel("device read await (ms)")
     bottom.set_xlabel("TTFT p99 per run (ms)")
     panels.source_legend(top, table)
-    return panels.finish(fig, v, what), table
+    return panels.finish(fig, summary, what), table
 
 
 def iowait_vs_p99_a(summary: Summary) -> Drawn:

@@ -98,7 +98,7 @@ def replay_ttft_by_mode(summary: Summary) -> Drawn:
         for o, mk in ORDER_MARKERS.items()
     ]
     ax.legend(handles=handles, loc="upper right")
-    return panels.finish(fig, summary.verdict, WHAT), pl.DataFrame(long, infer_schema_length=None)
+    return panels.finish(fig, summary, WHAT), pl.DataFrame(long, infer_schema_length=None)
 
 
 FIGURES = [FigureSpec("replay_ttft_by_mode", WHAT, replay_ttft_by_mode)]
