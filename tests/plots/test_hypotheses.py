@@ -207,3 +207,16 @@ def test_a_table_without_a_plotted_column_is_an_error_naming_it(default_results,
         PlotError, match=r"fig_p99_vs_read_await.csv: missing column\(s\) read_await_ms"
     ):
         draw(Summary(d), "p99_vs_read_await")
+
+
+def test_h0_marks_a_collapse_point(results_of):
+    # a tail 12x the median at 16 users puts p99 over 1 s: HYPOTHESES.md's collapse point
+    res = results_of({"H0": {}}, World(base_ms=200.0, tail_high=6.0))
+    summary = res.summary("H0")
+    assert summary.verdict.stacks["A"]["collapse"]["reason"] == "p99_over_1000ms"
+    fig, _ = draw(summary, "latency_vs_concurrency")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    at = summary.verdict.stacks["A"]["collapse"]["users"]
+    assert "collapse A: p99_over_1000ms" in texts
+    dotted = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == ":"]
+    assert any(list(ln.get_xdata()) == [at, at] for ln in dotted)

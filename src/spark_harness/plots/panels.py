@@ -23,7 +23,6 @@ from spark_harness.plots.verdicts import Verdict
 #: What a figure function returns: the figure and the table it plotted.
 Drawn = tuple[Figure, pl.DataFrame]
 QUANTILES = ("p50", "p95", "p99")
-PERCENTILE_LINE = style.PERCENTILE_STYLES
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,6 @@ class FigureSpec:
     """One evidence figure of a hypothesis."""
 
     name: str  # file stem under results/figures/{hyp}/
-    what: str  # what it shows, in one line (the title's second line)
     draw: Callable[[Summary], Drawn]
 
 
@@ -76,7 +74,14 @@ def percentile_curves(
         col = f"{prefix}{q}_ms"
         if col not in frame.columns:
             continue
-        ax.plot(xs, frame[col].to_numpy(), PERCENTILE_LINE[q], color=colour, marker=marker, ms=3.5)
+        ax.plot(
+            xs,
+            frame[col].to_numpy(),
+            style.PERCENTILE_STYLES[q],
+            color=colour,
+            marker=marker,
+            ms=3.5,
+        )
         lo, hi = f"{prefix}{q}_ci_lo", f"{prefix}{q}_ci_hi"
         if q == band and lo in frame.columns and hi in frame.columns:
             ax.fill_between(
@@ -122,7 +127,7 @@ def legend(
         for s in stacks
     ]
     handles += [
-        Line2D([], [], color="black", linestyle=PERCENTILE_LINE[q], label=f"TTFT {q}")
+        Line2D([], [], color="black", linestyle=style.PERCENTILE_STYLES[q], label=f"TTFT {q}")
         for q in quantiles
     ]
     handles += [Line2D([], [], label=label, **kw) for label, kw in extra]
@@ -203,10 +208,18 @@ def ols_line(
     )
 
 
-def mark_x(ax: Axes, x: float, colour: str, text: str, level: int = 0, left: bool = False) -> None:
+def mark_x(
+    ax: Axes,
+    x: float,
+    colour: str,
+    text: str,
+    level: int = 0,
+    left: bool = False,
+    linestyle: str = "-.",
+) -> None:
     """A vertical mark with its label (U_work, a knee), stacked by ``level`` to not overlap;
     ``left`` puts the label left of the line (a mark at the right end of the axis)."""
-    ax.axvline(x, color=colour, linestyle="-.", linewidth=1.0, alpha=0.9)
+    ax.axvline(x, color=colour, linestyle=linestyle, linewidth=1.0, alpha=0.9)
     ax.annotate(
         text,
         xy=(x, 1.0),
@@ -237,8 +250,8 @@ def threshold_line(ax: Axes, y: float, text: str, side: str = "left") -> None:
     )
 
 
-def log2_users_axis(ax: Axes, values: Sequence[float]) -> None:
-    """Concurrency sweeps double: a log2 axis with the swept values as ticks."""
+def log2_axis(ax: Axes, values: Sequence[float]) -> None:
+    """Sweeps that double (users, context, capacity): a log2 axis ticked at the values."""
     ax.set_xscale("log", base=2)
     ax.set_xticks(list(values), [f"{v:g}" for v in values])
     ax.minorticks_off()

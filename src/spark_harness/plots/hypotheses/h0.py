@@ -9,9 +9,11 @@ from spark_harness.plots.data import Summary
 from spark_harness.plots.panels import Drawn, FigureSpec
 
 TABLE = "fig_latency_vs_concurrency.csv"
-WHAT = "TTFT p50/p95/p99 vs concurrency (closed loop); U_work and knee per stack"
+WHAT = "TTFT p50/p95/p99 vs concurrency (closed loop); U_work, knee and collapse per stack"
 #: HYPOTHESES.md, U_work: the knee is where p99 > 2 x p50 (and at the next step).
 KNEE_RATIO = 2.0
+#: HYPOTHESES.md, collapse point: p99 TTFT > 1000 ms.
+COLLAPSE_P99_MS = 1000.0
 
 
 def latency_vs_concurrency(summary: Summary) -> Drawn:
@@ -33,14 +35,21 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
         if u_work.len():
             x = float(u_work[0])
             panels.mark_x(top, x, colour, f"U_work {stack} = {x:g}", level, left=x == last)
+        collapse = (summary.verdict.stacks.get(stack) or {}).get("collapse")
+        if collapse:  # HYPOTHESES.md collapse point: p99 > 1 s, errors > 1 % or throughput falls
+            x = float(collapse["users"])
+            label = f"collapse {stack}: {collapse['reason']}"
+            panels.mark_x(top, x, colour, label, len(stacks) + level, x == last, ":")
         knee = sub.filter(pl.col("is_knee").fill_null(False))
         if knee.height:
             top.scatter(knee["users"], knee["p99_ms"], marker="X", s=90, color=colour, zorder=4)
             bottom.scatter(knee["users"], knee["p99_over_p50"], marker="X", s=90, color=colour)
     panels.threshold_line(bottom, KNEE_RATIO, "knee rule: p99 > 2 × p50 at two steps")
+    if table["p99_ms"].max() >= COLLAPSE_P99_MS / 2:  # only where the curves come near it
+        panels.threshold_line(top, COLLAPSE_P99_MS, "collapse: p99 > 1000 ms", "right")
     users = sorted(table["users"].unique().to_list())
     for ax in (top, bottom):
-        panels.log2_users_axis(ax, users)
+        panels.log2_axis(ax, users)
     top.set_ylabel("TTFT (ms)")
     bottom.set_ylabel("p99 / p50")
     bottom.set_xlabel("concurrency (closed-loop users)")
@@ -54,4 +63,4 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT), table
 
 
-FIGURES = [FigureSpec("latency_vs_concurrency", WHAT, latency_vs_concurrency)]
+FIGURES = [FigureSpec("latency_vs_concurrency", latency_vs_concurrency)]

@@ -54,4 +54,4 @@ def ttft_cold_vs_warm(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT), table
 
 
-FIGURES = [FigureSpec("ttft_cold_vs_warm", WHAT, ttft_cold_vs_warm)]
+FIGURES = [FigureSpec("ttft_cold_vs_warm", ttft_cold_vs_warm)]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
-from matplotlib.axes import Axes
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
@@ -30,11 +29,6 @@ G3_HIT_SHARE = 0.20
 WHAT_A = "TTFT vs context at U_work, and device reads vs their idle baseline, Stack A"
 WHAT_B = "TTFT vs context at U_work with the storage knee; G3 fetch share; read await, Stack B"
 WHAT_SHARES = "Where prompt tokens came from, per context: G1, G2, G3 or computed, Stack B"
-
-
-def context_axis(ax: Axes, values: list[float]) -> None:
-    """Context sweeps double: log2 axis with the swept values as ticks."""
-    panels.log2_users_axis(ax, values)
 
 
 def _curve(summary: Summary) -> pl.DataFrame | None:
@@ -72,7 +66,7 @@ def p99_vs_context_a(summary: Summary) -> Drawn:
         bottom.plot(xs, limit, "--", color=style.GREY, linewidth=1.0, label="idle + 10 % (rule)")
     values = sorted(table[CTX].unique().to_list())
     for ax in (top, bottom):
-        context_axis(ax, values)
+        panels.log2_axis(ax, values)
     top.set_ylabel("TTFT (ms)")
     bottom.set_ylabel("device reads (kB/s)")
     bottom.set_ylim(bottom=0)
@@ -96,16 +90,16 @@ def p99_vs_context_b(summary: Summary) -> Drawn:
         mid.plot(sub[CTX], share, "-", color=colour, marker=marker)
         bottom.plot(sub[CTX], sub["read_await_ms"], "-", color=colour, marker=marker)
         if knee is not None:
+            left = knee == table[CTX].max()  # a knee at the last context: label inside
             for ax in (top, mid, bottom):
-                panels.mark_x(
-                    ax, knee, colour, f"storage knee: {knee:g} tokens" if ax is top else ""
-                )
+                label = f"storage knee: {knee:g} tokens" if ax is top else ""
+                panels.mark_x(ax, knee, colour, label, left=left)
     panels.threshold_line(mid, KNEE_FETCH_SHARE, "knee: G3 fetch ≥ 50 % of p95 TTFT")
     if knee is None:
         style.note(top, "no storage knee in the sweep")
     values = sorted(table[CTX].unique().to_list())
     for ax in (top, mid, bottom):
-        context_axis(ax, values)
+        panels.log2_axis(ax, values)
     top.set_ylabel("TTFT (ms)")
     mid.set_ylabel("p95 G3 fetch / p95 TTFT")
     mid.set_ylim(0, 1)
@@ -159,8 +153,8 @@ def tier_hit_shares(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT_SHARES), table
 
 
-FIGURES_A = [FigureSpec("p99_vs_context", WHAT_A, p99_vs_context_a)]
+FIGURES_A = [FigureSpec("p99_vs_context", p99_vs_context_a)]
 FIGURES_B = [
-    FigureSpec("p99_vs_context", WHAT_B, p99_vs_context_b),
-    FigureSpec("tier_hit_shares", WHAT_SHARES, tier_hit_shares),
+    FigureSpec("p99_vs_context", p99_vs_context_b),
+    FigureSpec("tier_hit_shares", tier_hit_shares),
 ]

@@ -6,7 +6,7 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.hypotheses.h2 import CTX, CTX_LABEL, context_axis
+from spark_harness.plots.hypotheses.h2 import CTX, CTX_LABEL
 from spark_harness.plots.panels import Drawn, FigureSpec
 
 CURVE = "fig_p99_vs_context.csv"
@@ -34,7 +34,7 @@ def p99_vs_context(summary: Summary) -> Drawn:
             quantiles=["p99"],
             marker=style.stack_marker(stack),
         )
-    context_axis(ax, sorted(table[CTX].unique().to_list()))
+    panels.log2_axis(ax, sorted(table[CTX].unique().to_list()))
     ax.set_xlabel(CTX_LABEL)
     ax.set_ylabel("TTFT p99 (ms)")
     panels.legend(ax, stacks, ["p99"], loc="upper left")
@@ -65,6 +65,6 @@ def p99_vs_counters(summary: Summary) -> Drawn:
 
 
 FIGURES = [
-    FigureSpec("p99_vs_context", WHAT_CONTEXT, p99_vs_context),
-    FigureSpec("p99_vs_counters", WHAT_COUNTERS, p99_vs_counters),
+    FigureSpec("p99_vs_context", p99_vs_context),
+    FigureSpec("p99_vs_counters", p99_vs_counters),
 ]

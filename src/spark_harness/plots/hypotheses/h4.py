@@ -104,5 +104,5 @@ def p99_vs_read_await_b(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT_B), table
 
 
-FIGURES_A = [FigureSpec("p99_vs_read_await", WHAT_A, p99_vs_read_await_a)]
-FIGURES_B = [FigureSpec("p99_vs_read_await", WHAT_B, p99_vs_read_await_b)]
+FIGURES_A = [FigureSpec("p99_vs_read_await", p99_vs_read_await_a)]
+FIGURES_B = [FigureSpec("p99_vs_read_await", p99_vs_read_await_b)]

@@ -72,4 +72,4 @@ def p99_vs_working_set(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT), table
 
 
-FIGURES = [FigureSpec("p99_vs_working_set", WHAT, p99_vs_working_set)]
+FIGURES = [FigureSpec("p99_vs_working_set", p99_vs_working_set)]

@@ -64,7 +64,7 @@ def knee_vs_capacity(summary: Summary) -> Drawn:
     )
     capacities = sorted(table["capacity"].unique().to_list())
     for ax in (top, bottom):
-        panels.log2_users_axis(ax, capacities)
+        panels.log2_axis(ax, capacities)
     bottom.set_ylabel("share")
     bottom.set_ylim(0, 1.05)
     bottom.set_xlabel(CAPACITY_LABEL)
@@ -79,4 +79,4 @@ def knee_vs_capacity(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT), table
 
 
-FIGURES = [FigureSpec("knee_vs_capacity", WHAT, knee_vs_capacity)]
+FIGURES = [FigureSpec("knee_vs_capacity", knee_vs_capacity)]

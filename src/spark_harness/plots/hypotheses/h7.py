@@ -79,6 +79,6 @@ def p99_vs_g3_fetch_p95(summary: Summary) -> Drawn:
 
 
 FIGURES = [
-    FigureSpec("predicted_vs_observed_reads", WHAT_READS, predicted_vs_observed_reads),
-    FigureSpec("p99_vs_g3_fetch_p95", WHAT_FETCH, p99_vs_g3_fetch_p95),
+    FigureSpec("predicted_vs_observed_reads", predicted_vs_observed_reads),
+    FigureSpec("p99_vs_g3_fetch_p95", p99_vs_g3_fetch_p95),
 ]

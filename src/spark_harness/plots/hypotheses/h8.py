@@ -73,5 +73,5 @@ def iowait_vs_p99_b(summary: Summary) -> Drawn:
     return _draw(summary, WHAT_B, engaged_only=True)
 
 
-FIGURES_A = [FigureSpec("iowait_vs_p99", WHAT_A, iowait_vs_p99_a)]
-FIGURES_B = [FigureSpec("iowait_vs_p99", WHAT_B, iowait_vs_p99_b)]
+FIGURES_A = [FigureSpec("iowait_vs_p99", iowait_vs_p99_a)]
+FIGURES_B = [FigureSpec("iowait_vs_p99", iowait_vs_p99_b)]

@@ -101,4 +101,4 @@ def replay_ttft_by_mode(summary: Summary) -> Drawn:
     return panels.finish(fig, summary, WHAT), pl.DataFrame(long, infer_schema_length=None)
 
 
-FIGURES = [FigureSpec("replay_ttft_by_mode", WHAT, replay_ttft_by_mode)]
+FIGURES = [FigureSpec("replay_ttft_by_mode", replay_ttft_by_mode)]
