@@ -23,6 +23,7 @@ from spark_harness.plots.verdicts import PlotError
 
 MIB = 1024**2
 ALL = [(h, n) for h, names in FIGURE_NAMES.items() for n in names]
+ANALYTICAL = ("H3", "H7", "H8A", "H8B")
 
 
 def draw(summary: Summary, name: str) -> tuple[Figure, pl.DataFrame]:
@@ -220,3 +221,17 @@ def test_h0_marks_a_collapse_point(results_of):
     assert "collapse A: p99_over_1000ms" in texts
     dotted = [ln for ln in fig.axes[0].get_lines() if ln.get_linestyle() == ":"]
     assert any(list(ln.get_xdata()) == [at, at] for ln in dotted)
+
+
+def test_analytical_figures_over_other_sources_draw_and_say_what_is_missing(results_of):
+    """H3, H7, H8 over H0 (the workflow tests' small plan): every figure still draws, and
+    one whose axis the sources do not sweep says so (a valid plan must not fail)."""
+    res = results_of({"H0": {}, **{h: {"analytical": {"from": ["H0"]}} for h in ANALYTICAL}})
+    for hyp in ANALYTICAL:
+        for name in FIGURE_NAMES[hyp]:
+            fig, table = draw(res.summary(hyp), name)
+            assert table.height > 0 and title(fig).startswith(hyp)
+    _, table = draw(res.summary("H3"), "p99_vs_context")
+    assert table["note"].to_list() == [
+        "no data to draw: the sources do not sweep workload.context_tokens"
+    ]

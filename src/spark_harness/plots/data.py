@@ -47,6 +47,16 @@ class Summary:
         except pl.exceptions.PolarsError as e:
             raise PlotError(f"{path}: not a readable CSV: {e}") from e
 
+    def along(self, name: str, axis: str) -> pl.DataFrame | str:
+        """A figure table drawn along a sweep axis, or why it cannot be drawn: no table, or
+        a plan whose sources do not sweep that axis (a figure, not an error, says so)."""
+        table = self.table(name)
+        if table is None or table.height == 0:
+            return self.why_empty()
+        if axis not in table.columns:
+            return f"no data to draw: the sources do not sweep {axis}"
+        return table.sort(axis)
+
     def require(self, frame: pl.DataFrame, name: str, columns: list[str]) -> None:
         """Fail clearly when a table lacks a column a figure plots."""
         missing = [c for c in columns if c not in frame.columns]

@@ -44,13 +44,14 @@ def finish(fig: Figure, summary: Summary, what: str) -> Figure:
     return fig
 
 
-def placeholder(summary: Summary, what: str) -> Drawn:
-    """A figure for a hypothesis whose analysis wrote no table: it says why."""
+def placeholder(summary: Summary, what: str, why: str = "") -> Drawn:
+    """A figure without data (no table written, no such sweep axis): it says why."""
+    why = why or summary.why_empty()
     fig, axes = style.new_figure(1)
-    style.empty_panel(axes[0], summary.why_empty())
+    style.empty_panel(axes[0], why)
     axes[0].set_xticks([])
     finish(fig, summary, what)
-    return fig, pl.DataFrame({"note": [summary.why_empty()]})
+    return fig, pl.DataFrame({"note": [why]})
 
 
 def percentile_curves(

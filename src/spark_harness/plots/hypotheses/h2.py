@@ -31,11 +31,12 @@ WHAT_B = "TTFT vs context at U_work with the storage knee; G3 fetch share; read 
 WHAT_SHARES = "Where prompt tokens came from, per context: G1, G2, G3 or computed, Stack B"
 
 
-def _curve(summary: Summary) -> pl.DataFrame | None:
-    table = summary.table(CURVE)
-    if table is None or table.height == 0:
-        return None
-    summary.require(table, CURVE, ["stack", CTX, "ttft_p99_ms"])
+def _curve(summary: Summary) -> pl.DataFrame | str:
+    """The TTFT-vs-context table, or why there is none."""
+    table = summary.along(CURVE, CTX)
+    if isinstance(table, str):
+        return table
+    summary.require(table, CURVE, ["stack", "ttft_p99_ms"])
     return table.sort("stack", CTX)
 
 
@@ -44,7 +45,7 @@ def knee_context(summary: Summary) -> float | None:
     c = summary.verdict.criterion("storage_knee")
     point = (c or {}).get("details", {}).get("knee_point")
     table = summary.table(CURVE)
-    if point is None or table is None:
+    if point is None or table is None or CTX not in table.columns:
         return None
     row = table.filter(pl.col("point") == point)
     return float(row[CTX][0]) if row.height else None
@@ -52,8 +53,8 @@ def knee_context(summary: Summary) -> float | None:
 
 def p99_vs_context_a(summary: Summary) -> Drawn:
     table = _curve(summary)
-    if table is None:
-        return panels.placeholder(summary, WHAT_A)
+    if isinstance(table, str):
+        return panels.placeholder(summary, WHAT_A, table)
     fig, (top, bottom) = style.new_figure(2, height=6.0)
     for stack, sub in table.group_by("stack", maintain_order=True):
         colour = style.stack_colour(str(stack[0]))
@@ -78,8 +79,8 @@ def p99_vs_context_a(summary: Summary) -> Drawn:
 
 def p99_vs_context_b(summary: Summary) -> Drawn:
     table = _curve(summary)
-    if table is None:
-        return panels.placeholder(summary, WHAT_B)
+    if isinstance(table, str):
+        return panels.placeholder(summary, WHAT_B, table)
     fig, (top, mid, bottom) = style.new_figure(3, height=7.6)
     knee = knee_context(summary)
     for stack, sub in table.group_by("stack", maintain_order=True):
@@ -111,12 +112,11 @@ def p99_vs_context_b(summary: Summary) -> Drawn:
 
 
 def tier_hit_shares(summary: Summary) -> Drawn:
-    table = summary.table(SHARES)
-    if table is None or table.height == 0:
-        return panels.placeholder(summary, WHAT_SHARES)
+    table = summary.along(SHARES, CTX)
+    if isinstance(table, str):
+        return panels.placeholder(summary, WHAT_SHARES, table)
     tiers = ["g1", "g2", "g3", "miss"]
-    summary.require(table, SHARES, [CTX, "g3_hit_share", *[f"share_{t}" for t in tiers]])
-    table = table.sort(CTX)
+    summary.require(table, SHARES, ["g3_hit_share", *[f"share_{t}" for t in tiers]])
     fig, (ax,) = style.new_figure(1, height=4.4)
     pos = np.arange(table.height)
     bottom = np.zeros(table.height)

@@ -17,10 +17,10 @@ GIB = 1024**3
 
 
 def p99_vs_context(summary: Summary) -> Drawn:
-    table = summary.table(CURVE)
-    if table is None or table.height == 0:
-        return panels.placeholder(summary, WHAT_CONTEXT)
-    summary.require(table, CURVE, ["stack", CTX, "ttft_p99_ms"])
+    table = summary.along(CURVE, CTX)
+    if isinstance(table, str):
+        return panels.placeholder(summary, WHAT_CONTEXT, table)
+    summary.require(table, CURVE, ["stack", "ttft_p99_ms"])
     table = table.sort("stack", CTX)
     fig, (ax,) = style.new_figure(1, height=4.4)
     stacks = table["stack"].unique(maintain_order=True).to_list()
