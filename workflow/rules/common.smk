@@ -7,7 +7,7 @@ from snakemake.utils import validate
 
 from spark_harness import layout
 from spark_harness.plan import Plan, PlanError
-from spark_harness.plots import figure_names
+from spark_harness import plots
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -47,9 +47,15 @@ def ingest_dirs(hyp):
     return {(h, s): str(PLAN.path(layout.INGEST_DIR, hyp=h, stack=s)) for h, s in PLAN.sources_of(hyp)}
 
 
+def figure_points(hyp):
+    """(stack, point) pairs of a hypothesis's measured points: one time-series panel each."""
+    return list(dict.fromkeys((r.stack, r.point) for r in PLAN.runs(hyp)))
+
+
 def figure_targets(hyp):
+    """Every figure (PNG) of a hypothesis: its evidence figures and time-series panels."""
     d = PLAN.path(layout.FIGURE_DIR, hyp=in_plan(hyp))
-    return [str(d / f"{name}.png") for name in figure_names(hyp)]
+    return [str(d / f) for f in plots.files(hyp, figure_points(hyp)) if f.endswith(".png")]
 
 
 def hypothesis_targets(hyp):

@@ -1,19 +1,75 @@
-# Figures from the summaries alone: editing a plotting script reruns only figures.
+# Figures: one job per hypothesis draws all of its figures (the evidence figures from its
+# summary alone, a time-series panel per measured point from its ingested tables) and
+# the verdict snippet its report captions include. The plots package's sources are
+# inputs too, so editing a plotting script reruns these jobs and nothing else.
+#
+# `snakemake --report results/report.html H_all`: one category per hypothesis, the
+# evidence figures and the time series as subcategories, captions from
+# workflow/report/figures/ (RST with Jinja), labels carrying the verdict.
+
+PLOTS_SOURCES = sorted(str(p) for p in Path(plots.__file__).parent.rglob("*.py"))
+CAPTIONS = Path(workflow.basedir) / "workflow" / "report" / "figures"
 
 
-rule figure:
-    input:
-        summary=res(layout.SUMMARY_CSV),
-        verdict=res(layout.VERDICT),
-    output:
-        png=report(
-            res(layout.FIGURE_DIR + "/{figure}.png"),
-            category="{hyp}",
-            caption="../report/figure.rst",
-            labels={"hypothesis": "{hyp}", "figure": "{figure}"},
-        ),
-        csv=res(layout.FIGURE_DIR + "/{figure}.csv"),
-    log:
-        res("logs/figures/{hyp}/{figure}.log"),
-    script:
-        "../scripts/figure.py"
+def caption(hyp, name):
+    """A figure's caption template (relative to this file), else the generic one."""
+    own = "timeseries.rst" if name == "timeseries" else f"{hyp}/{name}.rst"
+    return str(Path("../report/figures") / (own if (CAPTIONS / own).is_file() else "figure.rst"))
+
+
+def report_labels(figure, stack="all", point="all"):
+    """Labels read from the job's verdict when the report is made (not when it runs)."""
+    return lambda wildcards, input: plots.report_labels(input.verdict, figure, stack, point)
+
+
+def figure_outputs(hyp):
+    """Every file the job of `hyp` writes; the PNGs flagged for the report."""
+    d = PLAN.path(layout.FIGURE_DIR, hyp=hyp)
+    # PNG -> (caption name, label: figure, stack, point; subcategory)
+    shown = {f"{n}.png": (n, n, "all", "all", "evidence") for n in plots.figure_names(hyp)}
+    for stack, point in figure_points(hyp):
+        png = f"{plots.timeseries_name(stack, point)}.png"
+        shown[png] = ("timeseries", "time series", stack, point, "time series per point")
+    out = []
+    for f in plots.files(hyp, figure_points(hyp)):
+        if f == plots.VERDICT_RST:
+            continue  # a named output of the rule
+        if f not in shown:
+            out.append(str(d / f))
+            continue
+        name, figure, stack, point, sub = shown[f]
+        labels = report_labels(figure, stack, point)
+        flagged = report(str(d / f), caption=caption(hyp, name), category=hyp, subcategory=sub, labels=labels)
+        out.append(flagged)
+    return out
+
+
+for _hyp in PLAN.hypotheses:
+
+    rule:
+        name:
+            f"figures_{_hyp}"
+        input:
+            summary=str(PLAN.path(layout.SUMMARY_CSV, hyp=_hyp)),
+            verdict=str(PLAN.path(layout.VERDICT, hyp=_hyp)),
+            ingested=[
+                str(PLAN.path(pattern, hyp=_hyp, stack=s))
+                for s in PLAN.stacks_of(_hyp)
+                for pattern in (layout.INGEST_REQUESTS, layout.INGEST_TELEMETRY, layout.INGEST_POINTS)
+            ],
+            code=PLOTS_SOURCES,
+        output:
+            *figure_outputs(_hyp),
+            verdict_rst=str(PLAN.path(layout.FIGURE_DIR, hyp=_hyp) / plots.VERDICT_RST),
+        params:
+            hyp=_hyp,
+            title=PLAN.hypotheses[_hyp].get("title", _hyp),
+            stacks=PLAN.stacks_of(_hyp),
+            sources=[f"{h}/{s}" for h, s in PLAN.sources_of(_hyp)],
+            sweep={ax["key"]: ax["values"] for ax in PLAN.hypotheses[_hyp].get("sweep", [])},
+            points=[list(p) for p in figure_points(_hyp)],
+            ingest={s: str(PLAN.path(layout.INGEST_DIR, hyp=_hyp, stack=s)) for s in PLAN.stacks_of(_hyp)},
+        log:
+            res(f"logs/figures/{_hyp}.log"),
+        script:
+            "../scripts/figures.py"

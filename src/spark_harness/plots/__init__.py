@@ -1,42 +1,84 @@
-"""Figures drawn from the summaries alone (PNG plus the CSV behind each)."""
+"""Figures drawn from the summaries: one PNG (and SVG) per figure, with the CSV it plots.
+
+``draw(hyp, summary_dir, out_dir, ingest_dirs, points)`` draws every figure of one
+hypothesis into ``out_dir`` (``results/figures/{hyp}/``): the evidence figures of
+``HYPOTHESES.md`` from the summary folder alone (``verdict.json`` and the ``fig_*.csv``
+tables of ``analysis.summarize``), a time-series panel per measured point from the
+ingested Parquet, and ``verdict.rst`` (the verdict with its numbers, which the report's
+captions include). ``files(hyp, points)`` names everything it writes, so the workflow
+can declare it.
+
+The names here are plain data: the workflow asks for them at every parse, and the
+drawing code (matplotlib takes a second to import) is loaded only by :func:`draw`.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import polars as pl
+from spark_harness.plots.verdicts import Verdict
+
+#: The evidence figures of each hypothesis (file stems under results/figures/{hyp}/).
+#: ``plots.hypotheses.FIGURES`` holds the code that draws them, in this order.
+FIGURE_NAMES: dict[str, tuple[str, ...]] = {
+    "H0": ("latency_vs_concurrency",),
+    "H1": ("ttft_cold_vs_warm",),
+    "H2A": ("p99_vs_context",),
+    "H2B": ("p99_vs_context", "tier_hit_shares"),
+    "H3": ("p99_vs_context", "p99_vs_counters"),
+    "H4A": ("p99_vs_read_await",),
+    "H4B": ("p99_vs_read_await",),
+    "H5": ("p99_vs_working_set",),
+    "H6": ("knee_vs_capacity",),
+    "H7": ("predicted_vs_observed_reads", "p99_vs_g3_fetch_p95"),
+    "H8A": ("iowait_vs_p99",),
+    "H8B": ("iowait_vs_p99",),
+    "H9": ("replay_ttft_by_mode",),
+}
+#: The verdict with its numbers, as reStructuredText: the report's captions include it.
+VERDICT_RST = "verdict.rst"
+TIMESERIES_DIR = "timeseries"
 
 
 def figure_names(hyp: str) -> list[str]:
-    """The figures a hypothesis produces (file stems under results/figures/{hyp}/)."""
-    return ["p99_by_point"]
+    """The evidence figures of ``hyp`` (none for a hypothesis this package does not know)."""
+    return list(FIGURE_NAMES.get(hyp, ()))
 
 
-def draw(hyp: str, figure: str, summary_dir: Path, png: Path, csv: Path) -> None:
-    """Draw ``figure`` of ``hyp`` from the files in ``summary_dir``."""
-    import matplotlib
+def timeseries_name(stack: str, point: str) -> str:
+    """The figure stem of one measured point's time-series panel."""
+    return f"{TIMESERIES_DIR}/{stack}_{point}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    verdict = json.loads((summary_dir / "verdict.json").read_text())
-    table = pl.read_csv(summary_dir / "summary.csv")
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    if {"point", "ttft_p99", "stack"} <= set(table.columns):
-        for stack in table["stack"].unique().sort():
-            sub = table.filter(pl.col("stack") == stack)
-            ax.plot(
-                sub["point"].to_list(),
-                sub["ttft_p99"].to_list(),
-                marker="o",
-                label=f"stack {stack}",
-            )
-        ax.set_ylabel("TTFT p99 (ms)")
-        ax.legend()
-    ax.set_title(f"{hyp}: {verdict.get('status')}")
-    fig.tight_layout()
-    png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
-    table.write_csv(csv)
+def files(hyp: str, points: Iterable[tuple[str, str]]) -> list[str]:
+    """Every file :func:`draw` writes for ``hyp``, relative to its output folder.
+
+    ``points`` are the (stack, point) pairs measured for ``hyp`` (none for the
+    analytical hypotheses, whose sources have their own panels)."""
+    out = [f"{n}.{ext}" for n in figure_names(hyp) for ext in ("png", "svg", "csv")]
+    out += [f"{timeseries_name(s, p)}.{ext}" for s, p in points for ext in ("png", "csv")]
+    return [*out, VERDICT_RST]
+
+
+def report_labels(
+    verdict_json: Path, figure: str, stack: str = "all", point: str = "all"
+) -> dict[str, str]:
+    """Labels of one figure in the Snakemake report: which figure, and the verdict."""
+    return Verdict.read(Path(verdict_json)).labels(figure, stack, point)
+
+
+def draw(
+    hyp: str,
+    summary_dir: Path,
+    out_dir: Path,
+    ingest_dirs: Mapping[str, Path] | None = None,
+    points: Sequence[tuple[str, str]] = (),
+) -> list[Path]:
+    """Draw every figure of ``hyp`` into ``out_dir``; return the files written.
+
+    ``ingest_dirs`` maps each stack of ``hyp`` to its ingest folder (for the time
+    series of ``points``)."""
+    from spark_harness.plots.render import render
+
+    return render(hyp, Path(summary_dir), Path(out_dir), dict(ingest_dirs or {}), list(points))
