@@ -8,14 +8,16 @@
 #
 # Debian's slurm-wlm and munge packages, no systemd: munged, slurmctld and slurmd are
 # started directly and talk over 127.0.0.1 only (the node is "localhost", and
-# CommunicationParameters=NoInAddrAny,NoCtldInAddrAny binds every daemon to that address rather than
-# to all interfaces). Needs root (apt, /etc/slurm, daemons). `up` is idempotent: a
-# second call checks what runs and starts only what is missing. It refuses to touch an
-# /etc/slurm/slurm.conf it did not write, so it never clobbers a real cluster's config.
+# CommunicationParameters binds every daemon to that address, not to all interfaces).
+# Needs root (apt, /etc/slurm, daemons). `up` is idempotent: a second call starts only
+# what is not running, and restarts the daemons only if their config changed. It
+# refuses to touch an /etc/slurm/*.conf it did not write, so it never clobbers a real
+# cluster's config.
 set -euo pipefail
 
 MARK="# managed by spark-harness tests/cluster/slurm-cluster.sh"
 CONF=/etc/slurm/slurm.conf
+CGROUP_CONF=/etc/slurm/cgroup.conf
 STATE=/var/lib/slurm/spark-harness
 LOGS=/var/log/slurm
 RUN=/run/spark-harness-slurm
@@ -46,10 +48,36 @@ running_pid() {
     echo "$pid"
 }
 
-write_config() {
-    if [[ -e $CONF ]] && ! grep -qF "$MARK" "$CONF"; then
-        die "$CONF exists and was not written by this script; not touching it"
+CONFIG_CHANGED=0
+
+# Write a file this script owns from stdin; refuse one it did not write.
+write_owned() {
+    local dest=$1 tmp
+    if [[ -e $dest ]] && ! grep -qF "$MARK" "$dest"; then
+        die "$dest exists and was not written by this script; not touching it"
     fi
+    tmp=$(mktemp "$dest.XXXXXX")
+    cat >"$tmp"
+    chmod 644 "$tmp"
+    if cmp -s "$tmp" "$dest"; then
+        rm -f "$tmp"
+    else
+        mv "$tmp" "$dest"
+        CONFIG_CHANGED=1
+    fi
+}
+
+# Slurm 22.05 confines jobs with cgroup v1 (v2 needs systemd delegation): use it where
+# the controllers are mounted and writable, as on a real cluster; else track processes
+# by parent id, which confines nothing but still ends every process of a job.
+cgroup_v1_usable() {
+    local c
+    for c in cpuset memory freezer; do
+        [[ -d /sys/fs/cgroup/$c && -w /sys/fs/cgroup/$c ]] || return 1
+    done
+}
+
+write_config() {
     # CPUs, sockets and memory as slurmd itself detects them (memory less a margin for
     # the OS, so the node is never drained for having less than it claims)
     local hw cpus sockets cores threads mem
@@ -62,9 +90,18 @@ write_config() {
     mem=$((mem * 9 / 10))
     mkdir -p "$STATE/ctld" "$STATE/d" "$LOGS" "$RUN"
     chown slurm:slurm "$STATE/ctld" "$LOGS"
-    local tmp
-    tmp=$(mktemp "$CONF.XXXXXX")
-    cat >"$tmp" <<EOF
+    local proctrack=proctrack/linuxproc task=task/none
+    if cgroup_v1_usable; then
+        proctrack=proctrack/cgroup task=task/cgroup,task/affinity
+        write_owned "$CGROUP_CONF" <<EOF
+$MARK
+CgroupPlugin=cgroup/v1
+CgroupMountpoint=/sys/fs/cgroup
+ConstrainCores=yes
+ConstrainRAMSpace=yes
+EOF
+    fi
+    write_owned "$CONF" <<EOF
 $MARK
 # A single-node test cluster: do not use for production.
 ClusterName=sparkharness
@@ -79,10 +116,9 @@ SlurmctldPidFile=$RUN/slurmctld.pid
 SlurmdPidFile=$RUN/slurmd.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
 SlurmdLogFile=$LOGS/slurmd.log
-# Containers and CI runners rarely delegate cgroups: track processes by parent id.
-# (The harness's services die with their parent by PR_SET_PDEATHSIG anyway.)
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+# cgroup confinement where usable (see cgroup_v1_usable above)
+ProctrackType=$proctrack
+TaskPlugin=$task
 # No slurmdbd: the executor plugin reads job states with squeue, which shows finished
 # jobs for MinJobAge seconds, far longer than its status-check interval.
 AccountingStorageType=accounting_storage/none
@@ -94,14 +130,14 @@ MinJobAge=3600
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
+# A job asking for more than the node has is refused at sbatch, not left pending.
+EnforcePartLimits=ALL
 SlurmdTimeout=60
 InactiveLimit=0
 KillWait=10
 NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=localhost Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-    chmod 644 "$tmp"
-    mv "$tmp" "$CONF"
 }
 
 start_munge() {
@@ -109,7 +145,7 @@ start_munge() {
     mkdir -p /run/munge && chown munge:munge /run/munge && chmod 755 /run/munge
     [[ -s /etc/munge/munge.key ]] || { mungekey --create --force 2>/dev/null || create-munge-key -f; }
     chown munge:munge /etc/munge/munge.key && chmod 400 /etc/munge/munge.key
-    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid
+    runuser -u munge -- /usr/sbin/munged --pid-file=/run/munge/munged.pid --num-threads=10
     munge -n | unmunge >/dev/null || die "munge does not round-trip a credential"
     echo munged >"$RUN/started-munged"
 }
@@ -126,7 +162,7 @@ wait_idle() {
     while ((SECONDS < deadline)); do
         state=$(node_state || true)
         case $state in
-            idle* | mixed* | allocated*) return 0 ;;
+            idle* | mixed* | allocated* | completing*) return 0 ;;
             down* | drain* | fail*)
                 scontrol update nodename=localhost state=resume 2>/dev/null || true ;;
         esac
@@ -136,10 +172,10 @@ wait_idle() {
 }
 
 stop_pid() {
-    local pidfile=$1 prog=$2 pid i
+    local pidfile=$1 prog=$2 pid _
     pid=$(running_pid "$pidfile" "$prog") || return 0
     kill -TERM "$pid"
-    for i in $(seq 50); do [[ -d /proc/$pid ]] || return 0; sleep 0.2; done
+    for _ in $(seq 50); do [[ -d /proc/$pid ]] || return 0; sleep 0.2; done
     log "$prog ($pid) ignored SIGTERM for 10 s; sending SIGKILL"
     kill -KILL "$pid" 2>/dev/null || true
 }
@@ -149,6 +185,10 @@ cmd_up() {
     install_packages
     mkdir -p "$RUN"
     write_config
+    if ((CONFIG_CHANGED)); then  # daemons running on an older config restart with it
+        stop_pid "$RUN/slurmd.pid" slurmd
+        stop_pid "$RUN/slurmctld.pid" slurmctld
+    fi
     start_munge
     start_slurm
     wait_idle
@@ -171,14 +211,17 @@ cmd_down() {
 
 cmd_status() {
     case $(node_state || true) in
-        idle* | mixed* | allocated*) echo up ;;
+        idle* | mixed* | allocated* | completing*) echo up ;;
         *) echo down; return 1 ;;
     esac
 }
 
 cmd_purge() {
     cmd_down
-    if [[ -e $CONF ]] && grep -qF "$MARK" "$CONF"; then rm -f "$CONF"; fi
+    local f
+    for f in "$CONF" "$CGROUP_CONF"; do
+        if [[ -e $f ]] && grep -qF "$MARK" "$f"; then rm -f "$f"; fi
+    done
     rm -rf "$STATE" "$RUN" "$LOGS/slurmctld.log" "$LOGS/slurmd.log"
 }
 
