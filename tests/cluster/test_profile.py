@@ -7,8 +7,6 @@ tie the profile to the rules the workflow really has.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
@@ -44,16 +42,21 @@ def test_each_point_is_one_group_of_server_sidecar_and_load(dry_run):
     assert not set(POINT_RULES) & set(single), "a point's job runs outside its group"
 
 
-def test_profile_sets_resources_for_exactly_the_rules_that_run(dry_run, profile):
+@pytest.mark.parametrize("name", ["slurm", "kubernetes"])
+def test_profile_sets_resources_for_exactly_the_rules_that_run(dry_run, name):
+    profile = yaml.safe_load((PROFILE.parents[1] / name / "config.yaml").read_text())
     groups, single, _ = dry_run_jobs(dry_run)
     action_rules = {r for g in groups for r in g.rules} | (set(single) - {"H_all"})
     assert set(profile["set-resources"]) == action_rules
+    # string resources must be equal on all rules of a group, or Snakemake refuses it
+    point = [profile["set-resources"][r] for r in POINT_RULES]
+    for key in {k for p in point for k, v in p.items() if isinstance(v, str)}:
+        assert len({p.get(key) for p in point}) == 1, key
 
 
 def test_point_group_asks_for_one_whole_node(profile):
     res = profile["set-resources"]
     point = [res[r] for r in POINT_RULES]
-    # string resources must be equal within a group, or Snakemake refuses the group
     assert {p["slurm_extra"] for p in point} == {"'--exclusive'"}
     # a group's request is the sum over its concurrently running jobs
     assert sum(p["cpus_per_task"] for p in point) >= 2
@@ -73,7 +76,7 @@ def test_analysis_jobs_are_small_and_never_exclusive(profile):
 
 def test_profile_replaces_the_default_one(profile):
     """Used as --workflow-profile it replaces workflow/profiles/default: keep its choices."""
-    default = yaml.safe_load((Path(PROFILE).parents[1] / "default" / "config.yaml").read_text())
+    default = yaml.safe_load((PROFILE.parents[1] / "default" / "config.yaml").read_text())
     for key in set(default) - {"resources"}:
         assert profile[key] == default[key], key
     slots = dict(r.split("=") for r in profile["resources"])
