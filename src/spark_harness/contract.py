@@ -139,6 +139,9 @@ RUN_KEYS = (
 
 SCHEMA_VERSION = 1
 
+#: ``load.users: u_work`` means: take the stack's usable concurrency from H0 at run time.
+U_WORK_SENTINEL = "u_work"
+
 
 @dataclass
 class MetricsSource:

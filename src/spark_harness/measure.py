@@ -35,9 +35,14 @@ from typing import IO, Any
 
 from spark_harness import __version__
 from spark_harness.clock import Clock
-from spark_harness.contract import SCHEMA_VERSION, Endpoint, SidecarInfo, wait_for_file
+from spark_harness.contract import (
+    SCHEMA_VERSION,
+    U_WORK_SENTINEL,
+    Endpoint,
+    SidecarInfo,
+    wait_for_file,
+)
 from spark_harness.files import write_json, write_jsonl
-from spark_harness.plan import U_WORK_SENTINEL
 from spark_harness.serving.process import pid_alive, set_parent_death_signal
 from spark_harness.serving.readiness import ServerNotReady, endpoint_logs, log_tail, wait_ready
 

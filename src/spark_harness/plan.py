@@ -21,10 +21,10 @@ import jsonschema
 import yaml
 
 from spark_harness import layout
+from spark_harness.contract import U_WORK_SENTINEL
 from spark_harness.schemas import schema_path
 
 POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
-U_WORK_SENTINEL = "u_work"
 U_WORK_SOURCE = "H0"
 
 
@@ -212,9 +212,7 @@ class Plan:
                 raise PlanError(f"hypotheses.{hyp}.stacks: required for a measured hypothesis")
             for s in cfg["stacks"]:
                 if s not in stacks:
-                    raise PlanError(
-                        f"hypotheses.{hyp}.stacks: {s!r} is not defined under `stacks`"
-                    )
+                    raise PlanError(f"hypotheses.{hyp}.stacks: {s!r} is not defined under `stacks`")
             names = [ax.get("name") or ax["key"].rsplit(".", 1)[-1] for ax in cfg.get("sweep", [])]
             if len(set(names)) != len(names):
                 raise PlanError(f"hypotheses.{hyp}.sweep: axis names must differ: {names}")
@@ -246,7 +244,9 @@ class Plan:
             axis_values: dict[str, Any] = {}
             for ax, value in zip(axes, combo, strict=True):
                 set_dotted(settings, ax["key"], value)
-                labels.append(f"{ax.get('name') or ax['key'].rsplit('.', 1)[-1]}-{_fmt_value(value)}")
+                labels.append(
+                    f"{ax.get('name') or ax['key'].rsplit('.', 1)[-1]}-{_fmt_value(value)}"
+                )
                 axis_values[ax["key"]] = value
             point = "_".join(labels) or "base"
             if settings["load"].get("users") == U_WORK_SENTINEL:

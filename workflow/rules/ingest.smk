@@ -9,7 +9,7 @@ rule ingest:
         telemetry=res(layout.INGEST_TELEMETRY),
         points=res(layout.INGEST_POINTS),
     params:
-        failed=res(layout.FAILED_DIR.split("/{point}")[0]),
+        results=RESULTS,
     log:
         res("logs/ingest/{hyp}/{stack}.log"),
     script:

@@ -3,11 +3,11 @@
 import sys
 from pathlib import Path
 
-from spark_harness.ingest import ingest
+from spark_harness.ingest import failed_attempts, ingest
 
 sm = snakemake  # noqa: F821 — injected by Snakemake
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
 runs = [Path(p).parent for p in sm.input.runs]
 # failed attempts of this (hypothesis, stack) are reported, never dropped
-failed = sorted(Path(sm.params.failed).glob("*/r*/attempt-*/run.json"))
-ingest(runs + [p.parent for p in failed], Path(sm.output.requests).parent)
+failed = failed_attempts(Path(sm.params.results), sm.wildcards.hyp, sm.wildcards.stack)
+ingest(runs + failed, Path(sm.output.requests).parent)

@@ -8,9 +8,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from spark_harness.plan import PlanError, resolve_stack, set_dotted
 from spark_harness.serving.process import PortInUseError, set_parent_death_signal
 
 
@@ -44,6 +41,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _overrides(pairs: list[str]) -> dict[str, Any]:
+    import yaml
+
+    from spark_harness.plan import PlanError, set_dotted
+
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -62,8 +63,12 @@ def run(args: argparse.Namespace) -> int:
         if args.stack_json:
             spec = json.loads(args.stack_json)
         else:
+            # validation (jsonschema) is only needed for a stack file given by hand; the
+            # workflow passes specs the plan already validated
+            from spark_harness.plan import resolve_stack
+
             spec = resolve_stack(args.stack, args.variant, _overrides(args.set))
-    except (PlanError, json.JSONDecodeError) as e:
+    except (ValueError, json.JSONDecodeError) as e:
         print(f"spark-harness serve: {e}", file=sys.stderr)
         return 2
     try:

@@ -1,0 +1,114 @@
+"""Building blocks of the rules: values per run or per point with their replicates.
+
+A *quantity* is either a TTFT percentile name (``p50``, ``p95``, ``p99``: resampled
+within each run) or a column of the runs table (a telemetry mean, a counter increase:
+fixed per run, resampled with the run). Every helper returns the estimate on the data as
+measured plus its bootstrap replicates, so a derived statistic gets a CI from the same
+resamples as its parts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import stats
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis.evidence import PointStats, Stat
+from spark_harness.analysis.runs import QUANTILES
+from spark_harness.analysis.verdict import NOT_SUPPORTED, SUPPORTED, Criterion, judge
+
+Pair = tuple[np.ndarray, np.ndarray]  # (estimate, replicates)
+
+
+def per_run(ps: PointStats, quantity: str) -> Pair:
+    """Per-run values (n_runs,) and per-slot replicates (RESAMPLES, n_slots)."""
+    if quantity in QUANTILES:
+        est = ps.runs[f"ttft_{quantity}"].to_numpy().astype(float)
+        return est, ps.slots(quantity)
+    est = ps.runs[quantity].cast(pl.Float64).fill_null(math.nan).to_numpy()
+    return est, ps.fixed_slots(quantity)
+
+
+def per_point(ps: PointStats, quantity: str) -> Pair:
+    """Per-point means over repetitions (n_points,) and replicates (RESAMPLES, n_points)."""
+    if quantity in QUANTILES:
+        return ps.estimate(f"ttft_{quantity}"), ps.replicates(quantity)
+    return ps.estimate(quantity), ps.fixed_replicates(quantity)
+
+
+def complete(ps: PointStats, *quantities: str) -> bool:
+    """Every run has a value for every quantity (missing telemetry is not a zero)."""
+    return all(np.all(np.isfinite(per_run(ps, q)[0])) for q in quantities)
+
+
+def across_runs(
+    ps: PointStats, x: str, y: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray | float]
+) -> Stat:
+    """A statistic of (x, y) over runs, e.g. a slope or a correlation, with its CI."""
+    (x0, xb), (y0, yb) = per_run(ps, x), per_run(ps, y)
+    return Stat.of(float(fn(x0, y0)), np.asarray(fn(xb, yb)))
+
+
+def swing(ps: PointStats, x: str, y: str) -> Stat:
+    """Change of y across the observed range of x, from the OLS slope of y on x."""
+    (x0, xb), (y0, yb) = per_run(ps, x), per_run(ps, y)
+    span0 = np.nanmax(x0) - np.nanmin(x0)
+    spanb = np.nanmax(xb, axis=1) - np.nanmin(xb, axis=1)
+    return Stat.of(float(stats.slope(x0, y0)) * span0, np.asarray(stats.slope(xb, yb)) * spanb)
+
+
+def material_slope(
+    name: str, ps: PointStats, x: str, y: str, source: str, unit: str, rows: list
+) -> Criterion:
+    """Does y rise with x? A slope whose CI lies above 0 is supported; a rise across the
+    observed x range whose CI stays below MATERIAL_P99_CHANGE of the baseline (y at the
+    smallest x) is refuted; anything else is inconclusive."""
+    s = across_runs(ps, x, y, stats.slope)
+    x0, y0 = per_run(ps, x)[0], per_run(ps, y)[0]
+    base0 = float(np.mean(y0[x0 == np.nanmin(x0)]))
+    rise = swing(ps, x, y)
+    rel = Stat(
+        None if rise.value is None else rise.value / base0,
+        None if rise.ci is None else (rise.ci[0] / base0, rise.ci[1] / base0),
+    )
+    status, reasons = judge(s.value, s.ci, supported=[(0, math.inf)], refuted=[])
+    if status != SUPPORTED and rel.ci is not None and rel.ci[1] < T.MATERIAL_P99_CHANGE:
+        status, reasons = NOT_SUPPORTED, ["rise_not_material"]
+    return Criterion(
+        name=name,
+        statistic=f"OLS slope of {y} on {x} over runs",
+        value=s.value,
+        ci=s.ci,
+        threshold=0.0,
+        op=">",
+        source=source,
+        status=status,
+        reasons=[f"{r}:{name}" for r in reasons],
+        unit=unit,
+        rows=rows,
+        details={
+            "relative_rise_over_range": rel.value,
+            "relative_rise_ci": rel.ci,
+            "material_threshold": T.MATERIAL_P99_CHANGE,
+            "pearson": across_runs(ps, x, y, stats.pearson).__dict__,
+            "spearman": across_runs(ps, x, y, stats.spearman).__dict__,
+        },
+    )
+
+
+def difference(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
+    """quantity at point a minus at point b (means over repetitions), with its CI."""
+    est, rep = per_point(ps, quantity)
+    i, j = ps.index(a), ps.index(b)
+    return Stat.of(est[i] - est[j], rep[:, i] - rep[:, j])
+
+
+def total(frame: pl.DataFrame, column: str) -> float | None:
+    """Sum of a run column; None when no run recorded it (missing is not zero)."""
+    if column not in frame.columns or frame[column].drop_nulls().len() == 0:
+        return None
+    return float(frame[column].fill_null(0).sum())

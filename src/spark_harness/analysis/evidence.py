@@ -1,0 +1,440 @@
+"""What every evaluator shares: its context, per-point statistics, and the quality gates.
+
+An evaluator turns :class:`Context` (its hypothesis, plan entry and :class:`~.runs.Runs`)
+into a :class:`~.verdict.Verdict`. Per-point numbers come from :class:`PointStats`, which
+keeps the bootstrap replicates so any derived statistic (a ratio, a slope, a difference)
+gets its CI from the same resamples. :func:`standard_gates` applies the quality gates of
+``HYPOTHESES.md`` to the runs an evaluator used.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis.runs import QUANTILES, Runs
+from spark_harness.analysis.stats import Resampler, ci
+from spark_harness.analysis.verdict import INCONCLUSIVE, INVALID, Criterion, Gate, Row, Verdict
+from spark_harness.files import atomic_writer
+
+POINT_KEYS = ("hyp", "stack", "point")
+
+#: Run metrics averaged per point in ``summary.csv`` (besides TTFT percentiles).
+MEAN_COLUMNS = (
+    "ttft_mean",
+    "throughput_rps",
+    "error_share",
+    "aligned_share",
+    "iowait_pct",
+    "read_await_ms",
+    "read_iops",
+    "read_kbps",
+    "read_bytes",
+    "idle_iowait_pct",
+    "idle_read_await_ms",
+    "idle_read_iops",
+    "idle_read_kbps",
+    "mem_available_bytes",
+    "idle_mem_available_bytes",
+    "kv_g1_usage",
+    "kv_waiting",
+    "g3_onboard_blocks",
+    "g2_onboard_blocks",
+    "offload_g1_g2_blocks",
+    "offload_g2_g3_blocks",
+    "offload_g1_g3_blocks",
+    "server_read_bytes",
+    "g3_fetch_p95_ms",
+    "g3_fetch_share_p95",
+    "working_set_tokens",
+    "cached_tokens",
+    "prompt_tokens",
+)
+SUM_COLUMNS = ("n_window", "n_window_ok", "n_window_errors", "n_window_rejected")
+
+
+@dataclass(frozen=True)
+class Stat:
+    """A point estimate with its bootstrap CI."""
+
+    value: float | None
+    ci: tuple[float, float] | None
+
+    @classmethod
+    def of(cls, estimate: float, replicates: np.ndarray) -> Stat:
+        v = float(estimate)
+        return cls(None if math.isnan(v) else v, ci(replicates))
+
+
+def rows(frame: pl.DataFrame) -> list[Row]:
+    """[hyp, stack, point, rep] of every run in ``frame``: the rows a number came from."""
+    return [list(r) for r in frame.select("hyp", "stack", "point", "rep").iter_rows()]
+
+
+@dataclass
+class Context:
+    """One hypothesis to evaluate: its id, plan entry, evidence and output folder."""
+
+    hyp: str
+    config: Mapping[str, Any]
+    data: Runs
+    out_dir: Path
+    tables: list[str] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return str(self.config.get("title", self.hyp))
+
+    def used(self, hyp: str | None = None, stack: str | None = None) -> pl.DataFrame:
+        """Usable runs (not excluded at ingest), optionally of one source."""
+        f = self.data.runs
+        if hyp is not None:
+            f = f.filter(pl.col("hyp") == hyp)
+        if stack is not None:
+            f = f.filter(pl.col("stack") == stack)
+        return f
+
+    @functools.cached_property
+    def summary(self) -> pl.DataFrame:
+        """``summary.csv``: every point of the sources, computed once."""
+        return point_table(self.data, self.data.runs)
+
+    def gates(self, used: pl.DataFrame) -> list[Gate]:
+        """The standard quality gates over the runs used, their points, and every point
+        of the sources that has no usable run."""
+        keys = used.select(POINT_KEYS).unique()
+        table = pl.concat(
+            [
+                self.summary.join(keys, on=list(POINT_KEYS), how="semi"),
+                self.summary.filter(pl.col("n_reps") == 0),
+            ]
+        )
+        return standard_gates(self.data, used, table)
+
+    def write_table(self, name: str, frame: pl.DataFrame) -> None:
+        """Write a tidy CSV a figure will draw from; the verdict lists it."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        flat = frame.with_columns(
+            pl.col(c).cast(pl.List(pl.String)).list.join(";")
+            for c, t in frame.schema.items()
+            if isinstance(t, pl.List)
+        )
+        with atomic_writer(self.out_dir / name) as fh:
+            flat.write_csv(fh)
+        self.tables.append(name)
+
+    def axis_values(self, key: str, present: Iterable[Any]) -> list[Any]:
+        """Values of a sweep axis in the plan's order (else sorted), those present only."""
+        have = list(dict.fromkeys(present))
+        for ax in self.config.get("sweep", []) or []:
+            if ax.get("key") == key:
+                return [v for v in ax["values"] if v in have] + [
+                    v for v in have if v not in ax["values"]
+                ]
+        return sorted(have)
+
+
+class PointStats:
+    """TTFT percentiles per point (mean over repetitions) with their bootstrap replicates."""
+
+    def __init__(self, data: Runs, runs: pl.DataFrame, by: Sequence[str] = POINT_KEYS):
+        self.runs = runs
+        self.by = list(by)
+        keys: list[Hashable] = [tuple(r) for r in runs.select(self.by).iter_rows()]
+        self.res = Resampler(keys)
+        self.labels: list[tuple[Any, ...]] = [tuple(k) for k in self.res.labels]  # type: ignore[arg-type]
+        samples = [data.ttft.get(r, np.empty(0)) for r in runs["run_id"]]
+        self._slots = self.res.percentiles(samples, list(QUANTILES.values()))
+        self._members = [np.array([k == lab for k in keys]) for lab in self.labels]
+
+    def index(self, label: tuple[Any, ...]) -> int:
+        return self.labels.index(label)
+
+    def slots(self, q: str) -> np.ndarray:
+        """Resampled per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_slots)."""
+        return self._slots[..., list(QUANTILES).index(q)]
+
+    def fixed_slots(self, column: str) -> np.ndarray:
+        """A per-run column as chosen by the resampled slots: (RESAMPLES, n_slots)."""
+        return self.res.fixed(self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy())
+
+    def replicates(self, q: str) -> np.ndarray:
+        """Per-point percentile q, resampled: (RESAMPLES, n_points)."""
+        return self.res.by_stratum(self.slots(q))
+
+    def fixed_replicates(self, column: str) -> np.ndarray:
+        return self.res.by_stratum(self.fixed_slots(column))
+
+    def estimate(self, column: str) -> np.ndarray:
+        """Per-point mean over repetitions of a run column (e.g. 'ttft_p99'): (n_points,)."""
+        v = self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy()
+        return np.array([v[m].mean() if m.any() else math.nan for m in self._members])
+
+    def point_runs(self, label: tuple[Any, ...]) -> pl.DataFrame:
+        return self.runs.filter(pl.Series(self._members[self.index(label)]))
+
+
+def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) -> pl.DataFrame:
+    """``summary.csv``: one row per (hyp, stack, point), failed points included.
+
+    TTFT percentiles are means over repetitions with bootstrap CIs; other metrics are means
+    (counts are sums); ``cov_p99`` is the CoV of the per-run p99 across repetitions.
+    """
+    ps = ps or PointStats(data, runs)
+    axes = [c for c in data.axis_columns() if c in runs.columns]
+    present = [c for c in MEAN_COLUMNS if c in runs.columns]
+    agg = runs.group_by(list(POINT_KEYS), maintain_order=True).agg(
+        pl.len().alias("n_reps"),
+        pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
+        pl.col("marked").any().alias("marked"),
+        *[pl.col(a).first() for a in axes],
+        *[pl.col(c).sum() for c in SUM_COLUMNS],
+        *[pl.col(c).mean() for c in present],
+        # sample SD over mean; null for a single repetition
+        (pl.col("ttft_p99").std(ddof=1) / pl.col("ttft_p99").mean()).alias("cov_p99"),
+    )
+    cols: dict[str, list[Any]] = {
+        k: [lab[i] for lab in ps.labels] for i, k in enumerate(POINT_KEYS)
+    }
+    for q in QUANTILES:
+        est, rep = ps.estimate(f"ttft_{q}"), ps.replicates(q)
+        st = [Stat.of(est[i], rep[:, i]) for i in range(len(ps.labels))]
+        cols[f"ttft_{q}_ms"] = [x.value for x in st]
+        cols[f"ttft_{q}_ci_lo"] = [x.ci[0] if x.ci else None for x in st]
+        cols[f"ttft_{q}_ci_hi"] = [x.ci[1] if x.ci else None for x in st]
+    dtypes = {**{k: runs.schema[k] for k in POINT_KEYS}, **{c: pl.Float64 for c in list(cols)[3:]}}
+    pct = pl.DataFrame(cols, schema_overrides=dtypes)
+    table = agg.join(pct, on=list(POINT_KEYS), how="left")
+    failed = _failed_points(data, runs)
+    if failed.height:
+        table = pl.concat([table, failed], how="diagonal_relaxed")
+    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99"]
+    rest = [c for c in table.columns if c not in first]
+    return table.select(*first, *rest).sort(*POINT_KEYS[:2], *axes, "point", nulls_last=True)
+
+
+def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:
+    """Points of the sources that have no usable run at all (every attempt failed)."""
+    lost = data.points.join(runs.select(POINT_KEYS).unique(), on=list(POINT_KEYS), how="anti")
+    if lost.height == 0:
+        return pl.DataFrame()
+    axes = [c for c in data.axis_columns() if c in lost.columns]
+    return lost.group_by(list(POINT_KEYS), maintain_order=True).agg(
+        pl.lit(0).alias("n_reps"),
+        *[pl.col(a).first() for a in axes],
+        pl.col("exclude_reason").unique().sort().str.join(";").alias("failed_reasons"),
+    )
+
+
+# ------------------------------------------------------------------------ gates
+def alignment_gate(runs: pl.DataFrame) -> Gate:
+    """≥ 95 % of window requests with a telemetry sample within one cadence (per run)."""
+    bad = runs.filter(pl.col("aligned_share") < T.ALIGNMENT_SHARE)
+    worst = runs["aligned_share"].min() if runs.height else None
+    return Gate(
+        "alignment",
+        bad.height == 0,
+        INVALID,
+        value=worst,
+        threshold=T.ALIGNMENT_SHARE,
+        reasons=[] if bad.height == 0 else ["alignment_below_95pct"],
+        details={
+            "failing_runs": [[*r, s] for r, s in zip(rows(bad), bad["aligned_share"], strict=True)]
+        },
+    )
+
+
+def repetitions_gate(table: pl.DataFrame) -> Gate:
+    """Every point has at least MIN_REPETITIONS usable repetitions."""
+    few = table.filter(pl.col("n_reps") < T.MIN_REPETITIONS)
+    reasons = []
+    if few.height:
+        reasons.append("too_few_repetitions")
+    if few.filter(pl.col("n_reps") == 0).height:
+        reasons.append("point_without_usable_runs")
+    return Gate(
+        "repetitions",
+        few.height == 0,
+        INCONCLUSIVE,
+        value=table["n_reps"].min() if table.height else 0,
+        threshold=T.MIN_REPETITIONS,
+        reasons=reasons,
+        details={
+            "points": [
+                f"{h}/{s}/{p}: {n}" for h, s, p, n in few.select(*POINT_KEYS, "n_reps").iter_rows()
+            ]
+        },
+    )
+
+
+def cov_gate(table: pl.DataFrame) -> Gate:
+    """CoV of p99 across repetitions below 10 % at every point."""
+    t = table.filter(pl.col("cov_p99").is_not_null() & pl.col("cov_p99").is_not_nan())
+    if t.height == 0:
+        return Gate(
+            "cov_p99",
+            None,
+            INCONCLUSIVE,
+            threshold=T.COV_P99_MAX,
+            details={"note": "fewer than two repetitions everywhere"},
+        )
+    bad = t.filter(pl.col("cov_p99") >= T.COV_P99_MAX)
+    return Gate(
+        "cov_p99",
+        bad.height == 0,
+        INCONCLUSIVE,
+        value=t["cov_p99"].max(),
+        threshold=T.COV_P99_MAX,
+        reasons=[] if bad.height == 0 else ["cov_p99_over_10pct"],
+        details={
+            "points": {
+                f"{h}/{s}/{p}": c for h, s, p, c in bad.select(*POINT_KEYS, "cov_p99").iter_rows()
+            }
+        },
+    )
+
+
+def errors_report(runs: pl.DataFrame) -> Gate:
+    """Errors and rejections are reported; a run with > 1 % errors is marked."""
+    marked = runs.filter(pl.col("marked") | (pl.col("error_share") > T.MARK_ERROR_SHARE))
+    return Gate(
+        "errors",
+        marked.height == 0,
+        "report",
+        value=runs["error_share"].max(),
+        threshold=T.MARK_ERROR_SHARE,
+        reasons=[] if marked.height == 0 else ["points_marked_errors_over_1pct"],
+        details={
+            "marked_runs": rows(marked),
+            "errors": int(runs["n_window_errors"].sum()),
+            "rejected": int(runs["n_window_rejected"].sum()),
+        },
+    )
+
+
+def failed_report(data: Runs) -> Gate:
+    """Runs of the sources excluded at ingest: reported with their reason, never dropped."""
+    excl = data.points.filter(pl.col("excluded"))
+    return Gate(
+        "failed_runs",
+        excl.height == 0,
+        "report",
+        value=excl.height,
+        reasons=[] if excl.height == 0 else ["failed_runs_excluded"],
+        details={
+            "runs": [
+                {"run": r, "reason": why}
+                for r, why in zip(rows(excl), excl["exclude_reason"], strict=True)
+            ]
+        },
+    )
+
+
+def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[Gate]:
+    """The quality gates of HYPOTHESES.md for the runs and points an evaluator used."""
+    return [
+        alignment_gate(runs),
+        repetitions_gate(table),
+        cov_gate(table),
+        errors_report(runs),
+        failed_report(data),
+    ]
+
+
+def _total(runs: pl.DataFrame, columns: Sequence[str]) -> float | None:
+    present = [c for c in columns if c in runs.columns and runs[c].drop_nulls().len() > 0]
+    if not present:
+        return None
+    return float(sum(runs[c].fill_null(0).sum() for c in present))
+
+
+def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
+    """Tier effects need their mechanism: offloads and onboards > 0 in the window.
+
+    ``tiers`` is ``g3`` (blocks written to and read back from NVMe) or ``any`` (any tier
+    below G1). ``scope`` says which runs were checked, for the report.
+    """
+    if tiers == "g3":
+        off, on = ("offload_g2_g3_blocks", "offload_g1_g3_blocks"), ("g3_onboard_blocks",)
+    else:
+        off = ("offload_g1_g2_blocks", "offload_g2_g3_blocks", "offload_g1_g3_blocks")
+        on = ("g2_onboard_blocks", "g3_onboard_blocks")
+    offloads, onboards = _total(runs, off), _total(runs, on)
+    tag = "g3" if tiers == "g3" else "tier"
+    reasons = []
+    if runs.height == 0:
+        reasons.append("mechanism_no_runs")
+    elif offloads is None or onboards is None:
+        reasons.append("no_kv_tier_telemetry")
+    else:
+        if offloads <= 0:
+            reasons.append(f"no_{tag}_offloads")
+        if onboards <= 0:
+            reasons.append(f"no_{tag}_onboards")
+    return Gate(
+        "mechanism",
+        not reasons,
+        INVALID,
+        value=onboards,
+        reasons=reasons,
+        details={
+            "scope": scope,
+            "offload_blocks": offloads,
+            "onboard_blocks": onboards,
+            "runs": rows(runs),
+        },
+    )
+
+
+def runs_listing(data: Runs, used: pl.DataFrame, unused_reason: str = "") -> list[dict[str, Any]]:
+    """Every run of the sources: used or not, and why not (failed attempts included)."""
+    used_ids = set(used["run_id"])
+    out = []
+    for r in data.points.iter_rows(named=True):
+        why = r["exclude_reason"] or (None if r["run_id"] in used_ids else unused_reason or None)
+        out.append(
+            {
+                "hyp": r["hyp"],
+                "stack": r["stack"],
+                "point": r["point"],
+                "rep": r["rep"],
+                "run_id": r["run_id"],
+                "outcome": r["outcome"],
+                "reasons": r["reasons"],
+                "used": r["run_id"] in used_ids,
+                "excluded_at_ingest": r["excluded"],
+                "excluded_reason": why,
+            }
+        )
+    return out
+
+
+def verdict(
+    ctx: Context,
+    criteria: list[Criterion],
+    gates: list[Gate],
+    used: pl.DataFrame,
+    *,
+    stacks: dict[str, Any] | None = None,
+    unused_reason: str = "",
+    notes: Sequence[str] = (),
+) -> Verdict:
+    """Assemble the verdict with the run listing and the tables written so far."""
+    return Verdict(
+        hypothesis=ctx.hyp,
+        title=ctx.title,
+        criteria=criteria,
+        gates=gates,
+        stacks=stacks or {},
+        runs=runs_listing(ctx.data, used, unused_reason),
+        tables=list(ctx.tables),
+        notes=list(notes),
+    )

@@ -1,0 +1,177 @@
+"""H0: queueing sets the usable concurrency U_work (stacks A and B).
+
+Rule (HYPOTHESES.md): p50/p95/p99 vs concurrency; U_work per stack; below the knee B's
+p50 TTFT is within ±5 % of A's. Criteria: per stack, a knee exists (the smaller p99/p50
+of the two knee steps has its CI above 2); across stacks, the largest |p50_B/p50_A - 1|
+over the steps below both knees has its CI within 5 %.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis import u_work
+from spark_harness.analysis.evidence import (
+    Context,
+    PointStats,
+    Stat,
+    rows,
+    verdict,
+)
+from spark_harness.analysis.verdict import INCONCLUSIVE, INF, Criterion, Verdict
+
+SOURCE_KNEE = "HYPOTHESES.md U_work: knee = first step with p99 > 2 x p50, next step too"
+SOURCE_PARITY = "HYPOTHESES.md H0: below the knee B's p50 TTFT is within ±5 % of A's"
+
+
+def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:
+    """The knee of one stack, judged on the smaller ratio of its two knee steps."""
+    name = f"knee_{sw.stack}"
+    ratio, reps = sw.ratio()
+    knee_users = res["knee"]
+    runs = sw.ps.runs
+    if knee_users is None:
+        i = int(np.nanargmax(ratio))
+        s = Stat.of(ratio[i], reps[:, i])
+        return Criterion(
+            name=name,
+            statistic="largest p99/p50 over the sweep (no knee found)",
+            value=s.value,
+            ci=s.ci,
+            threshold=T.KNEE_P99_OVER_P50,
+            op=">",
+            source=SOURCE_KNEE,
+            status=INCONCLUSIVE,
+            reasons=[f"no_knee_in_sweep:{sw.stack}"],
+            unit="ratio",
+            rows=rows(runs),
+            details={"u_work": res["u_work"], "reason": res["reason"]},
+        )
+    k = sw.users.index(knee_users)
+    s = Stat.of(min(ratio[k], ratio[k + 1]), np.minimum(reps[:, k], reps[:, k + 1]))
+    c = Criterion.judged(
+        name,
+        f"min p99/p50 at the knee steps {sw.users[k]} and {sw.users[k + 1]}",
+        s.value,
+        s.ci,
+        threshold=T.KNEE_P99_OVER_P50,
+        op=">",
+        source=SOURCE_KNEE,
+        supported=[(T.KNEE_P99_OVER_P50, INF)],
+        refuted=[(-INF, T.KNEE_P99_OVER_P50)],
+        unit="ratio",
+        rows=rows(runs),
+        details={"u_work": res["u_work"], "knee": knee_users, "reason": res["reason"]},
+    )
+    if res["reason"].startswith("knee_at_first_step"):
+        c.reasons.append(f"knee_at_first_step:{sw.stack}")
+    return c
+
+
+def parity_criterion(ctx: Context, u: dict[str, int]) -> Criterion:
+    """B's p50 vs A's at every concurrency below both knees."""
+    name = "p50_parity_B_vs_A"
+    limit = min(u["A"], u["B"])
+    used = ctx.used(hyp=ctx.hyp).filter(
+        pl.col("stack").is_in(["A", "B"]) & (pl.col(u_work.USERS_AXIS) <= limit)
+    )
+    common = (
+        used.group_by(u_work.USERS_AXIS)
+        .agg(pl.col("stack").n_unique().alias("n"))
+        .filter(pl.col("n") == 2)[u_work.USERS_AXIS]
+        .sort()
+        .to_list()
+    )
+    if not common:
+        return Criterion.missing(
+            name,
+            "max |p50_B/p50_A - 1| below the knee",
+            SOURCE_PARITY,
+            "no_common_steps_below_knee",
+            threshold=T.H0_P50_PARITY,
+        )
+    used = used.filter(pl.col(u_work.USERS_AXIS).is_in(common)).sort("stack", u_work.USERS_AXIS)
+    ps = PointStats(ctx.data, used, by=("stack", u_work.USERS_AXIS))
+    est, rep = ps.estimate("ttft_p50"), ps.replicates("p50")
+    a = [ps.index(("A", c)) for c in common]
+    b = [ps.index(("B", c)) for c in common]
+    rel_est = np.abs(est[b] / est[a] - 1)
+    rel_rep = np.abs(rep[:, b] / rep[:, a] - 1)
+    s = Stat.of(float(rel_est.max()), rel_rep.max(axis=1))
+    return Criterion.judged(
+        name,
+        "max over steps below both knees of |p50_B / p50_A - 1|",
+        s.value,
+        s.ci,
+        threshold=T.H0_P50_PARITY,
+        op="<",
+        source=SOURCE_PARITY,
+        supported=[(0.0, T.H0_P50_PARITY)],
+        refuted=[(T.H0_P50_PARITY, INF)],
+        unit="share",
+        rows=rows(used),
+        details={
+            "steps": common,
+            "per_step": dict(zip(map(str, common), rel_est.tolist(), strict=True)),
+        },
+    )
+
+
+def figure_table(sweeps: dict[str, tuple[u_work.Sweep, dict[str, Any]]]) -> pl.DataFrame:
+    out = []
+    for stack, (_, res) in sweeps.items():
+        for st in res["steps"]:
+            row = {
+                "stack": stack,
+                "users": st["users"],
+                "point": st["point"],
+                "n_reps": st["n_reps"],
+                "p99_over_p50": st["p99_over_p50"],
+            }
+            for q in ("p50", "p95", "p99"):
+                lo, hi = st[f"{q}_ci"] or (None, None)
+                row.update({f"{q}_ms": st[f"{q}_ms"], f"{q}_ci_lo": lo, f"{q}_ci_hi": hi})
+            row.update(
+                u_work=res["u_work"],
+                knee_users=res["knee"],
+                is_u_work=st["users"] == res["u_work"],
+                is_knee=st["users"] == res["knee"],
+            )
+            out.append(row)
+    return pl.DataFrame(out, infer_schema_length=None)
+
+
+def evaluate(ctx: Context) -> Verdict:
+    used = ctx.used(hyp=ctx.hyp)
+    present = set(used["stack"])
+    planned = list(ctx.config.get("stacks", [])) or sorted(present)
+    sweeps = {
+        s: (sw := u_work.sweep(ctx.data, s, ctx.hyp), u_work.result(sw))
+        for s in planned
+        if s in present
+    }
+    criteria = [knee_criterion(sw, res) for sw, res in sweeps.values()]
+    criteria += [
+        Criterion.missing(f"knee_{s}", "U_work knee", SOURCE_KNEE, f"no_usable_runs:{s}")
+        for s in planned
+        if s not in present
+    ]
+    notes = []
+    u = {s: res["u_work"] for s, (_, res) in sweeps.items()}
+    if {"A", "B"} <= set(u):
+        criteria.append(parity_criterion(ctx, u))
+    else:
+        notes.append("p50 parity needs stacks A and B; not evaluated")
+    ctx.write_table("fig_latency_vs_concurrency.csv", figure_table(sweeps))
+    stack_info = {
+        s: {
+            k: res[k]
+            for k in ("u_work", "knee", "knee_found", "reason", "collapse", "failed_points")
+        }
+        for s, (_, res) in sweeps.items()
+    }
+    return verdict(ctx, criteria, ctx.gates(used), used, stacks=stack_info, notes=notes)

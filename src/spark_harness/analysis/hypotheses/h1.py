@@ -1,0 +1,117 @@
+"""H1: cold LoRA adapters raise TTFT; KV does not drive these tails (stack A).
+
+Rule (HYPOTHESES.md): TTFT distributions cold vs warm; cold excess explained by adapter
+bytes read. Criteria: p99 cold - warm > 0 (CI); bytes read (server processes, else the
+watched devices) cold - warm > 0 (CI); no KV tier traffic (G2/G3 onboards) in the
+window. The TTFT distributions per cache state go to ``fig_ttft_cold_vs_warm.csv``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis.criteria import complete, difference, total
+from spark_harness.analysis.evidence import Context, PointStats, rows, verdict
+from spark_harness.analysis.stats import percentile
+from spark_harness.analysis.verdict import INF, NOT_SUPPORTED, SUPPORTED, Criterion, Verdict
+
+AXIS = "workload.adapter_cache"
+SOURCE = "HYPOTHESES.md H1: TTFT cold vs warm; cold excess explained by adapter bytes read"
+#: Quantiles of the distribution table (1 % steps).
+GRID = [round(q / 100, 2) for q in range(1, 101)]
+
+
+def distribution(ctx: Context, ps: PointStats, state: dict[str, tuple]) -> pl.DataFrame:
+    """TTFT quantiles per cache state, pooled over repetitions (for a CDF plot)."""
+    out = []
+    for name, lab in state.items():
+        ids = ps.point_runs(lab)["run_id"].to_list()
+        pooled = np.sort(np.concatenate([ctx.data.ttft[r] for r in ids]))
+        out += [{"cache": name, "q": q, "ttft_ms": percentile(pooled, q)} for q in GRID]
+    return pl.DataFrame(out)
+
+
+def evaluate(ctx: Context) -> Verdict:
+    used = ctx.used(hyp=ctx.hyp)
+    gates = ctx.gates(used)
+    if AXIS not in used.columns or not {"cold", "warm"} <= set(used[AXIS]):
+        c = Criterion.missing(
+            "cold_p99_excess", "p99 cold - warm", SOURCE, "no_cold_and_warm_points"
+        )
+        return verdict(ctx, [c], gates, used)
+    ps = PointStats(ctx.data, used)
+    state = {
+        s: next(lab for lab in ps.labels if ps.point_runs(lab)[AXIS][0] == s)
+        for s in ("cold", "warm")
+    }
+    d = difference(ps, "p99", state["cold"], state["warm"])
+    criteria = [
+        Criterion.judged(
+            "cold_p99_excess",
+            "p99 TTFT cold - warm",
+            d.value,
+            d.ci,
+            threshold=0.0,
+            op=">",
+            source=SOURCE,
+            supported=[(0, INF)],
+            refuted=[(-INF, 0)],
+            unit="ms",
+            rows=rows(used),
+            details={"p50_excess": difference(ps, "p50", state["cold"], state["warm"]).__dict__},
+        )
+    ]
+    column = next((c for c in ("server_read_bytes", "read_bytes") if complete(ps, c)), None)
+    if column is None:
+        criteria.append(
+            Criterion.missing(
+                "cold_bytes_read",
+                "bytes read cold - warm",
+                SOURCE,
+                "no_read_byte_counters",
+                threshold=0.0,
+                op=">",
+            )
+        )
+    else:
+        b = difference(ps, column, state["cold"], state["warm"])
+        criteria.append(
+            Criterion.judged(
+                "cold_bytes_read",
+                f"{column} cold - warm (window)",
+                b.value,
+                b.ci,
+                threshold=0.0,
+                op=">",
+                source=SOURCE,
+                supported=[(0, INF)],
+                refuted=[(-INF, 0)],
+                unit="bytes",
+                rows=rows(used),
+                details={"counter": column},
+            )
+        )
+    onboards = [total(used, c) for c in ("g2_onboard_blocks", "g3_onboard_blocks")]
+    seen = [v for v in onboards if v is not None]
+    kv_status = SUPPORTED if sum(seen) == 0 else NOT_SUPPORTED
+    criteria.append(
+        Criterion(
+            name="no_kv_tier_traffic",
+            statistic="KV blocks onboarded from G2/G3 in the window",
+            value=sum(seen),
+            ci=None,
+            threshold=0.0,
+            op="==",
+            source="HYPOTHESES.md H1: KV does not drive these tails",
+            status=kv_status,
+            reasons=[] if kv_status == SUPPORTED else ["kv_tier_traffic_present"],
+            unit="blocks",
+            rows=rows(used),
+            details={"kv_tier_telemetry": bool(seen)},
+        )
+    )
+    if not seen:
+        criteria[-1].reasons.append("no_kv_tier_telemetry:stack_without_tiers")
+    ctx.write_table("fig_ttft_cold_vs_warm.csv", distribution(ctx, ps, state))
+    return verdict(ctx, criteria, gates, used)

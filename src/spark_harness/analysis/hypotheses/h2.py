@@ -1,0 +1,297 @@
+"""H2A and H2B: the context sweep at U_work, without and with a tiered KV cache.
+
+H2A (stack A), rule: device reads within 10 % of idle; p99 growth explained by
+queue/compute; rejections counted. Criteria: the largest relative excess of window read
+kB/s over idle across contexts has its CI below 10 %; no G3 onboards. The p99 growth
+(ratio and its correlation with context and with queued requests) and the rejections
+are reported as evidence.
+
+H2B (stack B), rule: p99 knee located; G3 hit share ≥ 20 % at the knee; device read
+await rises with it. Criteria: the storage knee (HYPOTHESES.md definition) is located;
+G3's share of reused tokens at the knee has its CI above 20 %; read await at the knee
+exceeds that of the smallest context (CI). Mechanism gate: G3 offloads and onboards in
+the runs at and beyond the knee.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import knee, stats
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis.criteria import across_runs, complete, difference, per_point, total
+from spark_harness.analysis.evidence import Context, PointStats, Stat, mechanism_gate, rows, verdict
+from spark_harness.analysis.runs import with_tier_shares
+from spark_harness.analysis.verdict import INF, NOT_SUPPORTED, SUPPORTED, Criterion, Verdict
+
+CTX = "workload.context_tokens"
+SRC_A = "HYPOTHESES.md H2A: device reads within 10 % of idle"
+SRC_KNEE = "HYPOTHESES.md storage knee: G3 fetch >= 50 % of TTFT at p95"
+SRC_KNEE_FALLBACK = (
+    "HYPOTHESES.md storage knee (no fetch latency): device reads and read await > 1.5 x idle"
+    " and p95 TTFT > 1.5 x its baseline"
+)
+SRC_HIT = "HYPOTHESES.md H2B: G3 hit share >= 20 % at the knee"
+SRC_AWAIT = "HYPOTHESES.md H2B: device read await rises with it"
+CURVE_COLUMNS = [
+    "hyp",
+    "stack",
+    "point",
+    CTX,
+    "n_reps",
+    "ttft_p50_ms",
+    "ttft_p50_ci_lo",
+    "ttft_p50_ci_hi",
+    "ttft_p95_ms",
+    "ttft_p95_ci_lo",
+    "ttft_p95_ci_hi",
+    "ttft_p99_ms",
+    "ttft_p99_ci_lo",
+    "ttft_p99_ci_hi",
+    "n_window_errors",
+    "n_window_rejected",
+    "read_kbps",
+    "idle_read_kbps",
+    "read_await_ms",
+    "g3_onboard_blocks",
+    "g3_fetch_share_p95",
+]
+
+
+def p99_vs_context(ctx: Context, used: pl.DataFrame) -> pl.DataFrame:
+    """The p99-vs-context curve (and what sits beside it) from the summary's rows."""
+    t = ctx.summary.join(used.select("hyp", "stack").unique(), on=["hyp", "stack"], how="semi")
+    return t.select([c for c in CURVE_COLUMNS if c in t.columns]).sort("stack", CTX)
+
+
+def _sweep(ctx: Context) -> tuple[pl.DataFrame, PointStats]:
+    used = with_tier_shares(ctx.used(hyp=ctx.hyp)).sort(CTX, "rep")
+    return used, PointStats(ctx.data, used)
+
+
+def evaluate_a(ctx: Context) -> Verdict:
+    used, ps = _sweep(ctx)
+    criteria = []
+    if complete(ps, "read_kbps", "idle_read_kbps"):
+        (r, rr), (i, ir) = per_point(ps, "read_kbps"), per_point(ps, "idle_read_kbps")
+        rel = (r - i) / np.maximum(i, T.IDLE_READ_FLOOR_KBPS)
+        rel_rep = (rr - ir) / np.maximum(ir, T.IDLE_READ_FLOOR_KBPS)
+        s = Stat.of(rel.max(), rel_rep.max(axis=1))
+        criteria.append(
+            Criterion.judged(
+                "device_reads_vs_idle",
+                "max over contexts of (read kB/s - idle) / max(idle, floor)",
+                s.value,
+                s.ci,
+                threshold=T.H2A_READS_OVER_IDLE,
+                op="<",
+                source=SRC_A,
+                supported=[(-INF, T.H2A_READS_OVER_IDLE)],
+                refuted=[(T.H2A_READS_OVER_IDLE, INF)],
+                unit="share",
+                rows=rows(used),
+                details={
+                    "per_point": dict(zip([p for _, _, p in ps.labels], rel.tolist(), strict=True)),
+                    "idle_floor_kbps": T.IDLE_READ_FLOOR_KBPS,
+                },
+            )
+        )
+    else:
+        criteria.append(
+            Criterion.missing(
+                "device_reads_vs_idle",
+                "read kB/s vs idle",
+                SRC_A,
+                "no_device_counters",
+                threshold=T.H2A_READS_OVER_IDLE,
+            )
+        )
+    g3 = total(used, "g3_onboard_blocks") or 0.0
+    criteria.append(
+        Criterion(
+            name="no_g3_traffic",
+            statistic="KV blocks onboarded from G3 in the window",
+            value=g3,
+            ci=None,
+            threshold=0.0,
+            op="==",
+            source="HYPOTHESES.md H2A: no KV storage traffic",
+            status=SUPPORTED if g3 == 0 else NOT_SUPPORTED,
+            reasons=[] if g3 == 0 else ["g3_traffic_on_stack_a"],
+            unit="blocks",
+            rows=rows(used),
+        )
+    )
+    est, rep = per_point(ps, "p99")
+    growth = Stat.of(est[-1] / est[0], rep[:, -1] / rep[:, 0])
+    info = {
+        "p99_growth_ratio": growth.__dict__,
+        "spearman_p99_vs_context": across_runs(ps, CTX, "p99", stats.spearman).__dict__,
+    }
+    if complete(ps, "kv_waiting"):
+        info["pearson_p99_vs_queued"] = across_runs(ps, "kv_waiting", "p99", stats.pearson).__dict__
+    criteria.append(
+        Criterion(
+            name="p99_growth",
+            statistic="p99 at the largest / smallest context",
+            value=growth.value,
+            ci=growth.ci,
+            threshold=None,
+            op="",
+            source="HYPOTHESES.md H2A: p99 growth explained by queue/compute (reported)",
+            status=SUPPORTED,
+            reasons=[],
+            unit="ratio",
+            rows=rows(used),
+            details=info,
+            role="info",
+        )
+    )
+    ctx.write_table("fig_p99_vs_context.csv", p99_vs_context(ctx, used))
+    return verdict(ctx, criteria, ctx.gates(used), used)
+
+
+def _knee_fetch(ps: PointStats, ctx: Context) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """Storage knee from G3 fetch time: shares per point and their replicates."""
+    fetch = [ctx.data.fetch.get(r, np.empty(0)) for r in ps.runs["run_id"]]
+    f95 = ps.res.percentiles(fetch, [0.95])[..., 0]
+    rep = ps.res.by_stratum(f95 / ps.slots("p95"))
+    est = ps.estimate("g3_fetch_share_p95")
+    return knee.storage_knee(list(est)), est, rep
+
+
+def _knee_fallback(ps: PointStats) -> tuple[int | None, np.ndarray, np.ndarray]:
+    """Storage knee without fetch latency: the p95 ratio to the first context decides."""
+    cols = ["read_iops", "idle_read_iops", "read_await_ms", "idle_read_await_ms"]
+    e = {c: per_point(ps, c)[0] for c in cols}
+    p95, p95_rep = per_point(ps, "p95")
+    k = knee.storage_knee_without_fetch(*(list(e[c]) for c in cols), list(p95))
+    return k, p95 / p95[0], p95_rep / p95_rep[:, :1]
+
+
+def storage_knee_criterion(ctx: Context, ps: PointStats) -> tuple[Criterion, int | None]:
+    name = "storage_knee"
+    labels = [lab[2] for lab in ps.labels]
+    fetch_known = complete(ps, "g3_fetch_p95_ms")
+    if fetch_known:
+        k, est, rep = _knee_fetch(ps, ctx)
+        threshold, src, what = T.STORAGE_KNEE_FETCH_SHARE, SRC_KNEE, "p95 G3 fetch / p95 TTFT"
+    elif complete(ps, "read_iops", "idle_read_iops", "read_await_ms", "idle_read_await_ms"):
+        k, est, rep = _knee_fallback(ps)
+        threshold, src = T.STORAGE_KNEE_BASELINE_FACTOR, SRC_KNEE_FALLBACK
+        what = "p95 TTFT / p95 TTFT at the smallest context"
+    else:
+        return Criterion.missing(
+            name, "storage knee", SRC_KNEE, "no_fetch_latency_nor_device_counters"
+        ), None
+    i = k if k is not None else int(np.nanargmax(est))
+    s = Stat.of(est[i], rep[:, i])
+    c = Criterion.judged(
+        name,
+        f"{what} at the knee" if k is not None else f"largest {what} (no knee)",
+        s.value,
+        s.ci,
+        threshold=threshold,
+        op=">=",
+        source=src,
+        supported=[(threshold, INF)],
+        refuted=[(-INF, threshold)],
+        unit="ratio",
+        rows=rows(ps.runs),
+        details={
+            "knee_point": None if k is None else labels[k],
+            "per_point": dict(zip(labels, est.tolist(), strict=True)),
+            "method": "fetch_latency" if fetch_known else "device_counters",
+        },
+    )
+    if k is None:
+        c.reasons.append("no_storage_knee_in_sweep")
+    return c, k
+
+
+def hit_share_criterion(ps: PointStats, at: tuple) -> Criterion:
+    name = "g3_hit_share_at_knee"
+    column = next((c for c in ("g3_hit_share", "kv_g3_hit_rate") if complete(ps, c)), None)
+    if column is None:
+        return Criterion.missing(
+            name,
+            "G3 share of reused tokens at the knee",
+            SRC_HIT,
+            "no_tier_hit_evidence",
+            threshold=T.H2B_G3_HIT_SHARE,
+            op=">=",
+        )
+    est, rep = per_point(ps, column)
+    i = ps.index(at)
+    s = Stat.of(est[i], rep[:, i])
+    return Criterion.judged(
+        name,
+        f"{column} at {at[2]}",
+        s.value,
+        s.ci,
+        threshold=T.H2B_G3_HIT_SHARE,
+        op=">=",
+        source=SRC_HIT,
+        supported=[(T.H2B_G3_HIT_SHARE, INF)],
+        refuted=[(-INF, T.H2B_G3_HIT_SHARE)],
+        unit="share",
+        rows=rows(ps.point_runs(at)),
+    )
+
+
+def await_criterion(ps: PointStats, at: tuple, k: int | None) -> Criterion:
+    name = "read_await_rises"
+    if not complete(ps, "read_await_ms", "idle_read_await_ms"):
+        return Criterion.missing(
+            name,
+            "read await at the knee vs before",
+            SRC_AWAIT,
+            "no_device_counters",
+            threshold=0.0,
+            op=">",
+        )
+    if k:  # compare with the smallest context
+        d = difference(ps, "read_await_ms", at, ps.labels[0])
+        what = f"read await at {at[2]} - at {ps.labels[0][2]}"
+    else:  # the knee is the first point (or none): compare with the idle baseline
+        (w, wr), (i, ir) = per_point(ps, "read_await_ms"), per_point(ps, "idle_read_await_ms")
+        j = ps.index(at)
+        d = Stat.of(w[j] - i[j], wr[:, j] - ir[:, j])
+        what = f"read await at {at[2]} - idle"
+    return Criterion.judged(
+        name,
+        what,
+        d.value,
+        d.ci,
+        threshold=0.0,
+        op=">",
+        source=SRC_AWAIT,
+        supported=[(0, INF)],
+        refuted=[(-INF, 0)],
+        unit="ms",
+        rows=rows(ps.runs),
+    )
+
+
+def tier_shares(ps: PointStats) -> pl.DataFrame:
+    cols = ["share_g1", "share_g2", "share_g3", "share_miss", "g3_hit_share"]
+    frame = {"point": [lab[2] for lab in ps.labels]}
+    frame[CTX] = per_point(ps, CTX)[0].tolist()
+    for c in cols:
+        frame[c] = per_point(ps, c)[0].tolist()
+    return pl.DataFrame(frame)
+
+
+def evaluate_b(ctx: Context) -> Verdict:
+    used, ps = _sweep(ctx)
+    knee_c, k = storage_knee_criterion(ctx, ps)
+    at = ps.labels[k] if k is not None else ps.labels[-1]
+    criteria = [knee_c, hit_share_criterion(ps, at), await_criterion(ps, at, k)]
+    beyond = ps.labels[(k if k is not None else len(ps.labels) - 1) :]
+    scope = used.filter(pl.col("point").is_in([lab[2] for lab in beyond]))
+    gates = [*ctx.gates(used), mechanism_gate(scope, "g3", f"runs at and beyond {at[2]}")]
+    ctx.write_table("fig_p99_vs_context.csv", p99_vs_context(ctx, used))
+    ctx.write_table("fig_tier_hit_shares.csv", tier_shares(ps))
+    stacks = {s: {"storage_knee": knee_c.details.get("knee_point")} for s in set(used["stack"])}
+    return verdict(ctx, criteria, gates, used, stacks=stacks)

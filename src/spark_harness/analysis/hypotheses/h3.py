@@ -1,0 +1,150 @@
+"""H3: OS memory counters explain A but not B; KV telemetry is needed for B.
+
+Analytical over H2A (stack A) and H2B (stack B). Rule (HYPOTHESES.md): correlation of
+p99 with OS counters vs with KV tier counters, per stack. Per run: p99, the OS memory
+pressure (idle minus window ``mem_available_bytes``) and a KV tier counter (A: G1 usage,
+its only tier; B: G3 onboards per second). Criteria: on A, Pearson r(p99, OS memory)
+has its CI above 0; on B, r(p99, KV) - r(p99, OS memory) has its CI above 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import stats
+from spark_harness.analysis.criteria import across_runs, complete, per_run
+from spark_harness.analysis.evidence import Context, PointStats, Stat, mechanism_gate, rows, verdict
+from spark_harness.analysis.verdict import INF, Criterion, Verdict
+
+SOURCE = "HYPOTHESES.md H3: correlation of p99 with OS counters vs with KV tier counters"
+OS = "os_mem_used_bytes"
+KV = {"A": "kv_g1_usage", "B": "g3_onboards_per_s"}
+
+
+def _with_predictors(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        (pl.col("idle_mem_available_bytes") - pl.col("mem_available_bytes")).alias(OS),
+        (pl.col("g3_onboard_blocks") / pl.col("window_s")).alias(KV["B"]),
+    )
+
+
+def _stack(ctx: Context, stack: str) -> tuple[pl.DataFrame, PointStats | None]:
+    used = _with_predictors(ctx.used(stack=stack)).sort("hyp", "point", "rep")
+    return used, (PointStats(ctx.data, used) if used.height else None)
+
+
+def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
+    name = "os_counters_explain_A"
+    if ps is None or not complete(ps, OS):
+        return Criterion.missing(
+            name,
+            "Pearson r(p99, OS memory used) on A",
+            SOURCE,
+            "no_os_memory_counters:A",
+            threshold=0.0,
+            op=">",
+        )
+    r = across_runs(ps, OS, "p99", stats.pearson)
+    return Criterion.judged(
+        name,
+        "Pearson r(p99, OS memory used) over A's runs",
+        r.value,
+        r.ci,
+        threshold=0.0,
+        op=">",
+        source=SOURCE,
+        supported=[(0, INF)],
+        refuted=[(-INF, 0)],
+        unit="r",
+        rows=rows(used),
+        details={"spearman": across_runs(ps, OS, "p99", stats.spearman).__dict__},
+    )
+
+
+def kv_beats_os_b(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
+    name = "kv_counters_explain_B_better"
+    if ps is None or not complete(ps, OS, KV["B"]):
+        return Criterion.missing(
+            name,
+            "r(p99, KV) - r(p99, OS) on B",
+            SOURCE,
+            "no_kv_or_os_counters:B",
+            threshold=0.0,
+            op=">",
+        )
+    (o0, ob), (k0, kb), (y0, yb) = per_run(ps, OS), per_run(ps, KV["B"]), per_run(ps, "p99")
+    d = Stat.of(
+        stats.pearson(k0, y0) - stats.pearson(o0, y0),
+        np.asarray(stats.pearson(kb, yb)) - np.asarray(stats.pearson(ob, yb)),
+    )
+    return Criterion.judged(
+        name,
+        "Pearson r(p99, G3 onboards/s) - r(p99, OS memory used) over B's runs",
+        d.value,
+        d.ci,
+        threshold=0.0,
+        op=">",
+        source=SOURCE,
+        supported=[(0, INF)],
+        refuted=[(-INF, 0)],
+        unit="r",
+        rows=rows(used),
+        details={
+            "r_kv": across_runs(ps, KV["B"], "p99", stats.pearson).__dict__,
+            "r_os": across_runs(ps, OS, "p99", stats.pearson).__dict__,
+        },
+    )
+
+
+def counters_table(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    cols = ["hyp", "stack", "point", "rep", "ttft_p99", OS, KV["A"], KV["B"]]
+    return pl.concat(
+        [f.select([c for c in cols if c in f.columns]) for f in frames], how="diagonal_relaxed"
+    )
+
+
+def evaluate(ctx: Context) -> Verdict:
+    (a, ps_a), (b, ps_b) = _stack(ctx, "A"), _stack(ctx, "B")
+    criteria = [os_explains_a(ps_a, a), kv_beats_os_b(ps_b, b)]
+    if ps_a is not None and complete(ps_a, KV["A"]):
+        r = across_runs(ps_a, KV["A"], "p99", stats.pearson)
+        criteria.append(
+            Criterion(
+                name="kv_counters_on_A",
+                statistic="Pearson r(p99, G1 usage) over A's runs",
+                value=r.value,
+                ci=r.ci,
+                threshold=None,
+                op="",
+                source=SOURCE,
+                status="supported",
+                reasons=[],
+                unit="r",
+                rows=rows(a),
+                role="info",
+            )
+        )
+    used = pl.concat([a, b], how="diagonal_relaxed")
+    gates = [*ctx.gates(used), mechanism_gate(b, "g3", "stack B runs (H2B)")]
+    ctx.write_table("fig_p99_vs_counters.csv", counters_table([a, b]))
+    t = ctx.summary.filter(pl.col("stack").is_in(["A", "B"]))
+    ctx.write_table(
+        "fig_p99_vs_context.csv",
+        t.select(
+            [
+                c
+                for c in (
+                    "hyp",
+                    "stack",
+                    "point",
+                    "workload.context_tokens",
+                    "ttft_p99_ms",
+                    "ttft_p99_ci_lo",
+                    "ttft_p99_ci_hi",
+                )
+                if c in t.columns
+            ]
+        ),
+    )
+    return verdict(ctx, criteria, gates, used)

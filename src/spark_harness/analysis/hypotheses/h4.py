@@ -1,0 +1,178 @@
+"""H4A and H4B: degraded NVMe QoS (fio contention profiles none / moderate / heavy).
+
+H4A (stack A), rule: p99 change < 10 % while device await rises. Criteria: the largest
+|p99(profile) / p99(none) - 1| has its CI below 10 %; read await under the heaviest
+profile exceeds that under none (CI). Gate: if await clearly did not rise, the
+perturbation did not bite and the verdict is invalid.
+
+H4B (stack B), rule: slope of p99 vs device read await (or G3 fetch p95) > 0 with CI
+excluding 0. Criterion: the OLS slope over runs (:func:`~..criteria.material_slope`).
+Mechanism gate: G3 offloads and onboards under every profile.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis.criteria import complete, difference, material_slope, per_point
+from spark_harness.analysis.evidence import (
+    Context,
+    PointStats,
+    Stat,
+    mechanism_gate,
+    rows,
+    verdict,
+)
+from spark_harness.analysis.verdict import INF, INVALID, Criterion, Gate, Verdict
+
+AXIS = "qos.profile"
+BASELINE = "none"
+SRC_A = "HYPOTHESES.md H4A: p99 change < 10 % while device await rises"
+SRC_B = "HYPOTHESES.md H4B: slope of p99 vs device read await > 0 with CI excluding 0"
+
+
+def _profiles(ctx: Context) -> tuple[pl.DataFrame, PointStats | None, list[tuple]]:
+    used = ctx.used(hyp=ctx.hyp)
+    if AXIS not in used.columns:
+        return used, None, []
+    order = ctx.axis_values(AXIS, used[AXIS].to_list())
+    used = (
+        used.with_columns(
+            pl.col(AXIS).replace_strict(order, list(range(len(order)))).alias("_order")
+        )
+        .sort("_order", "rep")
+        .drop("_order")
+    )
+    ps = PointStats(ctx.data, used)
+    return used, ps, ps.labels
+
+
+def figure_table(ctx: Context, used: pl.DataFrame) -> pl.DataFrame:
+    cols = [
+        "hyp",
+        "stack",
+        "point",
+        "rep",
+        AXIS,
+        "read_await_ms",
+        "idle_read_await_ms",
+        "g3_fetch_p95_ms",
+        "ttft_p50",
+        "ttft_p95",
+        "ttft_p99",
+        "iowait_pct",
+    ]
+    return used.select([c for c in cols if c in used.columns])
+
+
+def evaluate_a(ctx: Context) -> Verdict:
+    used, ps, labels = _profiles(ctx)
+    gates = ctx.gates(used)
+    profile = {ps.point_runs(lab)[AXIS][0]: lab for lab in labels} if ps else {}
+    if ps is None or BASELINE not in profile or len(profile) < 2:
+        c = Criterion.missing("p99_change", "p99 change vs none", SRC_A, "no_baseline_profile")
+        return verdict(ctx, [c], gates, used)
+    base = profile[BASELINE]
+    others = [lab for name, lab in profile.items() if name != BASELINE]
+    est, rep = per_point(ps, "p99")
+    b = ps.index(base)
+    idx = [ps.index(lab) for lab in others]
+    change = np.abs(est[idx] / est[b] - 1)
+    change_rep = np.abs(rep[:, idx] / rep[:, [b]] - 1)
+    s = Stat.of(change.max(), change_rep.max(axis=1))
+    criteria = [
+        Criterion.judged(
+            "p99_change",
+            "max over profiles of |p99 / p99(none) - 1|",
+            s.value,
+            s.ci,
+            threshold=T.H4A_P99_CHANGE,
+            op="<",
+            source=SRC_A,
+            supported=[(-INF, T.H4A_P99_CHANGE)],
+            refuted=[(T.H4A_P99_CHANGE, INF)],
+            unit="share",
+            rows=rows(used),
+            details={
+                "per_profile": dict(zip([lab[2] for lab in others], change.tolist(), strict=True))
+            },
+        )
+    ]
+    if complete(ps, "read_await_ms"):
+        d = difference(ps, "read_await_ms", others[-1], base)
+        criteria.append(
+            Criterion.judged(
+                "read_await_rises",
+                f"read await under {others[-1][2]} - under none",
+                d.value,
+                d.ci,
+                threshold=0.0,
+                op=">",
+                source=SRC_A,
+                supported=[(0, INF)],
+                refuted=[(-INF, 0)],
+                unit="ms",
+                rows=rows(used),
+            )
+        )
+        # the perturbation bit unless its await rise is surely below a material share
+        floor = T.MATERIAL_P99_CHANGE * float(per_point(ps, "read_await_ms")[0][b])
+        bit = d.ci is None or d.ci[1] > floor
+        gates.append(
+            Gate(
+                "perturbation",
+                bit,
+                INVALID,
+                value=d.value,
+                threshold=floor,
+                reasons=[] if bit else ["perturbation_no_await_rise"],
+                details={"profile": others[-1][2]},
+            )
+        )
+    else:
+        criteria.append(
+            Criterion.missing(
+                "read_await_rises",
+                "read await heavy - none",
+                SRC_A,
+                "no_device_counters",
+                threshold=0.0,
+                op=">",
+            )
+        )
+    ctx.write_table("fig_p99_vs_read_await.csv", figure_table(ctx, used))
+    return verdict(ctx, criteria, gates, used)
+
+
+def evaluate_b(ctx: Context) -> Verdict:
+    used, ps, _ = _profiles(ctx)
+    gates = ctx.gates(used)
+    if ps is None:
+        c = Criterion.missing("slope_p99_vs_read_await", "slope", SRC_B, "no_qos_axis")
+        return verdict(ctx, [c], gates, used)
+    x = next((c for c in ("read_await_ms", "g3_fetch_p95_ms") if complete(ps, c)), None)
+    if x is None:
+        criteria = [
+            Criterion.missing(
+                "slope_p99_vs_read_await",
+                "slope of p99 on read await",
+                SRC_B,
+                "no_read_await_nor_fetch_latency",
+                threshold=0.0,
+            )
+        ]
+    else:
+        criteria = [material_slope(f"slope_p99_vs_{x}", ps, x, "p99", SRC_B, "ms/ms", rows(used))]
+    gates.append(mechanism_gate(used, "g3", "every profile"))
+    missing = [
+        lab[2]
+        for lab in ps.labels
+        if not (ps.point_runs(lab)["g3_onboard_blocks"].fill_null(0) > 0).all()
+    ]
+    if missing:
+        gates[-1].passed = False
+        gates[-1].reasons.append("no_g3_onboards_under:" + ",".join(missing))
+    ctx.write_table("fig_p99_vs_read_await.csv", figure_table(ctx, used))
+    return verdict(ctx, criteria, gates, used)

@@ -1,0 +1,166 @@
+"""H9: re-hydrating session KV from NVMe beats recomputing it (modes B0, B1, B2).
+
+Rule (HYPOTHESES.md): replay TTFT per mode, paired repetitions (AB/BA order), mean
+difference with 95 % CI; mechanism gate: B2 must show disk onboards, B1 must show none.
+
+The analysed window is the replay phase. Per run: the mean replay TTFT. Repetition r
+of all modes forms a pair (run one after another, in listed order on even r and reversed
+on odd r). The effect is the mean over orders of the per-order mean difference B2 - B0
+(balanced against order); its CI resamples pairs within each order and requests within
+each run. Supported when the CI lies below 0. The order effect (half the difference of
+the two orders' means) with a CI excluding 0 makes the verdict inconclusive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis.evidence import Context, Stat, mechanism_gate, rows, verdict
+from spark_harness.analysis.stats import Resampler
+from spark_harness.analysis.verdict import INCONCLUSIVE, INF, Criterion, Gate, Verdict
+
+SOURCE = "HYPOTHESES.md H9: replay TTFT per mode, paired repetitions, mean difference, 95 % CI"
+MODES = ("B0", "B1", "B2")  # no offload, host tier only, host + disk
+
+
+def _modes(ctx: Context, used: pl.DataFrame) -> dict[str, str]:
+    """Mode -> stack name: by name where the stacks are called B0/B1/B2, else by order."""
+    stacks = [s for s in ctx.config.get("stacks", []) if s in set(used["stack"])]
+    stacks = stacks or sorted(set(used["stack"]))
+    if set(MODES) <= set(stacks):
+        return {m: m for m in MODES}
+    return dict(zip(MODES, stacks, strict=False))
+
+
+class Pairs:
+    """Complete repetitions (every mode present), resampled as pairs within each order."""
+
+    def __init__(self, ctx: Context, used: pl.DataFrame, modes: dict[str, str]):
+        self.modes = modes
+        by_rep = used.group_by("rep").agg(pl.col("stack").n_unique().alias("n"))
+        self.reps = sorted(by_rep.filter(pl.col("n") == len(modes))["rep"].to_list())
+        self.order = ["listed" if r % 2 == 0 else "reversed" for r in self.reps]
+        self.res = Resampler(self.order)
+        self.run = {
+            (st, rep): rid for st, rep, rid in used.select("stack", "rep", "run_id").iter_rows()
+        }
+        self.means: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for m, st in modes.items():
+            samples = [ctx.data.ttft[self.run[(st, r)]] for r in self.reps]
+            est = np.array([s.mean() for s in samples])
+            self.means[m] = (est, self.res.means(samples))
+
+    def difference(self, a: str, b: str) -> tuple[Stat, Stat]:
+        """Balanced mean difference a - b and the order effect, with CIs."""
+        (ea, ra), (eb, rb) = self.means[a], self.means[b]
+        d0, db = ea - eb, ra - rb
+        orders = sorted(set(self.order))
+        o = np.array(self.order)
+        slot_order = np.array(self.res.labels)[self.res.slot_stratum]
+        per0 = [d0[o == k].mean() for k in orders]
+        perb = [db[:, slot_order == k].mean(axis=1) for k in orders]
+        effect = Stat.of(np.mean(per0), np.mean(perb, axis=0))
+        if len(orders) < 2:
+            return effect, Stat(None, None)
+        return effect, Stat.of((per0[0] - per0[1]) / 2, (perb[0] - perb[1]) / 2)
+
+
+def _mechanism(used: pl.DataFrame, modes: dict[str, str]) -> Gate:
+    g = mechanism_gate(used.filter(pl.col("stack") == modes["B2"]), "g3", "B2 runs")
+    g.reasons = [r.replace("no_g3_onboards", "b2_no_disk_onboards") for r in g.reasons]
+    b2 = used.filter(pl.col("stack") == modes["B2"])["g3_onboard_blocks"].fill_null(0)
+    if (b2 <= 0).any() and "b2_no_disk_onboards" not in g.reasons and b2.len():
+        g.passed, g.reasons = False, [*g.reasons, "b2_no_disk_onboards_in_some_runs"]
+    b1 = used.filter(pl.col("stack") == modes.get("B1", ""))["g3_onboard_blocks"]
+    if b1.len() and b1.fill_null(0).gt(0).any():
+        g.passed, g.reasons = False, [*g.reasons, "b1_disk_onboards"]
+    g.details["b1_disk_onboard_blocks"] = float(b1.fill_null(0).sum()) if b1.len() else None
+    return g
+
+
+def evaluate(ctx: Context) -> Verdict:
+    used = ctx.used(hyp=ctx.hyp).sort("stack", "rep")
+    modes = _modes(ctx, used)
+    gates = ctx.gates(used)
+    if len(modes) < 3:
+        c = Criterion.missing(
+            "replay_ttft_b2_minus_b0", "mean replay TTFT B2 - B0", SOURCE, "modes_missing"
+        )
+        return verdict(ctx, [c], gates, used)
+    pairs = Pairs(ctx, used, modes)
+    gates.append(
+        Gate(
+            "pairs",
+            len(pairs.reps) >= T.MIN_REPETITIONS,
+            INCONCLUSIVE,
+            value=len(pairs.reps),
+            threshold=T.MIN_REPETITIONS,
+            reasons=[] if len(pairs.reps) >= T.MIN_REPETITIONS else ["too_few_paired_repetitions"],
+        )
+    )
+    gates.append(_mechanism(used, modes))
+    criteria: list[Criterion] = []
+    order_effect: dict[str, Any] = {}
+    for a, b, role in (("B2", "B0", "rule"), ("B2", "B1", "info"), ("B1", "B0", "info")):
+        eff, order = pairs.difference(a, b) if pairs.reps else (Stat(None, None),) * 2
+        name = f"replay_ttft_{a.lower()}_minus_{b.lower()}"
+        c = Criterion.judged(
+            name,
+            f"mean replay TTFT {a} - {b}, balanced over AB/BA orders",
+            eff.value,
+            eff.ci,
+            threshold=0.0,
+            op="<",
+            source=SOURCE,
+            supported=[(-INF, 0)],
+            refuted=[(0, INF)],
+            unit="ms",
+            rows=rows(used.filter(pl.col("stack").is_in([modes[a], modes[b]]))),
+            details={"order_effect": order.__dict__, "pairs": pairs.reps},
+            role=role,
+        )
+        criteria.append(c)
+        order_effect[name] = order
+    main = order_effect["replay_ttft_b2_minus_b0"]
+    if main.ci is None:
+        gates.append(
+            Gate(
+                "order_effect", None, INCONCLUSIVE, details={"note": "needs both AB and BA orders"}
+            )
+        )
+    else:
+        clean = main.ci[0] <= 0 <= main.ci[1]
+        gates.append(
+            Gate(
+                "order_effect",
+                clean,
+                INCONCLUSIVE,
+                value=main.value,
+                threshold=0.0,
+                reasons=[] if clean else ["order_effect"],
+                details={"ci": main.ci},
+            )
+        )
+    table = [
+        {
+            "mode": m,
+            "stack": st,
+            "mean_replay_ttft_ms": float(pairs.means[m][0].mean()) if pairs.reps else None,
+        }
+        for m, st in modes.items()
+    ]
+    for row in table:
+        boot = pairs.res.by_stratum(pairs.means[row["mode"]][1]) if pairs.reps else None
+        ci = None if boot is None else Stat.of(0.0, boot.mean(axis=1)).ci
+        row["ci_lo"], row["ci_hi"] = ci or (None, None)
+    ctx.write_table("fig_replay_ttft_by_mode.csv", pl.DataFrame(table, infer_schema_length=None))
+    pair_rows = [
+        {"rep": r, "order": o, **{m: float(pairs.means[m][0][i]) for m in modes}}
+        for i, (r, o) in enumerate(zip(pairs.reps, pairs.order, strict=True))
+    ]
+    ctx.write_table("fig_replay_pairs.csv", pl.DataFrame(pair_rows, infer_schema_length=None))
+    return verdict(ctx, criteria, gates, used, stacks={m: {"stack": s} for m, s in modes.items()})

@@ -1,0 +1,95 @@
+"""Knees of a sweep, exactly as HYPOTHESES.md defines them (pure functions of steps).
+
+Each function takes the sweep's steps in sweep order (only steps that have data) and
+returns the index of the step it finds, or None.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from spark_harness.analysis import thresholds as T
+
+
+def _over(x: float, limit: float) -> bool:
+    return not math.isnan(x) and x > limit
+
+
+def queue_knee(p99_over_p50: Sequence[float]) -> int | None:
+    """U_work knee: first step with p99 > 2 × p50 whose next step also satisfies it."""
+    r = list(p99_over_p50)
+    for i in range(len(r) - 1):
+        if _over(r[i], T.KNEE_P99_OVER_P50) and _over(r[i + 1], T.KNEE_P99_OVER_P50):
+            return i
+    return None
+
+
+def u_work(users: Sequence[int], p99_over_p50: Sequence[float]) -> tuple[int, int | None, str]:
+    """(U_work, knee users or None, reason) for a concurrency sweep.
+
+    U_work is the step below the knee; with no knee, the largest step ("the verdict says
+    so"); with the knee at the first step there is no step below it, so U_work is that
+    first step and the reason says so.
+    """
+    if not users:
+        raise ValueError("u_work: the sweep has no step with data")
+    k = queue_knee(p99_over_p50)
+    if k is None:
+        last = p99_over_p50[-1] if p99_over_p50 else math.nan
+        why = "no_knee_in_sweep"
+        if _over(last, T.KNEE_P99_OVER_P50):
+            why += ":last_step_over_ratio_unconfirmed"
+        return int(users[-1]), None, why
+    if k == 0:
+        return int(users[0]), int(users[0]), "knee_at_first_step"
+    return int(users[k - 1]), int(users[k]), "knee_found"
+
+
+def collapse(
+    offered: Sequence[float],
+    p99_ms: Sequence[float],
+    error_share: Sequence[float],
+    throughput: Sequence[float],
+) -> tuple[int | None, str]:
+    """Collapse point: p99 > 1000 ms, throughput falls while offered load rises, or
+    errors/rejections > 1 %. Returns (index, which condition) or (None, "")."""
+    for i in range(len(offered)):
+        if _over(p99_ms[i], T.COLLAPSE_P99_MS):
+            return i, "p99_over_1000ms"
+        if _over(error_share[i], T.COLLAPSE_ERROR_SHARE):
+            return i, "errors_over_1pct"
+        if i > 0 and offered[i] > offered[i - 1]:
+            prev, cur = throughput[i - 1], throughput[i]
+            if not math.isnan(prev) and cur < prev * (1 - T.THROUGHPUT_FALL):
+                return i, "throughput_falls"
+    return None, ""
+
+
+def storage_knee(fetch_share_p95: Sequence[float]) -> int | None:
+    """Storage knee: first step where G3 fetch time is ≥ 50 % of TTFT at p95."""
+    for i, s in enumerate(fetch_share_p95):
+        if not math.isnan(s) and s >= T.STORAGE_KNEE_FETCH_SHARE:
+            return i
+    return None
+
+
+def storage_knee_without_fetch(
+    reads: Sequence[float],
+    idle_reads: Sequence[float],
+    read_await: Sequence[float],
+    idle_await: Sequence[float],
+    ttft_p95: Sequence[float],
+) -> int | None:
+    """Storage knee where the server gives no fetch latency: device reads and read await
+    both above 1.5 × idle, and p95 TTFT above 1.5 × its baseline (the first step)."""
+    f = T.STORAGE_KNEE_BASELINE_FACTOR
+    base = ttft_p95[0] if ttft_p95 else math.nan
+    for i in range(len(reads)):
+        if (
+            _over(reads[i], f * idle_reads[i])
+            and _over(read_await[i], f * idle_await[i])
+            and _over(ttft_p95[i], f * base)
+        ):
+            return i
+    return None

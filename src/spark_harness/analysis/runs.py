@@ -1,0 +1,228 @@
+"""Ingested tables -> one row of evidence per run (point and repetition).
+
+Every evaluator reads the same :class:`Runs`: the points table of its sources (failed
+attempts included, so they can be reported), and for every usable run its request
+statistics over the analysed window (TTFT percentiles, errors, throughput, G3 fetch
+time), telemetry means over the window and the idle baseline, and counter increases
+over the window. A value is null when its source field was never recorded: missing
+evidence stays visibly missing, it never becomes a zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from spark_harness.analysis.stats import percentile
+from spark_harness.ingest import POINTS, REQUESTS, TELEMETRY
+
+#: Run-level percentiles of TTFT kept as columns.
+QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+
+#: Telemetry gauges and rates averaged over the window (and the idle baseline):
+#: column in runs -> canonical/derived telemetry field.
+GAUGES = {
+    "iowait_pct": "cpu_iowait_pct",
+    "read_await_ms": "io_r_await_ms",
+    "read_iops": "io_r_s",
+    "read_kbps": "io_rkb_s",
+    "mem_available_bytes": "mem_available_bytes",
+    "pgmajfault_per_s": "pgmajfault_per_s",
+    "swap_used_bytes": "swap_used_bytes",
+    "kv_g1_usage": "kv_g1_usage",
+    "kv_waiting": "kv_waiting",
+    "kv_g3_hit_rate": "kv_g3_hit_rate",
+}
+
+#: Counter increases over the window: column in runs -> canonical counter.
+COUNTER_DELTAS = {
+    "g3_onboard_blocks": "kv_onboard_blocks_g3",
+    "g2_onboard_blocks": "kv_onboard_blocks_g2",
+    "offload_g1_g2_blocks": "kv_offload_blocks_g1_g2",
+    "offload_g2_g3_blocks": "kv_offload_blocks_g2_g3",
+    "offload_g1_g3_blocks": "kv_offload_blocks_g1_g3",
+    "g3_fetch_seconds_sum": "kv_g3_fetch_seconds_sum",
+    "g3_fetch_count": "kv_g3_fetch_seconds_count",
+    "prefix_hit_tokens": "kv_prefix_hits_tokens",
+    "server_read_bytes": "server_read_bytes",
+}
+
+RUN_KEYS = ["hyp", "stack", "point", "rep"]
+
+
+@dataclass
+class Runs:
+    """The evidence of one hypothesis's sources, per run."""
+
+    points: pl.DataFrame  # every run directory ingested, failed attempts included
+    runs: pl.DataFrame  # usable runs (not excluded), one row each, metrics as columns
+    ttft: dict[str, np.ndarray]  # run_id -> sorted TTFT (ms) of ok window requests
+    fetch: dict[str, np.ndarray]  # run_id -> sorted G3 fetch time (ms), where reported
+
+    def axis_columns(self) -> list[str]:
+        """Sweep axis columns (dotted keys) present in the points table."""
+        return [c for c in self.points.columns if "." in c]
+
+
+def _scan(sources: Mapping[tuple[str, str], Path], name: str) -> pl.LazyFrame:
+    frames = []
+    for (hyp, stack), d in sources.items():
+        path = Path(d) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: ingested table missing for {hyp}/{stack}")
+        frames.append(pl.scan_parquet(path))
+    return pl.concat(frames, how="diagonal_relaxed")
+
+
+def _present_sum(col: str) -> pl.Expr:
+    """Sum that stays null when the field was never recorded (a plain sum would be 0)."""
+    return pl.when(pl.col(col).count() > 0).then(pl.col(col).sum())
+
+
+def _at(field: str, instant: str) -> pl.Expr:
+    """A cumulative counter's value at an instant, interpolated between the samples
+    around it (order-free: joins and group-bys need not keep the time order)."""
+    t = pl.col(instant).first()
+    ok = pl.col(field).is_not_null()
+    before, after = ok & (pl.col("t_ns") <= t), ok & (pl.col("t_ns") >= t)
+    tb, ta = pl.col("t_ns").filter(before).max(), pl.col("t_ns").filter(after).min()
+    vb = pl.col(field).filter(before & (pl.col("t_ns") == tb)).first()
+    va = pl.col(field).filter(after & (pl.col("t_ns") == ta)).first()
+    frac = (t - tb).cast(pl.Float64) / (ta - tb).cast(pl.Float64)
+    return (
+        pl.when(tb.is_null())
+        .then(va)
+        .when(ta.is_null() | (ta == tb))
+        .then(vb)
+        .otherwise(vb + (va - vb) * frac)
+    )
+
+
+def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
+    cols = set(tel.collect_schema().names())
+    win = points.select("run_id", "window_phase", "window_start_ns", "window_end_ns")
+    tel = tel.join(win.lazy(), on="run_id", how="inner")
+    in_window = pl.col("phase") == pl.col("window_phase")
+    idle = pl.col("phase") == "idle"
+
+    def mean(field: str, where: pl.Expr) -> pl.Expr:
+        return pl.col(field).filter(where).mean() if field in cols else pl.lit(None, pl.Float64)
+
+    def delta(field: str) -> pl.Expr:
+        """Increase of a counter over the window: its value at the end minus at the start."""
+        if field not in cols:
+            return pl.lit(None, pl.Float64)
+        return _at(field, "window_end_ns") - _at(field, "window_start_ns")
+
+    read_bytes = (
+        (pl.col("io_rkb_s") * 1024 * pl.col("dt_s")).filter(in_window).sum()
+        if {"io_rkb_s", "dt_s"} <= cols
+        else pl.lit(None, pl.Float64)
+    )
+    aggs = [
+        *[mean(f, in_window).alias(k) for k, f in GAUGES.items()],
+        *[mean(f, idle).alias(f"idle_{k}") for k, f in GAUGES.items()],
+        *[delta(f).alias(k) for k, f in COUNTER_DELTAS.items()],
+        read_bytes.alias("read_bytes"),
+        pl.col("t_ns").filter(in_window).count().alias("n_window_samples"),
+    ]
+    return tel.group_by("run_id").agg(aggs).collect()
+
+
+def _split(frame: pl.DataFrame, value: str) -> dict[str, np.ndarray]:
+    """run_id -> numpy array of ``value``, for a frame sorted by run_id."""
+    if frame.height == 0:
+        return {}
+    ids = frame["run_id"].to_numpy()
+    vals = frame[value].to_numpy().astype(float)
+    cuts = np.flatnonzero(ids[1:] != ids[:-1]) + 1
+    starts = np.concatenate([[0], cuts])
+    return {str(ids[s]): part for s, part in zip(starts, np.split(vals, cuts), strict=True)}
+
+
+def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
+    """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir)."""
+    points = _scan(sources, POINTS).collect()
+    usable = points.filter(~pl.col("excluded"))
+    req = _scan(sources, REQUESTS).join(usable.lazy().select("run_id"), on="run_id")
+    win = req.filter(pl.col("in_window"))
+    ok_ttft = (
+        win.filter(pl.col("ok") & pl.col("ttft_ms").is_not_null())
+        .select("run_id", "ttft_ms")
+        .sort("run_id", "ttft_ms")
+        .collect()
+    )
+    ttft = _split(ok_ttft, "ttft_ms")
+    # a server that reports G3 fetch time for some requests fetched nothing for the
+    # others: within such a source a null fetch time is 0; elsewhere it stays unknown
+    reports = pl.col("kv_g3_fetch_ms").is_not_null().any().over("hyp", "stack")
+    fetch_frame = (
+        win.filter(pl.col("ok") & pl.col("ttft_ms").is_not_null())
+        .filter(reports)
+        .select("run_id", pl.col("kv_g3_fetch_ms").fill_null(0.0))
+        .sort("run_id", "kv_g3_fetch_ms")
+        .collect()
+    )
+    fetch = _split(fetch_frame, "kv_g3_fetch_ms")
+    req_aggs = win.group_by("run_id").agg(
+        _present_sum("cached_tokens").alias("cached_tokens"),
+        _present_sum("prompt_tokens").alias("prompt_tokens"),
+        pl.col("ttft_ms").filter(pl.col("ok")).mean().alias("ttft_mean"),
+    )
+    session = (
+        req.filter(pl.col("session_id").is_not_null())
+        .group_by("run_id", "session_id")
+        .agg((pl.col("prompt_tokens") + pl.col("completion_tokens")).max().alias("ctx"))
+        .group_by("run_id")
+        .agg(
+            pl.col("ctx").sum().alias("working_set_tokens"),
+            pl.len().alias("n_sessions"),
+        )
+    )
+    per_req = req_aggs.join(session, on="run_id", how="left").collect()
+    tel = _telemetry(_scan(sources, TELEMETRY), usable)
+    window_s = (pl.col("window_end_ns") - pl.col("window_start_ns")) / 1e9
+    runs = (
+        usable.with_columns(window_s.alias("window_s"))
+        .join(per_req, on="run_id", how="left")
+        .join(tel, on="run_id", how="left")
+        .with_columns((pl.col("n_window_ok") / pl.col("window_s")).alias("throughput_rps"))
+    )
+    pct = {
+        f"ttft_{k}": [percentile(ttft.get(r, np.empty(0)), q) for r in runs["run_id"]]
+        for k, q in QUANTILES.items()
+    }
+    fetch_p95 = [percentile(fetch[r], 0.95) if r in fetch else None for r in runs["run_id"]]
+    runs = runs.with_columns(
+        *[pl.Series(k, v, dtype=pl.Float64) for k, v in pct.items()],
+        pl.Series("g3_fetch_p95_ms", fetch_p95, dtype=pl.Float64),
+    ).with_columns(
+        (pl.col("g3_fetch_p95_ms") / pl.col("ttft_p95")).alias("g3_fetch_share_p95"),
+        (pl.col("outcome") == "marked").alias("marked"),
+    )
+    return Runs(points=points, runs=runs.sort(RUN_KEYS), ttft=ttft, fetch=fetch)
+
+
+def with_tier_shares(runs: pl.DataFrame) -> pl.DataFrame:
+    """Add where each run's prompt tokens were served from (null where not recorded).
+
+    Reused tokens are the server's ``cached_tokens``, and at least the tokens onboarded
+    from G2/G3 (servers differ in whether they count those as cached): ``g3_hit_share``
+    is G3's share of the reused tokens; ``share_g1/g2/g3/miss`` split all prompt tokens.
+    """
+    bt = pl.col("block_tokens").cast(pl.Float64)
+    g3 = pl.col("g3_onboard_blocks") * bt
+    g2 = pl.col("g2_onboard_blocks").fill_null(0) * bt
+    hits = pl.max_horizontal(pl.col("cached_tokens").cast(pl.Float64), g2 + g3)
+    prompt = pl.col("prompt_tokens").cast(pl.Float64)
+    return runs.with_columns(
+        pl.when(hits > 0).then(g3 / hits).otherwise(0.0).alias("g3_hit_share"),
+        ((hits - g2 - g3) / prompt).alias("share_g1"),
+        (g2 / prompt).alias("share_g2"),
+        (g3 / prompt).alias("share_g3"),
+        (1 - hits / prompt).alias("share_miss"),
+    )

@@ -1,0 +1,67 @@
+"""Every threshold a verdict applies, named, with where its number comes from.
+
+Numbers quoted from ``HYPOTHESES.md`` are marked so; the others are this project's
+choices where ``HYPOTHESES.md`` states a rule without a number (docs/ANALYSIS.md gives
+the reasoning for each).
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- definitions
+#: HYPOTHESES.md, U_work: "the knee is the first step where p99 TTFT > 2 × p50 TTFT and
+#: the next step also satisfies it; U_work is the step below the knee".
+KNEE_P99_OVER_P50 = 2.0
+#: HYPOTHESES.md, collapse point: "p99 TTFT > 1000 ms".
+COLLAPSE_P99_MS = 1000.0
+#: HYPOTHESES.md, collapse point: "errors/rejections exceed 1 %".
+COLLAPSE_ERROR_SHARE = 0.01
+#: HYPOTHESES.md, storage knee: "G3 fetch time reaches ≥ 50 % of TTFT at p95".
+STORAGE_KNEE_FETCH_SHARE = 0.5
+#: HYPOTHESES.md, storage knee without fetch latency: "G3 reads and device read await both
+#: exceed 1.5 × their idle baseline and p95 TTFT exceeds 1.5 × its baseline".
+STORAGE_KNEE_BASELINE_FACTOR = 1.5
+
+# ---------------------------------------------------------------------- rules
+#: HYPOTHESES.md H0: "below the knee B's p50 TTFT is within ±5 % of A's".
+H0_P50_PARITY = 0.05
+#: HYPOTHESES.md H2A: "device reads within 10 % of idle".
+H2A_READS_OVER_IDLE = 0.10
+#: HYPOTHESES.md H2B: "G3 hit share ≥ 20 % at the knee".
+H2B_G3_HIT_SHARE = 0.20
+#: HYPOTHESES.md H4A: "p99 change < 10 %".
+H4A_P99_CHANGE = 0.10
+
+# -------------------------------------------------------------- quality gates
+#: HYPOTHESES.md: "≥ 95 % of load-window requests have telemetry samples within one
+#: cadence interval".
+ALIGNMENT_SHARE = 0.95
+#: HYPOTHESES.md: "Coefficient of variation of p99 across repetitions < 10 % (else
+#: inconclusive)".
+COV_P99_MAX = 0.10
+#: HYPOTHESES.md: "a point with > 1 % errors is marked".
+MARK_ERROR_SHARE = 0.01
+#: Fewest repetitions per point: the CoV gate and any spread between repetitions need two.
+MIN_REPETITIONS = 2
+
+# ----------------------------------------- this project's choices (ANALYSIS.md)
+#: Collapse by throughput: a fall larger than this share counts ("throughput falls while
+#: offered load rises"); smaller changes are the noise of a closed loop at saturation.
+THROUGHPUT_FALL = 0.05
+#: H2A: device read rates below this (kB/s) count as idle, so an idle baseline of zero
+#: does not turn a few stray reads into an infinite relative increase.
+IDLE_READ_FLOOR_KBPS = 64.0
+#: H3/H8A: |Pearson r| below this is "near 0" (conventionally "weak" below 0.3).
+NEAR_ZERO_R = 0.3
+#: H8A/H8B: iowait is "flat" when the change it shows across the observed p99 range is
+#: within this many percentage points of CPU time (a fifth of one core on a 20-core GB10).
+FLAT_IOWAIT_PP = 1.0
+#: H4B/H5/H6: an effect on p99 smaller than this share of its baseline is not material
+#: (the same 10 % that H4A calls "barely moves").
+MATERIAL_P99_CHANGE = H4A_P99_CHANGE
+#: H7: telemetry "predicts" device reads when observed/predicted bytes lie within this
+#: band (read-ahead, alignment and metadata make exact equality impossible)...
+H7_RATIO_BAND = (0.5, 2.0)
+#: ... and predicted bytes explain at least this share of the variance across runs.
+H7_MIN_R2 = 0.8
+#: H8B: correlations need at least this many runs with NVMe engaged.
+MIN_ENGAGED_RUNS = 3

@@ -1,0 +1,78 @@
+"""H0: the U_work knee and B-vs-A p50 parity, on planted sweeps."""
+
+from spark_harness.analysis.synthetic import World
+
+SWEEP = {"sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16, 32, 64]}]}
+
+
+def test_knee_planted_at_32_gives_u_work_16(verdict_of, criterion):
+    v = verdict_of("H0", World(knee_users=32), **SWEEP)
+    assert v["status"] == "supported"
+    for stack in ("A", "B"):
+        assert v["stacks"][stack]["u_work"] == 16
+        assert v["stacks"][stack]["knee"] == 32
+        knee = criterion(v, f"knee_{stack}")
+        assert knee["status"] == "supported" and knee["ci"][0] > 2
+    parity = criterion(v, "p50_parity_B_vs_A")
+    assert parity["status"] == "supported"
+    assert parity["details"]["steps"] == [1, 2, 4, 8, 16]
+
+
+def test_no_knee_in_sweep_is_inconclusive_and_u_work_is_the_largest_step(verdict_of, criterion):
+    v = verdict_of("H0", World(knee_users=10**6), **SWEEP)
+    assert v["status"] == "inconclusive"
+    assert v["stacks"]["A"]["u_work"] == 64
+    assert v["stacks"]["A"]["knee_found"] is False
+    assert "no_knee_in_sweep:A" in v["reasons"]
+
+
+def test_dynamo_overhead_of_15_percent_refutes_parity(verdict_of, criterion):
+    v = verdict_of("H0", World(knee_users=32, b_overhead=0.15), **SWEEP)
+    assert criterion(v, "p50_parity_B_vs_A")["status"] == "not supported"
+    assert v["status"] == "not supported"
+
+
+def test_failed_point_is_reported_not_dropped(verdict_of):
+    lost = frozenset({("H0", "A", "users-4", 0), ("H0", "A", "users-4", 1)})
+    v = verdict_of("H0", World(knee_users=32, fail=lost), **SWEEP)
+    failed = {(r["stack"], r["point"], r["rep"]) for r in v["failed_runs"]}
+    assert failed == {("A", "users-4", 0), ("A", "users-4", 1)}
+    assert all(
+        not r["used"] and r["excluded_reason"].startswith("run_failed") for r in v["failed_runs"]
+    )
+    assert v["stacks"]["A"]["failed_points"] == ["users-4"]
+    assert "failed_runs_excluded" in v["reasons"]
+    assert "point_without_usable_runs" in v["reasons"]
+    assert v["status"] == "inconclusive"  # a point without data: too few repetitions
+
+
+def test_retried_point_counts_once_and_its_failed_attempt_is_listed(verdict_of):
+    retried = frozenset({("H0", "B", "users-8", 1)})
+    v = verdict_of("H0", World(knee_users=32, retry=retried), **SWEEP)
+    assert v["status"] == "supported"  # the rerun completed the point
+    assert [(r["stack"], r["point"], r["rep"]) for r in v["failed_runs"]] == [("B", "users-8", 1)]
+    assert "failed_runs_excluded" in v["reasons"]
+
+
+def test_single_repetition_is_inconclusive(verdict_of):
+    v = verdict_of("H0", World(knee_users=32), repetitions=1, **SWEEP)
+    assert v["status"] == "inconclusive"
+    assert "too_few_repetitions" in v["reasons"]
+
+
+def test_stack_without_any_usable_run(verdict_of, criterion):
+    lost = frozenset(("H0", "B", f"users-{u}", r) for u in (1, 2, 4, 8, 16) for r in (0, 1))
+    v = verdict_of("H0", World(fail=lost))
+    assert criterion(v, "knee_B")["reasons"] == ["no_usable_runs:B"]
+    assert v["status"] == "inconclusive"
+    assert len(v["failed_runs"]) == 10
+
+
+def test_every_run_failed_is_invalid_and_reported(verdict_of):
+    lost = frozenset(
+        ("H0", s, f"users-{u}", r) for s in "AB" for u in (1, 2, 4, 8, 16) for r in (0, 1)
+    )
+    v = verdict_of("H0", World(fail=lost))
+    assert v["status"] == "invalid"
+    assert "no_usable_runs" in v["reasons"] and "failed_runs_excluded" in v["reasons"]
+    assert len(v["failed_runs"]) == 20

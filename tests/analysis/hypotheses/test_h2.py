@@ -1,0 +1,58 @@
+"""H2A (no KV storage traffic on A) and H2B (a storage knee on B), on planted sweeps."""
+
+from spark_harness.analysis.synthetic import World
+
+CTX = {
+    "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]}]
+}
+
+
+def test_h2a_reads_stay_idle(verdict_of, criterion):
+    v = verdict_of("H2A", **CTX)
+    assert v["status"] == "supported"
+    assert criterion(v, "device_reads_vs_idle")["ci"][1] < 0.10
+    assert criterion(v, "p99_growth")["value"] > 1  # reported, not gated
+
+
+def test_planted_storage_knee_is_found_at_its_context(verdict_of, criterion):
+    v = verdict_of("H2B", World(storage_knee_ctx=1024), **CTX)
+    assert v["status"] == "supported"
+    knee = criterion(v, "storage_knee")
+    assert knee["details"]["knee_point"] == "ctx-1024"
+    assert knee["details"]["method"] == "fetch_latency"
+    assert abs(knee["value"] - 0.6) < 0.05  # planted fetch share at the knee
+    assert criterion(v, "g3_hit_share_at_knee")["ci"][0] >= 0.2
+    assert v["stacks"]["B"]["storage_knee"] == "ctx-1024"
+
+
+def test_storage_knee_moves_with_the_plant(verdict_of, criterion):
+    v = verdict_of("H2B", World(storage_knee_ctx=2048), **CTX)
+    assert criterion(v, "storage_knee")["details"]["knee_point"] == "ctx-2048"
+
+
+def test_no_storage_knee_is_not_supported(verdict_of, criterion):
+    v = verdict_of("H2B", World(storage_knee_ctx=10**6), **CTX)
+    knee = criterion(v, "storage_knee")
+    assert knee["status"] == "not supported"
+    assert "no_storage_knee_in_sweep" in knee["reasons"]
+    assert v["status"] == "not supported"
+
+
+def test_missing_kv_tier_telemetry_is_invalid(verdict_of):
+    v = verdict_of("H2B", World(kv_telemetry=False), **CTX)
+    assert v["status"] == "invalid"
+    assert "no_kv_tier_telemetry" in v["reasons"]
+    assert v["gates"]["mechanism"]["passed"] is False
+
+
+def test_zero_onboards_and_offloads_are_invalid(verdict_of):
+    v = verdict_of("H2B", World(g3_counter_scale=0.0), **CTX)
+    assert v["status"] == "invalid"
+    assert {"no_g3_offloads", "no_g3_onboards"} <= set(v["reasons"])
+
+
+def test_broken_telemetry_alignment_is_invalid(verdict_of):
+    v = verdict_of("H2B", World(telemetry_gap=(0.2, 0.6)), **CTX)
+    assert v["status"] == "invalid"
+    assert "alignment_below_95pct" in v["reasons"]
+    assert v["gates"]["alignment"]["value"] < 0.95

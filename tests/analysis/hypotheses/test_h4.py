@@ -1,0 +1,43 @@
+"""H4A (A's p99 barely moves under QoS) and H4B (B's p99 slope on read await)."""
+
+from spark_harness.analysis.synthetic import World
+
+
+def test_h4a_p99_flat_while_await_rises(verdict_of, criterion):
+    v = verdict_of("H4A")
+    assert v["status"] == "supported"
+    assert criterion(v, "p99_change")["ci"][1] < 0.10
+    assert criterion(v, "read_await_rises")["ci"][0] > 0
+    assert v["gates"]["perturbation"]["passed"] is True
+
+
+def test_h4a_perturbation_without_await_rise_is_invalid(verdict_of):
+    flat = {"none": 0.1, "moderate": 0.1, "heavy": 0.1}
+    v = verdict_of("H4A", World(qos_await_ms=flat))
+    assert v["status"] == "invalid"
+    assert v["gates"]["perturbation"]["passed"] is False
+    assert "perturbation_no_await_rise" in v["reasons"]
+
+
+def test_planted_h4b_slope_is_found(verdict_of, criterion):
+    v = verdict_of("H4B", World(qos_slope=8.0))
+    slope = criterion(v, "slope_p99_vs_read_await_ms")
+    assert slope["status"] == "supported" and slope["ci"][0] > 0
+    assert v["status"] == "supported"
+    # 4 users, below the knee: p99 = 1.4 x (p50 + 8 ms per ms of await), so the planted
+    # slope is 1.4 x 8 = 11.2 ms of p99 per ms of read await
+    assert 10 < slope["value"] < 12.5
+
+
+def test_zero_h4b_slope_is_not_found(verdict_of, criterion):
+    v = verdict_of("H4B", World(qos_slope=0.0))
+    slope = criterion(v, "slope_p99_vs_read_await_ms")
+    assert slope["status"] == "not supported"
+    assert "rise_not_material:slope_p99_vs_read_await_ms" in slope["reasons"]
+    assert v["status"] == "not supported"
+
+
+def test_noisy_repetitions_make_h4b_inconclusive(verdict_of):
+    v = verdict_of("H4B", World(qos_slope=0.5, rep_noise=0.3))
+    assert v["status"] == "inconclusive"
+    assert "cov_p99_over_10pct" in v["reasons"]

@@ -1,0 +1,35 @@
+"""H6: larger G2 or a better policy shifts the knee (p99 at the demo plan's fixed load)."""
+
+from spark_harness.analysis.synthetic import World
+
+
+def test_capacity_effect_supports_via_one_alternative(verdict_of, criterion):
+    v = verdict_of("H6")
+    assert v["status"] == "supported"
+    assert criterion(v, "capacity_lowers_p99")["status"] == "supported"
+    assert criterion(v, "policy_lowers_p99")["status"] == "not supported"
+    assert "fig_knee_vs_capacity.csv" in v["tables"]
+
+
+def test_policy_alone_supports(verdict_of, criterion):
+    v = verdict_of("H6", World(capacity_exponent=0.0, policy_factor={"lfu": 0.7}))
+    assert criterion(v, "capacity_lowers_p99")["status"] == "not supported"
+    assert criterion(v, "policy_lowers_p99")["status"] == "supported"
+    assert v["status"] == "supported"
+
+
+def test_neither_alternative_is_not_supported(verdict_of):
+    v = verdict_of("H6", World(capacity_exponent=0.0))
+    assert v["status"] == "not supported"
+
+
+def test_knee_located_on_a_load_axis(verdict_of, criterion):
+    sweep = [
+        {"key": "server.sim.g2_blocks", "name": "g2", "values": [128, 512]},
+        {"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]},
+    ]
+    # the toy world's storage knee sits at 1024 whatever the capacity: located, not shifted
+    v = verdict_of("H6", World(storage_knee_ctx=1024), sweep=sweep)
+    c = criterion(v, "capacity_shifts_knee")
+    assert c["details"]["knees"]["lru"] == [1024.0, 1024.0]
+    assert c["status"] == "not supported"

@@ -1,0 +1,34 @@
+"""H8A/H8B: iowait and read await against p99; flat iowait supports A and refutes B."""
+
+from spark_harness.analysis.synthetic import World
+
+
+def test_flat_iowait_supports_h8a(verdict_of, criterion):
+    v = verdict_of("H8A", World(iowait_per_share=0.0))
+    assert v["status"] == "supported"
+    c = criterion(v, "iowait_vs_p99_near_zero")
+    change = c["details"]["change_of_iowait_pct_over_p99_range"]["ci"]
+    assert change[0] > -1.0 and change[1] < 1.0
+
+
+def test_flat_iowait_refutes_h8b(verdict_of, criterion):
+    v = verdict_of("H8B", World(iowait_per_share=0.0))
+    c = criterion(v, "iowait_tracks_p99")
+    assert c["status"] == "not supported"
+    assert "iowait_flat:iowait_tracks_p99" in c["reasons"]
+    assert v["status"] == "not supported"
+
+
+def test_iowait_tracking_nvme_supports_h8b(verdict_of, criterion):
+    v = verdict_of("H8B")
+    assert v["status"] == "supported"
+    assert criterion(v, "iowait_tracks_p99")["ci"][0] > 0
+    assert criterion(v, "await_tracks_p99")["ci"][0] > 0
+    unused = [r for r in v["runs"] if not r["used"]]
+    assert unused and all(r["excluded_reason"] == "nvme_not_engaged" for r in unused)
+
+
+def test_h8b_without_engaged_runs_is_invalid(verdict_of):
+    v = verdict_of("H8B", World(g3_counter_scale=0.0))
+    assert v["status"] == "invalid"
+    assert "no_g3_onboards" in v["reasons"]

@@ -1,0 +1,47 @@
+"""Rule building blocks on planted runs: completeness, differences, material slopes."""
+
+import polars as pl
+
+from spark_harness.analysis import criteria
+from spark_harness.analysis.evidence import PointStats
+from spark_harness.analysis.runs import load
+from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
+from spark_harness.ingest import ingest
+
+
+def _stats(tmp_path, p99_per_ms_await: float) -> PointStats:
+    specs = [
+        RunSpec("H4B", "B", f"qos-{a}", rep, axes={"qos.profile": str(a)},
+                ttft_p50_ms=50.0, ttft_p99_ms=70.0 + p99_per_ms_await * a,
+                window=Levels(read_await_ms=float(a)), seed=rep)
+        for a in (1, 4, 8) for rep in (0, 1)
+    ]  # fmt: skip
+    ingest([write_run(tmp_path / "results", rs) for rs in specs], tmp_path / "ingest")
+    data = load({("H4B", "B"): tmp_path / "ingest"})
+    return PointStats(data, data.runs.sort("point", "rep"))
+
+
+def test_planted_slope_is_supported_and_its_size_recovered(tmp_path):
+    ps = _stats(tmp_path, p99_per_ms_await=5.0)
+    c = criteria.material_slope("s", ps, "read_await_ms", "p99", "src", "ms/ms", [])
+    assert c.status == "supported"
+    assert 4.0 < c.value < 6.0
+    assert c.details["relative_rise_over_range"] > 0.3
+
+
+def test_flat_p99_is_refuted_as_not_material(tmp_path):
+    ps = _stats(tmp_path, p99_per_ms_await=0.0)
+    c = criteria.material_slope("s", ps, "read_await_ms", "p99", "src", "ms/ms", [])
+    assert c.status == "not supported" and c.reasons == ["rise_not_material:s"]
+
+
+def test_difference_complete_and_total(tmp_path):
+    ps = _stats(tmp_path, p99_per_ms_await=5.0)
+    hi, lo = ("H4B", "B", "qos-8"), ("H4B", "B", "qos-1")
+    d = criteria.difference(ps, "read_await_ms", hi, lo)
+    assert 6.5 < d.value < 7.5 and d.ci[0] > 6
+    assert criteria.complete(ps, "p99", "read_await_ms")
+    assert not criteria.complete(ps, "g3_fetch_p95_ms")  # never reported: missing, not 0
+    frame = pl.DataFrame({"a": [None, None]}, schema={"a": pl.Float64})
+    assert criteria.total(frame, "a") is None
+    assert criteria.total(frame.with_columns(pl.lit(0.0).alias("a")), "a") == 0.0

@@ -1,0 +1,61 @@
+"""Quality and mechanism gates on hand-made run tables."""
+
+import polars as pl
+
+from spark_harness.analysis import evidence
+
+
+def _runs(**cols) -> pl.DataFrame:
+    base = {"hyp": ["H"] * 3, "stack": ["B"] * 3, "point": ["p1", "p1", "p2"], "rep": [0, 1, 0]}
+    return pl.DataFrame({**base, **cols})
+
+
+def test_alignment_gate_names_failing_runs():
+    g = evidence.alignment_gate(_runs(aligned_share=[1.0, 0.94, 0.99]))
+    assert g.passed is False and g.effect == "invalid"
+    assert g.reasons == ["alignment_below_95pct"]
+    assert g.details["failing_runs"] == [["H", "B", "p1", 1, 0.94]]
+    assert evidence.alignment_gate(_runs(aligned_share=[0.95, 1.0, 1.0])).passed
+
+
+def test_repetition_and_cov_gates():
+    table = pl.DataFrame(
+        {
+            "hyp": ["H"] * 3,
+            "stack": ["B"] * 3,
+            "point": ["a", "b", "c"],
+            "n_reps": [2, 1, 0],
+            "cov_p99": [0.05, None, None],
+        }
+    )
+    g = evidence.repetitions_gate(table)
+    assert g.passed is False
+    assert g.reasons == ["too_few_repetitions", "point_without_usable_runs"]
+    assert evidence.cov_gate(table).passed is True
+    noisy = table.with_columns(pl.Series("cov_p99", [0.12, None, None]))
+    assert evidence.cov_gate(noisy).reasons == ["cov_p99_over_10pct"]
+    assert evidence.cov_gate(table.with_columns(pl.lit(None).alias("cov_p99"))).passed is None
+
+
+def test_mechanism_gate_reason_codes():
+    zeros = _runs(
+        offload_g2_g3_blocks=[0.0] * 3, offload_g1_g3_blocks=[0.0] * 3, g3_onboard_blocks=[0.0] * 3
+    )
+    assert evidence.mechanism_gate(zeros, "g3", "all").reasons == [
+        "no_g3_offloads",
+        "no_g3_onboards",
+    ]
+    missing = _runs(offload_g2_g3_blocks=[None] * 3, g3_onboard_blocks=[None] * 3)
+    g = evidence.mechanism_gate(
+        missing.cast({"offload_g2_g3_blocks": pl.Float64, "g3_onboard_blocks": pl.Float64}),
+        "g3",
+        "all",
+    )
+    assert g.reasons == ["no_kv_tier_telemetry"] and g.effect == "invalid"
+    some = zeros.with_columns(
+        pl.Series("g3_onboard_blocks", [0.0, 3.0, 0.0]),
+        pl.Series("offload_g2_g3_blocks", [1.0, 0.0, 0.0]),
+    )
+    assert evidence.mechanism_gate(some, "g3", "all").passed is True
+    host = _runs(offload_g1_g2_blocks=[5.0] * 3, g2_onboard_blocks=[1.0] * 3)
+    assert evidence.mechanism_gate(host, "any", "all").passed is True

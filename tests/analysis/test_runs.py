@@ -1,0 +1,119 @@
+"""Per-run evidence against the numbers planted in synthetic runs."""
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from spark_harness.analysis import runs as runs_mod
+from spark_harness.analysis.stats import percentile
+from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
+from spark_harness.ingest import ingest
+
+
+def _load(tmp_path, *specs: RunSpec) -> runs_mod.Runs:
+    dirs = [write_run(tmp_path / "results", rs) for rs in specs]
+    ingest(dirs, tmp_path / "ingest")
+    return runs_mod.load({(specs[0].hyp, specs[0].stack): tmp_path / "ingest"})
+
+
+PLANTED = RunSpec(
+    "H2B",
+    "B",
+    "ctx-1024",
+    0,
+    axes={"workload.context_tokens": 1024},
+    window=Levels(iowait_pct=3.0, read_iops=100.0, read_kbps=6400.0, read_await_ms=2.0),
+    idle=Levels(iowait_pct=0.5, read_iops=2.0, read_kbps=8.0, read_await_ms=0.1),
+    counters={
+        "kv_onboard_blocks_g3": 4000,
+        "kv_offload_blocks_g2_g3": 3000,
+        "server_read_bytes": 5e8,
+    },
+    g3_fetch_share=0.5,
+    cached_share=0.5,
+    error_share=0.05,
+    n_requests=1000,
+)
+
+
+def test_window_metrics_match_the_plant(tmp_path):
+    data = _load(tmp_path, PLANTED)
+    r = data.runs.row(0, named=True)
+    assert r["g3_onboard_blocks"] == pytest.approx(4000, rel=0.01)
+    assert r["offload_g2_g3_blocks"] == pytest.approx(3000, rel=0.01)
+    assert r["server_read_bytes"] == pytest.approx(5e8, rel=0.01)
+    assert r["iowait_pct"] == pytest.approx(3.0, rel=0.02)
+    assert r["idle_iowait_pct"] == pytest.approx(0.5, rel=0.02)
+    assert r["read_await_ms"] == pytest.approx(2.0, rel=0.02)
+    assert r["read_bytes"] == pytest.approx(6400 * 1024 * 4.0, rel=0.06)
+    assert r["window_s"] == pytest.approx(4.0)
+    assert r["error_share"] == pytest.approx(0.05, abs=0.02)
+    assert r["marked"] is False  # run.json said ok; the error share is what marks it later
+    assert r["g3_fetch_share_p95"] == pytest.approx(0.5, rel=1e-6)
+
+
+def test_ttft_percentiles_recomputed_from_the_ingested_rows(tmp_path):
+    data = _load(tmp_path, PLANTED)
+    req = pl.read_parquet(tmp_path / "ingest" / "requests.parquet")
+    ok = np.sort(req.filter(pl.col("in_window") & pl.col("ok"))["ttft_ms"].to_numpy())
+    r = data.runs.row(0, named=True)
+    for q, name in ((0.5, "ttft_p50"), (0.95, "ttft_p95"), (0.99, "ttft_p99")):
+        assert r[name] == percentile(ok, q)
+    assert r["ttft_p50"] == pytest.approx(50, rel=0.05)
+    assert r["ttft_p99"] == pytest.approx(70, rel=0.08)
+    np.testing.assert_array_equal(data.ttft[r["run_id"]], ok)
+
+
+def test_missing_kv_telemetry_is_null_not_zero(tmp_path):
+    rs = RunSpec("H2B", "B", "p", 0, kv_telemetry=False, counters={"kv_onboard_blocks_g3": 10})
+    r = _load(tmp_path, rs).runs.row(0, named=True)
+    assert r["g3_onboard_blocks"] is None
+    assert r["kv_g1_usage"] is None
+    assert r["read_await_ms"] is not None
+
+
+def test_working_set_and_tier_shares(tmp_path):
+    rs = RunSpec(
+        "H5",
+        "B",
+        "sessions-8",
+        0,
+        sessions=8,
+        prompt_tokens=100,
+        output_tokens=4,
+        cached_share=0.5,
+        counters={"kv_onboard_blocks_g3": 400 * 2, "kv_onboard_blocks_g2": 400},
+    )
+    data = _load(tmp_path, rs)
+    r = runs_mod.with_tier_shares(data.runs).row(0, named=True)
+    assert r["n_sessions"] == 8
+    assert r["working_set_tokens"] == 8 * 104
+    # 400 requests x 100 prompt tokens; 800 G3 and 400 G2 blocks of 16 tokens
+    assert r["share_g3"] == pytest.approx(800 * 16 / 40000, rel=0.02)
+    assert r["share_g2"] == pytest.approx(400 * 16 / 40000, rel=0.02)
+    # reused tokens: the cached 50 % of 40000 (more than the 19200 onboarded ones)
+    assert r["g3_hit_share"] == pytest.approx(800 * 16 / 20000, rel=0.02)
+    total = r["share_g1"] + r["share_g2"] + r["share_g3"] + r["share_miss"]
+    assert total == pytest.approx(1.0)
+
+
+def test_failed_attempts_stay_in_points_but_not_in_runs(tmp_path):
+    ok = RunSpec("H0", "A", "users-1", 0)
+    failed = RunSpec("H0", "A", "users-1", 1, outcome="failed", reasons=["server_died"])
+    data = _load(tmp_path, ok, failed)
+    assert data.points.height == 2
+    assert data.runs["rep"].to_list() == [0]
+    lost = data.points.filter(pl.col("excluded")).row(0, named=True)
+    assert lost["exclude_reason"] == "run_failed:server_died"
+
+
+def test_row_order_of_the_tables_does_not_matter(tmp_path):
+    data = _load(
+        tmp_path, PLANTED, RunSpec("H2B", "B", "ctx-1024", 1, counters={"kv_onboard_blocks_g3": 50})
+    )
+    for name in ("telemetry.parquet", "requests.parquet"):
+        path = tmp_path / "ingest" / name
+        pl.read_parquet(path).sample(fraction=1.0, shuffle=True, seed=3).write_parquet(path)
+    again = runs_mod.load({("H2B", "B"): tmp_path / "ingest"})
+    assert_frame_equal(again.runs, data.runs, check_exact=False, rel_tol=1e-12)

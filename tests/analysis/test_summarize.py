@@ -1,0 +1,139 @@
+"""summarize over the whole default plan: every verdict written and traceable to rows."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+
+from spark_harness.analysis import AnalysisError, summarize
+from spark_harness.analysis.stats import percentile
+from spark_harness.analysis.synthetic import World, write_plan
+from spark_harness.ingest import ingest
+
+FAILED = ("H2B", "B", "ctx-512", 1)
+
+
+@pytest.fixture(scope="module")
+def h_all(tmp_path_factory, plan_of):
+    """The default plan synthesised (one point's repetition retried), ingested, summarised."""
+    root = tmp_path_factory.mktemp("h_all")
+    plan = plan_of(
+        {
+            h: {}
+            for h in (
+                "H0",
+                "H1",
+                "H2A",
+                "H2B",
+                "H3",
+                "H4A",
+                "H4B",
+                "H5",
+                "H6",
+                "H7",
+                "H8A",
+                "H8B",
+                "H9",
+            )
+        }
+    )
+    dirs = write_plan(plan, root / "results", World(retry=frozenset({FAILED})))
+    for (h, s), d in dirs.items():
+        ingest(d, root / "ingest" / h / s)
+    for hyp in plan.hypotheses:
+        sources = {k: root / "ingest" / k[0] / k[1] for k in plan.sources_of(hyp)}
+        summarize(hyp, plan.hypotheses[hyp], sources, root / "summary" / hyp)
+    return root, plan
+
+
+def _verdict(root, hyp):
+    return json.loads((root / "summary" / hyp / "verdict.json").read_text())
+
+
+def test_every_hypothesis_has_its_verdict_and_tables(h_all):
+    root, plan = h_all
+    for hyp in plan.hypotheses:
+        v = _verdict(root, hyp)
+        assert v["status"] == "supported", (hyp, v["reasons"])
+        assert v["hypothesis"] == hyp and v["title"] == plan.hypotheses[hyp]["title"]
+        assert "summary.csv" in v["tables"]
+        for name in v["tables"]:
+            assert (root / "summary" / hyp / name).is_file()
+        assert set(v["sources"]) == {f"{h}/{s}" for h, s in plan.sources_of(hyp)}
+
+
+def test_every_number_traces_to_ingested_rows(h_all):
+    root, plan = h_all
+    for hyp in plan.hypotheses:
+        v = _verdict(root, hyp)
+        points = pl.concat(
+            [
+                pl.read_parquet(root / "ingest" / h / s / "points.parquet")
+                for h, s in plan.sources_of(hyp)
+            ],
+            how="diagonal_relaxed",
+        )
+        usable = {
+            tuple(r)
+            for r in points.filter(~pl.col("excluded"))
+            .select("hyp", "stack", "point", "rep")
+            .iter_rows()
+        }
+        used = {(r["hyp"], r["stack"], r["point"], r["rep"]) for r in v["runs"] if r["used"]}
+        assert used <= usable
+        for c in v["criteria"]:
+            assert c["rows"], (hyp, c["name"])
+            assert {tuple(r) for r in c["rows"]} <= used, (hyp, c["name"])
+
+
+def test_h0_p99_recomputed_from_requests(h_all):
+    root, _ = h_all
+    u = _verdict(root, "H0")["stacks"]["A"]["u_work"]
+    req = pl.read_parquet(root / "ingest" / "H0" / "A" / "requests.parquet")
+    summary = pl.read_csv(root / "summary" / "H0" / "summary.csv")
+    row = summary.filter((pl.col("stack") == "A") & (pl.col("load.users") == u)).row(0, named=True)
+    per_rep = []
+    for rep in (0, 1):
+        ttft = req.filter(
+            (pl.col("point") == row["point"])
+            & (pl.col("rep") == rep)
+            & pl.col("in_window")
+            & pl.col("ok")
+        )["ttft_ms"]
+        per_rep.append(percentile(np.sort(ttft.to_numpy()), 0.99))
+    assert row["ttft_p99_ms"] == pytest.approx(np.mean(per_rep), rel=1e-12)
+    assert row["ttft_p99_ci_lo"] <= row["ttft_p99_ms"] <= row["ttft_p99_ci_hi"]
+    fig = pl.read_csv(root / "summary" / "H0" / "fig_latency_vs_concurrency.csv")
+    assert fig.filter(pl.col("is_u_work") & (pl.col("stack") == "A"))["p99_ms"][0] == pytest.approx(
+        row["ttft_p99_ms"]
+    )
+
+
+def test_failed_attempt_reported_in_summary_and_verdict(h_all):
+    root, _ = h_all
+    v = _verdict(root, "H2B")
+    assert [(r["hyp"], r["stack"], r["point"], r["rep"]) for r in v["failed_runs"]] == [FAILED]
+    assert "failed_runs_excluded" in v["reasons"]
+    assert v["gates"]["failed_runs"]["details"]["runs"][0]["reason"] == "run_failed:server_died"
+    for hyp in ("H3", "H7", "H8B"):  # analytical users of H2B report it too
+        assert [tuple(r.values())[:4] for r in _verdict(root, hyp)["failed_runs"]] == [FAILED]
+
+
+def test_verdicts_are_reproducible(h_all, tmp_path):
+    root, plan = h_all
+    sources = {k: root / "ingest" / k[0] / k[1] for k in plan.sources_of("H4B")}
+    summarize("H4B", plan.hypotheses["H4B"], sources, tmp_path)
+    again = json.loads((tmp_path / "verdict.json").read_text())
+    first = _verdict(root, "H4B")
+    assert again["criteria"] == first["criteria"] and again["gates"] == first["gates"]
+
+
+def test_bad_calls_are_clear_errors(h_all, tmp_path):
+    root, _ = h_all
+    with pytest.raises(AnalysisError, match="no evaluator"):
+        summarize("H42", {}, {("H0", "A"): root / "ingest" / "H0" / "A"}, tmp_path)
+    with pytest.raises(AnalysisError, match="no ingested sources"):
+        summarize("H0", {}, {}, tmp_path)
+    with pytest.raises(FileNotFoundError, match="ingested table missing"):
+        summarize("H0", {}, {("H0", "A"): tmp_path / "nowhere"}, tmp_path)
