@@ -213,19 +213,22 @@ class Point:
         self.run["host"]["devices"] = devices.facts([p for p in (ep.g3_dir, str(self.out)) if p])
         self.cold_start(ep)
 
+        qos = self.qos(ep)
+        if qos is not None:
+            # lay out the contention files before the idle baseline, not inside it
+            self.run["qos"] = {"prepared": qos.prepare()}
+
         phases = self.spec["phases"]
         t_idle = self.clock.now_ns()
         time.sleep(float(phases.get("idle_s", 0)))
         self.run["phases"]["idle"] = [t_idle, self.clock.now_ns()]
-
-        qos = self.qos(ep)
 
         def on_phase(name: str, edge: str, t_ns: int) -> None:
             span = self.run["phases"].setdefault(name, [t_ns, None])
             if edge == "start":
                 span[0] = t_ns
                 if name == "load" and qos is not None:
-                    self.run["qos"] = {"started": qos.start()}
+                    self.run["qos"]["started"] = qos.start()
             else:
                 span[1] = t_ns
                 if name == "load" and qos is not None:
@@ -291,12 +294,16 @@ class Point:
         q = self.spec.get("qos") or {}
         if q.get("profile", "none") == "none":
             return None
-        from spark_harness.telemetry.qos import Perturbation
+        from spark_harness.telemetry.qos import Perturbation, ToolMissing
 
+        # contention goes to the filesystem holding G3 (or, for a stack without one,
+        # the point's scratch directory on the results device)
         scratch = self.args.scratch or (self.out / "qos-scratch")
         target = Path(ep.g3_dir) if ep.g3_dir else scratch
-        target.mkdir(parents=True, exist_ok=True)
-        return Perturbation(q["profile"], q.get("tool", "auto"), target, self.out)
+        try:
+            return Perturbation(q["profile"], q.get("tool", "auto"), target, self.out)
+        except ToolMissing as e:
+            raise PointFailed("qos_tool_missing", str(e)) from e
 
     def collect_telemetry(self, info: SidecarInfo | None) -> None:
         if info is None:
@@ -331,7 +338,7 @@ class Point:
         for name in ("requests.jsonl", "telemetry.jsonl", "run.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.out / name).unlink()
-        for extra in self.out.glob("fio*"):
+        for extra in self.out.glob("qos-*"):
             shutil.move(str(extra), dest / extra.name)
         return dest
 

@@ -1,0 +1,222 @@
+"""The simulator's settings: a stack file's ``sim:`` section, checked and completed.
+
+Both stacks run TensorRT-LLM, so by default KV for a whole request (prompt +
+``max_tokens``) is reserved at admission (its guaranteed-no-evict scheduler);
+``kv_allocation: on_demand`` allocates as tokens are computed and preempts by recompute
+when G1 is full, as vLLM does. Prefix reuse defaults to the mode: off for ``uma``
+(Stack A's no-reuse control), on for ``tiered`` (KVBM needs it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from spark_harness.sim.profiles import (
+    HardwareProfile,
+    ModelProfile,
+    ProfileError,
+    hardware_profile,
+    model_profile,
+)
+
+#: O_DIRECT needs sizes and offsets aligned to the device's logical block; 4 KiB covers
+#: every device in use (512 B and 4 KiB sectors).
+IO_ALIGN = 4096
+
+
+class SimConfigError(ValueError):
+    """A ``sim:`` setting is invalid; the message names the key."""
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Resolved engine settings (see docs/SIMULATOR.md for each key)."""
+
+    model: ModelProfile
+    hardware: HardwareProfile
+    mode: str = "uma"
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 8192
+    max_model_len: int = 0  # 0: the model profile's
+    block_tokens: int = 16
+    memory_fraction: float = 0.9
+    g1_blocks: int = 0  # 0: derived from memory
+    g2_blocks: int = 0
+    g3_blocks: int = 0
+    g3_dir: str | None = None
+    g3_queue_depth: int = 4
+    byte_scale: float = 1.0
+    prefix_reuse: bool = False
+    eviction: str = "lru"
+    disk_offload_filter: bool = False
+    admission: str = "queue"
+    kv_allocation: str = "reserve"
+    lora_adapters: str | None = None
+    lora_adapter_bytes: int = 64 * 2**20
+    max_loras: int = 4
+    lora_dir: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    seed: int = 0
+    tokens_per_event: int = 1
+    default_max_tokens: int = 16
+    max_tokens_limit: int = 0  # 0: max_model_len
+    max_request_bytes: int = 4 * 2**20
+    natural_output_tokens: int | None = None
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def block_bytes_full_scale(self) -> int:
+        """Bytes of one KV block of the modeled engine (what timing uses)."""
+        return self.model.kv_bytes_per_token * self.block_tokens
+
+    @property
+    def block_bytes(self) -> int:
+        """Bytes of one KV block as written to G3: scaled, aligned for O_DIRECT."""
+        return scaled_bytes(self.block_bytes_full_scale, self.byte_scale)
+
+    @property
+    def lora_file_bytes(self) -> int:
+        return scaled_bytes(self.lora_adapter_bytes, self.byte_scale)
+
+    @property
+    def tiered(self) -> bool:
+        return self.mode == "tiered"
+
+    @property
+    def has_g3(self) -> bool:
+        return self.tiered and self.g3_blocks > 0
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def from_sim(cls, sim: dict[str, Any]) -> SimConfig:
+        """Build from a stack's ``sim:`` mapping; raise SimConfigError on bad values."""
+        known = {f.name for f in fields(cls)} - {"model", "hardware"}
+        known |= {"model_profile", "hardware_profile"}
+        unknown = sorted(set(sim) - known)
+        if unknown:
+            raise SimConfigError(f"sim: unknown key(s) {unknown}")
+        raw = dict(sim)
+        try:
+            model = model_profile(str(raw.pop("model_profile", "tiny")))
+            hardware = hardware_profile(str(raw.pop("hardware_profile", "tiny-box")))
+        except ProfileError as e:
+            raise SimConfigError(f"sim: {e}") from e
+        mode = raw.get("mode", "uma")
+        if mode not in ("uma", "tiered"):
+            raise SimConfigError(f"sim.mode: {mode!r} is not one of uma, tiered")
+        tiered = mode == "tiered"
+        raw.setdefault("prefix_reuse", tiered)
+        cfg = cls(model=model, hardware=hardware, **raw)
+        cfg = cfg._complete()
+        cfg._check()
+        return cfg
+
+    def _complete(self) -> SimConfig:
+        changes: dict[str, Any] = {}
+        if not self.max_model_len:
+            changes["max_model_len"] = self.model.max_model_len
+        if not self.g1_blocks:
+            budget = self.hardware.mem_bytes * self.memory_fraction - self.model.weight_bytes
+            changes["g1_blocks"] = max(0, int(budget // self.block_bytes_full_scale))
+        cfg = replace(self, **changes)
+        if not cfg.max_tokens_limit:
+            cfg = replace(cfg, max_tokens_limit=cfg.max_model_len)
+        return cfg
+
+    def _check(self) -> None:
+        def need(cond: bool, key: str, what: str) -> None:
+            if not cond:
+                raise SimConfigError(f"sim.{key}: {what} (got {getattr(self, key)!r})")
+
+        for key in (
+            "max_num_seqs",
+            "max_num_batched_tokens",
+            "max_model_len",
+            "block_tokens",
+            "g3_queue_depth",
+            "tokens_per_event",
+            "default_max_tokens",
+            "max_tokens_limit",
+            "max_request_bytes",
+            "max_loras",
+            "lora_adapter_bytes",
+        ):
+            value = getattr(self, key)
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                key,
+                "must be an integer >= 1",
+            )
+        for key in ("g2_blocks", "g3_blocks", "seed"):
+            value = getattr(self, key)
+            need(
+                isinstance(value, int) and not isinstance(value, bool) and value >= 0,
+                key,
+                "must be an integer >= 0",
+            )
+        need(
+            isinstance(self.g1_blocks, int) and self.g1_blocks >= 1,
+            "g1_blocks",
+            "must be >= 1 (memory_fraction leaves no room for KV after the weights?)",
+        )
+        need(0 < self.memory_fraction <= 1, "memory_fraction", "must be in (0, 1]")
+        need(0 < self.byte_scale <= 1, "byte_scale", "must be in (0, 1]")
+        need(self.eviction in ("lru", "lfu", "fifo"), "eviction", "must be lru, lfu or fifo")
+        need(self.admission in ("queue", "reject"), "admission", "must be queue or reject")
+        need(
+            self.kv_allocation in ("reserve", "on_demand"),
+            "kv_allocation",
+            "must be reserve or on_demand",
+        )
+        for key in ("prefix_reuse", "disk_offload_filter"):
+            need(isinstance(getattr(self, key), bool), key, "must be true or false")
+        if self.natural_output_tokens is not None:
+            need(
+                isinstance(self.natural_output_tokens, int) and self.natural_output_tokens >= 1,
+                "natural_output_tokens",
+                "must be an integer >= 1 or null",
+            )
+        if not self.tiered:
+            need(self.g2_blocks == 0, "g2_blocks", "mode uma has G1 only; use mode tiered")
+            need(self.g3_blocks == 0, "g3_blocks", "mode uma has G1 only; use mode tiered")
+            need(not self.disk_offload_filter, "disk_offload_filter", "needs mode tiered")
+        need(
+            self.max_tokens_limit <= self.max_model_len,
+            "max_tokens_limit",
+            f"must not exceed max_model_len {self.max_model_len}",
+        )
+        need(
+            self.default_max_tokens <= self.max_tokens_limit,
+            "default_max_tokens",
+            f"must not exceed max_tokens_limit {self.max_tokens_limit}",
+        )
+        if self.lora_adapters is not None:
+            need(
+                isinstance(self.lora_adapters, str) and bool(self.lora_adapters),
+                "lora_adapters",
+                "must be the path of a file listing adapter names",
+            )
+
+    # ------------------------------------------------------------------ paths
+    def g3_path(self, workdir: Path) -> Path | None:
+        """Directory of the G3 tier, or None when there is no G3."""
+        if not self.has_g3:
+            return None
+        return Path(self.g3_dir) if self.g3_dir else workdir / "g3"
+
+    def lora_path(self, workdir: Path) -> Path | None:
+        if self.lora_adapters is None:
+            return None
+        return Path(self.lora_dir) if self.lora_dir else workdir / "lora"
+
+    def blocks_for(self, tokens: int) -> int:
+        return math.ceil(tokens / self.block_tokens)
+
+
+def scaled_bytes(full: int, scale: float) -> int:
+    """``full * scale`` rounded up to whole aligned units, at least one unit."""
+    units = max(1, math.ceil(full * scale / IO_ALIGN))
+    return units * IO_ALIGN

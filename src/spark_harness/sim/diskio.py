@@ -1,0 +1,166 @@
+"""Real storage for G3 and LoRA adapters: timed reads and writes of real files.
+
+G3 is one file of fixed-size slots (one KV block each) in the configured directory,
+written and read with ``O_DIRECT`` so every read reaches the device (and shows in
+``/proc/<pid>/io`` ``read_bytes``, block-device counters and iowait). Where the
+filesystem refuses ``O_DIRECT`` (some overlays, older tmpfs), I/O is buffered and each
+written or read range is dropped from the page cache (``fdatasync`` +
+``POSIX_FADV_DONTNEED``), so reads still come from the device whenever there is one.
+
+Every block carries its hash in its first bytes, and a read checks it: what comes back
+is the block that was written, not a zero page.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import mmap
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from spark_harness.sim.config import IO_ALIGN
+
+
+class StorageError(OSError):
+    """The G3 or LoRA storage cannot be set up (no space, not writable)."""
+
+
+def _aligned_buffer(nbytes: int) -> mmap.mmap:
+    """Anonymous mappings are page-aligned, as O_DIRECT requires."""
+    return mmap.mmap(-1, nbytes)
+
+
+class BlockFile:
+    """``slots`` blocks of ``slot_bytes`` in one preallocated file; thread-safe I/O."""
+
+    def __init__(self, path: Path, slot_bytes: int, slots: int, seed: int = 0) -> None:
+        if slot_bytes % IO_ALIGN:
+            raise ValueError(f"slot_bytes must be a multiple of {IO_ALIGN}")
+        self.path = path
+        self.slot_bytes = slot_bytes
+        self.slots = slots
+        self.direct = True
+        path.parent.mkdir(parents=True, exist_ok=True)
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+        try:
+            self._fd = os.open(path, flags | os.O_DIRECT, 0o600)
+        except OSError as e:
+            if e.errno != errno.EINVAL:
+                raise StorageError(e.errno, f"cannot create G3 file {path}: {e.strerror}") from e
+            self.direct = False
+            self._fd = os.open(path, flags, 0o600)
+        try:
+            os.posix_fallocate(self._fd, 0, slot_bytes * slots)
+        except OSError as e:
+            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+                os.ftruncate(self._fd, slot_bytes * slots)
+            else:
+                self.close()
+                need = slot_bytes * slots / 2**20
+                raise StorageError(
+                    e.errno, f"cannot reserve {need:.0f} MiB for G3 in {path.parent}: {e.strerror}"
+                ) from e
+        # one content pattern for every block; the hash goes in front of it per write
+        self._pattern = random.Random(seed).randbytes(min(slot_bytes, 1 << 16))
+        self._local = threading.local()
+
+    def _buffer(self) -> mmap.mmap:
+        buf = getattr(self._local, "buf", None)
+        if buf is None:
+            buf = _aligned_buffer(self.slot_bytes)
+            for off in range(0, self.slot_bytes, len(self._pattern)):
+                chunk = self._pattern[: self.slot_bytes - off]
+                buf[off : off + len(chunk)] = chunk
+            self._local.buf = buf
+        return buf
+
+    def write(self, slot: int, tag: bytes) -> float:
+        """Write block ``slot`` tagged with ``tag``; return the seconds it took."""
+        buf = self._buffer()
+        buf[: len(tag)] = tag
+        offset = slot * self.slot_bytes
+        t0 = time.perf_counter()
+        n = os.pwritev(self._fd, [buf], offset)
+        if not self.direct:
+            os.fdatasync(self._fd)
+            os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
+        elapsed = time.perf_counter() - t0
+        if n != self.slot_bytes:
+            raise OSError(errno.EIO, f"short write to G3 slot {slot}: {n} bytes")
+        return elapsed
+
+    def read(self, slot: int, tag: bytes) -> float:
+        """Read block ``slot``, check it carries ``tag``; return the seconds it took."""
+        buf = self._buffer()
+        offset = slot * self.slot_bytes
+        t0 = time.perf_counter()
+        n = os.preadv(self._fd, [buf], offset)
+        if not self.direct:
+            os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
+        elapsed = time.perf_counter() - t0
+        if n != self.slot_bytes:
+            raise OSError(errno.EIO, f"short read from G3 slot {slot}: {n} bytes")
+        if buf[: len(tag)] != tag:
+            raise OSError(errno.EIO, f"G3 slot {slot} does not hold the expected block")
+        return elapsed
+
+    def write_many(self, blocks: list[tuple[int, bytes]]) -> list[OSError | None]:
+        """Write (slot, tag) pairs in order; one error (or None) per block."""
+        return _each(self.write, blocks)
+
+    def read_many(self, blocks: list[tuple[int, bytes]]) -> list[OSError | None]:
+        """Read (slot, tag) pairs in order; one error (or None) per block."""
+        return _each(self.read, blocks)
+
+    def close(self, remove: bool = True) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+
+def _each(
+    op: Callable[[int, bytes], float], blocks: list[tuple[int, bytes]]
+) -> list[OSError | None]:
+    errors: list[OSError | None] = []
+    for slot, tag in blocks:
+        try:
+            op(slot, tag)
+            errors.append(None)
+        except OSError as e:
+            errors.append(e)
+    return errors
+
+
+def write_cold_file(path: Path, nbytes: int) -> None:
+    """Create ``path`` with ``nbytes`` of data on the device and out of the page cache.
+
+    Used for LoRA adapters: creating them is set-up; the first load must be a real read.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    chunk = os.urandom(min(nbytes, 1 << 20))
+    with open(path, "wb") as fh:
+        left = nbytes
+        while left > 0:
+            piece = chunk[: min(left, len(chunk))]
+            fh.write(piece)
+            left -= len(piece)
+        fh.flush()
+        os.fsync(fh.fileno())
+        os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+
+
+def read_file(path: Path) -> tuple[int, float]:
+    """Read a whole file through the page cache; return (bytes, seconds)."""
+    t0 = time.perf_counter()
+    total = 0
+    with open(path, "rb", buffering=0) as fh:
+        while chunk := fh.read(1 << 20):
+            total += len(chunk)
+    return total, time.perf_counter() - t0

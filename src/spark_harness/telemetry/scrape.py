@@ -1,0 +1,66 @@
+"""Reading a server's own metrics endpoint (Prometheus text or TensorRT-LLM JSON).
+
+A server's metrics endpoint is usually not up when the sidecar starts (the server is
+still loading), so failed scrapes are retried every tick. Only if a source has never
+answered within the server's start-up timeout is it recorded as unavailable, and even
+then scraping goes on: a late answer still becomes data.
+"""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+
+from spark_harness.contract import MetricsSource
+from spark_harness.telemetry.mapping import TrtllmState, map_prometheus
+from spark_harness.telemetry.sampler import AsyncSampler, Fields
+
+FORMATS = ("prometheus", "trtllm-json")
+
+
+class MetricsSampler(AsyncSampler):
+    """Canonical fields from one metrics endpoint of the server."""
+
+    def __init__(self, source: MetricsSource, timeout_s: float, grace_s: float) -> None:
+        super().__init__()
+        if source.format not in FORMATS:
+            raise ValueError(
+                f"metrics source {source.url}: format {source.format!r} is not one of {FORMATS}"
+            )
+        self.name = f"metrics:{source.source}"
+        self.source = source
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._grace_s = grace_s
+        self._t0 = time.monotonic()
+        self._answered = False
+        self._declared = False
+        self._trtllm = TrtllmState() if source.format == "trtllm-json" else None
+        self._session: aiohttp.ClientSession | None = None
+
+    async def sample(self) -> Fields:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
+        try:
+            async with self._session.get(self.source.url) as resp:
+                resp.raise_for_status()
+                if self._trtllm is None:
+                    fields = map_prometheus(await resp.text())
+                else:
+                    fields = self._trtllm.update(await resp.json(content_type=None))
+        except Exception as e:
+            waited = time.monotonic() - self._t0
+            if not self._answered and not self._declared and waited > self._grace_s:
+                self._declared = True
+                self.absent(
+                    self.name,
+                    f"{self.source.url} gave no metrics within {self._grace_s:.0f} s "
+                    f"(still retried): {type(e).__name__}: {e}",
+                )
+            raise
+        self._answered = True
+        return fields
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

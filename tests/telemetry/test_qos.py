@@ -1,0 +1,204 @@
+"""Storage QoS perturbation: profiles and tools, what a run reports, cleanup, and that
+"heavy" really slows O_DIRECT reads of a file next to it (H4B depends on it)."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import random
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from spark_harness.telemetry import qos
+from spark_harness.telemetry.qos import PROFILES, Perturbation, ToolMissing, fio_summary
+
+HAVE_FIO = shutil.which("fio") is not None
+needs_fio = pytest.mark.skipif(not HAVE_FIO, reason="fio is not installed (apt-get install fio)")
+FIX = Path(__file__).parent / "fixtures"
+
+
+def _no_fio(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = shutil.which
+    monkeypatch.setattr(qos.shutil, "which", lambda name: None if name == "fio" else real(name))
+
+
+def test_unknown_profile_or_tool_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="'extreme'"):
+        Perturbation("extreme", "auto", tmp_path, tmp_path)
+    with pytest.raises(ValueError, match="'dd'"):
+        Perturbation("heavy", "dd", tmp_path, tmp_path)
+
+
+def test_missing_fio_names_the_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_fio(monkeypatch)
+    with pytest.raises(ToolMissing, match=r"package `fio` \(apt-get install fio\)"):
+        Perturbation("heavy", "fio", tmp_path, tmp_path)
+
+
+def test_auto_without_fio_uses_the_builtin_generator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _no_fio(monkeypatch)
+    p = Perturbation("moderate", "auto", tmp_path / "g3", tmp_path / "out")
+    assert p.tool == "builtin" and p.requested_tool == "auto"
+
+
+def test_profile_none_runs_nothing(tmp_path: Path) -> None:
+    with Perturbation("none", "fio", tmp_path / "g3", tmp_path / "out") as p:
+        pass
+    result = p.stop()
+    assert result["profile"] == "none" and result["tool"] is None
+    assert "argv" not in result and not (tmp_path / "out").exists()
+
+
+def test_fio_summary_of_a_report_with_a_notice_before_the_json(tmp_path: Path) -> None:
+    report = tmp_path / "fio.json"
+    report.write_text("fio: terminating on signal 2\n" + (FIX / "fio_report.json").read_text())
+    assert fio_summary(report) == pytest.approx(
+        {
+            "runtime_s": 4.0,
+            "read_iops": 3344.5,
+            "read_mib_s": 418.0,
+            "read_lat_mean_us": 16737.0,
+            "read_lat_p99_us": 50594.0,
+            "write_iops": 3468.3,
+            "write_mib_s": 433.5,
+            "write_lat_mean_us": 18000.0,
+            "write_lat_p99_us": 55000.0,
+        }
+    )
+
+
+def _run(profile: str, tool: str, tmp_path: Path) -> dict:
+    g3, out = tmp_path / "g3", tmp_path / "out"
+    g3.mkdir(exist_ok=True)
+    (g3 / "block-0001").write_bytes(b"kv")  # the G3 tier's own files stay untouched
+    with Perturbation(profile, tool, g3, out) as p:
+        time.sleep(1.0)
+        running = [c for c in psutil.Process().children(recursive=True) if c.is_running()]
+        assert running, "no I/O process is running"
+    result = p.stop()
+    assert sorted(os.listdir(g3)) == ["block-0001"]  # its private files are removed
+    assert all(not c.is_running() for c in running)
+    return result
+
+
+@needs_fio
+def test_fio_moderate_runs_and_keeps_its_report(tmp_path: Path) -> None:
+    result = _run("moderate", "fio", tmp_path)
+    assert result["tool"] == "fio" and result["settings"] == PROFILES["moderate"].__dict__
+    assert Path(result["json"]).exists() and result["argv"][0] == "fio"
+    s = result["summary"]
+    assert s["read_iops"] > 0 and s["write_iops"] > 0 and s["read_lat_mean_us"] > 0
+    # the mix follows the profile: ~70 % reads
+    assert 0.6 < s["read_iops"] / (s["read_iops"] + s["write_iops"]) < 0.8
+
+
+def test_builtin_moderate_runs_and_keeps_its_report(tmp_path: Path) -> None:
+    result = _run("moderate", "builtin", tmp_path)
+    assert result["tool"] == "builtin" and result["returncode"] == 0
+    s = result["summary"]
+    assert s["read_iops"] > 0 and s["write_iops"] > 0
+    assert 0.6 < s["read_iops"] / (s["read_iops"] + s["write_iops"]) < 0.8
+
+
+def _direct_read_latency_us(path: Path, reads: int = 200) -> float:
+    """Mean latency of random 4 KiB O_DIRECT reads, like the simulator's G3 reads."""
+    buf = mmap.mmap(-1, 4096)
+    size = path.stat().st_size
+    rng = random.Random(1)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    try:
+        t0 = time.perf_counter()
+        for _ in range(reads):
+            os.preadv(fd, [buf], rng.randrange(size // 4096) * 4096)
+        return (time.perf_counter() - t0) / reads * 1e6
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tool", ["fio", "builtin"])
+def test_heavy_slows_o_direct_reads_in_the_target_directory(tool: str, tmp_path: Path) -> None:
+    if tool == "fio" and not HAVE_FIO:
+        pytest.skip("fio is not installed")
+    g3 = tmp_path / "g3"
+    g3.mkdir()
+    probe = g3 / "probe.bin"
+    chunk = mmap.mmap(-1, 1 << 20)
+    chunk.write(os.urandom(1 << 20))
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    try:
+        for i in range(64):
+            os.pwrite(fd, chunk, i << 20)
+        os.fsync(fd)
+    except OSError as e:
+        pytest.skip(f"no O_DIRECT here: {e}")
+    finally:
+        os.close(fd)
+    quiet = _direct_read_latency_us(probe)
+    with Perturbation("heavy", tool, g3, tmp_path / "out"):
+        time.sleep(0.5)
+        loaded = _direct_read_latency_us(probe)
+    quiet_after = _direct_read_latency_us(probe)
+    baseline = max(quiet, quiet_after)
+    assert loaded > 2.0 * baseline, (quiet, loaded, quiet_after)
+
+
+@needs_fio
+def test_fio_dies_with_a_killed_caller(tmp_path: Path) -> None:
+    caller = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from spark_harness.telemetry.qos import Perturbation
+        p = Perturbation("moderate", "fio", Path({str(tmp_path / "g3")!r}), Path({str(tmp_path)!r}))
+        p.start()
+        print("started", flush=True)
+        time.sleep(600)
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout and proc.stdout.readline().strip() == "started"
+        fio = [c for c in psutil.Process(proc.pid).children(recursive=True) if c.name() == "fio"]
+        assert fio
+        proc.kill()  # as Snakemake's SIGKILL of a failed job
+        proc.wait()
+        _, alive = psutil.wait_procs(fio, timeout=10)
+        assert not alive
+    finally:
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def test_prepare_lays_out_before_the_window_and_start_reuses_it(tmp_path: Path) -> None:
+    g3 = tmp_path / "g3"
+    p = Perturbation("moderate", "builtin", g3, tmp_path / "out")
+    prepared = p.prepare()
+    (workdir,) = g3.glob(".qos-*")
+    assert (workdir / "iogen.0").stat().st_size == PROFILES["moderate"].file_mib << 20
+    started = p.start()
+    try:
+        assert started["profile"] == "moderate" and started["tool"] == "builtin"
+        assert started["prepare_s"] == prepared["prepare_s"] > 0  # not laid out again
+        assert started["argv"][1:3] == ["-m", "spark_harness.telemetry.iogen"]
+    finally:
+        result = p.stop()
+    assert result["summary"]["read_iops"] > 0
+    assert not workdir.exists()
+
+
+def test_a_prepared_perturbation_that_never_starts_leaves_nothing(tmp_path: Path) -> None:
+    g3 = tmp_path / "g3"
+    p = Perturbation("moderate", "builtin", g3, tmp_path / "out")
+    p.prepare()
+    result = p.stop()
+    assert "summary" not in result and list(g3.iterdir()) == []
