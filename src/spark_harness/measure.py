@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import importlib.metadata as md
 import json
+import logging
 import os
 import platform
 import shutil
@@ -30,6 +31,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -146,6 +148,12 @@ def _server_alive(ep: Endpoint) -> bool:
     return all(pid_alive(p) for p in [ep.pid, *ep.pids])
 
 
+async def _until_server_dies(ep: Endpoint, poll_s: float = 0.25) -> None:
+    """Return when a local server process has exited (never, for an external server)."""
+    while _server_alive(ep):
+        await asyncio.sleep(poll_s)
+
+
 def _load_window_error_share(counts: dict[str, dict[str, int]]) -> float:
     measured = [c for ph, c in counts.items() if ph in ("load", "replay")]
     n = sum(c["requests"] for c in measured)
@@ -234,10 +242,8 @@ class Point:
                 if name == "load" and qos is not None:
                     self.run["qos"]["stopped"] = qos.stop()
 
-        from spark_harness.loadgen import run_load
-
         try:
-            returned = asyncio.run(run_load(ep, self.spec, self.clock, self.sink, on_phase))
+            returned = asyncio.run(self.load(ep, on_phase))
             self.run["phases"].update({k: list(v) for k, v in returned.items()})
         finally:
             if qos is not None and "stopped" not in self.run.get("qos", {"stopped": 1}):
@@ -253,6 +259,26 @@ class Point:
             reasons.append(f"errors_over_1pct:{share:.3f}")
         self.run["outcome"] = "marked" if reasons else "ok"
         self.run["reasons"] = reasons
+
+    async def load(
+        self, ep: Endpoint, on_phase: Callable[[str, str, int], None]
+    ) -> dict[str, list[int]]:
+        """Run the load phases; stop at once if the server dies (what was measured stays)."""
+        from spark_harness.loadgen import run_load
+
+        load = asyncio.create_task(run_load(ep, self.spec, self.clock, self.sink, on_phase))
+        watch = asyncio.create_task(_until_server_dies(ep))
+        done, _ = await asyncio.wait({load, watch}, return_when=asyncio.FIRST_COMPLETED)
+        if load in done:
+            watch.cancel()
+            try:
+                return load.result()
+            except ValueError as e:  # LoadError, WorkloadError, InputError: nothing was sent
+                raise PointFailed("bad_workload", str(e)) from e
+        load.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await load
+        raise PointFailed("server_died", "the server exited during the load phases")
 
     def sidecar(self) -> SidecarInfo | None:
         if not self.args.sidecar_file:
@@ -349,6 +375,7 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 
 def run(args: argparse.Namespace) -> int:
     set_parent_death_signal()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _raise_interrupt)
     point = Point(args)
     try:

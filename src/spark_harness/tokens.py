@@ -32,9 +32,7 @@ def chat_tokens(messages: Iterable[Mapping[str, object]]) -> list[str]:
         out.append(f"<|{msg.get('role', 'user')}|>")
         content = msg.get("content", "")
         if isinstance(content, list):  # OpenAI content parts
-            content = " ".join(
-                str(p.get("text", "")) for p in content if isinstance(p, Mapping)
-            )
+            content = " ".join(str(p.get("text", "")) for p in content if isinstance(p, Mapping))
         out.extend(str(content).split())
     return out
 

@@ -107,7 +107,7 @@ def test_a_failed_load_is_an_error_for_its_requests_only(tmp_path: Path) -> None
     ("content", "message"),
     [
         ("", "lists no adapters"),
-        ("a\na\n", "duplicate"),
+        ("a\na\n", "adapter names repeat"),
         ("../x\n", "not a valid adapter"),
         ("sim\n", "base model"),
     ],
@@ -117,5 +117,5 @@ def test_bad_adapter_lists_are_clear_errors(tmp_path: Path, content: str, messag
     path.write_text(content)
     with pytest.raises(LoraError, match=message):
         read_adapter_list(path, "sim")
-    with pytest.raises(LoraError, match="cannot read"):
+    with pytest.raises(LoraError, match="not found"):
         read_adapter_list(tmp_path / "absent.txt", "sim")

@@ -1,1 +1,27 @@
-"""loadgen"""
+"""The measuring client: schedules, HTTP/SSE, per-request records.
+
+``run_load`` is what ``measure.py`` calls for one point; ``summarize`` condenses its
+records; the modules below are usable on their own (``schedule``, ``sse``, ``stream``,
+``record`` are pure functions). ``groundtruth`` is the calibration server the tests and
+benchmarks check the client against.
+"""
+
+from __future__ import annotations
+
+from spark_harness.loadgen.runner import (
+    LoadError,
+    LoadSettings,
+    phase_plans,
+    run_load,
+    run_standalone,
+)
+from spark_harness.loadgen.summary import summarize
+
+__all__ = [
+    "LoadError",
+    "LoadSettings",
+    "phase_plans",
+    "run_load",
+    "run_standalone",
+    "summarize",
+]

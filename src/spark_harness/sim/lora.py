@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from spark_harness.inputs import InputError, read_adapters
 from spark_harness.sim.diskio import read_file, write_cold_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -28,19 +29,15 @@ class LoraError(ValueError):
 
 
 def read_adapter_list(path: Path, base_model: str) -> list[str]:
-    """Adapter names from a list file: one per line, blank lines and ``#`` comments skipped."""
+    """Adapter names from the shared list format (:func:`spark_harness.inputs.read_adapters`;
+    the weights are the load generator's business)."""
     try:
-        lines = path.read_text().splitlines()
-    except OSError as e:
-        raise LoraError(f"sim.lora_adapters: cannot read {path}: {e.strerror}") from e
-    names = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-    if not names:
-        raise LoraError(f"sim.lora_adapters: {path} lists no adapters")
+        names = [a.name for a in read_adapters(path)]
+    except InputError as e:
+        raise LoraError(f"sim.lora_adapters: {e}") from e
     for name in names:
         if not _NAME.match(name):
             raise LoraError(f"sim.lora_adapters: {path}: {name!r} is not a valid adapter name")
-    if len(set(names)) != len(names):
-        raise LoraError(f"sim.lora_adapters: {path}: duplicate adapter names")
     if base_model in names:
         raise LoraError(f"sim.lora_adapters: {path}: {base_model!r} is the base model's name")
     return names

@@ -1,0 +1,78 @@
+"""TTFT and TPOT error of the load generator against ground truth at 1, 16, 64, 256 streams.
+
+    .venv/bin/python benchmarks/bench_loadgen_ttft.py [--load-s 5]
+
+The ground-truth server (spark_harness.loadgen.groundtruth) runs in its own process;
+with ``--pin`` it and the client are pinned to different CPUs (on a VM this adds the
+wake-up latency of a mostly idle vCPU to every event, so the default lets the OS place
+them). Truth per request is what the server did,
+stamped on the shared monotonic clock (first content write - request received). Figures:
+reported vs true p50/p99 and their ratio, and the per-request error distribution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from spark_harness.loadgen import run_standalone
+from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, compare, pin_apart
+from spark_harness.loadgen.summary import percentile
+
+STREAMS = (1, 16, 64, 256)
+CFG = TruthConfig(ttft_ms=100, ttft_jitter_ms=100, itl_ms=50)
+WORKLOAD = {"kind": "fixed_context", "context_tokens": 64, "output_tokens": 6, "nonce": True}
+
+
+def pin(cpu: int) -> int | None:
+    """Pin this process to ``cpu`` if the machine has it; return the server's CPU."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    os.sched_setaffinity(0, {cpus[cpu]})
+    return cpus[1 - cpu]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--load-s", type=float, default=5.0)
+    ap.add_argument("--pin", action="store_true", help="client and server on fixed CPUs")
+    args = ap.parse_args()
+    server_cpu = pin_apart() if args.pin else None
+    print(f"load average at start: {os.getloadavg()[0]:.2f}; pinned: {args.pin}")
+    print(
+        "| streams | requests | true p50 | reported p50 | ratio | true p99 | reported p99 | ratio "
+        "| error p50 | error p99 | error max | TPOT error p50 | client CPU |"
+    )
+    print("|" + "---|" * 13)
+    with TruthServer(CFG, cpu=server_cpu) as srv:
+        for users in STREAMS:
+            srv.truth(clear=True)
+            spec = {
+                "workload": WORKLOAD,
+                "load": {"kind": "closed", "users": users},
+                "phases": {"warmup_s": 1.0, "load_s": args.load_s, "cooldown_s": 0.2},
+                "seed": 1,
+            }
+            c0, t0 = time.process_time(), time.monotonic()
+            records, _ = run_standalone(srv.base_url, spec, model="truth", kind="sim")
+            cpu = (time.process_time() - c0) / (time.monotonic() - t0)
+            pairs = compare([r for r in records if r["phase"] == "load"], srv.truth())
+            ttft = [p["ttft_ms"] for p in pairs]
+            true = [p["true_ttft_ms"] for p in pairs]
+            err = [p["ttft_ms"] - p["true_ttft_ms"] for p in pairs]
+            tpot_err = [p["tpot_ms"] - p["true_tpot_ms"] for p in pairs]
+            r50, t50 = percentile(ttft, 50), percentile(true, 50)
+            r99, t99 = percentile(ttft, 99), percentile(true, 99)
+            print(
+                f"| {users} | {len(pairs)} | {t50:.2f} | {r50:.2f} | {r50 / t50:.4f} "
+                f"| {t99:.2f} | {r99:.2f} | {r99 / t99:.4f} | {percentile(err, 50):.3f} "
+                f"| {percentile(err, 99):.3f} | {max(err):.3f} | {percentile(tpot_err, 50):.3f} "
+                f"| {cpu:.0%} |"
+            )
+    print(f"load average at end: {os.getloadavg()[0]:.2f} (times in ms)")
+
+
+if __name__ == "__main__":
+    main()

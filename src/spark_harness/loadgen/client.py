@@ -1,0 +1,226 @@
+"""The HTTP side of the load generator: one shared aiohttp session, one streamed request.
+
+Choices that keep the numbers right (REFERENCE.md, "Measuring streamed responses"):
+
+- one session for the run, its connector sized for the planned concurrency (aiohttp's
+  default caps at 100 connections), keep-alive on, a 4 MiB read buffer (the 64 KiB
+  default throttles long streams);
+- ``sent`` is stamped just before the request goes to the socket (aiohttp's
+  request-chunk trace hook fires right before the body, with the buffered headers, is
+  written; the connection hooks stamp it first, for a request whose body never goes
+  out), so waiting for a connection and serializing the request are client queueing,
+  never server latency;
+- each chunk is stamped on arrival with the monotonic clock and stored raw; parsing
+  happens after the stream closes (:mod:`.record`); where the kernel's receive stamps
+  are available (:mod:`.kstamp`) they replace the loop's, so the client's own
+  scheduling delays are not in the numbers;
+- every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
+  (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
+  ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
+  ``bad_sse`` (not an event stream), ``other``. Nothing is raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+
+from spark_harness.contract import Endpoint
+from spark_harness.loadgen import kstamp
+from spark_harness.loadgen.record import Attempt
+from spark_harness.workloads import Request
+
+READ_BUFFER_BYTES = 4 << 20
+#: After ``data: [DONE]``, how long to wait for the server to end the response before
+#: taking the stream as complete (a server that keeps it open would otherwise time out).
+DONE_GRACE_S = 1.0
+_DONE = b"data: [DONE]"
+
+
+def api_url(base_url: str, chat: bool) -> str:
+    """The completions URL under a base URL given with or without its ``/v1``."""
+    base = base_url.rstrip("/")
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return base + ("/chat/completions" if chat else "/completions")
+
+
+def request_body(request: Request, model: str) -> dict[str, Any]:
+    """The OpenAI request: streamed, with usage, fixed output length."""
+    body: dict[str, Any] = {
+        "model": request.adapter or model,
+        "max_tokens": request.max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
+    body["messages" if request.chat else "prompt"] = request.prompt
+    return body
+
+
+async def _stamp_sent(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
+    ctx.trace_request_ctx.sent_ns = time.monotonic_ns()
+
+
+async def _stamp_body_sent(session: Any, ctx: SimpleNamespace, params: Any) -> None:
+    if params.chunk:  # not the end-of-body marker, which may go out after the reply began
+        await _stamp_sent(session, ctx, params)
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    tc = aiohttp.TraceConfig()
+    tc.on_connection_create_end.append(_stamp_sent)
+    tc.on_connection_reuseconn.append(_stamp_sent)
+    tc.on_request_chunk_sent.append(_stamp_body_sent)  # the last: the request goes out
+    return tc
+
+
+class Client:
+    """Sends requests over one shared session; use as ``async with Client(...)``."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        *,
+        connections: int,
+        timeout_s: float,
+        max_prompt_tokens: int | None = None,
+    ) -> None:
+        self.model = endpoint.model
+        self.base_url = endpoint.base_url
+        self.connections = connections  # 0: unlimited
+        self.timeout_s = timeout_s
+        self.max_prompt_tokens = max_prompt_tokens
+        self._session: aiohttp.ClientSession | None = None
+        #: streams read, and how many of them carry kernel receive stamps
+        self.streams = 0
+        self.kernel_stamped = 0
+
+    async def __aenter__(self) -> Client:
+        connector = aiohttp.TCPConnector(
+            limit=self.connections,
+            limit_per_host=0,
+            keepalive_timeout=30,
+            socket_factory=kstamp.socket_factory,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            read_bufsize=READ_BUFFER_BYTES,
+            timeout=aiohttp.ClientTimeout(total=None),
+            trace_configs=[_trace_config()],
+            headers={"Accept": "text/event-stream"},
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: Request, att: Attempt) -> None:
+        """Send ``request`` and fill ``att`` with what was observed; never raises on a
+        server or network failure (cancellation still propagates)."""
+        assert self._session is not None, "use Client as an async context manager"
+        if self.max_prompt_tokens and request.prompt_tokens > self.max_prompt_tokens:
+            att.error_kind = "rejected"
+            att.error = (
+                f"not sent: prompt of {request.prompt_tokens} tokens exceeds the engine's "
+                f"max_num_tokens {self.max_prompt_tokens} (preflight)"
+            )
+            att.end_ns = time.monotonic_ns()
+            return
+        payload = json.dumps(request_body(request, self.model)).encode()
+        headers = {"Content-Type": "application/json", "X-Request-Id": att.request_id}
+        url = api_url(self.base_url, request.chat)
+        sockets: list[kstamp.StampedSocket] = []
+        token = kstamp.sending.set(sockets)  # the socket that sends this request joins
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                await self._exchange(url, payload, headers, att, sockets)
+        except TimeoutError:
+            att.error_kind = "timeout"
+            att.error = (
+                f"no complete response within {self.timeout_s:g} s "
+                f"({len(att.chunks)} chunks received)"
+            )
+        except aiohttp.ClientConnectorError as e:
+            att.error_kind, att.error = "connect", f"cannot connect: {e}"
+        except (
+            aiohttp.ServerDisconnectedError,
+            aiohttp.ClientPayloadError,
+            aiohttp.ClientOSError,
+            ConnectionError,
+        ) as e:
+            att.error_kind = "reset"
+            att.error = f"connection lost after {len(att.chunks)} chunks: {type(e).__name__}: {e}"
+        except aiohttp.ClientError as e:
+            att.error_kind, att.error = "other", f"{type(e).__name__}: {e}"
+        finally:
+            kstamp.sending.reset(token)
+            att.end_ns = time.monotonic_ns()
+
+    async def _exchange(
+        self,
+        url: str,
+        payload: bytes,
+        headers: dict[str, str],
+        att: Attempt,
+        sockets: list[kstamp.StampedSocket],
+    ) -> None:
+        assert self._session is not None
+        async with self._session.post(
+            url,
+            data=payload,
+            headers=headers,
+            trace_request_ctx=att,  # type: ignore[arg-type]
+        ) as resp:
+            complete = await self._read_response(resp, att)
+        captured = sockets[0].take() if len(sockets) == 1 else []
+        if complete:
+            self.streams += 1
+            pieces = kstamp.dechunk(captured) if captured else None
+            if pieces and b"".join(p for _, p in pieces) == b"".join(c for _, c in att.chunks):
+                att.chunks = pieces
+                self.kernel_stamped += 1
+
+    async def _read_response(self, resp: aiohttp.ClientResponse, att: Attempt) -> bool:
+        """Check status and type, then read the stream; True if it was read to its end."""
+        att.status = resp.status
+        if resp.status != 200:
+            text = (await resp.content.read(2048)).decode("utf-8", "replace").strip()
+            att.error_kind = "rejected" if resp.status in (429, 503) else "http"
+            att.error = f"HTTP {resp.status}: {text[:300]}"
+            return False
+        ctype = resp.headers.get("Content-Type", "")
+        if not ctype.startswith("text/event-stream"):
+            att.error_kind = "bad_sse"
+            att.error = f"expected text/event-stream, got {ctype or 'no Content-Type'}"
+            return False
+        await self._read_stream(resp.content.readany, att.chunks)
+        return True
+
+    @staticmethod
+    async def _read_stream(read: Any, chunks: list[tuple[int, bytes]]) -> None:
+        """Append each piece of the body with its arrival stamp, until the end of the
+        response (or shortly after ``data: [DONE]``)."""
+        while True:
+            data = await read()
+            t = time.monotonic_ns()
+            if not data:
+                return
+            chunks.append((t, data))
+            if data.rstrip(b"\r\n").endswith(_DONE):
+                break
+        # [DONE] seen: let the server end the response so the connection is reused
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DONE_GRACE_S):
+                while data:
+                    data = await read()
+                    if data:
+                        chunks.append((time.monotonic_ns(), data))

@@ -1,0 +1,104 @@
+"""From what the client observed for one request to its ``requests.jsonl`` record.
+
+The client keeps raw observations only (monotonic stamps, status, stamped chunks, the
+transport error); every metric is derived here, after the stream has closed, so the
+receive path does no work between a byte's arrival and its stamp.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from spark_harness.clock import Clock
+from spark_harness.contract import REQUEST_FIELDS
+from spark_harness.loadgen.sse import split_events
+from spark_harness.loadgen.stream import interpret, usage_fields
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One request's identity and the client's raw observations of it."""
+
+    request_id: str
+    phase: str
+    ready_ns: int  # monotonic: due and waiting for a slot
+    prompt_tokens_client: int | None = None
+    user_id: int | None = None
+    session_id: str | None = None
+    turn: int | None = None
+    adapter: str | None = None
+    scheduled_ns: int | None = None  # monotonic: when the schedule said to send
+    sent_ns: int | None = None  # monotonic: just before the request goes to the socket
+    end_ns: int | None = None  # monotonic: stream closed or failure observed
+    status: int | None = None
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)
+    error_kind: str | None = None  # transport/HTTP failure seen by the client
+    error: str | None = None
+
+
+def _ms(a: int | None, b: int | None) -> float | None:
+    return None if a is None or b is None else (b - a) / 1e6
+
+
+def make_record(
+    att: Attempt, clock: Clock, count_piece: Callable[[str], int]
+) -> tuple[dict[str, Any], str | None]:
+    """The contract record of an attempt, and the reply text if it succeeded."""
+    rec: dict[str, Any] = dict.fromkeys(REQUEST_FIELDS)
+    rec.update(
+        request_id=att.request_id,
+        user_id=att.user_id,
+        session_id=att.session_id,
+        turn=att.turn,
+        adapter=att.adapter,
+        phase=att.phase,
+        status=att.status,
+        prompt_tokens_client=att.prompt_tokens_client,
+    )
+    error_kind, error = att.error_kind, att.error
+    t_ns: list[int] = []
+    reply: str | None = None
+    if att.chunks:
+        events, partial = split_events(att.chunks)
+        res = interpret(events, count_piece)
+        t_ns = res.t_ns
+        rec.update(usage_fields(res.usage))
+        rec["event_tokens"] = res.tokens
+        rec["completion_tokens_client"] = sum(res.tokens)
+        if error_kind is None and partial.strip():
+            error_kind, error = "bad_sse", "stream ended inside an event"
+        if error_kind is None and res.error_kind is not None:
+            error_kind, error = res.error_kind, res.error
+        if error_kind is None and not t_ns:
+            error_kind, error = "bad_sse", "no content event in the stream"
+        if error_kind is None:
+            reply = "".join(res.text)
+    elif error_kind is None:
+        error_kind, error = "bad_sse", "empty response body"
+
+    sent = att.sent_ns
+    first = t_ns[0] if t_ns else None
+    done = t_ns[-1] if t_ns and error_kind is None else att.end_ns
+    rec["ok"] = error_kind is None
+    rec["error_kind"], rec["error"] = error_kind, error
+    for key, mono in (
+        ("scheduled_ns", att.scheduled_ns),
+        ("ready_ns", att.ready_ns),
+        ("sent_ns", sent),
+        ("first_token_ns", first),
+        ("done_ns", done),
+    ):
+        rec[key] = None if mono is None else clock.to_epoch_ns(mono)
+    rec["ttft_ms"] = _ms(sent, first)
+    rec["e2e_ms"] = _ms(sent, done)
+    rec["queue_ms"] = _ms(att.ready_ns, sent)
+    rec["e2e_incl_queue_ms"] = _ms(att.ready_ns, done)
+    rec["schedule_lag_ms"] = _ms(att.scheduled_ns, sent)
+    if sent is not None and t_ns:
+        rec["event_offsets_ms"] = [(t - sent) / 1e6 for t in t_ns]
+    out_tokens = rec["completion_tokens"] or rec["completion_tokens_client"]
+    if rec["ok"] and out_tokens and out_tokens > 1:
+        rec["tpot_ms"] = (rec["e2e_ms"] - rec["ttft_ms"]) / (out_tokens - 1)
+    return rec, reply

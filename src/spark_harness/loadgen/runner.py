@@ -1,0 +1,331 @@
+"""``run_load``: one point's load phases against one endpoint.
+
+Load kinds (``spec["load"]``):
+
+- ``closed``: ``users`` user slots, each sending its next request as soon as its last
+  one finished (or, for chat, when a session's turn is due);
+- ``constant`` / ``poisson`` / ``gamma``: an open loop at ``rate`` req/s from a
+  precomputed absolute schedule, optionally capped at ``max_concurrency`` in flight (the
+  wait for a slot is recorded as queue time, the lateness as schedule lag);
+- ``trace``: the trace workload's own timestamps, scaled.
+
+Phases: warm-up -> load -> cool-down (``spec["phases"]``: ``warmup_s``, ``load_s``,
+``max_requests``, ``cooldown_s``), or populate -> thrash -> replay for ``rehydrate``.
+Each finished request is handed to ``on_record`` at once; failures are records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from itertools import count
+from typing import Any
+
+from spark_harness.clock import Clock
+from spark_harness.contract import Endpoint
+from spark_harness.loadgen.client import Client
+from spark_harness.loadgen.phases import PhasePlan, Phases
+from spark_harness.loadgen.progress import progress
+from spark_harness.loadgen.record import Attempt, make_record
+from spark_harness.loadgen.schedule import OPEN_LOOP_KINDS, arrivals
+from spark_harness.workloads import Counter as TokenCounter
+from spark_harness.workloads import Job, Workload, build_workload
+
+log = logging.getLogger("spark_harness.loadgen")
+
+DEFAULT_REQUEST_TIMEOUT_S = 120.0
+
+
+class LoadError(ValueError):
+    """The point's load or phase settings cannot be run; the message names the key."""
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """The ``load`` and ``phases`` sections of a point spec, checked."""
+
+    kind: str
+    users: int | None
+    rate: float | None
+    burstiness: float
+    max_concurrency: int | None
+    warmup_s: float
+    load_s: float
+    cooldown_s: float
+    max_requests: int | None
+    request_timeout_s: float
+    seed: int
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any]) -> LoadSettings:
+        load = spec.get("load") or {}
+        ph = spec.get("phases") or {}
+        kind = load.get("kind", "closed")
+        users = load.get("users")
+        if kind == "closed":
+            if isinstance(users, bool) or not isinstance(users, int) or users < 1:
+                raise LoadError(
+                    f"load.users must be an integer >= 1 for a closed loop, got {users!r}"
+                    + (" (resolve `u_work` before calling run_load)" if users == "u_work" else "")
+                )
+        elif kind in OPEN_LOOP_KINDS:
+            rate = load.get("rate")
+            if rate is None:
+                raise LoadError(f"load.rate is required for load.kind {kind!r}")
+            if not rate > 0 or not load.get("burstiness", 1.0) > 0:
+                raise LoadError("load.rate and load.burstiness must be > 0")
+        elif kind != "trace":
+            raise LoadError(f"load.kind: unknown kind {kind!r}")
+        return cls(
+            kind=kind,
+            users=users if kind == "closed" else None,
+            rate=load.get("rate"),
+            burstiness=float(load.get("burstiness", 1.0)),
+            max_concurrency=load.get("max_concurrency"),
+            warmup_s=float(ph.get("warmup_s", 0.0)),
+            load_s=float(ph.get("load_s", 60.0)),
+            cooldown_s=float(ph.get("cooldown_s", 0.0)),
+            max_requests=ph.get("max_requests"),
+            request_timeout_s=float(ph.get("request_timeout_s", DEFAULT_REQUEST_TIMEOUT_S)),
+            seed=int(spec.get("seed", 0)),
+        )
+
+
+def phase_plans(settings: LoadSettings, workload: Workload) -> list[PhasePlan]:
+    """The phases a workload runs through under these settings."""
+    if workload.finite_phases:
+        return [PhasePlan(name, drain=True) for name in workload.phases]
+    warmup, load, cooldown = workload.phases
+    return [
+        PhasePlan(warmup, settings.warmup_s, min_done=workload.warmup_min_requests),
+        PhasePlan(load, settings.load_s, max_requests=settings.max_requests),
+        PhasePlan(cooldown, settings.cooldown_s, drain=True),
+    ]
+
+
+class _Run:
+    """The state of one ``run_load`` call."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        settings: LoadSettings,
+        workload: Workload,
+        counter: TokenCounter,
+        clock: Clock,
+        on_record: Callable[[dict[str, Any]], None],
+        on_phase: Callable[[str, str, int], None],
+    ) -> None:
+        self.endpoint = endpoint
+        self.settings = settings
+        self.workload = workload
+        self.counter = counter
+        self.clock = clock
+        self.on_record = on_record
+        self.phases = Phases(phase_plans(settings, workload), clock, on_phase)
+        self.errors: Counter[str] = Counter()
+        self.dropped = 0  # open loop: queued for a slot when sending stopped, never sent
+        self._ids = count()
+        self.users = settings.users
+        if self.users is not None and workload.max_users and self.users > workload.max_users:
+            log.warning(
+                "load.users %d > %d (the workload has at most that many requests outstanding); "
+                "using %d users",
+                self.users,
+                workload.max_users,
+                workload.max_users,
+            )
+            self.users = workload.max_users
+        self.slots = (
+            asyncio.Semaphore(settings.max_concurrency) if settings.max_concurrency else None
+        )
+        self._unclaimed = 0  # open-loop arrivals waiting for a slot, not yet claimed
+        self._all_claimed = asyncio.Event()
+
+    def _planned_s(self) -> float | None:
+        if self.workload.finite_phases:
+            return None
+        s = self.settings
+        return s.warmup_s + s.load_s + s.cooldown_s
+
+    async def run(self) -> dict[str, list[int]]:
+        connections = self.users or self.settings.max_concurrency or 0
+        client = Client(
+            self.endpoint,
+            connections=connections,
+            timeout_s=self.settings.request_timeout_s,
+            max_prompt_tokens=self.endpoint.max_num_tokens,
+        )
+        async with (
+            client,
+            progress(self.phases, self.errors, self._planned_s()),
+            asyncio.TaskGroup() as tg,
+        ):
+            self.phases.start()
+            if self.users is not None:
+                for u in range(self.users):
+                    tg.create_task(self._user(client, u))
+            else:
+                tg.create_task(self._dispatch(client, tg))
+        log.info(
+            "event stamps: kernel receive time for %d of %d streams (the rest: event loop)",
+            client.kernel_stamped,
+            client.streams,
+        )
+        if self.dropped:
+            log.warning(
+                "%d scheduled requests were not sent: sending stopped while they waited "
+                "for a slot (load.max_concurrency)",
+                self.dropped,
+            )
+        return self.phases.windows
+
+    async def _user(self, client: Client, user: int) -> None:
+        phases = self.phases
+        while True:
+            phase = await phases.wait_sending()
+            if phase is None:
+                return
+            job = self.workload.next(phase, user)
+            if job is None:
+                phases.exhausted(phase)
+                continue
+            if job.due_ns is None:
+                ready = time.monotonic_ns()
+            else:
+                ready = job.due_ns
+                if not await phases.sleep_until(job.due_ns):
+                    return
+            phase = phases.claim()
+            if phase is not None:
+                await self._one(client, job, phase, ready, user=user)
+
+    async def _dispatch(self, client: Client, tg: asyncio.TaskGroup) -> None:
+        s, phases = self.settings, self.phases
+        offsets = (
+            self.workload.arrivals_ns()
+            if s.kind == "trace"
+            else arrivals(s.kind, float(s.rate or 0), s.seed, s.burstiness)
+        )
+        start = time.monotonic_ns()
+        for offset in offsets:
+            due = start + offset
+            if not await phases.sleep_until(due):
+                break
+            phase = phases.current
+            if phase is None:
+                break
+            job = self.workload.next(phase, None)
+            if job is None:
+                phases.exhausted(phase)
+                break
+            if self.slots is None:  # sent now: its phase is decided now
+                phase = phases.claim()
+                if phase is None:
+                    break
+                tg.create_task(self._one(client, job, phase, time.monotonic_ns(), scheduled=due))
+            else:
+                self._unclaimed += 1
+                tg.create_task(self._queued(client, job, due, self.slots))
+        # the schedule (a trace) has ended: once the last arrivals have their phase, the
+        # remaining phases have nothing to send
+        if self._unclaimed:
+            self._all_claimed.clear()
+            await self._all_claimed.wait()
+        while (phase := phases.current) is not None:
+            phases.exhausted(phase)
+
+    async def _queued(
+        self, client: Client, job: Job, scheduled: int, slots: asyncio.Semaphore
+    ) -> None:
+        """An open-loop arrival waiting for one of ``max_concurrency`` slots."""
+        ready = time.monotonic_ns()
+        async with slots:
+            phase = self.phases.claim()
+            self._unclaimed -= 1
+            if self._unclaimed == 0:
+                self._all_claimed.set()
+            if phase is None:
+                self.dropped += 1
+            else:
+                await self._one(client, job, phase, ready, scheduled=scheduled)
+
+    async def _one(
+        self,
+        client: Client,
+        job: Job,
+        phase: str,
+        ready: int,
+        *,
+        user: int | None = None,
+        scheduled: int | None = None,
+    ) -> None:
+        """Send one claimed request, hand its record on, and tell the workload."""
+        req = job.request
+        att = Attempt(
+            request_id=f"r{next(self._ids):06d}",
+            phase=phase,
+            ready_ns=ready,
+            prompt_tokens_client=req.prompt_tokens,
+            user_id=user,
+            session_id=req.session_id,
+            turn=req.turn,
+            adapter=req.adapter,
+            scheduled_ns=scheduled,
+        )
+        try:
+            await client.send(req, att)
+            rec, reply = make_record(att, self.clock, self.counter.count_piece)
+            if rec["error_kind"]:
+                self.errors[rec["error_kind"]] += 1
+            self.workload.finished(job, reply, att.end_ns or time.monotonic_ns())
+            self.on_record(rec)
+        finally:
+            self.phases.finish(phase)
+
+
+async def run_load(
+    endpoint: Endpoint,
+    spec: Mapping[str, Any],
+    clock: Clock,
+    on_record: Callable[[dict[str, Any]], None],
+    on_phase: Callable[[str, str, int], None],
+) -> dict[str, list[int]]:
+    """Run a point's load phases; return ``{phase: [start_ns, end_ns]}``.
+
+    Raises LoadError, WorkloadError or InputError for settings that cannot run (before
+    any request is sent); request failures are records, never exceptions.
+    """
+    settings = LoadSettings.from_spec(spec)
+    workload, counter = build_workload(spec, server_is_sim=endpoint.kind == "sim")
+    if settings.kind == "trace" and workload.arrivals_ns() is None:
+        raise LoadError("load.kind `trace` needs workload.kind `trace`")
+    if workload.closed_loop_only and settings.kind != "closed":
+        raise LoadError(
+            f"workload.kind {spec['workload']['kind']!r} needs load.kind `closed` "
+            f"(its requests depend on earlier answers), got {settings.kind!r}"
+        )
+    return await _Run(endpoint, settings, workload, counter, clock, on_record, on_phase).run()
+
+
+def run_standalone(
+    base_url: str,
+    spec: Mapping[str, Any],
+    *,
+    model: str = "default",
+    kind: str = "external",
+    clock: Clock | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """Run one point outside the workflow (tests, benchmarks, a quick look at a server):
+    records are kept in memory. ``kind: sim`` makes prompt token counts exact."""
+    records: list[dict[str, Any]] = []
+    ep = Endpoint(stack="standalone", kind=kind, base_url=base_url, model=model, pid=os.getpid())
+    windows = asyncio.run(
+        run_load(ep, spec, clock or Clock.start(), records.append, lambda *_: None)
+    )
+    return records, windows

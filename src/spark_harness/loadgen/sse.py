@@ -1,0 +1,95 @@
+"""Server-sent events framing, with each event stamped when its first byte arrived.
+
+The client only appends ``(arrival_ns, bytes)`` while a stream is open, so the time
+between a chunk's arrival and its stamp is one ``await`` and no parsing. Afterwards,
+:func:`split_events` frames the bytes into events (WHATWG SSE rules: lines end in CRLF,
+LF or CR; a blank line ends an event; ``data:`` lines join with LF; ``:`` lines are
+comments; an event with no data is no event) and gives each the stamp of the chunk
+holding its first field line's first byte.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# a blank line: two line ends; atomic groups keep a CRLF from splitting into CR + LF
+_EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
+_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    t_ns: int  # arrival of the event's first byte (monotonic ns)
+    data: str  # the joined data lines
+    event: str | None = None  # the `event:` field, if any
+
+
+def _fields(block: bytes) -> tuple[int, list[bytes], bytes | None]:
+    """Offset of the first field line in ``block``, its data lines and event type."""
+    data: list[bytes] = []
+    kind: bytes | None = None
+    first = -1
+    start = 0
+    for m in _LINE_END.finditer(block + b"\n"):
+        line = block[start : m.start()]
+        line_start, start = start, m.end()
+        name, sep, value = line.partition(b":")
+        if not name:  # comment (or empty) line
+            continue
+        if first < 0:
+            first = line_start
+        if sep and value.startswith(b" "):
+            value = value[1:]
+        if name == b"data":
+            data.append(value)
+        elif name == b"event":
+            kind = value
+    return max(first, 0), data, kind
+
+
+def split_events(chunks: Sequence[tuple[int, bytes]]) -> tuple[list[Event], bytes]:
+    """Events of a stream received as stamped chunks, and any trailing partial event."""
+    if not chunks:
+        return [], b""
+    buf = b"".join(c for _, c in chunks) if len(chunks) > 1 else chunks[0][1]
+    starts = []  # byte offset where each chunk begins
+    pos = 0
+    for _, c in chunks:
+        starts.append(pos)
+        pos += len(c)
+    stamps = [t for t, _ in chunks]
+    events: list[Event] = []
+    if b"\r" in buf:
+        # CR or CRLF line ends: the general splitter (offsets stay exact, separators vary)
+        bounds, pos = [], 0
+        for m in _EVENT_END.finditer(buf):
+            bounds.append((pos, buf[pos : m.start()]))
+            pos = m.end()
+        tail = buf[pos:]
+    else:
+        parts = buf.split(b"\n\n")
+        tail = parts.pop()
+        bounds, pos = [], 0
+        for part in parts:
+            bounds.append((pos, part))
+            pos += len(part) + 2
+    for offset, block in bounds:
+        if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:
+            value = block[6:] if block[5:6] == b" " else block[5:]  # the common case
+            t = stamps[bisect_right(starts, offset) - 1]
+            events.append(Event(t, value.decode("utf-8", "replace")))
+            continue
+        first, data, kind = _fields(block)
+        if data:
+            t = stamps[bisect_right(starts, offset + first) - 1]
+            events.append(
+                Event(
+                    t,
+                    b"\n".join(data).decode("utf-8", "replace"),
+                    kind.decode("utf-8", "replace") if kind else None,
+                )
+            )
+    return events, tail

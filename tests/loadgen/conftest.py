@@ -1,0 +1,66 @@
+"""Helpers for the load generator's tests: run ``run_load`` against a server and collect."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from spark_harness.clock import Clock
+from spark_harness.contract import Endpoint
+from spark_harness.loadgen import run_load
+from spark_harness.loadgen.groundtruth import TruthConfig, serve
+
+
+@dataclass
+class Outcome:
+    records: list[dict[str, Any]] = field(default_factory=list)
+    events: list[tuple[str, str, int]] = field(default_factory=list)  # on_phase calls
+    windows: dict[str, list[int]] = field(default_factory=dict)
+    clock: Clock = field(default_factory=Clock.start)
+
+    def phase(self, name: str) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["phase"] == name]
+
+    def mono(self, epoch_ns: int) -> int:
+        """A record's epoch timestamp back on this host's monotonic clock."""
+        return epoch_ns - self.clock.wall_ns + self.clock.mono_ns
+
+
+def endpoint(base_url: str, model: str = "truth", kind: str = "sim", **kw: Any) -> Endpoint:
+    return Endpoint(stack="test", kind=kind, base_url=base_url, model=model, pid=0, **kw)
+
+
+def spec(workload: dict[str, Any], load: dict[str, Any], **phases: Any) -> dict[str, Any]:
+    """A minimal resolved point spec."""
+    ph = {"warmup_s": 0.0, "load_s": 0.3, "cooldown_s": 0.0, "request_timeout_s": 5.0}
+    ph.update(phases)
+    return {"workload": workload, "load": load, "phases": ph, "seed": 7}
+
+
+async def run_against(ep: Endpoint, point: dict[str, Any]) -> Outcome:
+    out = Outcome()
+    out.windows = await run_load(
+        ep, point, out.clock, out.records.append, lambda *a: out.events.append(a)
+    )
+    return out
+
+
+RunInProcess = Callable[..., Outcome]
+
+
+@pytest.fixture
+def run_in_process() -> RunInProcess:
+    """Run a point against an in-process ground-truth server (behaviour, not timing)."""
+
+    def run(point: dict[str, Any], cfg: TruthConfig | None = None, **ep_kw: Any) -> Outcome:
+        async def main() -> Outcome:
+            async with serve(cfg or TruthConfig(ttft_ms=2, itl_ms=1)) as url:
+                return await run_against(endpoint(url, **ep_kw), point)
+
+        return asyncio.run(main())
+
+    return run

@@ -1,0 +1,132 @@
+"""Every server misbehaviour becomes a record with its reason; the run goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+from spark_harness.contract import REQUEST_FIELDS
+from spark_harness.loadgen.client import api_url, request_body
+from spark_harness.loadgen.groundtruth import LINGER, MISBEHAVIOURS, TruthConfig
+from spark_harness.workloads import Request
+
+from .conftest import endpoint, run_against, spec
+
+EXPECTED = {  # misbehaviour -> (error_kind, words in the reason, status, first token seen)
+    "http-500": ("http", "HTTP 500: ", 500, False),
+    "http-429": ("rejected", "HTTP 429", 429, False),
+    "not-sse": ("bad_sse", "expected text/event-stream, got application/json", 200, False),
+    "bad-json": ("bad_sse", "event is not JSON", 200, True),
+    "reset": ("reset", "connection lost after", 200, True),
+    "stall": ("timeout", "no complete response within 0.4 s", 200, True),
+    "no-done": ("bad_sse", "stream ended without data: [DONE]", 200, True),
+    "error-event": ("other", "server error in stream: injected stream error", 200, True),
+    "no-content": ("bad_sse", "no content event in the stream", 200, False),
+}
+
+
+def test_each_misbehaviour_is_a_recorded_error_and_the_run_goes_on(
+    run_in_process, tmp_path: Path
+) -> None:
+    assert set(EXPECTED) == set(MISBEHAVIOURS)
+    adapters = tmp_path / "adapters.txt"
+    adapters.write_text("\n".join(["good", *MISBEHAVIOURS]) + "\n")
+    point = spec(
+        {
+            "kind": "lora",
+            "adapters": str(adapters),
+            "adapter_cache": "warm",
+            "context_tokens": 8,
+            "output_tokens": 4,
+        },
+        {"kind": "closed", "users": 4},
+        warmup_s=0.0,
+        load_s=0.6,
+        request_timeout_s=0.4,
+    )
+    out = run_in_process(point, TruthConfig(ttft_ms=1, itl_ms=1))
+    assert all(set(r) == set(REQUEST_FIELDS) for r in out.records)
+    by_adapter: dict[str, list[dict]] = {}
+    for r in out.records:
+        by_adapter.setdefault(r["adapter"], []).append(r)
+    # warm-up touched every adapter once, and the run went on after every failure
+    assert set(by_adapter) == {"good", *MISBEHAVIOURS}
+    assert len(out.phase("load")) > 0
+    assert all(r["ok"] for r in by_adapter["good"])
+    for name, (kind, reason, status, first) in EXPECTED.items():
+        for r in by_adapter[name]:
+            assert (r["ok"], r["error_kind"], r["status"]) == (False, kind, status), (name, r)
+            assert reason in r["error"], (name, r["error"])
+            assert (r["ttft_ms"] is not None) == first, name
+            assert r["done_ns"] is not None and r["sent_ns"] is not None
+
+
+def test_a_response_left_open_after_done_is_complete(run_in_process) -> None:
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 3},
+        {"kind": "closed", "users": 1},
+        load_s=0.05,
+        request_timeout_s=5.0,
+    )
+    out = run_in_process(point, TruthConfig(ttft_ms=1, itl_ms=1, stall_s=3.0), model=LINGER)
+    r = out.records[0]
+    assert r["ok"] and r["e2e_ms"] < 100  # ends at the last token, not at the close
+    assert len(out.records) == 1
+    # the client waited DONE_GRACE_S (1 s) for the close, not the server's 3 s
+    assert (out.windows["cooldown"][1] - out.windows["load"][0]) / 1e9 < 2.5
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="kernel receive stamps are Linux's")
+def test_streams_carry_kernel_receive_stamps(run_in_process, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="spark_harness.loadgen")
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 3},
+        {"kind": "closed", "users": 2},
+        load_s=0.2,
+    )
+    out = run_in_process(point)
+    n = len(out.records)
+    assert f"event stamps: kernel receive time for {n} of {n} streams" in caplog.text
+    assert all(r["sent_ns"] < r["first_token_ns"] for r in out.records)
+
+
+def test_connection_refused_is_a_connect_error() -> None:
+    with socket.socket() as s:  # a port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 2},
+        {"kind": "closed", "users": 1},
+        load_s=0.1,
+    )
+    out = asyncio.run(run_against(endpoint(f"http://127.0.0.1:{port}"), point))
+    assert out.records and all(r["error_kind"] == "connect" for r in out.records)
+    assert all(r["status"] is None and r["sent_ns"] is None for r in out.records)
+
+
+def test_prompts_over_the_engine_limit_are_rejected_before_sending(run_in_process) -> None:
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 64, "output_tokens": 2},
+        {"kind": "closed", "users": 1},
+        load_s=0.05,
+    )
+    out = run_in_process(point, max_num_tokens=32)
+    r = out.records[0]
+    assert (r["error_kind"], r["sent_ns"], r["status"]) == ("rejected", None, None)
+    assert "exceeds the engine's max_num_tokens 32" in r["error"]
+
+
+def test_request_body_and_url() -> None:
+    chat = Request([{"role": "user", "content": "hi"}], 8, 2, adapter="a1")
+    body = request_body(chat, "base")
+    assert body["model"] == "a1" and body["messages"] == chat.prompt
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["ignore_eos"] is True and body["max_tokens"] == 8
+    assert request_body(Request("hi", 8, 1), "base")["model"] == "base"
+    assert api_url("http://h:1", chat=True) == "http://h:1/v1/chat/completions"
+    assert api_url("http://h:1/v1/", chat=False) == "http://h:1/v1/completions"

@@ -1,0 +1,128 @@
+"""From raw observations to the contract record: every metric against known stamps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from spark_harness.clock import Clock
+from spark_harness.contract import REQUEST_FIELDS
+from spark_harness.loadgen.record import Attempt, make_record
+from spark_harness.tokens import count_text
+
+CLOCK = Clock(wall_ns=1_000_000_000_000, mono_ns=0)
+MS = 1_000_000
+
+
+def frame(obj: object) -> bytes:
+    return b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+
+
+def stream(*events: tuple[int, object]) -> list[tuple[int, bytes]]:
+    return [(t, frame(o)) for t, o in events]
+
+
+def attempt(chunks: list[tuple[int, bytes]], **kw: object) -> Attempt:
+    base = dict(
+        request_id="r1",
+        phase="load",
+        ready_ns=5 * MS,
+        sent_ns=10 * MS,
+        end_ns=200 * MS,
+        status=200,
+        prompt_tokens_client=12,
+        user_id=3,
+        chunks=chunks,
+    )
+    base.update(kw)
+    return Attempt(**base)  # type: ignore[arg-type]
+
+
+USAGE = {
+    "choices": [],
+    "usage": {
+        "prompt_tokens": 12,
+        "completion_tokens": 5,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    },
+}
+
+
+def good_stream() -> list[tuple[int, bytes]]:
+    return stream(
+        (11 * MS, {"choices": [{"delta": {"role": "assistant", "content": ""}}]}),
+        (40 * MS, {"choices": [{"delta": {"content": "a b"}}]}),
+        (60 * MS, {"choices": [{"delta": {"content": " c"}}]}),
+        (90 * MS, {"choices": [{"delta": {"content": " d e"}}]}),
+        (91 * MS, USAGE),
+        (91 * MS, b"[DONE]"),
+    )
+
+
+def test_metrics_of_a_good_stream() -> None:
+    rec, reply = make_record(attempt(good_stream()), CLOCK, count_text)
+    assert set(rec) == set(REQUEST_FIELDS)
+    assert rec["ok"] is True and rec["error_kind"] is None
+    assert rec["ttft_ms"] == 30.0  # role-only chunk at 11 ms does not count
+    assert rec["e2e_ms"] == 80.0  # ends at the last content event, not at usage/[DONE]
+    assert rec["tpot_ms"] == pytest.approx((80.0 - 30.0) / (5 - 1))
+    assert rec["queue_ms"] == 5.0
+    assert rec["e2e_incl_queue_ms"] == 85.0
+    assert rec["schedule_lag_ms"] is None
+    assert rec["event_offsets_ms"] == [30.0, 50.0, 80.0]
+    assert rec["event_tokens"] == [2, 1, 2]
+    assert rec["completion_tokens"] == rec["completion_tokens_client"] == 5
+    assert (rec["prompt_tokens"], rec["prompt_tokens_client"], rec["cached_tokens"]) == (12, 12, 4)
+    assert rec["sent_ns"] == CLOCK.wall_ns + 10 * MS
+    assert rec["first_token_ns"] == CLOCK.wall_ns + 40 * MS
+    assert rec["done_ns"] == CLOCK.wall_ns + 90 * MS
+    assert rec["kv_g3_fetch_ms"] is None
+    assert reply == "a b c d e"
+
+
+def test_schedule_lag_and_tpot_from_client_count_without_usage() -> None:
+    chunks = [c for c in good_stream() if b"usage" not in c[1]]
+    rec, _ = make_record(attempt(chunks, scheduled_ns=8 * MS), CLOCK, count_text)
+    assert rec["schedule_lag_ms"] == 2.0
+    assert rec["completion_tokens"] is None
+    assert rec["tpot_ms"] == pytest.approx(50.0 / 4)
+
+
+def test_single_token_has_no_tpot() -> None:
+    chunks = stream((30 * MS, {"choices": [{"text": "a"}]}), (31 * MS, b"[DONE]"))
+    rec, _ = make_record(attempt(chunks), CLOCK, count_text)
+    assert rec["ok"] and rec["tpot_ms"] is None and rec["ttft_ms"] == 20.0
+
+
+def test_transport_failure_keeps_partial_measurements() -> None:
+    chunks = good_stream()[:3]
+    att = attempt(chunks, error_kind="reset", error="connection lost", end_ns=70 * MS)
+    rec, reply = make_record(att, CLOCK, count_text)
+    assert (rec["ok"], rec["error_kind"], rec["error"]) == (False, "reset", "connection lost")
+    assert rec["ttft_ms"] == 30.0 and rec["event_offsets_ms"] == [30.0, 50.0]
+    assert rec["done_ns"] == CLOCK.wall_ns + 70 * MS  # the failure, not the last content
+    assert rec["tpot_ms"] is None and reply is None
+
+
+@pytest.mark.parametrize(
+    ("chunks", "error"),
+    [
+        (stream((20 * MS, USAGE), (21 * MS, b"[DONE]")), "no content event in the stream"),
+        (good_stream()[:-1], "stream ended without data: [DONE]"),
+        ([*good_stream(), (95 * MS, b"data: {")], "stream ended inside an event"),
+        ([], "empty response body"),
+    ],
+)
+def test_malformed_streams_are_bad_sse(chunks: list, error: str) -> None:
+    rec, _ = make_record(attempt(chunks), CLOCK, count_text)
+    assert (rec["ok"], rec["error_kind"], rec["error"]) == (False, "bad_sse", error)
+
+
+def test_failure_before_sending_has_no_latencies() -> None:
+    att = attempt([], sent_ns=None, status=None, error_kind="connect", error="refused")
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["error_kind"] == "connect"
+    assert rec["sent_ns"] is None and rec["ttft_ms"] is None and rec["e2e_ms"] is None
+    assert rec["queue_ms"] is None
+    assert rec["done_ns"] == CLOCK.wall_ns + 200 * MS

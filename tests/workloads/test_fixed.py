@@ -1,0 +1,77 @@
+"""fixed_context and shared_prefix: lengths, nonces at the start, and exactly the planted reuse."""
+
+from __future__ import annotations
+
+import pytest
+
+from spark_harness import tokens
+from spark_harness.workloads import Prompts, WorkloadError
+from spark_harness.workloads.fixed import FixedContext, SharedPrefix
+
+
+def common_prefix(a: list[str], b: list[str]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def test_each_user_resends_one_prompt_with_its_nonce_first(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, context_tokens=128, output_tokens=8, nonce=True)
+    users = [wl.next("load", u).request for u in range(4)]
+    again = [wl.next("load", u).request for u in range(4)]
+    assert users == again  # same prompt on every request of a user
+    toks = [tokens.text_tokens(r.prompt) for r in users]
+    assert all(len(t) == 128 and r.prompt_tokens == 128 for t, r in zip(toks, users, strict=True))
+    assert all(r.max_tokens == 8 and r.adapter is None for r in users)
+    assert len({t[0] for t in toks}) == 4  # a distinct nonce per user ...
+    assert all(t[0].startswith("id") for t in toks)
+    assert all(t[1:] == toks[0][1:] for t in toks)  # ... then the shared body
+    assert common_prefix(toks[0], toks[1]) == 0  # so no prefix is shared across users
+
+
+def test_nonce_depends_on_the_run_seed(prompts: Prompts) -> None:
+    other = Prompts(prompts.counter, prompts.api, prompts.words, seed=12)
+    a = FixedContext(prompts, 16, 4, nonce=True).next("load", 0).request.prompt
+    b = FixedContext(other, 16, 4, nonce=True).next("load", 0).request.prompt
+    assert a.split()[0] != b.split()[0]
+
+
+def test_without_nonce_all_users_share_the_prompt_from_token_zero(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, context_tokens=64, output_tokens=4, nonce=False)
+    assert wl.next("load", 0).request.prompt == wl.next("load", 3).request.prompt
+    # longer contexts extend the same body
+    longer = FixedContext(prompts, 96, 4, nonce=False).next("load", 0).request.prompt
+    assert longer.startswith(wl.next("load", 0).request.prompt)
+
+
+def test_open_loop_arrivals_each_get_their_own_nonce(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, context_tokens=32, output_tokens=4, nonce=True)
+    heads = {wl.next("load", None).request.prompt.split()[0] for _ in range(50)}
+    assert len(heads) == 50
+
+
+def test_chat_api_counts_the_role_token(chat_prompts: Prompts) -> None:
+    r = FixedContext(chat_prompts, context_tokens=50, output_tokens=4, nonce=True).next("load", 0)
+    assert r.request.chat and r.request.prompt_tokens == 50
+    assert tokens.count_chat(r.request.prompt) == 50
+
+
+def test_shared_prefix_groups_share_exactly_the_prefix(prompts: Prompts) -> None:
+    wl = SharedPrefix(
+        prompts, context_tokens=100, output_tokens=4, prefix_groups=3, prefix_tokens=40
+    )
+    reqs = [wl.next("load", u % 6).request for u in range(12)]
+    toks = [tokens.text_tokens(r.prompt) for r in reqs]
+    assert all(len(t) == 100 and r.prompt_tokens == 100 for t, r in zip(toks, reqs, strict=True))
+    for i in range(12):
+        for j in range(i + 1, 12):
+            same_group = (i % 6) % 3 == (j % 6) % 3
+            assert common_prefix(toks[i], toks[j]) == (40 if same_group else 0)
+
+
+def test_shared_prefix_longer_than_context_is_an_error(prompts: Prompts) -> None:
+    with pytest.raises(WorkloadError, match="prefix_tokens"):
+        SharedPrefix(prompts, context_tokens=10, output_tokens=1, prefix_groups=1, prefix_tokens=11)
