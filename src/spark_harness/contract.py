@@ -153,6 +153,8 @@ TELEMETRY_FIELD_DOC: dict[str, str] = {
     "frontend_input_tokens_sum": "counter, prompt tokens (dynamo_frontend_input_sequence_tokens)",
     "frontend_input_tokens_count": "counter",
     "server_read_bytes": "counter, /proc/<pid>/io read_bytes summed over server processes",
+    "sim_engine_step_modeled_seconds": "counter, s: embedded simulator only, modeled step time",
+    "sim_engine_step_actual_seconds": "counter, s: embedded simulator only, measured step time",
     "server_write_bytes": "counter, /proc/<pid>/io write_bytes summed",
     "cgroup_read_bytes": "counter, cgroup v2 io.stat rbytes of the server's cgroup(s)",
     "cgroup_write_bytes": "counter, io.stat wbytes",

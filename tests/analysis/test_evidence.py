@@ -18,6 +18,16 @@ def test_alignment_gate_names_failing_runs():
     assert evidence.alignment_gate(_runs(aligned_share=[0.95, 1.0, 1.0])).passed
 
 
+def test_sim_clock_gate_fails_runs_whose_simulator_fell_behind():
+    g = evidence.sim_clock_gate(_runs(sim_step_overrun=[1.0, 1.2, 1.04]))
+    assert g.passed is False and g.effect == "invalid"
+    assert g.reasons == ["sim_behind_model"]
+    assert g.details["failing_runs"] == [["H", "B", "p1", 1, 1.2]]
+    assert evidence.sim_clock_gate(_runs(sim_step_overrun=[1.0, 1.05, 1.01])).passed
+    # real servers report no simulator clock: the gate does not apply
+    assert evidence.sim_clock_gate(_runs(sim_step_overrun=[None, None, None])).passed is None
+
+
 def test_repetition_and_cov_gates():
     table = pl.DataFrame(
         {

@@ -53,6 +53,19 @@ def test_window_metrics_match_the_plant(tmp_path):
     assert r["g3_fetch_share_p95"] == pytest.approx(0.5, rel=1e-6)
 
 
+def test_simulator_clock_overrun_from_its_step_counters(tmp_path):
+    behind = RunSpec(
+        "H0",
+        "A",
+        "users-8",
+        0,
+        counters={"sim_engine_step_modeled_seconds": 400, "sim_engine_step_actual_seconds": 480},
+    )
+    on_time = RunSpec("H0", "A", "users-8", 1)  # counters flat: nothing modeled, no ratio
+    r = _load(tmp_path, behind, on_time).runs
+    assert r["sim_step_overrun"].to_list() == [pytest.approx(1.2, rel=0.01), None]
+
+
 def test_ttft_percentiles_recomputed_from_the_ingested_rows(tmp_path):
     data = _load(tmp_path, PLANTED)
     req = pl.read_parquet(tmp_path / "ingest" / "requests.parquet")

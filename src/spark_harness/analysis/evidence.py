@@ -57,6 +57,7 @@ MEAN_COLUMNS = (
     "working_set_tokens",
     "cached_tokens",
     "prompt_tokens",
+    "sim_step_overrun",
 )
 SUM_COLUMNS = ("n_window", "n_window_ok", "n_window_errors", "n_window_rejected")
 
@@ -302,6 +303,26 @@ def cov_gate(table: pl.DataFrame) -> Gate:
     )
 
 
+def sim_clock_gate(runs: pl.DataFrame) -> Gate:
+    """Simulated runs whose engine kept its modeled clock (no verdict on a starved host)."""
+    if "sim_step_overrun" not in runs.columns or runs["sim_step_overrun"].drop_nulls().len() == 0:
+        return Gate("sim_clock", None, INVALID, details={"note": "no simulated runs"})
+    bad = runs.filter(pl.col("sim_step_overrun") > T.SIM_STEP_OVERRUN_MAX)
+    return Gate(
+        "sim_clock",
+        bad.height == 0,
+        INVALID,
+        value=runs["sim_step_overrun"].max(),
+        threshold=T.SIM_STEP_OVERRUN_MAX,
+        reasons=[] if bad.height == 0 else ["sim_behind_model"],
+        details={
+            "failing_runs": [
+                [*r, s] for r, s in zip(rows(bad), bad["sim_step_overrun"], strict=True)
+            ]
+        },
+    )
+
+
 def errors_report(runs: pl.DataFrame) -> Gate:
     """Errors and rejections are reported; a run with > 1 % errors is marked."""
     marked = runs.filter(pl.col("marked") | (pl.col("error_share") > T.MARK_ERROR_SHARE))
@@ -344,6 +365,7 @@ def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[
         alignment_gate(runs),
         repetitions_gate(table),
         cov_gate(table),
+        sim_clock_gate(runs),
         errors_report(runs),
         failed_report(data),
     ]

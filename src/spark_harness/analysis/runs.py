@@ -49,6 +49,9 @@ COUNTER_DELTAS = {
     "g3_fetch_count": "kv_g3_fetch_seconds_count",
     "prefix_hit_tokens": "kv_prefix_hits_tokens",
     "server_read_bytes": "server_read_bytes",
+    # the simulator's own clock: measured vs modeled engine step time
+    "sim_step_actual_s": "sim_engine_step_actual_seconds",
+    "sim_step_modeled_s": "sim_engine_step_modeled_seconds",
 }
 
 RUN_KEYS = ["hyp", "stack", "point", "rep"]
@@ -203,6 +206,10 @@ def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
     ).with_columns(
         (pl.col("g3_fetch_p95_ms") / pl.col("ttft_p95")).alias("g3_fetch_share_p95"),
         (pl.col("outcome") == "marked").alias("marked"),
+        # > 1: the simulator's engine fell behind its own timing model (a busy host)
+        pl.when(pl.col("sim_step_modeled_s") > 0)
+        .then(pl.col("sim_step_actual_s") / pl.col("sim_step_modeled_s"))
+        .alias("sim_step_overrun"),
     )
     return Runs(points=points, runs=runs.sort(RUN_KEYS), ttft=ttft, fetch=fetch)
 

@@ -438,7 +438,8 @@ class World:
         else:
             share = self._share(disk, ctx, int(wl["sessions"]) if chat else None)
             p50 = (self.base_ms + self.per_token_ms * ctx) * (1 + self.b_overhead * tiered)
-            if tiered and sim.get("g2_blocks"):
+            if tiered and "server.sim.g2_blocks" in spec.get("axes", {}) and sim["g2_blocks"]:
+                # H6 only: the stack file's own G2 size is the baseline elsewhere
                 p50 *= (256 / sim["g2_blocks"]) ** self.capacity_exponent
             p50 *= self.policy_factor.get(sim.get("eviction", "lru"), 1.0) if tiered else 1.0
             p50 = p50 / (1 - share) + self.qos_slope * (qos - self.qos_await_ms["none"]) * (

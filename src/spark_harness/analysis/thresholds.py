@@ -40,6 +40,12 @@ ALIGNMENT_SHARE = 0.95
 COV_P99_MAX = 0.10
 #: HYPOTHESES.md: "a point with > 1 % errors is marked".
 MARK_ERROR_SHARE = 0.01
+#: The embedded simulator's measured engine step time over its modeled time, per run:
+#: above this the host was too busy to keep the model's clock (CPU contention, e.g. from
+#: the QoS load itself on a small machine), so latencies mix the model with the host's
+#: scheduling and the run cannot stand for the modeled stack. Real servers report no
+#: such series and are not gated.
+SIM_STEP_OVERRUN_MAX = 1.05
 #: Fewest repetitions per point: the CoV gate and any spread between repetitions need two.
 MIN_REPETITIONS = 2
 
