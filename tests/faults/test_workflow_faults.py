@@ -28,7 +28,7 @@ from tests.faults.conftest import (
 )
 from tests.workflow.smk import interrupt, snakemake, start_snakemake, write_config
 
-pytestmark = [pytest.mark.faults, pytest.mark.workflow]
+pytestmark = [pytest.mark.faults, pytest.mark.workflow, pytest.mark.slow]
 
 RAW = "results/raw/H0/{stack}/{point}/r0"
 
