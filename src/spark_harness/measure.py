@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import importlib.metadata as md
 import json
 import logging
@@ -33,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from spark_harness import __version__
 from spark_harness.clock import Clock
@@ -122,26 +123,42 @@ def resolve_users(spec: dict[str, Any], u_work_file: Path | None) -> dict[str, A
 
 
 class RecordSink:
-    """Appends each finished request to ``requests.jsonl.part`` as it arrives."""
+    """Appends each finished request to ``requests.jsonl.part`` as it arrives.
+
+    One unbuffered write per record: a record is on disk once the call returns, and a
+    write that fails (a full disk) is cut back to the last complete line, so the file
+    never holds a torn record.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = open(path, "w")  # noqa: SIM115 — closed in close()
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._size = 0  # bytes of complete lines
         self.counts: dict[str, dict[str, int]] = {}
 
     def __call__(self, rec: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
-        self._fh.flush()
+        assert self._fd is not None, "record after close"
+        line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+        try:
+            if os.write(self._fd, line) != len(line):  # a short write: the disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
+        except OSError:
+            os.ftruncate(self._fd, self._size)
+            os.lseek(self._fd, self._size, os.SEEK_SET)
+            raise
+        self._size += len(line)
         c = self.counts.setdefault(rec.get("phase", "?"), {"requests": 0, "errors": 0})
         c["requests"] += 1
         c["errors"] += 0 if rec.get("ok") else 1
 
     def close(self) -> None:
-        if not self._fh.closed:
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-            self._fh.close()
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
 
 
 def _server_alive(ep: Endpoint) -> bool:
@@ -154,6 +171,18 @@ async def _until_server_dies(ep: Endpoint, poll_s: float = 0.25) -> None:
     """Return when a local server process has exited (never, for an external server)."""
     while _server_alive(ep):
         await asyncio.sleep(poll_s)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _is_disk_full(e: BaseException) -> bool:
+    return isinstance(e, OSError) and e.errno in DISK_FULL
+
+
+def _first_leaf(eg: BaseExceptionGroup) -> BaseException:
+    first = eg.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _load_window_error_share(counts: dict[str, dict[str, int]]) -> float:
@@ -191,8 +220,33 @@ class Point:
             "outcome": "failed",
             "reasons": [],
         }
+        self.attempt: Path | None = None  # where a failed attempt's data went
+        self.salvage_abandoned()
         self.sink = RecordSink(self.out / "requests.jsonl.part")
         self.telemetry_rows: list[dict[str, Any]] = []
+
+    def attempt_dir(self) -> Path:
+        """A new folder for one failed attempt of this point."""
+        root = self.args.failed_dir or self.out.with_name(self.out.name + ".failed")
+        dest = root / time.strftime("attempt-%Y%m%dT%H%M%S")
+        n = 1
+        while dest.exists():  # two failures within one second keep both
+            dest = dest.with_name(f"{dest.name.split('.')[0]}.{n}")
+            n += 1
+        dest.mkdir(parents=True)
+        return dest
+
+    def salvage_abandoned(self) -> None:
+        """Keep the requests of an attempt that was killed outright (SIGKILL of Snakemake,
+        a power cut): it could not move them itself, and this attempt would overwrite them."""
+        part = self.out / "requests.jsonl.part"
+        if not part.exists() or not part.stat().st_size:
+            return
+        dest = self.attempt_dir()
+        os.replace(part, dest / "requests.jsonl")
+        write_jsonl(dest / "telemetry.jsonl", [])  # the sidecar's spool died with it
+        write_json(dest / "run.json", {**self.run, "reasons": ["abandoned"]})
+        log.warning("kept the requests of an abandoned attempt in %s", dest)
 
     def endpoint(self) -> Endpoint:
         a = self.args
@@ -283,6 +337,11 @@ class Point:
                 return load.result()
             except ValueError as e:  # LoadError, WorkloadError, InputError: nothing was sent
                 raise PointFailed("bad_workload", str(e)) from e
+            except ExceptionGroup as eg:  # a record could not be written (a full disk)
+                full = eg.subgroup(_is_disk_full)
+                if full is None:
+                    raise
+                raise PointFailed("disk_full", str(_first_leaf(full))) from eg
         load.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await load
@@ -365,19 +424,18 @@ class Point:
         self.run["outcome"] = "failed"
         self.run["reasons"] = [reason]
         self.run["counts"] = self.sink.counts
-        dest_root = self.args.failed_dir or self.out.with_name(self.out.name + ".failed")
-        dest = dest_root / time.strftime("attempt-%Y%m%dT%H%M%S")
-        dest.mkdir(parents=True, exist_ok=True)
+        dest = self.attempt = self.attempt_dir()
         self.sink.close()
+        # renames and unlinks first: they need no space, so a full disk keeps them
         if self.sink.path.exists():
             os.replace(self.sink.path, dest / "requests.jsonl")
-        write_jsonl(dest / "telemetry.jsonl", self.telemetry_rows)
-        write_json(dest / "run.json", self.run)
         for name in ("requests.jsonl", "telemetry.jsonl", "run.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.out / name).unlink()
         for extra in self.out.glob("qos-*"):
             shutil.move(str(extra), dest / extra.name)
+        write_jsonl(dest / "telemetry.jsonl", self.telemetry_rows)
+        write_json(dest / "run.json", self.run)
         return dest
 
 
@@ -394,18 +452,36 @@ def run(args: argparse.Namespace) -> int:
         point.measure()
         point.finish()
     except KeyboardInterrupt as e:
-        dest = point.save_failed(f"interrupted:{e or 'SIGINT'}")
+        dest = _save_failed(point, f"interrupted:{e or 'SIGINT'}")
         print(f"spark-harness loadgen: interrupted; partial data kept in {dest}", file=sys.stderr)
         return 130
     except (PointFailed, ServerNotReady, TimeoutError) as e:
         code = {ServerNotReady: "server_not_ready", TimeoutError: "service_file_timeout"}.get(
             type(e), getattr(e, "code", "failed")
         )
-        dest = point.save_failed(code)
+        dest = _save_failed(point, code)
         print(f"spark-harness loadgen: point failed: {e}", file=sys.stderr)
         if isinstance(e, PointFailed) and point.run.get("endpoint"):
             ep = Endpoint(**{**point.run["endpoint"], "metrics": []})
             print(log_tail(endpoint_logs(ep)), file=sys.stderr)
         print(f"(partial data kept in {dest})", file=sys.stderr)
         return 1
+    except OSError as e:
+        if not _is_disk_full(e):
+            raise
+        dest = _save_failed(point, "disk_full")
+        print(f"spark-harness loadgen: point failed: disk_full: {e}", file=sys.stderr)
+        print(f"(partial data kept in {dest})", file=sys.stderr)
+        return 1
     return 0
+
+
+def _save_failed(point: Point, reason: str) -> Path:
+    """Move what was measured aside; on a full disk, say where the requests still are."""
+    try:
+        return point.save_failed(reason)
+    except OSError as e:
+        if not _is_disk_full(e):
+            raise
+        print(f"spark-harness loadgen: could not record the failed attempt: {e}", file=sys.stderr)
+        return point.attempt or point.out

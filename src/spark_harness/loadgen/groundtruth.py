@@ -153,7 +153,11 @@ class _Server:
         return web.json_response({"status": "ok"})
 
     async def models(self, request: web.BaseRequest) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": "truth", "object": "model"}]})
+        # the misbehaviours are listed as models, so a whole point can be run against one
+        names = ("truth", *MISBEHAVIOURS, LINGER)
+        return web.json_response(
+            {"object": "list", "data": [{"id": n, "object": "model"} for n in names]}
+        )
 
     async def get_truth(self, request: web.BaseRequest) -> web.Response:
         out = web.json_response(self.truth)

@@ -5,8 +5,9 @@ not), ``GET /v1/models``, ``GET /health``, ``GET /metrics``. Client mistakes get
 OpenAI error object (``{"error": {"message", "type", "param", "code"}}``) with a 4xx
 status, never a 500: malformed JSON or fields (400), a prompt over the context limit
 or ``max_tokens`` over its limit (400), an unknown model (404), a body over
-``max_request_bytes`` (413), a missing or wrong API key (401), a request that
-admission control turns away (503, ``admission: reject``).
+``max_request_bytes`` (413), a missing or wrong API key (401), a generation request
+beyond ``max_concurrent_requests`` in flight (429), a request that admission control
+turns away (503, ``admission: reject``).
 
 Text is the simulator's tokenization (``spark_harness.tokens``): the prompt's tokens
 are its words (chat: a role token per message, then its words); the generated text is
@@ -27,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from spark_harness import tokens as tok
 from spark_harness.sim.blockhash import block_hashes
@@ -209,6 +210,7 @@ class SimApi:
         self.adapters = set(adapters)
         self._adapter_order = adapters
         self._ids = itertools.count()
+        self._in_flight = 0
         self._id_prefix = os.urandom(4).hex()
         self.created = int(time.time())
 
@@ -216,10 +218,12 @@ class SimApi:
     def app(self) -> web.Application:
         app = web.Application(
             client_max_size=self.cfg.max_request_bytes,
-            middlewares=[self._errors, self._auth],
+            middlewares=[self._errors, self._auth, self._limit],
         )
-        app.router.add_post("/v1/completions", self.completions)
-        app.router.add_post("/v1/chat/completions", self.chat_completions)
+        app.router.add_post("/v1/completions", self.completions, expect_handler=self._expect)
+        app.router.add_post(
+            "/v1/chat/completions", self.chat_completions, expect_handler=self._expect
+        )
         app.router.add_get("/v1/models", self.models)
         app.router.add_get("/health", self.health)
         app.router.add_get("/metrics", self.metrics_handler)
@@ -255,6 +259,43 @@ class SimApi:
             if not hmac.compare_digest(given.encode(), key.encode()):
                 raise ApiError(401, "invalid or missing API key", code="invalid_api_key")
         return await handler(request)
+
+    @staticmethod
+    async def _expect(request: web.Request) -> web.StreamResponse | None:
+        """``Expect: 100-continue`` as aiohttp does it; any other expectation is a 417
+        error object (aiohttp's default answers it in plain text, before middlewares)."""
+        expect = request.headers.get("Expect", "")
+        if request.version != HttpVersion11:
+            return None
+        if expect.lower() == "100-continue":
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            request.writer.output_size = 0  # the body has not started
+            return None
+        return error_response(
+            417, f"unsupported Expect header: {expect!r}", code="expectation_failed"
+        )
+
+    @web.middleware
+    async def _limit(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        """Cap the generation requests in flight: each holds a connection, a stream and
+        engine state, so a flood of clients must not exhaust file descriptors or memory."""
+        if request.method != "POST":
+            return await handler(request)
+        limit = self.cfg.max_concurrent_requests
+        if self._in_flight >= limit:
+            raise ApiError(
+                429,
+                f"more than {limit} concurrent requests; retry later",
+                kind="rate_limit_error",
+                code="too_many_concurrent_requests",
+            )
+        self._in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            self._in_flight -= 1
 
     # ------------------------------------------------------------------ small routes
     async def health(self, request: web.Request) -> web.Response:

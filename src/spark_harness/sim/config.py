@@ -64,6 +64,7 @@ class SimConfig:
     default_max_tokens: int = 16
     max_tokens_limit: int = 0  # 0: max_model_len
     max_request_bytes: int = 4 * 2**20
+    max_concurrent_requests: int = 512
     natural_output_tokens: int | None = None
 
     # ------------------------------------------------------------------ derived
@@ -141,6 +142,7 @@ class SimConfig:
             "default_max_tokens",
             "max_tokens_limit",
             "max_request_bytes",
+            "max_concurrent_requests",
             "max_loras",
             "lora_adapter_bytes",
         ):
