@@ -19,7 +19,7 @@ def copy_workflow(dest: Path) -> Path:
     """Copy what Snakemake needs (not results, venvs or caches) into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
-    for d in ("config", "workflow", "inputs"):
+    for d in ("config", "workflow", "inputs", "profiles"):
         if (REPO / d).exists():
             shutil.copytree(REPO / d, dest / d, symlinks=True)
     # workflow/schemas links into the package source; point it at the real directory

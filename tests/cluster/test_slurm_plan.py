@@ -32,44 +32,10 @@ from tests.cluster.slurm import (
     submitted_job_ids,
 )
 from tests.conftest import copy_workflow
-from tests.workflow.smk import SmkResult, wait_no_processes, write_config
+from tests.workflow.smk import SMALL, SmkResult, wait_no_orphans, write_config
 
 pytestmark = pytest.mark.slurm
 
-#: H0 on both stacks, H2B at H0's U_work (a dependency across hypotheses) and H3 over
-#: H0 (an analytical hypothesis): six measured points.
-SMALL: dict[str, Any] = {
-    "results_dir": "results",
-    "stacks": {
-        "A": {"file": "config/stacks/sim-uma.yaml"},
-        "B": {"file": "config/stacks/sim-tiered.yaml"},
-    },
-    "defaults": {
-        "repetitions": 1,
-        "seed": 1,
-        "phases": {"idle_s": 0.3, "warmup_s": 0.2, "load_s": 0.8, "cooldown_s": 0.1},
-        "telemetry": {"cadence_ms": 100, "devices": "auto"},
-        "workload": {
-            "kind": "fixed_context",
-            "context_tokens": 64,
-            "output_tokens": 4,
-            "nonce": True,
-        },
-        "load": {"kind": "closed", "users": 2},
-    },
-    "hypotheses": {
-        "H0": {
-            "stacks": ["A", "B"],
-            "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}],
-        },
-        "H2B": {
-            "stacks": ["B"],
-            "load": {"kind": "closed", "users": "u_work"},
-            "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [64, 128]}],
-        },
-        "H3": {"analytical": {"from": ["H0"]}},
-    },
-}
 POINTS = 6
 VERDICTS = ("H0", "H2B", "H3")
 
@@ -201,4 +167,4 @@ def test_every_point_was_its_own_exclusive_job(plan):
 
 
 def test_no_process_outlives_the_cluster_run(plan):
-    assert wait_no_processes(str(plan["cluster"])) == []
+    assert wait_no_orphans(plan["cluster"]) == []

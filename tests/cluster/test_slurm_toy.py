@@ -29,7 +29,7 @@ from tests.cluster.slurm import (
     submitted_job_ids,
 )
 from tests.conftest import REPO
-from tests.workflow.smk import wait_no_processes
+from tests.workflow.smk import wait_no_orphans
 
 pytestmark = pytest.mark.slurm
 
@@ -119,7 +119,7 @@ def test_analysis_jobs_are_small(runs):
 
 
 def test_no_process_outlives_the_run(runs):
-    assert wait_no_processes(str(runs["cluster"])) == []
+    assert wait_no_orphans(runs["cluster"]) == []
 
 
 def test_ctrl_c_cancels_the_jobs_and_leaves_no_process(slurm_cluster, tmp_path):
@@ -161,4 +161,4 @@ def test_ctrl_c_cancels_the_jobs_and_leaves_no_process(slurm_cluster, tmp_path):
             break
         time.sleep(0.5)
     assert left == [], f"SLURM jobs left after Ctrl-C: {left}"
-    assert wait_no_processes(str(root), timeout=30) == []
+    assert wait_no_orphans(root, timeout=30) == []

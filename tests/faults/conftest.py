@@ -145,31 +145,3 @@ def attempts(root: Path, point: str, hyp: str = "H0", stack: str = "B") -> list[
     """run.json of every failed attempt kept for a point, oldest first."""
     base = root / f"results/failed/{hyp}/{stack}/{point}/r0"
     return [json.loads(p.read_text()) for p in sorted(base.glob("attempt-*/run.json"))]
-
-
-def processes_of(root: Path) -> list[tuple[int, str]]:
-    """Live processes of a repository copy: started in it (cwd inside ``root``) or naming
-    it on their command line. The workflow passes relative paths, so a scan of command
-    lines alone would miss a server that outlived its Snakemake."""
-    found = []
-    inside = str(root.resolve())
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            cwd = os.readlink(d / "cwd")
-        except OSError:
-            continue
-        if state != "Z" and (cwd == inside or cwd.startswith(inside + "/") or inside in cmd):
-            found.append((int(d.name), cmd.strip()))
-    return found
-
-
-def wait_no_orphans(root: Path, timeout: float = 10.0) -> list[tuple[int, str]]:
-    """Processes of ``root`` still alive after up to ``timeout`` seconds (want: none)."""
-    deadline = time.monotonic() + timeout
-    while (left := processes_of(root)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return left

@@ -22,11 +22,16 @@ from tests.faults.conftest import (
     kill_server_of,
     make_repo,
     plan,
-    processes_of,
     wait_for,
-    wait_no_orphans,
 )
-from tests.workflow.smk import interrupt, snakemake, start_snakemake, write_config
+from tests.workflow.smk import (
+    interrupt,
+    processes_of,
+    snakemake,
+    start_snakemake,
+    wait_no_orphans,
+    write_config,
+)
 
 pytestmark = [pytest.mark.faults, pytest.mark.workflow, pytest.mark.slow]
 

@@ -10,8 +10,47 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
+
+#: Phases of the small test plans: short, but every phase present.
+PHASES = {"idle_s": 0.3, "warmup_s": 0.2, "load_s": 0.8, "cooldown_s": 0.1}
+
+#: The small plan of the workflow tests: H0 on both stacks, H2B at H0's U_work (a
+#: dependency across hypotheses) and H3 over H0 (an analytical hypothesis).
+SMALL: dict[str, Any] = {
+    "results_dir": "results",
+    "stacks": {
+        "A": {"file": "config/stacks/sim-uma.yaml"},
+        "B": {"file": "config/stacks/sim-tiered.yaml"},
+    },
+    "defaults": {
+        "repetitions": 1,
+        "seed": 1,
+        "phases": PHASES,
+        "telemetry": {"cadence_ms": 100, "devices": "auto"},
+        "workload": {
+            "kind": "fixed_context",
+            "context_tokens": 64,
+            "output_tokens": 4,
+            "nonce": True,
+        },
+        "load": {"kind": "closed", "users": 2},
+    },
+    "hypotheses": {
+        "H0": {
+            "stacks": ["A", "B"],
+            "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}],
+        },
+        "H2B": {
+            "stacks": ["B"],
+            "load": {"kind": "closed", "users": "u_work"},
+            "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [64, 128]}],
+        },
+        "H3": {"analytical": {"from": ["H0"]}},
+    },
+}
 
 
 @dataclass
@@ -69,31 +108,32 @@ def write_config(root: Path, config: dict) -> None:
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def processes_mentioning(text: str) -> list[tuple[int, str]]:
-    """Live processes whose command line contains ``text`` (the PID scan for orphans)."""
+def processes_of(root: Path) -> list[tuple[int, str]]:
+    """Live processes of a repository copy: started in it (cwd inside ``root``) or naming
+    it on their command line. The workflow passes relative paths, so a scan of command
+    lines alone would miss a server that outlived its Snakemake."""
     found = []
-    me = os.getpid()
+    inside = str(root.resolve())
     for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == me:
+        if not d.name.isdigit() or int(d.name) == os.getpid():
             continue
         try:
             cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             state = (d / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            cwd = os.readlink(d / "cwd")
         except OSError:
             continue
-        if text in cmd and state != "Z":
+        if state != "Z" and (cwd == inside or cwd.startswith(inside + "/") or inside in cmd):
             found.append((int(d.name), cmd.strip()))
     return found
 
 
-def wait_no_processes(text: str, timeout: float = 10.0) -> list[tuple[int, str]]:
-    """Processes still mentioning ``text`` after up to ``timeout`` seconds."""
+def wait_no_orphans(root: Path, timeout: float = 10.0) -> list[tuple[int, str]]:
+    """Processes of ``root`` still alive after up to ``timeout`` seconds (want: none)."""
     deadline = time.monotonic() + timeout
-    while True:
-        left = processes_mentioning(text)
-        if not left or time.monotonic() > deadline:
-            return left
+    while (left := processes_of(root)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return left
 
 
 def interrupt(proc: subprocess.Popen[str]) -> None:

@@ -15,49 +15,16 @@ import yaml
 
 from tests.conftest import copy_workflow
 from tests.workflow.smk import (
+    PHASES,
+    SMALL,
     interrupt,
     snakemake,
     start_snakemake,
-    wait_no_processes,
+    wait_no_orphans,
     write_config,
 )
 
 pytestmark = pytest.mark.workflow
-
-PHASES = {"idle_s": 0.3, "warmup_s": 0.2, "load_s": 0.8, "cooldown_s": 0.1}
-
-SMALL = {
-    "results_dir": "results",
-    "stacks": {
-        "A": {"file": "config/stacks/sim-uma.yaml"},
-        "B": {"file": "config/stacks/sim-tiered.yaml"},
-    },
-    "defaults": {
-        "repetitions": 1,
-        "seed": 1,
-        "phases": PHASES,
-        "telemetry": {"cadence_ms": 100, "devices": "auto"},
-        "workload": {
-            "kind": "fixed_context",
-            "context_tokens": 64,
-            "output_tokens": 4,
-            "nonce": True,
-        },
-        "load": {"kind": "closed", "users": 2},
-    },
-    "hypotheses": {
-        "H0": {
-            "stacks": ["A", "B"],
-            "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}],
-        },
-        "H2B": {
-            "stacks": ["B"],
-            "load": {"kind": "closed", "users": "u_work"},
-            "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [64, 128]}],
-        },
-        "H3": {"analytical": {"from": ["H0"]}},
-    },
-}
 
 
 def make_repo(tmp: Path, config: dict) -> Path:
@@ -104,7 +71,7 @@ def test_h_all_writes_data_contract_verdicts_and_figures(ran):
 
 def test_no_server_sidecar_or_load_process_survives_the_run(ran):
     root, _ = ran
-    assert wait_no_processes(str(root)) == []
+    assert wait_no_orphans(root) == []
 
 
 def test_second_run_does_nothing(ran):
@@ -200,7 +167,7 @@ def test_server_never_ready_fails_with_log_tail_and_leaves_no_orphans(tmp_path):
     log = (root / "results/logs/H0/N/users-1/r0/loadgen.log").read_text()
     assert "not ready after 2 s" in log
     assert "warming up" in log  # the server's own log tail
-    assert wait_no_processes(str(root)) == []
+    assert wait_no_orphans(root) == []
     failed = list((root / "results/failed/H0/N/users-1/r0").glob("attempt-*/run.json"))
     assert failed and json.loads(failed[0].read_text())["reasons"] == ["server_not_ready"]
 
@@ -219,7 +186,7 @@ def test_ctrl_c_keeps_partial_data_and_leaves_no_orphans(tmp_path):
     interrupt(proc)
     proc.wait(timeout=60)
     assert proc.returncode != 0
-    assert wait_no_processes(str(root)) == []
+    assert wait_no_orphans(root) == []
     assert not (root / "results/raw/H0/B/users-2/r0/run.json").exists()
     attempts = list((root / "results/failed/H0/B/users-2/r0").glob("attempt-*"))
     assert attempts, proc.stdout.read()[-3000:] if proc.stdout else ""
