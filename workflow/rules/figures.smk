@@ -69,6 +69,12 @@ for _hyp in PLAN.hypotheses:
             sweep={ax["key"]: ax["values"] for ax in PLAN.hypotheses[_hyp].get("sweep", [])},
             points=[list(p) for p in figure_points(_hyp)],
             ingest={s: str(PLAN.path(layout.INGEST_DIR, hyp=_hyp, stack=s)) for s in PLAN.stacks_of(_hyp)},
+        # a small job wherever it runs (one rule per hypothesis, so the cluster profiles,
+        # which name rules, cannot list them): one core, matplotlib's memory, minutes
+        threads: 1
+        resources:
+            mem_mb=2000,
+            runtime=10,
         log:
             res(f"logs/figures/{_hyp}.log"),
         script:
