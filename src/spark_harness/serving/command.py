@@ -353,6 +353,9 @@ def serve_command(
         max_num_tokens=spec.get("max_num_tokens"),
         extra={"ports": resolved["ports"], "logs": {}},
     )
+    if resolved.get("g3_dir"):
+        # ours before a container creates it as root; and the sidecar watches its device
+        Path(resolved["g3_dir"]).mkdir(parents=True, exist_ok=True)
     try:
         procs = launch(resolved, workdir, Path(log_base))
     except CommandStackError as e:
