@@ -150,37 +150,35 @@ def _context(spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
     return {**ctx, "params": SimpleNamespace(**params)}
 
 
-def resolve(spec: dict[str, Any], workdir: Path, host: str, port: int) -> dict[str, Any]:
-    """The ``command`` section with ports allocated and placeholders filled."""
-    cmd = spec["command"]
-    ports = allocate_ports(list(cmd.get("ports", ["http"])), host, port)
+def _rendered(spec: dict[str, Any], ports: dict[str, Any], workdir: Path, host: str) -> dict:
     ctx = _context(spec, ports=SimpleNamespace(**ports), workdir=str(workdir), host=host)
-    rendered = _render({k: v for k, v in cmd.items() if k != "ports"}, ctx)
+    rendered = _render({k: v for k, v in spec["command"].items() if k != "ports"}, ctx)
     rendered["ports"] = ports
     return rendered
 
 
+def resolve(spec: dict[str, Any], workdir: Path, host: str, port: int) -> dict[str, Any]:
+    """The ``command`` section with ports allocated and placeholders filled."""
+    ports = allocate_ports(list(spec["command"].get("ports", ["http"])), host, port)
+    return _rendered(spec, ports, workdir, host)
+
+
 def describe(spec: dict[str, Any], workdir: Path = Path("WORKDIR")) -> str:
-    """The processes a command stack would start, as shell lines (for dry runs)."""
-    cmd = spec["command"]
-    names = [_port_name(i) for i in cmd.get("ports", ["http"])]
-    ctx = _context(
-        spec,
-        ports=SimpleNamespace(**{n: f"<port:{n}>" for n in names}),
-        workdir=str(workdir),
-        host="127.0.0.1",
-    )
-    rendered = _render({k: v for k, v in cmd.items() if k != "ports"}, ctx)
+    """What a command stack would run, as shell lines, ports shown as ``<port:NAME>``:
+    processes with their environment, files, metrics endpoints and teardown."""
+    names = [_port_name(i) for i in spec["command"].get("ports", ["http"])]
+    rendered = _rendered(spec, {n: f"<port:{n}>" for n in names}, workdir, "127.0.0.1")
     lines = []
     for p in rendered["processes"]:
-        env = " ".join(
+        env = [
             f"{k}={shlex.quote(str(v))}" for k, v in (p.get("env") or {}).items() if v is not None
+        ]
+        cd = [f"cd {shlex.quote(str(p['cwd']))} &&"] if p.get("cwd") else []
+        lines.append(f"[{p['name']}] " + " ".join([*cd, *env, shlex.join(_argv(p))]))
+    for name, f in (rendered.get("files") or {}).items():
+        lines.append(
+            f"[file {f['path']}]\n" + textwrap.indent(_file_text(name, f).rstrip(), "    ")
         )
-        cwd = f"(cd {shlex.quote(str(p['cwd']))}) " if p.get("cwd") else ""
-        lines.append(f"[{p['name']}] {cwd}" + (env + " " if env else "") + shlex.join(_argv(p)))
-    for f in (rendered.get("files") or {}).values():
-        body = yaml.safe_dump(f["yaml"], sort_keys=False) if "yaml" in f else str(f.get("text"))
-        lines.append(f"[file {f['path']}]\n" + textwrap.indent(body.rstrip(), "    "))
     if rendered.get("metrics"):
         urls = ", ".join(f"{m['url']} ({m.get('source', 'server')})" for m in rendered["metrics"])
         lines.append(f"[metrics] {urls}")
@@ -225,18 +223,21 @@ def _argv(proc: dict[str, Any]) -> list[str]:
     return ["/bin/sh", "-c", str(proc["shell"])]
 
 
+def _file_text(name: str, f: dict[str, Any]) -> str:
+    if "yaml" in f:
+        return yaml.safe_dump(f["yaml"], sort_keys=False)
+    if "text" in f:
+        return str(f["text"])
+    raise CommandStackError(f"file {name!r}: give `yaml` or `text`")
+
+
 def write_files(files: dict[str, dict[str, Any]]) -> list[Path]:
     """Write the stack's ``files`` (engine configs and the like) before the processes start."""
     written = []
     for name, f in files.items():
         path = Path(f["path"])
         path.parent.mkdir(parents=True, exist_ok=True)
-        if "yaml" in f:
-            text = yaml.safe_dump(f["yaml"], sort_keys=False)
-        elif "text" in f:
-            text = str(f["text"])
-        else:
-            raise CommandStackError(f"file {name!r}: give `yaml` or `text`")
+        text = _file_text(name, f)
         with atomic_writer(path) as fh:
             fh.write(text)
         written.append(path)
@@ -331,7 +332,22 @@ def serve_command(
     workdir = workdir.resolve()  # containers mount it: `docker -v` needs absolute paths
     workdir.mkdir(parents=True, exist_ok=True)
     log_base = log or (workdir / "server.log")
-    resolved = resolve(spec, workdir, host, port)
+    try:
+        resolved = resolve(spec, workdir, host, port)
+    except CommandStackError as e:
+        # nothing started: an endpoint naming only us lets the consumer see at once that
+        # we are gone and report this message from the log, not wait out the timeout
+        print(f"spark-harness serve: {e}", file=sys.stderr, flush=True)
+        Endpoint(
+            stack=name,
+            kind="command",
+            base_url="",
+            model=spec["model"],
+            pid=os.getpid(),
+            log=str(log) if log else None,
+            startup_timeout_s=float(spec.get("startup_timeout_s", 60)),
+        ).write(endpoint_file)
+        return 2
     base = (
         resolved.get("base_url")
         or f"http://{host}:{resolved['ports'][next(iter(resolved['ports']))]}"
@@ -353,10 +369,10 @@ def serve_command(
         max_num_tokens=spec.get("max_num_tokens"),
         extra={"ports": resolved["ports"], "logs": {}},
     )
-    if resolved.get("g3_dir"):
-        # ours before a container creates it as root; and the sidecar watches its device
-        Path(resolved["g3_dir"]).mkdir(parents=True, exist_ok=True)
     try:
+        if resolved.get("g3_dir"):
+            # ours before a container creates it as root; the sidecar watches its device
+            Path(resolved["g3_dir"]).mkdir(parents=True, exist_ok=True)
         procs = launch(resolved, workdir, Path(log_base))
     except CommandStackError as e:
         print(f"spark-harness serve: {e}", file=sys.stderr, flush=True)
