@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import shutil
 import signal
 import statistics
 import subprocess
@@ -58,6 +59,7 @@ def once(stack: Path, tmp: Path) -> tuple[float, float]:
     """Seconds from `serve` start to ready, and from SIGTERM to the service's exit."""
     ep_file = tmp / "endpoint.json"
     ep_file.unlink(missing_ok=True)
+    shutil.rmtree(tmp / "work", ignore_errors=True)  # a fresh scratch dir, as server_up does
     t0 = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-m", "spark_harness", "serve", "--stack", str(stack),
