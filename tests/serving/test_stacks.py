@@ -65,7 +65,7 @@ def test_spark_plan_binds_real_stacks_at_full_length():
     assert h6 == {8, 16, 32, 64}
 
 
-def commands(hyp: str, *configs: Path) -> str:
+def commands(hyp: str, *configs: Path, env: dict[str, str] | None = None) -> str:
     files = [REPO / "config/config.yaml", REPO / "config/spark.yaml", *configs]
     args = [a for f in files for a in ("--configfile", str(f))]
     out = subprocess.run(
@@ -74,6 +74,7 @@ def commands(hyp: str, *configs: Path) -> str:
         text=True,
         check=True,
         cwd=REPO,
+        env=env,
     )
     return out.stdout
 
@@ -85,8 +86,13 @@ def block(out: str, label: str) -> str:
     return out[start : end if end > 0 else None]
 
 
-def test_stack_a_command_is_trtllm_serve_in_the_spark_container():
-    out = commands("H0")
+def test_stack_a_command_is_trtllm_serve_in_the_spark_container(tmp_path):
+    # a `docker` that records any call: printing the commands must run none of them
+    fake = tmp_path / "bin/docker"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/docker-called\n')
+    fake.chmod(0o755)
+    out = commands("H0", env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
     a = block(out, "H0/A/users-1/r0")
     assert "docker run --rm --name spark-harness-trtllm --gpus all" in a
     assert "nvcr.io/nvidia/tensorrt-llm/release:spark-single-gpu-dev trtllm-serve" in a
@@ -100,7 +106,7 @@ def test_stack_a_command_is_trtllm_serve_in_the_spark_container():
     assert engine["enable_iter_perf_stats"] is True
     assert "/metrics (trtllm)" in a and "[teardown] docker rm -f spark-harness-trtllm" in a
     assert out.count("# H0/A/") == 9 * 3  # 9 concurrency steps x 3 repetitions
-    assert not (REPO / "results/scratch/H0/A").exists()  # nothing was started or written
+    assert not (tmp_path / "docker-called").exists()
 
 
 def _worker_env(text: str) -> dict[str, str]:
