@@ -31,7 +31,7 @@ that is exactly ``{params.NAME}`` takes the value with its type: a number stays 
 number in ``files``, and ``null`` unsets an environment variable, which is how a
 variant removes one (``docker run -e NAME`` then passes nothing). ``files`` is a
 mapping so that variants merge into it; ``yaml`` content is written as YAML, ``text``
-as is.
+as it is (placeholders filled in both; ``{{`` and ``}}`` for literal braces).
 
 Each process logs to its own file beside the service log, runs in its own process
 group and dies with this process (``PR_SET_PDEATHSIG``), so a SIGKILLed service leaves
@@ -132,7 +132,8 @@ def allocate_ports(items: list[Any], host: str, first_port: int) -> dict[str, in
 
 
 def _context(spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """Placeholder values: ``fields`` plus ``model``, ``python`` and the rendered params."""
+    """Placeholder values: ``fields``, ``model``, ``python``, ``env``, ``uid``, ``gid``, and
+    ``params`` rendered with those."""
     ctx = {
         "model": spec["model"],
         "python": sys.executable,
