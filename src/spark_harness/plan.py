@@ -254,6 +254,7 @@ class Plan:
             for stack in cfg["stacks"]:
                 file, variant = self._stack(stack)
                 server = self._resolve_server(hyp, stack, file, variant, settings["server"])
+                _check_engine_limit(hyp, stack, point, settings["workload"], server)
                 for rep in range(reps):
                     spec = {k: copy.deepcopy(settings[k]) for k in POINT_SECTIONS if k != "server"}
                     spec.update(
@@ -287,6 +288,20 @@ class Plan:
                 f"hypotheses.{hyp}.load.users: `u_work` needs {U_WORK_SOURCE} to run "
                 f"stack(s) {', '.join(missing)}"
             )
+
+
+def _check_engine_limit(
+    hyp: str, stack: str, point: str, workload: Mapping[str, Any], server: Mapping[str, Any]
+) -> None:
+    """A prompt over a stack's declared ``max_num_tokens`` fails the plan, before any
+    server starts (a real engine rejects it, and a Dynamo worker may even unregister)."""
+    limit = server.get("max_num_tokens")
+    need = workload.get("context_tokens")
+    if limit and isinstance(need, int) and need > limit:
+        raise PlanError(
+            f"hypotheses.{hyp} point {point} (stack {stack}): workload.context_tokens={need} "
+            f"exceeds the engine's max_num_tokens={limit}"
+        )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

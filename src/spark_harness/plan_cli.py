@@ -12,7 +12,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from spark_harness.plan import Plan, PlanError, deep_merge, load_config
+from spark_harness import layout
+from spark_harness.plan import Plan, PlanError, Run, deep_merge, load_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,26 +52,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"spark-harness plan: {e}", file=sys.stderr)
         return 2
     runs = [r for r in plan.runs() if not args.hyp or r.hyp in args.hyp]
+    try:
+        _print(plan, runs, args)
+    except PlanError as e:
+        print(f"spark-harness plan: {e}", file=sys.stderr)
+        return 2
+    if not (args.specs or args.commands):
+        print(f"{len(runs)} runs", file=sys.stderr)
+    return 0
+
+
+def _print(plan: Plan, runs: list[Run], args: argparse.Namespace) -> None:
     for r in runs:
         label = f"{r.hyp}/{r.stack}/{r.point}/r{r.rep}"
         if args.specs:
             print(r.spec_json())
         elif args.commands:
             print(f"# {label}")
-            print(server_commands(r.spec["server"]))
+            # the serve rule's --workdir, absolute as `spark-harness serve` makes it
+            workdir = (plan.path(layout.SCRATCH_DIR, **r.wildcards) / "server").resolve()
+            print(server_commands(r.spec["server"], workdir))
         else:
             print(label)
-    if not (args.specs or args.commands):
-        print(f"{len(runs)} runs", file=sys.stderr)
-    return 0
 
 
-def server_commands(server: dict) -> str:
-    """The commands ``spark-harness serve`` would run for a stack (ports shown as 0)."""
+def server_commands(server: dict, workdir: Path = Path("WORKDIR")) -> str:
+    """What ``spark-harness serve`` would run for a stack in ``workdir``: a command
+    stack's processes, environment, files and teardown, ports as ``<port:NAME>``."""
     if server["kind"] == "sim":
         return "spark-harness serve --stack-json " + shlex.quote(json.dumps(server, sort_keys=True))
     if server["kind"] == "external":
         return f"(external endpoint {server['external']['base_url']}: nothing is started)"
-    from spark_harness.serving.command import describe
+    from spark_harness.serving.command import CommandStackError, describe
 
-    return describe(server)
+    try:
+        return describe(server, workdir)
+    except CommandStackError as e:
+        raise PlanError(f"stack {server.get('name')!r}: {e}") from e

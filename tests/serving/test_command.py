@@ -108,6 +108,18 @@ def test_command_not_found_is_a_clear_error(tmp_path):
         wait_ready(Endpoint.read(ep_file), timeout_s=2)
 
 
+def test_unknown_placeholder_is_a_clear_error_the_consumer_sees_at_once(tmp_path):
+    bad = stack(tmp_path, processes=[{"name": "api", "argv": ["x", "{ports.metrics}"]}])
+    proc, ep_file = serve(tmp_path, bad)
+    _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 2
+    assert b"unknown placeholder in '{ports.metrics}'" in err
+    t0 = time.monotonic()
+    with pytest.raises(ServerNotReady, match="exited before it was ready"):
+        wait_ready(Endpoint.read(ep_file))  # the stack's 10 s timeout is not waited out
+    assert time.monotonic() - t0 < 5
+
+
 def test_port_in_use_is_a_clear_error(tmp_path):
     taken = bind_socket("127.0.0.1", 0)
     taken.listen()

@@ -69,12 +69,8 @@ def hypothesis_targets(hyp):
 
 
 def teardown_command_stacks():
-    """Run every command stack's teardown (the Snakefile's `onerror:`)."""
-    import subprocess
+    """Run every command stack's teardown (the Snakefile's `onerror:`): a SIGKILLed
+    service never ran its own, and containers outlive their `docker run` client."""
+    from spark_harness.serving.command import teardown_all
 
-    seen = set()
-    for run in PLAN.runs():
-        teardown = run.spec["server"].get("command", {}).get("teardown")
-        if teardown and teardown not in seen:
-            seen.add(teardown)
-            subprocess.run(teardown, shell=True, check=False, timeout=120)
+    teardown_all([run.spec["server"] for run in PLAN.runs()])

@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import random
 import signal
 import socket
 import threading
@@ -52,6 +53,19 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def free_port_in(host: str, lo: int, hi: int, exclude: set[int] | None = None) -> int | None:
+    """A free port in ``[lo, hi]`` (tried from a random start, so parallel services spread
+    out), or None when every one is taken."""
+    exclude = exclude or set()
+    span = hi - lo + 1
+    start = random.randrange(span)
+    for i in range(span):
+        port = lo + (start + i) % span
+        if port not in exclude and port_is_free(host, port):
+            return port
+    return None
 
 
 def port_is_free(host: str, port: int) -> bool:

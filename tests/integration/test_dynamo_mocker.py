@@ -1,0 +1,124 @@
+"""NVIDIA Dynamo's real frontend + CPU mocker, end to end through the workflow's rules.
+
+The same rules as every stack (server_up, telemetry_sidecar, loadgen, ingest, summary)
+bring up a two-process command stack no one here wrote (config/stacks/dynamo-mocker.yaml)
+for a small H0 and H9. The verdicts may be inconclusive or invalid (the mocker has no
+disk tier and no device I/O); what must hold is the command path: requests measured with
+the server's ``cached_tokens``, telemetry holding the frontend's ``dynamo_frontend_*``
+and the mocker's ``vllm:*`` series, every process gone afterwards.
+
+Needs ai-dynamo in this environment: ``tools/install_dynamo.sh .venv/bin/python``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.conftest import copy_workflow
+from tests.workflow.smk import snakemake, wait_no_processes, write_config
+
+pytestmark = [
+    pytest.mark.workflow,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        importlib.util.find_spec("dynamo") is None,
+        reason="ai-dynamo not installed (tools/install_dynamo.sh .venv/bin/python)",
+    ),
+]
+
+STACK = "config/stacks/dynamo-mocker.yaml"
+PLAN = {
+    "results_dir": "results",
+    "stacks": {
+        "M": {"file": STACK},
+        **{m: {"file": STACK, "variant": m} for m in ("B0", "B1", "B2")},
+    },
+    "defaults": {
+        "repetitions": 1,
+        "seed": 7,
+        "phases": {"idle_s": 0.5, "warmup_s": 0.5, "load_s": 2.0, "cooldown_s": 0.3},
+        "telemetry": {"cadence_ms": 200, "devices": "auto"},
+        "workload": {"kind": "fixed_context", "context_tokens": 64, "output_tokens": 8,
+                     "nonce": True, "api": "chat"},
+        "load": {"kind": "closed", "users": 2},
+    },
+    "hypotheses": {
+        "H0": {"stacks": ["M"],
+               "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}]},
+        "H9": {
+            "stacks": ["B0", "B1", "B2"],
+            "order": "alternate",
+            "workload": {"kind": "rehydrate", "sessions": 2, "context_tokens": 128,
+                         "output_tokens": 4, "thrash_sessions": 4, "api": "chat"},
+            "load": {"kind": "closed", "users": 2},
+        },
+    },
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_workflow(tmp_path_factory.mktemp("dynamo"))
+    write_config(root, PLAN)
+    result = snakemake(root, "H0", "H9", timeout=900)
+    assert result.returncode == 0, result.out[-6000:]
+    return root
+
+
+def _telemetry(raw: Path) -> list[dict]:
+    rows = []
+    for f in raw.rglob("telemetry.jsonl"):
+        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return rows
+
+
+def test_every_point_measured_with_the_servers_token_counts(ran):
+    runs = sorted((ran / "results/raw").rglob("run.json"))
+    assert len(runs) == 5  # H0: 2 points, H9: 3 modes
+    for r in runs:
+        info = json.loads(r.read_text())
+        assert info["outcome"] == "ok", info
+        assert info["endpoint"]["kind"] == "command"
+    req = pl.read_parquet(ran / "results/ingest/H0/M/requests.parquet")
+    load = req.filter(pl.col("phase") == "load")
+    assert load.height > 0 and load["error"].is_null().all()
+    assert (load["ttft_ms"] > 0).all() and (load["prompt_tokens"] > 0).all()
+
+
+def test_replayed_sessions_report_cached_tokens(ran):
+    for mode in ("B0", "B1", "B2"):
+        req = pl.read_parquet(ran / f"results/ingest/H9/{mode}/requests.parquet")
+        assert "cached_tokens" in req.columns
+        replay = req.filter(pl.col("phase") == "replay")
+        assert replay.height == 2
+        # the replayed prompt starts with the populated one: the mocker's prefix cache
+        # (G1 holds it: 256 blocks of 16 tokens) reports the shared prefix as cached
+        assert (replay["cached_tokens"] > 0).all(), replay.select("cached_tokens")
+
+
+def test_telemetry_holds_frontend_and_mocker_series(ran):
+    rows = [r for r in _telemetry(ran / "results/raw") if r.get("kind") == "sample"]
+    fields = set().union(*(r.keys() for r in rows))
+    # only dynamo_frontend_* families map to frontend_* (telemetry/mapping.py)
+    frontend = {"frontend_ttft_seconds_count", "frontend_inflight", "frontend_cached_tokens_sum"}
+    # vllm:num_requests_running/_waiting, vllm:time_to_first_token_seconds, from the
+    # mocker's system port; vllm:kv_cache_usage_perc -> kv_g1_usage
+    vllm = {"kv_running", "kv_waiting", "server_ttft_seconds_count", "kv_g1_usage"}
+    assert frontend | vllm <= fields, sorted(fields)
+    assert max(r.get("frontend_ttft_seconds_count", 0) for r in rows) > 0
+    assert max(r.get("server_ttft_seconds_count", 0) for r in rows) > 0
+    h9 = [r for r in _telemetry(ran / "results/raw/H9") if r.get("kind") == "sample"]
+    assert max(r.get("frontend_cached_tokens_sum", 0) for r in h9) > 0
+
+
+def test_summaries_written_and_no_process_left(ran):
+    for hyp in ("H0", "H9"):
+        verdict = json.loads((ran / f"results/summary/{hyp}/verdict.json").read_text())
+        assert verdict["status"] in {"supported", "not supported", "inconclusive", "invalid"}
+    assert wait_no_processes(str(ran)) == []
+    assert wait_no_processes("dynamo.mocker") == [] and wait_no_processes("dynamo.frontend") == []

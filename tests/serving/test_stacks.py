@@ -1,0 +1,252 @@
+"""The real stacks' files: valid, resolved to the commands REFERENCE.md gives, per mode.
+
+TensorRT-LLM and Dynamo + KVBM cannot run here, so these check what `spark-harness
+serve` would run on a DGX Spark: the plan of config/spark.yaml, its commands printed
+without running anything, the engine limit enforced before any server starts, and the
+command-stack machinery (files, typed params, unset variables, port ranges, teardown).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from spark_harness.plan import Plan, PlanError, deep_merge, load_config, resolve_stack
+from spark_harness.serving.command import (
+    CommandStackError,
+    allocate_ports,
+    process_env,
+    resolve,
+    teardown_all,
+    teardown_command,
+    write_files,
+)
+from tests.conftest import REPO
+
+STACKS = {
+    "trtllm-uma.yaml": [None],
+    "dynamo-kvbm.yaml": [None, "B0", "B1", "B2"],
+    "dynamo-mocker.yaml": [None, "B0", "B1", "B2"],
+}
+
+
+def spark_config() -> dict:
+    base = load_config(REPO / "config/config.yaml")
+    return deep_merge(base, load_config(REPO / "config/spark.yaml"))
+
+
+def spark_plan(config: dict | None = None) -> Plan:
+    return Plan(config or spark_config(), base_dir=REPO)
+
+
+@pytest.mark.parametrize(("file", "variant"), [(f, v) for f, vs in STACKS.items() for v in vs])
+def test_stack_files_validate_with_every_variant(file, variant):
+    spec = resolve_stack(REPO / "config/stacks" / file, variant)
+    assert spec["kind"] == "command" and spec["max_num_tokens"] == 8192
+
+
+def test_spark_plan_binds_real_stacks_at_full_length():
+    p = spark_plan()
+    runs = p.runs()
+    assert {r.spec["server"]["name"] for r in runs} == {"trtllm-uma", "dynamo-kvbm"}
+    assert all(r.spec["phases"]["load_s"] == 300 for r in runs)
+    assert {r.rep for r in runs} == {0, 1, 2}
+    h9 = {r.stack: r.spec["server"] for r in p.runs("H9")}
+    assert set(h9) == {"B0", "B1", "B2"}
+    assert {s.get("variant") for s in h9.values()} == {"B0", "B1", "B2"}
+    h6 = {r.spec["server"]["params"]["cpu_cache_gb"] for r in p.runs("H6")}
+    assert h6 == {8, 16, 32, 64}
+
+
+def commands(hyp: str, *configs: Path, env: dict[str, str] | None = None) -> str:
+    files = [REPO / "config/config.yaml", REPO / "config/spark.yaml", *configs]
+    args = [a for f in files for a in ("--configfile", str(f))]
+    out = subprocess.run(
+        [sys.executable, "-m", "spark_harness", "plan", *args, "--commands", "--hyp", hyp],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
+        env=env,
+    )
+    return out.stdout
+
+
+def block(out: str, label: str) -> str:
+    """The printed commands of one point (from its `# label` line to the next)."""
+    start = out.index(f"# {label}\n")
+    end = out.find("\n# ", start + 1)
+    return out[start : end if end > 0 else None]
+
+
+def test_stack_a_command_is_trtllm_serve_in_the_spark_container(tmp_path):
+    # a `docker` that records any call: printing the commands must run none of them
+    fake = tmp_path / "bin/docker"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path}/docker-called\n')
+    fake.chmod(0o755)
+    out = commands("H0", env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
+    a = block(out, "H0/A/users-1/r0")
+    assert "docker run --rm --name spark-harness-trtllm --gpus all" in a
+    assert "nvcr.io/nvidia/tensorrt-llm/release:spark-single-gpu-dev trtllm-serve" in a
+    assert "nvidia/Llama-3.1-8B-Instruct-NVFP4" in a
+    assert "--max_batch_size 64 --max_num_tokens 8192 --max_seq_len 8192" in a
+    workdir = REPO / "results/scratch/H0/A/users-1/r0/server"  # absolute: docker -v needs it
+    assert f"--extra_llm_api_options {workdir}/extra-llm-api-options.yaml" in a
+    engine = yaml.safe_load(a.split("extra-llm-api-options.yaml]\n", 1)[1].split("\n[", 1)[0])
+    kv = engine["kv_cache_config"]
+    assert kv == {"free_gpu_memory_fraction": 0.9, "enable_block_reuse": False}
+    assert engine["enable_iter_perf_stats"] is True
+    assert "/metrics (trtllm)" in a and "[teardown] docker rm -f spark-harness-trtllm" in a
+    assert out.count("# H0/A/") == 9 * 3  # 9 concurrency steps x 3 repetitions
+    assert not (tmp_path / "docker-called").exists()
+
+
+def _worker_env(text: str) -> dict[str, str]:
+    line = next(ln for ln in text.splitlines() if ln.startswith("[worker]"))
+    return dict(re.findall(r"(DYN_\w+)=(\S+)", line.split("docker run", 1)[0]))
+
+
+def test_stack_b_modes_differ_only_in_their_kvbm_tiers():
+    out = commands("H9")
+    b0, b1, b2 = (block(out, f"H9/{m}/base/r0") for m in ("B0", "B1", "B2"))
+    for b in (b0, b1, b2):
+        assert "python3 -m dynamo.frontend" in b and "python3 -m dynamo.trtllm" in b
+        assert "--discovery-backend file --request-plane tcp" in b
+        assert "[teardown] docker rm -f spark-harness-dynamo-frontend" in b
+        assert "free_gpu_memory_fraction: 0.2" in b  # H9's override reaches every mode
+    e0, e1, e2 = _worker_env(b0), _worker_env(b1), _worker_env(b2)
+    assert not any(k.startswith("DYN_KVBM_") and "CACHE_GB" in k for k in e0)
+    assert "DYN_KVBM_METRICS" not in e0 and "kv_connector_config: null" in b0
+    assert e1["DYN_KVBM_CPU_CACHE_GB"] == "32" and "DYN_KVBM_DISK_CACHE_GB" not in e1
+    assert e2["DYN_KVBM_CPU_CACHE_GB"] == "32" and e2["DYN_KVBM_DISK_CACHE_GB"] == "256"
+    assert e2["DYN_KVBM_DISABLE_DISK_OFFLOAD_FILTER"] == "true"
+    assert "DynamoKVBMConnectorLeader" in b1 and "DynamoKVBMConnectorLeader" in b2
+    assert "(kvbm)" in b2 and "(kvbm)" not in b0
+    assert "cuda_graph_config: null" in b2
+
+
+def test_prompt_over_the_engine_limit_fails_the_plan_before_anything_runs(tmp_path):
+    over = tmp_path / "over.yaml"
+    over.write_text(
+        yaml.safe_dump(
+            {"hypotheses": {"H2A": {"sweep": [{"key": "workload.context_tokens",
+                                               "name": "ctx", "values": [4096, 9000]}]}}}
+        )
+    )  # fmt: skip
+    with pytest.raises(subprocess.CalledProcessError) as exc:
+        commands("H2A", over)
+    assert (
+        "hypotheses.H2A point ctx-9000 (stack A): workload.context_tokens=9000 exceeds the "
+        "engine's max_num_tokens=8192" in exc.value.stderr
+    )
+    cfg = spark_config()
+    cfg["hypotheses"]["H4B"]["workload"]["context_tokens"] = 8193
+    with pytest.raises(PlanError, match=r"H4B point .* workload.context_tokens=8193 exceeds"):
+        spark_plan(cfg)
+
+
+def test_teardown_renders_params_and_skips_what_needs_a_running_point(tmp_path, capsys):
+    kvbm = resolve_stack(REPO / "config/stacks/dynamo-kvbm.yaml", "B2")
+    assert teardown_command(kvbm) == (
+        "docker rm -f spark-harness-dynamo-frontend spark-harness-dynamo-worker "
+        ">/dev/null 2>&1 || true"
+    )
+    marker = tmp_path / "ran"
+    ok = {"name": "ok", "kind": "command", "model": "m", "params": {"f": str(marker)},
+          "command": {"processes": [], "teardown": "echo {model} >> {params.f}"}}  # fmt: skip
+    bad = copy.deepcopy(ok)
+    bad["name"], bad["command"]["teardown"] = "bad", "rm -rf {workdir}"
+    sim = {"name": "s", "kind": "sim", "model": "m", "sim": {}}
+    assert teardown_all([ok, bad, ok, sim], tmp_path) == [f"echo m >> {marker}"]
+    assert marker.read_text() == "m\n"  # once, though two points use the stack
+    assert "teardown of stack 'bad' skipped: unknown placeholder" in capsys.readouterr().err
+
+
+def test_files_keep_param_types_and_null_env_unsets(tmp_path, monkeypatch):
+    monkeypatch.setenv("LEFT_OVER", "1")
+    spec = resolve_stack(REPO / "config/stacks/dynamo-kvbm.yaml", "B1")
+    spec["command"]["processes"][1]["env"]["LEFT_OVER"] = None
+    r = resolve(spec, tmp_path, "127.0.0.1", 0)
+    (engine,) = write_files(r["files"])
+    assert engine == tmp_path / "engine.yaml"
+    data = yaml.safe_load(engine.read_text())
+    assert data["max_num_tokens"] == 8192  # an int, not "8192"
+    assert data["kv_cache_config"]["free_gpu_memory_fraction"] == 0.6
+    env = process_env(r["processes"][1])
+    assert "LEFT_OVER" not in env and "DYN_KVBM_DISK_CACHE_GB" not in env
+    assert env["DYN_KVBM_CPU_CACHE_GB"] == "32" and env["DYN_KVBM_METRICS"] == "true"
+    assert env["DYN_SYSTEM_PORT"] == str(r["ports"]["system"])
+    assert 20000 <= r["ports"]["system"] <= 32767 and 20000 <= r["ports"]["kvbm"] <= 32767
+    assert r["ports"]["system"] != r["ports"]["kvbm"]
+    assert r["g3_dir"] == f"{tmp_path}/kvbm-disk"
+    assert f"--user {os.getuid()}:{os.getgid()}" in " ".join(r["processes"][0]["argv"])
+
+
+def test_a_port_range_with_no_free_port_is_a_clear_error():
+    from spark_harness.serving.process import bind_socket
+
+    taken = bind_socket("127.0.0.1", 0)
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(CommandStackError, match=f"no free port for 'system' in {port}-{port}"):
+            allocate_ports(["http", {"name": "system", "range": [port, port]}], "127.0.0.1", 0)
+    finally:
+        taken.close()
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda c: c["processes"][0].pop("argv"), "processes.0"),
+        (lambda c: c.update(ports=["http", {"name": "x"}]), "ports.1"),
+        (lambda c: c["metrics"][0].pop("url"), "metrics.0: 'url' is a required property"),
+        (lambda c: c.update(stop_grace=3), "'stop_grace' was unexpected"),
+        (lambda c: c["files"]["engine"].pop("yaml"), "files.engine"),
+    ],
+)
+def test_command_section_errors_name_the_key(tmp_path, mutate, message):
+    raw = yaml.safe_load((REPO / "config/stacks/dynamo-kvbm.yaml").read_text())
+    mutate(raw["command"])
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PlanError, match=re.escape(message)):
+        resolve_stack(f)
+
+
+def test_external_section_needs_a_url(tmp_path):
+    f = tmp_path / "e.yaml"
+    f.write_text(yaml.safe_dump({"name": "e", "kind": "external", "model": "m",
+                                 "external": {"base_url": "localhost:8000"}}))  # fmt: skip
+    with pytest.raises(PlanError, match=r"external\.base_url: 'localhost:8000' does not match"):
+        resolve_stack(f)
+
+
+def test_tiny_model_tokenizes_corpus_words_as_one_token_and_nonces_apart(tmp_path):
+    pytest.importorskip("transformers")
+    from transformers import AutoTokenizer
+
+    from spark_harness.serving.tiny_model import write_model_dir
+    from spark_harness.workloads.corpus import load_words, nonce
+
+    d = write_model_dir(tmp_path / "model")
+    assert write_model_dir(d) == d  # idempotent
+    tok = AutoTokenizer.from_pretrained(d)
+    words = load_words()[:50]
+    assert len(tok(" ".join(words), add_special_tokens=False)["input_ids"]) == 50
+    a, b = nonce(1, "a"), nonce(1, "b")
+    ids_a = tok(a, add_special_tokens=False)["input_ids"]
+    assert len(ids_a) > 1  # split into pieces, never one unknown token
+    assert ids_a != tok(b, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids_a
+    chat = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
+                                   add_generation_prompt=True)  # fmt: skip
+    assert chat.startswith("<|user|>") and chat.endswith("<|assistant|>")
