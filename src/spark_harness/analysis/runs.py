@@ -32,6 +32,7 @@ GAUGES = {
     "read_kbps": "io_rkb_s",
     "mem_available_bytes": "mem_available_bytes",
     "pgmajfault_per_s": "pgmajfault_per_s",
+    "pswpin_per_s": "pswpin_per_s",
     "swap_used_bytes": "swap_used_bytes",
     "kv_g1_usage": "kv_g1_usage",
     "kv_waiting": "kv_waiting",
@@ -49,6 +50,11 @@ COUNTER_DELTAS = {
     "g3_fetch_count": "kv_g3_fetch_seconds_count",
     "prefix_hit_tokens": "kv_prefix_hits_tokens",
     "server_read_bytes": "server_read_bytes",
+    # the simulator's UMA paging and LoRA loads (the v2.5 plan, analysis.v25)
+    "paging_faults": "sim_paging_faults",
+    "paging_pages_in": "sim_paging_pages_in",
+    "lora_loads": "sim_lora_loads",
+    "lora_read_bytes": "sim_lora_read_bytes",
 }
 
 RUN_KEYS = ["hyp", "stack", "point", "rep"]
