@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from spark_harness import layout
+from spark_harness.backfill import imported_runs
 from spark_harness.plan import Plan, PlanError
 from spark_harness import plots
 

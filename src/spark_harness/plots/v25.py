@@ -83,7 +83,14 @@ def draw_scatter(spec: Scatter, summary: Summary) -> Drawn:
         axes[-1].set_xticks([t for t, _ in spec.ticks], [n for _, n in spec.ticks])
     axes[-1].set_xlabel(spec.x_label)
     extra = [
-        (f"TTFT {y.removeprefix('ttft_')}", {"color": "black", "marker": MARKERS[y]})
+        (
+            f"TTFT {y.removeprefix('ttft_')}",
+            {
+                "color": "black",
+                "marker": MARKERS[y],
+                "linestyle": style.PERCENTILE_STYLES[y.removeprefix("ttft_")],
+            },
+        )
         for y in shown[0].ys
         if y in MARKERS
     ]

@@ -91,7 +91,7 @@ def evaluate_knee(ctx: Context) -> Verdict:
     base = steps[0]
     ratios = [ratio(ps, "p99", s, base) for s in steps]
     knee = next((i for i, r in enumerate(ratios) if i > 0 and (r.value or 0) > KNEE_FACTOR), None)
-    at = knee if knee is not None else max(range(1, len(steps)), key=lambda i: ratios[i].value or 0)
+    at = knee if knee is not None else len(steps) - 1  # no knee: judged at the most pressure
     knee_label = steps[at]
     at_runs = ps.point_runs(knee_label)
     criteria = [
