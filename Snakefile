@@ -28,6 +28,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/archive.smk"
 
 
 report: "workflow/report/workflow.rst"

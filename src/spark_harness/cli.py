@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "loadgen": "spark_harness.measure",
     "plan": "spark_harness.plan_cli",
     "import": "spark_harness.backfill",
+    "restore": "spark_harness.archive",
 }
 
 

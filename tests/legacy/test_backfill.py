@@ -98,7 +98,7 @@ def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(BackfillError, match=r"metrics.jsonl:1: not JSON"):
         convert(src, tmp_path / "res", "H0")
     (src / "config.yaml").unlink()
-    with pytest.raises(BackfillError, match="no config.yaml"):
+    with pytest.raises(BackfillError, match=r"no config\.yaml"):
         convert(src, tmp_path / "res", "H0")
 
 
