@@ -188,5 +188,5 @@ def test_h5_slope_and_h6_storm_and_h7_device_reads(tmp_path: Path) -> None:
 def test_unknown_track_and_v3_id_are_clear_errors(tmp_path: Path) -> None:
     with pytest.raises(AnalysisError, match="unknown plan track"):
         summarize("H2", {}, {("H2", "P"): tmp_path}, tmp_path, track="v9")
-    with pytest.raises(AnalysisError, match=r"no v2\.5 evaluator for hypothesis 'H2A'"):
+    with pytest.raises(AnalysisError, match=r"no evaluator for hypothesis 'H2A' in the v2\.5 plan"):
         summarize("H2A", {}, {("H2A", "A"): tmp_path}, tmp_path, track="v2.5")

@@ -37,7 +37,8 @@ def summarize(
     evaluators = _evaluators(track)
     if hyp not in evaluators:
         raise AnalysisError(
-            f"no {track} evaluator for hypothesis {hyp!r} (have: {', '.join(evaluators)})"
+            f"no evaluator for hypothesis {hyp!r} in the {track} plan"
+            f" (have: {', '.join(evaluators)})"
         )
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
