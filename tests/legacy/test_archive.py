@@ -17,7 +17,7 @@ from spark_harness.plan import Plan
 from tests.conftest import copy_workflow
 from tests.workflow.smk import snakemake
 
-pytestmark = pytest.mark.workflow
+pytestmark = [pytest.mark.workflow, pytest.mark.slow]
 RESULTS = "results-v2.5"
 MEASURING = ("server_up", "telemetry_sidecar", "loadgen")
 

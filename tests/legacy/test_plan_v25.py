@@ -45,6 +45,7 @@ def test_ids_are_checked_against_the_track() -> None:
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_snakemake_runs_the_v25_plan_alone_and_v3_unchanged(tmp_path: Path) -> None:
     root = copy_workflow(tmp_path / "repo")
     v25_run = snakemake(root, "-n", "H_all", "--configfile", "config/plan_v2.5.yaml")
@@ -59,6 +60,7 @@ def test_snakemake_runs_the_v25_plan_alone_and_v3_unchanged(tmp_path: Path) -> N
 
 
 @pytest.mark.workflow
+@pytest.mark.slow
 def test_an_imported_run_is_an_input_of_its_ingest_job(tmp_path: Path) -> None:
     root = copy_workflow(tmp_path / "repo")
     cfg = yaml.safe_load((root / "config" / "plan_v2.5.yaml").read_text())
