@@ -161,6 +161,13 @@ def read_config(run_dir: Path) -> dict[str, Any]:
     return cfg
 
 
+def _phase(path: Path, n: int, phase: Any) -> str:
+    if phase not in LEGACY_PHASES:
+        known = ", ".join(LEGACY_PHASES)
+        raise BackfillError(f"{path}:{n}: `phase` {phase!r} is not one of {known}")
+    return LEGACY_PHASES[phase]
+
+
 def convert_request(path: Path, n: int, line: Mapping[str, Any]) -> dict[str, Any]:
     """One legacy request line -> one contract request (absent fields null)."""
     if "ts" not in line:
@@ -177,7 +184,7 @@ def convert_request(path: Path, n: int, line: Mapping[str, Any]) -> dict[str, An
         request_id=str(line.get("req_id", f"legacy-{n}")),
         user_id=line.get("worker") if isinstance(line.get("worker"), int) else None,
         adapter=line.get("adapter"),
-        phase=LEGACY_PHASES.get(str(line.get("phase", "measure")), "load"),
+        phase=_phase(path, n, line.get("phase", "measure")),
         sent_ns=sent,
         first_token_ns=None if ttft is None else sent + round(ttft * 1e6),
         done_ns=None if e2e is None else sent + round(e2e * 1e6),

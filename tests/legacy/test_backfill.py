@@ -94,6 +94,9 @@ def test_bad_input_names_file_and_line(tmp_path: Path) -> None:
         fh.write('{"ts": 1750000010.0, "lat_ttft_ms": 5.0}\n')
     with pytest.raises(BackfillError, match=r"metrics.jsonl:42: `rc` must be an integer"):
         convert(src, tmp_path / "res", "H0")
+    (src / "metrics.jsonl").write_text('{"ts": 1.0, "rc": 200, "phase": "bogus"}\n')
+    with pytest.raises(BackfillError, match=r"metrics.jsonl:1: `phase` 'bogus' is not one of"):
+        convert(src, tmp_path / "res", "H0")
     (src / "metrics.jsonl").write_text("{not json\n")
     with pytest.raises(BackfillError, match=r"metrics.jsonl:1: not JSON"):
         convert(src, tmp_path / "res", "H0")

@@ -8,7 +8,6 @@ from the two-level bootstrap (repetitions within a point, requests within a run)
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -124,7 +123,3 @@ def engaged_gate(runs: pl.DataFrame, column: str, what: str, scope: str) -> Gate
         reasons=reasons,
         details={"scope": scope, "column": column, "runs": rows(runs)},
     )
-
-
-def finite(values: np.ndarray) -> bool:
-    return bool(np.all(np.isfinite(values))) and not any(math.isnan(v) for v in values)

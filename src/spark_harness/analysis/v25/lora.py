@@ -23,7 +23,6 @@ page cache).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import polars as pl
@@ -58,12 +57,9 @@ def adapter_count(path: Any) -> float:
         return math.nan
 
 
-def _runs(ctx: Context, count: Callable[[Any], float] = adapter_count) -> pl.DataFrame:
-    return (
-        sweep_runs(ctx, AXIS, count)
-        .rename({X: "adapters"})
-        .with_columns(pl.col("adapters").alias(X))
-    )
+def _runs(ctx: Context) -> pl.DataFrame:
+    """Usable runs with ``adapters`` (and ``x``): the size of the mix each point drew from."""
+    return sweep_runs(ctx, AXIS, adapter_count).with_columns(pl.col(X).alias("adapters"))
 
 
 def _table(ctx: Context, name: str, runs: pl.DataFrame) -> None:

@@ -229,7 +229,7 @@ def evaluate_qos(ctx: Context) -> Verdict:
                 role="info",
             )
         )
-    gates.append(engaged_gate(used, "paging_faults", "page_faults", "every QoS level"))
+    gates.append(engaged_gate(used, "paging_faults", "page_faults", "all QoS levels together"))
     ctx.write_table(
         "fig_qos_paging.csv",
         _figure_columns(used, ["read_await_ms", "read_iops", "iowait_pct", "paging_faults"]),
