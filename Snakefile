@@ -13,7 +13,13 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# A --configfile that names its `track` (config/plan_v2.5.yaml) is a whole plan of its
+# own: Snakemake would merge it into config/config.yaml's hypotheses, so the default
+# plan is loaded only for configs that do not name a track.
+if "track" not in config:
+
+    configfile: "config/config.yaml"
+
 
 
 include: "workflow/rules/common.smk"
@@ -22,6 +28,7 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/archive.smk"
 
 
 report: "workflow/report/workflow.rst"

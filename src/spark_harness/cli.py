@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "sidecar": "spark_harness.telemetry.cli",
     "loadgen": "spark_harness.measure",
     "plan": "spark_harness.plan_cli",
+    "import": "spark_harness.backfill",
+    "restore": "spark_harness.archive",
 }
 
 

@@ -26,6 +26,8 @@ from spark_harness.schemas import schema_path
 
 POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
 U_WORK_SOURCE = "H0"
+#: HYPOTHESES.md's plan; config/plan_v2.5.yaml sets ``track: v2.5`` (docs/LEGACY.md)
+DEFAULT_TRACK = "v3"
 
 
 class PlanError(ValueError):
@@ -137,6 +139,8 @@ class Plan:
         self.config = dict(config)
         self.base_dir = Path(base_dir)
         self.results = str(self.config.get("results_dir", "results"))
+        #: which plan the hypothesis ids belong to, hence which evaluators and figures
+        self.track = str(self.config.get("track", DEFAULT_TRACK))
         self.hypotheses: dict[str, dict[str, Any]] = dict(self.config["hypotheses"])
         self._stack_cache: dict[tuple[str, str], dict[str, Any]] = {}
         self._runs: dict[str, list[Run]] = {}

@@ -26,6 +26,7 @@ rule summary:
     params:
         hypothesis=lambda w: PLAN.hypotheses[w.hyp],
         sources=lambda w: {f"{h}/{s}": d for (h, s), d in ingest_dirs(w.hyp).items()},
+        track=PLAN.track,
     log:
         res("logs/summary/{hyp}.log"),
     script:

@@ -6,6 +6,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from spark_harness import layout
+from spark_harness.backfill import imported_runs
 from spark_harness.plan import Plan, PlanError
 from spark_harness import plots
 
@@ -55,7 +56,7 @@ def figure_points(hyp):
 def figure_targets(hyp):
     """Every figure (PNG) of a hypothesis: its evidence figures and time-series panels."""
     d = PLAN.path(layout.FIGURE_DIR, hyp=in_plan(hyp))
-    return [str(d / f) for f in plots.files(hyp, figure_points(hyp)) if f.endswith(".png")]
+    return [str(d / f) for f in plots.files(hyp, figure_points(hyp), PLAN.track) if f.endswith(".png")]
 
 
 def hypothesis_targets(hyp):

@@ -26,12 +26,13 @@ def figure_outputs(hyp):
     """Every file the job of `hyp` writes; the PNGs flagged for the report."""
     d = PLAN.path(layout.FIGURE_DIR, hyp=hyp)
     # PNG -> (caption name, label: figure, stack, point; subcategory)
-    shown = {f"{n}.png": (n, n, "all", "all", "evidence") for n in plots.figure_names(hyp)}
+    names = plots.figure_names(hyp, PLAN.track)
+    shown = {f"{n}.png": (n, n, "all", "all", "evidence") for n in names}
     for stack, point in figure_points(hyp):
         png = f"{plots.timeseries_name(stack, point)}.png"
         shown[png] = ("timeseries", "time series", stack, point, "time series per point")
     out = []
-    for f in plots.files(hyp, figure_points(hyp)):
+    for f in plots.files(hyp, figure_points(hyp), PLAN.track):
         if f == plots.VERDICT_RST:
             continue  # a named output of the rule
         if f not in shown:
@@ -69,6 +70,7 @@ for _hyp in PLAN.hypotheses:
             sweep={ax["key"]: ax["values"] for ax in PLAN.hypotheses[_hyp].get("sweep", [])},
             points=[list(p) for p in figure_points(_hyp)],
             ingest={s: str(PLAN.path(layout.INGEST_DIR, hyp=_hyp, stack=s)) for s in PLAN.stacks_of(_hyp)},
+            track=PLAN.track,
         # a small job wherever it runs (one rule per hypothesis, so the cluster profiles,
         # which name rules, cannot list them): one core, matplotlib's memory, minutes
         threads: 1

@@ -4,6 +4,8 @@
 rule ingest:
     input:
         runs=lambda w: [str(PLAN.path(layout.RUN, **r.wildcards)) for r in PLAN.runs(w.hyp, w.stack)],
+        # runs of the previous harness brought in by `spark-harness import` (docs/LEGACY.md)
+        imported=lambda w: [str(p) for p in imported_runs(RESULTS, w.hyp, w.stack)],
     output:
         requests=res(layout.INGEST_REQUESTS),
         telemetry=res(layout.INGEST_TELEMETRY),

@@ -14,4 +14,5 @@ draw(
     Path(sm.output.verdict_rst).parent,
     {stack: Path(d) for stack, d in sm.params.ingest.items()},
     [(stack, point) for stack, point in sm.params.points],
+    sm.params.track,
 )

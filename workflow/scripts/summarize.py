@@ -8,4 +8,5 @@ from spark_harness.analysis import summarize
 sm = snakemake  # noqa: F821 — injected by Snakemake
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
 sources = {tuple(k.split("/")): Path(v) for k, v in sm.params.sources.items()}
-summarize(sm.wildcards.hyp, dict(sm.params.hypothesis), sources, Path(sm.output.summary).parent)
+out = Path(sm.output.summary).parent
+summarize(sm.wildcards.hyp, dict(sm.params.hypothesis), sources, out, track=sm.params.track)

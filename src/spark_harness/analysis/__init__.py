@@ -25,14 +25,21 @@ def summarize(
     hyp_config: Mapping[str, Any],
     sources: Mapping[tuple[str, str], Path],
     out_dir: Path,
+    track: str = "v3",
 ) -> None:
-    """Evaluate ``hyp`` and write its summary, verdict and figure tables into ``out_dir``."""
+    """Evaluate ``hyp`` and write its summary, verdict and figure tables into ``out_dir``.
+
+    ``track`` is the plan's (``v3``, or ``v2.5`` for the legacy plan, whose ids mean
+    other hypotheses): it picks the evaluators."""
     from spark_harness.analysis.evidence import Context, failed_report, verdict
-    from spark_harness.analysis.hypotheses import EVALUATORS
     from spark_harness.analysis.runs import load
 
-    if hyp not in EVALUATORS:
-        raise AnalysisError(f"no evaluator for hypothesis {hyp!r} (have: {', '.join(EVALUATORS)})")
+    evaluators = _evaluators(track)
+    if hyp not in evaluators:
+        raise AnalysisError(
+            f"no evaluator for hypothesis {hyp!r} in the {track} plan"
+            f" (have: {', '.join(evaluators)})"
+        )
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
@@ -40,8 +47,19 @@ def summarize(
     if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
         result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
     else:
-        result = EVALUATORS[hyp](ctx)
+        result = evaluators[hyp](ctx)
     result.sources = {f"{h}/{s}": str(p) for (h, s), p in sources.items()}
     ctx.write_table(SUMMARY_CSV, ctx.summary)
     result.tables = list(ctx.tables)
     result.write(out_dir / VERDICT_JSON)
+
+
+def _evaluators(track: str) -> Mapping[str, Any]:
+    """The evaluators of a plan track."""
+    if track == "v3":
+        from spark_harness.analysis.hypotheses import EVALUATORS
+    elif track == "v2.5":
+        from spark_harness.analysis.v25 import EVALUATORS
+    else:
+        raise AnalysisError(f"unknown plan track {track!r} (have: v3, v2.5)")
+    return EVALUATORS

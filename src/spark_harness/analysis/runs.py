@@ -32,6 +32,7 @@ GAUGES = {
     "read_kbps": "io_rkb_s",
     "mem_available_bytes": "mem_available_bytes",
     "pgmajfault_per_s": "pgmajfault_per_s",
+    "pswpin_per_s": "pswpin_per_s",
     "swap_used_bytes": "swap_used_bytes",
     "kv_g1_usage": "kv_g1_usage",
     "kv_waiting": "kv_waiting",
@@ -52,6 +53,11 @@ COUNTER_DELTAS = {
     # the simulator's own clock: measured vs modeled engine step time
     "sim_step_actual_s": "sim_engine_step_actual_seconds",
     "sim_step_modeled_s": "sim_engine_step_modeled_seconds",
+    # the simulator's UMA paging and LoRA loads (the v2.5 plan, analysis.v25)
+    "paging_faults": "sim_paging_faults",
+    "paging_pages_in": "sim_paging_pages_in",
+    "lora_loads": "sim_lora_loads",
+    "lora_read_bytes": "sim_lora_read_bytes",
 }
 
 RUN_KEYS = ["hyp", "stack", "point", "rep"]

@@ -36,14 +36,29 @@ FIGURE_NAMES: dict[str, tuple[str, ...]] = {
     "H8B": ("iowait_vs_p99",),
     "H9": ("replay_ttft_by_mode",),
 }
+#: The legacy v2.5 plan's figures (``track: v2.5``; ``plots.v25`` draws them).
+V25_FIGURE_NAMES: dict[str, tuple[str, ...]] = {
+    "H0": FIGURE_NAMES["H0"],
+    "H1": FIGURE_NAMES["H1"],
+    "H2": ("p99_vs_pressure",),
+    "H3": ("p99_vs_os_paging",),
+    "H4": ("p99_vs_qos",),
+    "H5": ("p99_vs_adapters",),
+    "H6": ("p99_storm_vs_baseline",),
+    "H7": ("device_vs_lora_bytes",),
+    "H8": ("iowait_vs_p99",),
+}
+#: Figure names per plan track (``Plan.track``).
+TRACKS: dict[str, dict[str, tuple[str, ...]]] = {"v3": FIGURE_NAMES, "v2.5": V25_FIGURE_NAMES}
 #: The verdict with its numbers, as reStructuredText: the report's captions include it.
 VERDICT_RST = "verdict.rst"
 TIMESERIES_DIR = "timeseries"
 
 
-def figure_names(hyp: str) -> list[str]:
-    """The evidence figures of ``hyp`` (none for a hypothesis this package does not know)."""
-    return list(FIGURE_NAMES.get(hyp, ()))
+def figure_names(hyp: str, track: str = "v3") -> list[str]:
+    """The evidence figures of ``hyp`` in a plan track (none for one this package does not
+    know)."""
+    return list(TRACKS[track].get(hyp, ()))
 
 
 def timeseries_name(stack: str, point: str) -> str:
@@ -51,12 +66,12 @@ def timeseries_name(stack: str, point: str) -> str:
     return f"{TIMESERIES_DIR}/{stack}_{point}"
 
 
-def files(hyp: str, points: Iterable[tuple[str, str]]) -> list[str]:
+def files(hyp: str, points: Iterable[tuple[str, str]], track: str = "v3") -> list[str]:
     """Every file :func:`draw` writes for ``hyp``, relative to its output folder.
 
     ``points`` are the (stack, point) pairs measured for ``hyp`` (none for the
     analytical hypotheses, whose sources have their own panels)."""
-    out = [f"{n}.{ext}" for n in figure_names(hyp) for ext in ("png", "svg", "csv")]
+    out = [f"{n}.{ext}" for n in figure_names(hyp, track) for ext in ("png", "svg", "csv")]
     out += [f"{timeseries_name(s, p)}.{ext}" for s, p in points for ext in ("png", "csv")]
     return [*out, VERDICT_RST]
 
@@ -74,11 +89,14 @@ def draw(
     out_dir: Path,
     ingest_dirs: Mapping[str, Path] | None = None,
     points: Sequence[tuple[str, str]] = (),
+    track: str = "v3",
 ) -> list[Path]:
     """Draw every figure of ``hyp`` into ``out_dir``; return the files written.
 
     ``ingest_dirs`` maps each stack of ``hyp`` to its ingest folder (for the time
-    series of ``points``)."""
+    series of ``points``); ``track`` is the plan's (v3, or the legacy v2.5)."""
     from spark_harness.plots.render import render
 
-    return render(hyp, Path(summary_dir), Path(out_dir), dict(ingest_dirs or {}), list(points))
+    return render(
+        hyp, Path(summary_dir), Path(out_dir), dict(ingest_dirs or {}), list(points), track
+    )

@@ -15,6 +15,7 @@ from spark_harness.files import atomic_writer
 from spark_harness.plots import VERDICT_RST, timeseries_name
 from spark_harness.plots.data import Ingested, Summary
 from spark_harness.plots.hypotheses import FIGURES
+from spark_harness.plots.panels import FigureSpec
 from spark_harness.plots.style import save, styled
 from spark_harness.plots.timeseries import draw_point
 from spark_harness.plots.verdicts import PlotError
@@ -25,19 +26,29 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
         frame.write_csv(fh)
 
 
+def figures(track: str) -> dict[str, list[FigureSpec]]:
+    """The figure code of a plan track."""
+    if track == "v2.5":
+        from spark_harness.plots.v25 import FIGURES as V25
+
+        return V25
+    return FIGURES
+
+
 def render(
     hyp: str,
     summary_dir: Path,
     out_dir: Path,
     ingest_dirs: dict[str, Path],
     points: list[tuple[str, str]],
+    track: str = "v3",
 ) -> list[Path]:
     summary = Summary(summary_dir)
     if summary.hyp != hyp:
         raise PlotError(f"{summary_dir}: verdict.json is for {summary.hyp}, not {hyp}")
     written: list[Path] = []
     with styled():
-        for spec in FIGURES.get(hyp, []):
+        for spec in figures(track).get(hyp, []):
             fig, table = spec.draw(summary)
             png, svg, csv = (out_dir / f"{spec.name}.{ext}" for ext in ("png", "svg", "csv"))
             save(fig, png, svg)

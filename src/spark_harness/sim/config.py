@@ -4,7 +4,9 @@ Both stacks run TensorRT-LLM, so by default KV for a whole request (prompt +
 ``max_tokens``) is reserved at admission (its guaranteed-no-evict scheduler);
 ``kv_allocation: on_demand`` allocates as tokens are computed and preempts by recompute
 when G1 is full, as vLLM does. Prefix reuse defaults to the mode: off for ``uma``
-(Stack A's no-reuse control), on for ``tiered`` (KVBM needs it).
+(Stack A's no-reuse control), on for ``tiered`` (KVBM needs it). ``paging`` is ``uma``
+whose KV may exceed the memory it has (``resident_blocks``): the overflow pages to a swap
+file (:mod:`spark_harness.sim.paging`; the v2.5 plan's UMA-pressure hypotheses).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from spark_harness.sim.profiles import (
     hardware_profile,
     model_profile,
 )
+
+MODES = ("uma", "tiered", "paging")
 
 #: O_DIRECT needs sizes and offsets aligned to the device's logical block; 4 KiB covers
 #: every device in use (512 B and 4 KiB sectors).
@@ -66,6 +70,8 @@ class SimConfig:
     max_request_bytes: int = 4 * 2**20
     max_concurrent_requests: int = 512
     natural_output_tokens: int | None = None
+    resident_blocks: int = 0  # paging: G1 blocks that fit in memory (the rest pages)
+    swap_dir: str | None = None  # paging: directory of the swap file (default workdir/swap)
 
     # ------------------------------------------------------------------ derived
     @property
@@ -87,6 +93,10 @@ class SimConfig:
         return self.mode == "tiered"
 
     @property
+    def paging(self) -> bool:
+        return self.mode == "paging"
+
+    @property
     def has_g3(self) -> bool:
         return self.tiered and self.g3_blocks > 0
 
@@ -106,8 +116,8 @@ class SimConfig:
         except ProfileError as e:
             raise SimConfigError(f"sim: {e}") from e
         mode = raw.get("mode", "uma")
-        if mode not in ("uma", "tiered"):
-            raise SimConfigError(f"sim.mode: {mode!r} is not one of uma, tiered")
+        if mode not in MODES:
+            raise SimConfigError(f"sim.mode: {mode!r} is not one of {', '.join(MODES)}")
         tiered = mode == "tiered"
         raw.setdefault("prefix_reuse", tiered)
         cfg = cls(model=model, hardware=hardware, **raw)
@@ -152,7 +162,7 @@ class SimConfig:
                 key,
                 "must be an integer >= 1",
             )
-        for key in ("g2_blocks", "g3_blocks", "seed"):
+        for key in ("g2_blocks", "g3_blocks", "seed", "resident_blocks"):
             value = getattr(self, key)
             need(
                 isinstance(value, int) and not isinstance(value, bool) and value >= 0,
@@ -185,6 +195,15 @@ class SimConfig:
             need(self.g2_blocks == 0, "g2_blocks", "mode uma has G1 only; use mode tiered")
             need(self.g3_blocks == 0, "g3_blocks", "mode uma has G1 only; use mode tiered")
             need(not self.disk_offload_filter, "disk_offload_filter", "needs mode tiered")
+        if self.paging:
+            need(
+                1 <= self.resident_blocks <= self.g1_blocks,
+                "resident_blocks",
+                f"mode paging needs 1 <= resident_blocks <= g1_blocks ({self.g1_blocks})",
+            )
+        else:
+            need(self.resident_blocks == 0, "resident_blocks", "needs mode paging")
+            need(self.swap_dir is None, "swap_dir", "needs mode paging")
         need(
             self.max_tokens_limit <= self.max_model_len,
             "max_tokens_limit",
@@ -209,6 +228,12 @@ class SimConfig:
             return None
         return Path(self.g3_dir) if self.g3_dir else workdir / "g3"
 
+    def swap_path(self, workdir: Path) -> Path | None:
+        """Directory of the paging swap file, or None when the mode does not page."""
+        if not self.paging:
+            return None
+        return Path(self.swap_dir) if self.swap_dir else workdir / "swap"
+
     def lora_path(self, workdir: Path) -> Path | None:
         if self.lora_adapters is None:
             return None
@@ -232,7 +257,8 @@ def sim_config(spec: dict[str, Any]) -> SimConfig:
 def endpoint_facts(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
     """What the endpoint file needs to know about this simulator, without starting it."""
     cfg = sim_config(spec)
-    g3 = cfg.g3_path(workdir)
+    # the directory whose device telemetry watches: G3, or the swap file when paging
+    g3 = cfg.g3_path(workdir) or cfg.swap_path(workdir)
     lora = cfg.lora_path(workdir)
     return {
         "g3_dir": str(g3) if g3 is not None else None,

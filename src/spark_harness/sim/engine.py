@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from spark_harness.sim.config import SimConfig
 from spark_harness.sim.kvcache import KVCache, Onboard
 from spark_harness.sim.lora import AdapterLoad, LoraCache
+from spark_harness.sim.paging import Pager
 from spark_harness.sim.pool import Block
 from spark_harness.sim.timing import TimingModel
 
@@ -123,12 +124,18 @@ class Engine:
     """Continuous-batching scheduler and step loop (see the module docstring)."""
 
     def __init__(
-        self, cfg: SimConfig, kv: KVCache, timing: TimingModel, lora: LoraCache | None
+        self,
+        cfg: SimConfig,
+        kv: KVCache,
+        timing: TimingModel,
+        lora: LoraCache | None,
+        pager: Pager | None = None,
     ) -> None:
         self.cfg = cfg
         self.kv = kv
         self.timing = timing
         self.lora = lora
+        self.pager = pager  # mode paging: G1 beyond memory pages to a swap file
         kv.on_ready = self.wake
         if lora is not None:
             lora.on_ready = self.wake
@@ -197,6 +204,11 @@ class Engine:
                 timeline = woke = None
                 await self._idle(now)
                 continue
+            if self.pager is not None:
+                # the step cannot start before its KV is in memory: page faults are
+                # real I/O, and their time passes before the modeled step
+                await self.pager.touch(b.index for seq, _ in batch for b in seq.blocks)
+                now = clock()
             prefill_s, decode_ctx = self._costs(batch)
             step = self.timing.step_s(len(batch), prefill_s, decode_ctx)
             continuous = timeline is not None and now - timeline < max(step, CATCH_UP_S)
@@ -416,6 +428,8 @@ class Engine:
 
     def _free(self, seq: Sequence) -> None:
         self.kv.release(seq.blocks)
+        if self.pager is not None:  # freed memory is dropped, never paged out
+            self.pager.discard(b.index for b in seq.blocks if b.refs == 0 and b.hash is None)
         seq.blocks = []
         self.kv.pool.reserved -= seq.reserved
         seq.reserved = 0

@@ -140,6 +140,16 @@ class _EngineCollector:
         yield c(
             "sim_requests_rejected", "Requests rejected by admission control.", e.stats.rejected
         )
+        if e.pager is not None:
+            ps = e.pager.stats
+            yield c("sim_paging_faults", "KV blocks paged in from the swap file.", ps.faults)
+            yield c("sim_paging_pages_in", "4 KiB pages read from the swap file.", ps.pages_in)
+            yield c("sim_paging_pages_out", "4 KiB pages written to the swap file.", ps.pages_out)
+            yield c(
+                "sim_paging_fault_seconds", "Time engine steps waited for paging.", ps.fault_seconds
+            )
+            yield g("sim_paging_resident_blocks", "G1 blocks in memory.", e.pager.resident)
+            yield g("sim_paging_swapped_blocks", "G1 blocks only in swap.", e.pager.swapped)
         if e.lora is not None:
             yield c("sim_lora_loads", "LoRA adapter loads from disk.", e.lora.loads)
             yield c("sim_lora_read_bytes", "Bytes read loading LoRA adapters.", e.lora.bytes_read)

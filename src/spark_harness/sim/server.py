@@ -25,6 +25,7 @@ from spark_harness.sim.engine import Engine
 from spark_harness.sim.kvcache import KVCache
 from spark_harness.sim.lora import LoraCache, read_adapter_list
 from spark_harness.sim.metrics import SimMetrics
+from spark_harness.sim.paging import Pager
 from spark_harness.sim.timing import TimingModel
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class Simulator:
         adapters: list[str] = []
         lora: LoraCache | None = None
         kv: KVCache | None = None
+        pager: Pager | None = None
         try:
             g3_dir = cfg.g3_path(self.workdir)
             if g3_dir is not None:
@@ -74,14 +76,24 @@ class Simulator:
                     adapters, self._mkdir(lora_dir), cfg.lora_file_bytes, cfg.max_loras
                 )
                 await asyncio.get_running_loop().run_in_executor(None, lora.prepare)
+            swap_dir = cfg.swap_path(self.workdir)
+            if swap_dir is not None:
+                pager = Pager(
+                    self._mkdir(swap_dir) / "swap",
+                    cfg.g1_blocks,
+                    cfg.resident_blocks,
+                    cfg.block_bytes,
+                )
         except BaseException:
+            if pager is not None:
+                pager.close()
             if kv is not None:
                 await kv.close()
             if lora is not None:
                 lora.close()
             self._remove_dirs()
             raise
-        engine = Engine(cfg, kv, TimingModel.of(cfg.model, cfg.hardware), lora)
+        engine = Engine(cfg, kv, TimingModel.of(cfg.model, cfg.hardware), lora, pager)
         metrics = SimMetrics(engine, self.model)
         self.engine = engine
         self.api = SimApi(cfg, engine, metrics, self.model, adapters)
@@ -100,6 +112,8 @@ class Simulator:
         await self.engine.kv.close()
         if self.engine.lora is not None:
             self.engine.lora.close()
+        if self.engine.pager is not None:
+            self.engine.pager.close()
         self._remove_dirs()
         self.engine = None
 
