@@ -8,7 +8,8 @@ from nbclient import NotebookClient
 
 from spark_harness.analysis.synthetic import World
 from spark_harness.analysis.u_work import write_u_work
-from tests.plots.synth import REPO, Results, make_plan
+from tests.plans import make_plan
+from tests.plots.synth import REPO, Results
 
 NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
 

@@ -3,7 +3,6 @@ with planted effects, ingest and evaluation in a temporary results folder."""
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -15,36 +14,9 @@ from spark_harness.analysis import summarize
 from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan, load_config
+from tests.plans import make_plan
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-#: The sweeps the planted-effect tests were written for. The demo plan's own sweeps are
-#: tuned to the simulator and the time budget and may change; these tests must not.
-PINNED: dict[str, dict[str, Any]] = {
-    "H0": {
-        "sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16]}],
-        "workload": {"kind": "fixed_context", "context_tokens": 256, "output_tokens": 16},
-    },
-    **{
-        h: {
-            "sweep": [
-                {"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]}
-            ]
-        }
-        for h in ("H2A", "H2B")
-    },
-}
-
-
-def make_plan(hypotheses: dict[str, dict[str, Any]], repetitions: int = 2) -> Plan:
-    """The repository's plan with only ``hypotheses`` (entries override the defaults'),
-    sweeps pinned as in :data:`PINNED`."""
-    cfg = load_config(REPO / "config" / "config.yaml")
-    base = {h: {**e, **PINNED.get(h, {})} for h, e in cfg["hypotheses"].items()}
-    hyps = {h: {**copy.deepcopy(base.get(h, {})), **over} for h, over in hypotheses.items()}
-    cfg = {**cfg, "hypotheses": hyps, "defaults": {**cfg["defaults"], "repetitions": repetitions}}
-    return Plan(cfg, base_dir=REPO)
 
 
 def synthesize(tmp: Path, plan: Plan, world: World, hyps: set[str]) -> dict[tuple[str, str], Path]:

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from spark_harness.analysis.synthetic import World
-from tests.plots.synth import Results, make_plan
+from tests.plans import make_plan
+from tests.plots.synth import Results
 
 
 @pytest.fixture(scope="session")

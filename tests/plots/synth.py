@@ -4,26 +4,15 @@ exactly as the workflow does."""
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
-from typing import Any
 
 from spark_harness.analysis import summarize
 from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
-from spark_harness.plan import Plan, load_config
+from spark_harness.plan import Plan
 from spark_harness.plots.data import Ingested, Summary
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_plan(hyps: dict[str, dict[str, Any]] | None = None) -> Plan:
-    """The repository's plan, optionally with entries overridden (or only some kept)."""
-    cfg = load_config(REPO / "config" / "config.yaml")
-    if hyps is not None:
-        base = cfg["hypotheses"]
-        cfg["hypotheses"] = {h: {**copy.deepcopy(base.get(h, {})), **o} for h, o in hyps.items()}
-    return Plan(cfg, base_dir=REPO)
 
 
 class Results:

@@ -1,0 +1,39 @@
+"""The plan of the synthetic-data tests (analysis, figures, notebook): the repository's
+stacks and hypotheses, with the sweeps those tests were written for."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from spark_harness.plan import Plan, load_config
+from tests.conftest import REPO
+
+#: The sweeps the planted-effect tests were written for. The demo plan's own sweeps are
+#: tuned to the simulator and the time budget and may change; these tests must not.
+PINNED: dict[str, dict[str, Any]] = {
+    "H0": {
+        "sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16]}],
+        "workload": {"kind": "fixed_context", "context_tokens": 256, "output_tokens": 16},
+    },
+    **{
+        h: {
+            "sweep": [
+                {"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]}
+            ]
+        }
+        for h in ("H2A", "H2B")
+    },
+}
+
+
+def make_plan(hypotheses: dict[str, dict[str, Any]] | None = None, repetitions: int = 2) -> Plan:
+    """The repository's plan, sweeps pinned as in :data:`PINNED`; with ``hypotheses``,
+    only those, their entries overriding the repository's."""
+    cfg = load_config(REPO / "config" / "config.yaml")
+    base = {h: {**e, **PINNED.get(h, {})} for h, e in cfg["hypotheses"].items()}
+    if hypotheses is None:
+        hypotheses = {h: {} for h in base}
+    hyps = {h: {**copy.deepcopy(base.get(h, {})), **over} for h, over in hypotheses.items()}
+    cfg = {**cfg, "hypotheses": hyps, "defaults": {**cfg["defaults"], "repetitions": repetitions}}
+    return Plan(cfg, base_dir=REPO)
