@@ -35,6 +35,34 @@ def _aligned_buffer(nbytes: int) -> mmap.mmap:
     return mmap.mmap(-1, nbytes)
 
 
+def create_preallocated(path: Path, nbytes: int, what: str) -> tuple[int, bool]:
+    """Create ``path`` (which must not exist) with ``nbytes`` reserved on its filesystem:
+    (file descriptor, whether it is ``O_DIRECT``). Space is reserved up front so a full
+    disk fails here, naming ``what`` and the directory, not in the middle of a run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    direct = True
+    try:
+        fd = os.open(path, flags | os.O_DIRECT, 0o600)
+    except OSError as e:
+        if e.errno != errno.EINVAL:
+            raise StorageError(e.errno, f"cannot create {what} file {path}: {e.strerror}") from e
+        direct = False
+        fd = os.open(path, flags, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, nbytes)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            need = f"{nbytes / 2**20:.0f} MiB for {what}"
+            raise StorageError(
+                e.errno, f"cannot reserve {need} in {path.parent}: {e.strerror}"
+            ) from e
+        os.ftruncate(fd, nbytes)  # no fallocate here: a sparse file of the same size
+    return fd, direct
+
+
 class BlockFile:
     """``slots`` blocks of ``slot_bytes`` in one preallocated file; thread-safe I/O."""
 
@@ -44,27 +72,7 @@ class BlockFile:
         self.path = path
         self.slot_bytes = slot_bytes
         self.slots = slots
-        self.direct = True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        try:
-            self._fd = os.open(path, flags | os.O_DIRECT, 0o600)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise StorageError(e.errno, f"cannot create G3 file {path}: {e.strerror}") from e
-            self.direct = False
-            self._fd = os.open(path, flags, 0o600)
-        try:
-            os.posix_fallocate(self._fd, 0, slot_bytes * slots)
-        except OSError as e:
-            if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
-                os.ftruncate(self._fd, slot_bytes * slots)
-            else:
-                self.close()
-                need = slot_bytes * slots / 2**20
-                raise StorageError(
-                    e.errno, f"cannot reserve {need:.0f} MiB for G3 in {path.parent}: {e.strerror}"
-                ) from e
+        self._fd, self.direct = create_preallocated(path, slot_bytes * slots, "G3")
         # one content pattern for every block; the hash goes in front of it per write
         self._pattern = random.Random(seed).randbytes(min(slot_bytes, 1 << 16))
         self._local = threading.local()

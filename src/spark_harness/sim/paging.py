@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spark_harness.sim.config import IO_ALIGN
-from spark_harness.sim.diskio import StorageError
+from spark_harness.sim.diskio import create_preallocated
 
 #: The kernel's page size on every machine the harness targets (x86-64, aarch64 4K).
 PAGE_BYTES = IO_ALIGN
@@ -40,26 +40,7 @@ class SwapFile:
 
     def __init__(self, path: Path, pages: int) -> None:
         self.path = path
-        self.direct = True
-        path.parent.mkdir(parents=True, exist_ok=True)
-        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-        try:
-            self._fd = os.open(path, flags | os.O_DIRECT, 0o600)
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise StorageError(e.errno, f"cannot create swap file {path}: {e.strerror}") from e
-            self.direct = False
-            self._fd = os.open(path, flags, 0o600)
-        try:
-            os.posix_fallocate(self._fd, 0, pages * PAGE_BYTES)
-        except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                self.close()
-                need = pages * PAGE_BYTES / 2**20
-                raise StorageError(
-                    e.errno, f"cannot reserve {need:.0f} MiB of swap in {path.parent}: {e.strerror}"
-                ) from e
-            os.ftruncate(self._fd, pages * PAGE_BYTES)
+        self._fd, self.direct = create_preallocated(path, pages * PAGE_BYTES, "swap")
         self._buf = mmap.mmap(-1, PAGE_BYTES)  # page-aligned, as O_DIRECT needs
 
     def write_page(self, page: int) -> None:
