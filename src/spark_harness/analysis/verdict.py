@@ -110,6 +110,31 @@ class Criterion:
         )
 
     @classmethod
+    def positive(
+        cls,
+        name: str,
+        statistic: str,
+        value: float | None,
+        ci: Interval | None,
+        *,
+        source: str,
+        **kw: Any,
+    ) -> Criterion:
+        """The statistic is above zero: supported when its CI lies above, refuted below."""
+        return cls.judged(
+            name,
+            statistic,
+            value,
+            ci,
+            threshold=0.0,
+            op=">",
+            source=source,
+            supported=[(0, INF)],
+            refuted=[(-INF, 0)],
+            **kw,
+        )
+
+    @classmethod
     def missing(
         cls,
         name: str,

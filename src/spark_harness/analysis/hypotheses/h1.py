@@ -14,7 +14,7 @@ import polars as pl
 from spark_harness.analysis.criteria import complete, difference, total
 from spark_harness.analysis.evidence import Context, PointStats, rows, verdict
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.verdict import INF, NOT_SUPPORTED, SUPPORTED, Criterion, Verdict
+from spark_harness.analysis.verdict import NOT_SUPPORTED, SUPPORTED, Criterion, Verdict
 
 AXIS = "workload.adapter_cache"
 SOURCE = "HYPOTHESES.md H1: TTFT cold vs warm; cold excess explained by adapter bytes read"
@@ -47,16 +47,12 @@ def evaluate(ctx: Context) -> Verdict:
     }
     d = difference(ps, "p99", state["cold"], state["warm"])
     criteria = [
-        Criterion.judged(
+        Criterion.positive(
             "cold_p99_excess",
             "p99 TTFT cold - warm",
             d.value,
             d.ci,
-            threshold=0.0,
-            op=">",
             source=SOURCE,
-            supported=[(0, INF)],
-            refuted=[(-INF, 0)],
             unit="ms",
             rows=rows(used),
             details={"p50_excess": difference(ps, "p50", state["cold"], state["warm"]).__dict__},
@@ -77,16 +73,12 @@ def evaluate(ctx: Context) -> Verdict:
     else:
         b = difference(ps, column, state["cold"], state["warm"])
         criteria.append(
-            Criterion.judged(
+            Criterion.positive(
                 "cold_bytes_read",
                 f"{column} cold - warm (window)",
                 b.value,
                 b.ci,
-                threshold=0.0,
-                op=">",
                 source=SOURCE,
-                supported=[(0, INF)],
-                refuted=[(-INF, 0)],
                 unit="bytes",
                 rows=rows(used),
                 details={"counter": column},

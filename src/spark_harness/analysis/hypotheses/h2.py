@@ -259,16 +259,12 @@ def await_criterion(ps: PointStats, at: tuple, k: int | None) -> Criterion:
         j = ps.index(at)
         d = Stat.of(w[j] - i[j], wr[:, j] - ir[:, j])
         what = f"read await at {at[2]} - idle"
-    return Criterion.judged(
+    return Criterion.positive(
         name,
         what,
         d.value,
         d.ci,
-        threshold=0.0,
-        op=">",
         source=SRC_AWAIT,
-        supported=[(0, INF)],
-        refuted=[(-INF, 0)],
         unit="ms",
         rows=rows(ps.runs),
     )

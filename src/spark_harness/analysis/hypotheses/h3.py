@@ -15,7 +15,7 @@ import polars as pl
 from spark_harness.analysis import stats
 from spark_harness.analysis.criteria import across_runs, complete, per_run
 from spark_harness.analysis.evidence import Context, PointStats, Stat, mechanism_gate, rows, verdict
-from spark_harness.analysis.verdict import INF, Criterion, Verdict
+from spark_harness.analysis.verdict import Criterion, Verdict
 
 SOURCE = "HYPOTHESES.md H3: correlation of p99 with OS counters vs with KV tier counters"
 OS = "os_mem_used_bytes"
@@ -46,16 +46,12 @@ def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
             op=">",
         )
     r = across_runs(ps, OS, "p99", stats.pearson)
-    return Criterion.judged(
+    return Criterion.positive(
         name,
         "Pearson r(p99, OS memory used) over A's runs",
         r.value,
         r.ci,
-        threshold=0.0,
-        op=">",
         source=SOURCE,
-        supported=[(0, INF)],
-        refuted=[(-INF, 0)],
         unit="r",
         rows=rows(used),
         details={"spearman": across_runs(ps, OS, "p99", stats.spearman).__dict__},
@@ -78,16 +74,12 @@ def kv_beats_os_b(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
         stats.pearson(k0, y0) - stats.pearson(o0, y0),
         np.asarray(stats.pearson(kb, yb)) - np.asarray(stats.pearson(ob, yb)),
     )
-    return Criterion.judged(
+    return Criterion.positive(
         name,
         "Pearson r(p99, G3 onboards/s) - r(p99, OS memory used) over B's runs",
         d.value,
         d.ci,
-        threshold=0.0,
-        op=">",
         source=SOURCE,
-        supported=[(0, INF)],
-        refuted=[(-INF, 0)],
         unit="r",
         rows=rows(used),
         details={

@@ -103,16 +103,12 @@ def evaluate_a(ctx: Context) -> Verdict:
     if complete(ps, "read_await_ms"):
         d = difference(ps, "read_await_ms", others[-1], base)
         criteria.append(
-            Criterion.judged(
+            Criterion.positive(
                 "read_await_rises",
                 f"read await under {others[-1][2]} - under none",
                 d.value,
                 d.ci,
-                threshold=0.0,
-                op=">",
                 source=SRC_A,
-                supported=[(0, INF)],
-                refuted=[(-INF, 0)],
                 unit="ms",
                 rows=rows(used),
             )

@@ -102,16 +102,12 @@ def fetch_criterion(ps: PointStats, used: pl.DataFrame) -> Criterion:
             op=">",
         )
     r = across_runs(ps, "g3_fetch_p95_ms", "p99", stats.pearson)
-    return Criterion.judged(
+    return Criterion.positive(
         name,
         "Pearson r(p99, G3 fetch p95) over runs",
         r.value,
         r.ci,
-        threshold=0.0,
-        op=">",
         source=SRC_FETCH,
-        supported=[(0, INF)],
-        refuted=[(-INF, 0)],
         unit="r",
         rows=rows(used),
         details={
