@@ -17,7 +17,7 @@ from spark_harness.contract import Endpoint, wait_for_file
 from spark_harness.serving.process import pid_alive
 from spark_harness.serving.readiness import wait_ready
 from tests.conftest import REPO, copy_workflow
-from tests.workflow.smk import snakemake, wait_no_processes, write_config
+from tests.workflow.smk import snakemake, wait_no_orphans, write_config
 
 pytestmark = pytest.mark.workflow
 
@@ -65,7 +65,7 @@ def test_onerror_runs_the_teardown_of_command_stacks(tmp_path):
     assert "not ready after 2 s" in (root / "results/logs/H0/N/users-1/r0/loadgen.log").read_text()
     ran_by = [line for line in marker.read_text().splitlines() if line.strip()]
     assert any("snakemake" in line for line in ran_by), ran_by  # the onerror: handler
-    assert wait_no_processes(str(root)) == []
+    assert wait_no_orphans(root) == []
 
 
 @pytest.fixture
@@ -118,4 +118,4 @@ def test_external_stack_is_measured_and_left_running(tmp_path, outside_server):
     tel = (root / "results/raw/H0/X/users-2/r0/telemetry.jsonl").read_text()
     assert '"kv_g1_usage"' in tel  # scraped from the outside server's /metrics
     assert proc.poll() is None and pid_alive(ep.pid)  # not the workflow's to stop
-    assert wait_no_processes(str(root)) == []
+    assert wait_no_orphans(root) == []
