@@ -10,6 +10,7 @@ hypothesis's sweep, or one stack file, reruns only the points whose spec changed
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 from collections.abc import Iterator, Mapping
@@ -62,8 +63,11 @@ def _load_yaml(path: Path) -> Any:
         raise PlanError(f"{path}: not valid YAML: {e}") from e
 
 
-def _schema(name: str) -> dict[str, Any]:
-    return yaml.safe_load(schema_path(name).read_text())
+@functools.cache
+def _validator(name: str) -> jsonschema.Draft202012Validator:
+    """One validator per packaged schema: every point resolves its stack, and Snakemake
+    builds the plan in every job it starts, so the schema is parsed once per process."""
+    return jsonschema.Draft202012Validator(yaml.safe_load(schema_path(name).read_text()))
 
 
 def _where(err: jsonschema.ValidationError) -> str:
@@ -72,8 +76,9 @@ def _where(err: jsonschema.ValidationError) -> str:
 
 def validate(instance: Any, schema_name: str, what: str) -> None:
     """Validate against a packaged schema; raise PlanError naming the first bad key."""
-    validator = jsonschema.Draft202012Validator(_schema(schema_name))
-    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    errors = sorted(
+        _validator(schema_name).iter_errors(instance), key=lambda e: list(e.absolute_path)
+    )
     if errors:
         lines = [f"{what}: {_where(e)}: {e.message}" for e in errors[:5]]
         raise PlanError("invalid " + what + "\n  " + "\n  ".join(lines))
