@@ -19,6 +19,7 @@ import psutil
 import pytest
 
 from spark_harness.telemetry.devices import DeviceNotFound, device_of
+from spark_harness.telemetry.window import wait_sampling
 
 
 def _rows(path: Path) -> list[dict[str, Any]]:
@@ -35,10 +36,13 @@ def _wait_for(predicate: Any, timeout_s: float, what: str) -> None:
 
 def test_lifecycle_endpoint_late_flush_and_stop(point: Any, tmp_path: Path) -> None:
     proc = point.start_sidecar("--cadence-ms", "100")
-    time.sleep(0.5)  # the server writes its endpoint file after the sidecar started
-    assert not point.service.exists()
-    point.write_endpoint(g3_dir=str(tmp_path / "g3" / "not-yet"))
+    # the sidecar publishes itself at once, before the server's endpoint file exists;
+    # its consumer then waits for the first sample
     info = point.info()
+    time.sleep(0.5)
+    assert not any(r["kind"] == "sample" for r in _rows(point.spool))
+    point.write_endpoint(g3_dir=str(tmp_path / "g3" / "not-yet"))
+    wait_sampling(info, 20)
     assert info.pid == proc.pid and Path(info.spool) == point.spool and info.cadence_ms == 100
     assert info.clock["wall_ns"] > 0 and info.started_ns > 0
     time.sleep(0.5)
@@ -70,7 +74,7 @@ def test_lifecycle_endpoint_late_flush_and_stop(point: Any, tmp_path: Path) -> N
 def test_without_g3_the_spool_device_is_watched(point: Any) -> None:
     point.write_endpoint()
     proc = point.start_sidecar()
-    point.info()
+    wait_sampling(point.info(), 20)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     header = _rows(point.spool)[0]
@@ -89,7 +93,7 @@ def test_devices_given_by_name(point: Any, tmp_path: Path) -> None:
         pytest.skip("no block device here")
     point.write_endpoint(g3_dir=str(tmp_path))
     proc = point.start_sidecar("--devices", f"/dev/{dev.name},{dev.name}")
-    point.info()
+    wait_sampling(point.info(), 20)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     header = _rows(point.spool)[0]
@@ -114,6 +118,14 @@ def test_bad_input_is_a_clear_error(
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == rc
     assert message in out
+    assert not point.service.exists()  # published at start, taken back on failure
+
+
+def test_stop_before_sampling_exits_cleanly_and_takes_its_file_back(point: Any) -> None:
+    proc = point.start_sidecar()  # no endpoint file: still waiting for the server
+    point.info()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(10) == 0
     assert not point.service.exists()
 
 
@@ -132,7 +144,7 @@ def test_sidecar_stops_when_its_parent_dies(point: Any) -> None:
     assert parent.stdout
     child = int(parent.stdout.readline())
     try:
-        point.info()
+        point.info()  # published before sampling: the parent dies during set-up
         parent.kill()  # as Snakemake's SIGKILL of a failed job's services
         parent.wait()
         _wait_for(

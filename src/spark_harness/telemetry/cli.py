@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -181,16 +182,20 @@ def build_samplers(
 
 def run(args: argparse.Namespace) -> int:
     """The sidecar's life: wait, set up, spool until told to stop."""
-    from spark_harness.telemetry.sidecar import Sidecar, Spool
+    from spark_harness.telemetry.sidecar import Spool
 
     if args.cadence_ms < MIN_CADENCE_MS:
         raise UsageError(
             f"--cadence-ms must be at least {MIN_CADENCE_MS:.0f}, got {args.cadence_ms}"
         )
+    parent = os.getppid()
     clock = Clock.start()
     spool = Spool(args.spool)
     # Publish at once: the point's load generator starts when this file exists (Snakemake
-    # checks for it in one-second steps) and then waits for the first sample itself.
+    # checks for it in one-second steps) and then waits for the first sample itself. A
+    # set-up that fails or is stopped takes the file back, so no dead sidecar looks alive.
+    signal.signal(signal.SIGTERM, _stop_setup)
+    signal.signal(signal.SIGINT, _stop_setup)
     contract.SidecarInfo(
         pid=os.getpid(),
         spool=str(args.spool.absolute()),
@@ -198,6 +203,44 @@ def run(args: argparse.Namespace) -> int:
         started_ns=clock.now_ns(),
         clock=clock.to_dict(),
     ).write(args.service_file)
+    try:
+        sidecar, devices = _set_up(args, clock, spool, parent)
+    except _SetupStopped:
+        args.service_file.unlink(missing_ok=True)
+        spool.close()
+        return 0
+    except BaseException:
+        args.service_file.unlink(missing_ok=True)
+        spool.close()
+        raise
+
+    def started() -> None:
+        log.info("spooling to %s every %.0f ms; watching %s", args.spool, args.cadence_ms,
+                 ", ".join(d.name for d in devices) or "no block device")  # fmt: skip
+
+    try:
+        asyncio.run(sidecar.run(on_started=started))  # its own SIGTERM/SIGINT handlers
+    except _SetupStopped:  # stopped in the instant before the loop took the signals over
+        pass
+    finally:
+        spool.close()
+    return 0
+
+
+class _SetupStopped(Exception):
+    """SIGTERM or SIGINT before sampling began."""
+
+
+def _stop_setup(signum: int, frame: Any) -> None:
+    raise _SetupStopped
+
+
+def _set_up(
+    args: argparse.Namespace, clock: Clock, spool: Any, parent: int
+) -> tuple[Any, list[Any]]:
+    """Wait for the server's endpoint, resolve devices, build the samplers."""
+    from spark_harness.telemetry.sidecar import Sidecar
+
     contract.wait_for_file(args.endpoint_file, args.wait_timeout_s)
     endpoint = contract.Endpoint.read(args.endpoint_file)
     devices, device_info, unavailable = resolve_devices(args.devices, endpoint, args.spool)
@@ -209,17 +252,10 @@ def run(args: argparse.Namespace) -> int:
         "samplers": [s.name for s in samplers],
         **device_info,
     }
-    sidecar = Sidecar(samplers, spool, clock, args.cadence_ms, header, unavailable + more)
-
-    def started() -> None:
-        log.info("spooling to %s every %.0f ms; watching %s", args.spool, args.cadence_ms,
-                 ", ".join(d.name for d in devices) or "no block device")  # fmt: skip
-
-    try:
-        asyncio.run(sidecar.run(on_started=started))
-    finally:
-        spool.close()
-    return 0
+    sidecar = Sidecar(
+        samplers, spool, clock, args.cadence_ms, header, unavailable + more, parent_pid=parent
+    )
+    return sidecar, devices
 
 
 def main(args: argparse.Namespace) -> int:

@@ -115,6 +115,7 @@ class Sidecar:
         cadence_ms: float,
         header: dict[str, Any],
         unavailable: Sequence[tuple[str, str]] = (),
+        parent_pid: int | None = None,
     ) -> None:
         if cadence_ms <= 0:
             raise ValueError(f"cadence must be positive, got {cadence_ms} ms")
@@ -137,7 +138,9 @@ class Sidecar:
         self._waiter: asyncio.Future[None] | None = None
         self._cpu0 = 0.0
         self._wall0 = 0.0
-        self._ppid = os.getppid()
+        # the process that started the sidecar (taken at its start by the caller, so a
+        # parent that died during set-up is noticed too); when it exits, the sidecar stops
+        self._ppid = os.getppid() if parent_pid is None else parent_pid
 
     # ------------------------------------------------------------ control
     def request_stop(self) -> None:
