@@ -15,6 +15,9 @@ from spark_harness.workloads.trace import read_trace
 
 from .conftest import endpoint, spec
 
+#: Most time between a request's phase claim and its socket write that the tests allow.
+CLAIM_TO_SEND_NS = 5_000_000
+
 FIXED = {"kind": "fixed_context", "context_tokens": 24, "output_tokens": 4, "nonce": True}
 
 
@@ -31,7 +34,9 @@ def test_closed_loop_phases_records_and_exact_token_counts(run_in_process) -> No
     for r in out.records:
         assert set(r) == set(REQUEST_FIELDS)
         lo, hi = out.windows[r["phase"]]
-        assert lo <= r["sent_ns"] <= hi  # the phase it was sent in
+        # the phase it was claimed in: the socket write follows the claim by the client's
+        # own set-up (well under a millisecond; seen 0.24 ms past a phase's end)
+        assert lo <= r["sent_ns"] <= hi + CLAIM_TO_SEND_NS
         assert r["done_ns"] <= out.windows["cooldown"][1]  # all drained before the end
         assert r["ok"] and r["user_id"] in (0, 1, 2)
         assert r["prompt_tokens"] == r["prompt_tokens_client"] == 24
