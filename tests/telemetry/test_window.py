@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from spark_harness.contract import SidecarInfo
-from spark_harness.telemetry.window import collect, summarize
+from spark_harness.telemetry.window import collect, summarize, wait_sampling
 
 MS = 1_000_000
 
@@ -59,6 +59,7 @@ def test_collect_from_a_running_sidecar(point: Any) -> None:
     point.write_endpoint()
     point.start_sidecar("--cadence-ms", "100")
     info = point.info()
+    wait_sampling(info, 20)  # published before sampling, as measure.py waits too
     time.sleep(0.35)
     start = time.time_ns()
     time.sleep(1.0)
@@ -83,6 +84,7 @@ def test_collect_twice_waits_for_the_new_flush(point: Any) -> None:
     point.write_endpoint()
     point.start_sidecar("--cadence-ms", "100")
     info = point.info()
+    wait_sampling(info, 20)  # published before sampling, as measure.py waits too
     time.sleep(0.3)
     collect(info, 0, time.time_ns())
     time.sleep(0.3)
@@ -97,6 +99,7 @@ def test_collect_keeps_the_data_of_a_dead_sidecar(point: Any) -> None:
     point.write_endpoint()
     proc = point.start_sidecar("--cadence-ms", "100")
     info = point.info()
+    wait_sampling(info, 20)  # published before sampling, as measure.py waits too
     time.sleep(0.5)
     proc.kill()
     proc.wait()

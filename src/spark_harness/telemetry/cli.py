@@ -196,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     # set-up that fails or is stopped takes the file back, so no dead sidecar looks alive.
     signal.signal(signal.SIGTERM, _stop_setup)
     signal.signal(signal.SIGINT, _stop_setup)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a flush before sampling: nothing to flush
     contract.SidecarInfo(
         pid=os.getpid(),
         spool=str(args.spool.absolute()),
