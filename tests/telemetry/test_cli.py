@@ -172,7 +172,7 @@ def test_cadence_holds_under_full_cpu_load(point: Any) -> None:
     try:
         time.sleep(0.5)
         proc = point.start_sidecar("--cadence-ms", "200")
-        point.info()
+        wait_sampling(point.info(), 20)
         time.sleep(6.0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from spark_harness.telemetry.devices import DeviceNotFound, device_of
-from spark_harness.telemetry.window import collect
+from spark_harness.telemetry.window import collect, wait_sampling
 
 BLOCK = 1 << 20
 SERVER = textwrap.dedent(
@@ -90,6 +90,7 @@ def _run_point(point: Any, tmp_path: Path, mode: str) -> tuple[list[dict], dict]
         )
         point.start_sidecar("--cadence-ms", "200")
         info = point.info()
+        wait_sampling(info, 20)  # published before sampling, as measure.py waits too
         start = time.time_ns()
         time.sleep(1.0)  # idle baseline
         server.stdin.write("load 3.0\n")
