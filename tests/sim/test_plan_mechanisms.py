@@ -27,8 +27,9 @@ def shipped(variant: str | None = None, uma: bool = False) -> dict[str, Any]:
     return sim
 
 
-def p95(results: list[Result]) -> float:
-    return statistics.quantiles([r.ttft_s for r in results], n=20)[-1]
+def median_ttft(results: list[Result]) -> float:
+    # not a tail quantile: one stall of a loaded test machine delays all 8 users at once
+    return statistics.median(r.ttft_s for r in results)
 
 
 async def fixed_context(sim: SimClient, context: int, seconds: float) -> list[Result]:
@@ -74,7 +75,7 @@ def test_h2b_stack_b_fetches_from_g3_past_a_knee(tmp_path: Path) -> None:
     assert m_big["sim_kv_g3_read_bytes_total"] > 0
     if device_backed(tmp_path):  # the G3 reads reached the device
         assert read >= 0.9 * m_big["sim_kv_g3_read_bytes_total"]
-    assert p95(big) > 3 * p95(small)  # the TTFT knee
+    assert median_ttft(big) > 3 * median_ttft(small)  # the TTFT knee (~5x here)
 
 
 @pytest.mark.slow

@@ -14,6 +14,9 @@ scheduling from the measurement. How:
   kernel stamp and its other bytes the read's own stamp: late, never early. A kernel
   stamp older than the start of the socket's previous read is stale (the kernel merged
   new data into an old buffer) and is replaced by the read's own;
+- the kernel turns receive stamping on through deferred work, so the first reads
+  after a process's first stamped socket may carry no kernel stamp (or the read's
+  time): those keep the read's own stamp, again late, never early;
 - a send on the socket starts a new capture (HTTP/1.1 without pipelining: what arrives
   next is that request's response) and hands the socket to the request that is being
   sent, through the :data:`sending` context variable: aiohttp may release a connection
