@@ -11,11 +11,12 @@ schedule planned in the window, and the lag (sent - scheduled) as percentiles.
 
 from __future__ import annotations
 
-import argparse
 import os
 
+import truthbench
+
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, pin_apart
+from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer
 from spark_harness.loadgen.schedule import schedule
 from spark_harness.loadgen.summary import percentile
 
@@ -24,17 +25,21 @@ WORKLOAD = {"kind": "fixed_context", "context_tokens": 32, "output_tokens": 4, "
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--load-s", type=float, default=5.0)
-    ap.add_argument("--pin", action="store_true", help="client and server on fixed CPUs")
-    args = ap.parse_args()
-    server_cpu = pin_apart() if args.pin else None
-    print(f"load average at start: {os.getloadavg()[0]:.2f}; pinned: {args.pin}")
-    print(
-        "| rate | schedule | planned in window | sent in window | achieved/planned "
-        "| achieved req/s | lag p50 ms | lag p99 ms | lag max ms | errors |"
+    args, server_cpu = truthbench.start(
+        __doc__,
+        [
+            "rate",
+            "schedule",
+            "planned in window",
+            "sent in window",
+            "achieved/planned",
+            "achieved req/s",
+            "lag p50 ms",
+            "lag p99 ms",
+            "lag max ms",
+            "errors",
+        ],
     )
-    print("|" + "---|" * 10)
     with TruthServer(TruthConfig(ttft_ms=5, itl_ms=2), cpu=server_cpu) as srv:
         for rate in RATES:
             for kind in ("constant", "poisson"):

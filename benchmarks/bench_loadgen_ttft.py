@@ -12,12 +12,13 @@ reported vs true p50/p99 and their ratio, and the per-request error distribution
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
+import truthbench
+
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, compare, pin_apart
+from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, compare
 from spark_harness.loadgen.summary import percentile
 
 STREAMS = (1, 16, 64, 256)
@@ -25,27 +26,25 @@ CFG = TruthConfig(ttft_ms=100, ttft_jitter_ms=100, itl_ms=50)
 WORKLOAD = {"kind": "fixed_context", "context_tokens": 64, "output_tokens": 6, "nonce": True}
 
 
-def pin(cpu: int) -> int | None:
-    """Pin this process to ``cpu`` if the machine has it; return the server's CPU."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None
-    os.sched_setaffinity(0, {cpus[cpu]})
-    return cpus[1 - cpu]
-
-
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--load-s", type=float, default=5.0)
-    ap.add_argument("--pin", action="store_true", help="client and server on fixed CPUs")
-    args = ap.parse_args()
-    server_cpu = pin_apart() if args.pin else None
-    print(f"load average at start: {os.getloadavg()[0]:.2f}; pinned: {args.pin}")
-    print(
-        "| streams | requests | true p50 | reported p50 | ratio | true p99 | reported p99 | ratio "
-        "| error p50 | error p99 | error max | TPOT error p50 | client CPU |"
+    args, server_cpu = truthbench.start(
+        __doc__,
+        [
+            "streams",
+            "requests",
+            "true p50",
+            "reported p50",
+            "ratio",
+            "true p99",
+            "reported p99",
+            "ratio",
+            "error p50",
+            "error p99",
+            "error max",
+            "TPOT error p50",
+            "client CPU",
+        ],
     )
-    print("|" + "---|" * 13)
     with TruthServer(CFG, cpu=server_cpu) as srv:
         for users in STREAMS:
             srv.truth(clear=True)

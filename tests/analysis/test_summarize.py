@@ -7,6 +7,7 @@ import polars as pl
 import pytest
 
 from spark_harness.analysis import AnalysisError, summarize
+from spark_harness.analysis.hypotheses import EVALUATORS
 from spark_harness.analysis.stats import percentile
 from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
@@ -18,26 +19,7 @@ FAILED = ("H2B", "B", "ctx-512", 1)
 def h_all(tmp_path_factory, plan_of):
     """The default plan synthesised (one point's repetition retried), ingested, summarised."""
     root = tmp_path_factory.mktemp("h_all")
-    plan = plan_of(
-        {
-            h: {}
-            for h in (
-                "H0",
-                "H1",
-                "H2A",
-                "H2B",
-                "H3",
-                "H4A",
-                "H4B",
-                "H5",
-                "H6",
-                "H7",
-                "H8A",
-                "H8B",
-                "H9",
-            )
-        }
-    )
+    plan = plan_of({h: {} for h in EVALUATORS})
     dirs = write_plan(plan, root / "results", World(retry=frozenset({FAILED})))
     for (h, s), d in dirs.items():
         ingest(d, root / "ingest" / h / s)

@@ -15,31 +15,11 @@ from typing import Any
 import yaml
 
 from tests.conftest import copy_workflow
-from tests.workflow.smk import write_config
+from tests.workflow.smk import PHASES as SMALL_PHASES
+from tests.workflow.smk import SMALL, write_config
 
 #: Short phases: each point takes about two seconds of measuring.
-PHASES = {"idle_s": 0.3, "warmup_s": 0.2, "load_s": 1.0, "cooldown_s": 0.1}
-
-BASE: dict[str, Any] = {
-    "results_dir": "results",
-    "stacks": {"B": {"file": "config/stacks/sim-tiered.yaml"}},
-    "defaults": {
-        "repetitions": 1,
-        "seed": 1,
-        "phases": PHASES,
-        "telemetry": {"cadence_ms": 100, "devices": "auto"},
-        "workload": {
-            "kind": "fixed_context",
-            "context_tokens": 64,
-            "output_tokens": 4,
-            "nonce": True,
-        },
-        "load": {"kind": "closed", "users": 2},
-    },
-    "hypotheses": {
-        "H0": {"stacks": ["B"], "sweep": [{"key": "load.users", "name": "users", "values": [2]}]}
-    },
-}
+PHASES = {**SMALL_PHASES, "load_s": 1.0}
 
 #: A small simulator stack (no LoRA files) that the slow-start wrapper execs.
 SIM_STACK = {
@@ -57,13 +37,13 @@ def plan(
     stack: str = "B",
     stack_file: str = "config/stacks/sim-tiered.yaml",
 ) -> dict[str, Any]:
-    """BASE with other phase lengths, sweep values or stack."""
-    cfg = copy.deepcopy(BASE)
+    """The workflow tests' small plan cut down to H0 on one stack, with other phase
+    lengths or sweep values."""
+    cfg = copy.deepcopy(SMALL)
     cfg["defaults"]["phases"] = {**PHASES, **(phases or {})}
     cfg["stacks"] = {stack: {"file": stack_file}}
-    h0 = cfg["hypotheses"]["H0"]
-    h0["stacks"] = [stack]
-    h0["sweep"][0]["values"] = users or [2]
+    sweep = [{"key": "load.users", "name": "users", "values": users or [2]}]
+    cfg["hypotheses"] = {"H0": {"stacks": [stack], "sweep": sweep}}
     return cfg
 
 
