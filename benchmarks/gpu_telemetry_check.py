@@ -24,7 +24,7 @@ from pathlib import Path
 
 from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint, SidecarInfo, wait_for_file
-from spark_harness.telemetry.window import collect
+from spark_harness.telemetry.window import collect, wait_sampling
 
 
 def gpu_load(seconds: float) -> str:
@@ -66,6 +66,7 @@ def main() -> int:
         try:
             wait_for_file(d / "sidecar.json", 30)
             info = SidecarInfo.read(d / "sidecar.json")
+            wait_sampling(info, 30)  # published before it samples
             t0 = clock.now_ns()
             time.sleep(1.0)
             t1 = clock.now_ns()
