@@ -241,8 +241,11 @@ def test_agrees_with_sysstat_iostat_under_steady_load(tmp_path: Path) -> None:
     pairs = {"r/s": "r_s", "w/s": "w_s", "rkB/s": "rkb_s", "wkB/s": "wkb_s",
              "r_await": "r_await_ms", "w_await": "w_await_ms", "aqu-sz": "aqu_sz",
              "util": "util_pct"}  # fmt: skip
+    # the formulas are checked exactly against fixed counters above; here the two tools'
+    # 2 s windows start apart by iostat's own start-up (tens of ms on a busy machine),
+    # over a load that is steady only on average: 10 % apart at most
     for mine, iostat_row in zip(ours, theirs, strict=True):
         for theirs_key, ours_key in pairs.items():
             assert mine[f"disk_{dev.token}_{ours_key}"] == pytest.approx(
-                iostat_row[theirs_key], rel=0.05, abs=0.05
+                iostat_row[theirs_key], rel=0.1, abs=0.1
             ), theirs_key

@@ -118,6 +118,24 @@ def _deltas(samples: list[dict], dev: str) -> tuple[list[float], list[float]]:
     return blocks, device
 
 
+def _device_reads_behind_onboards(samples: list[dict], dev: str) -> list[float]:
+    """Per sample with a KV count: MiB onboarded from G3 since the first such sample, less
+    the MiB the device read up to the next sample (3 % allowed for the rates' own
+    intervals); positive where KV telemetry claims reads the device never did."""
+    device = [0.0]  # cumulative MiB read, per sample
+    for a, b in itertools.pairwise(samples):
+        device.append(
+            device[-1] + b.get(f"{dev}_rkb_s", 0.0) * (b["t_ns"] - a["t_ns"]) / 1e9 / 1024
+        )
+    counted = [i for i, s in enumerate(samples[:-1]) if "kv_onboard_blocks_g3" in s]
+    first = counted[0]
+    return [
+        (samples[i]["kv_onboard_blocks_g3"] - samples[first]["kv_onboard_blocks_g3"])
+        - (device[i + 1] - device[first]) / 0.97
+        for i in counted
+    ]
+
+
 # Other processes may read the same disk meanwhile (a shared CI machine); they can only
 # add device reads, never remove them, so the checks below bound the device from below
 # and set aside intervals with foreign reads before correlating.
@@ -149,9 +167,11 @@ def test_tiered_kv_counters_and_device_reads_move_together(point: Any, tmp_path:
         assert served == pytest.approx(predicted, rel=0.02)
         idle = [s for s in samples if s["t_ns"] < first["t_ns"] + 0.8e9]
         assert idle[-1]["kv_onboard_blocks_g3"] == idle[0]["kv_onboard_blocks_g3"]
-        # every onboard reached the device in its own interval (a read completing between
-        # the device read and the scrape of one sample may land one interval later)
-        assert all(d >= b - 1 for b, d in zip(blocks, device_mib, strict=True))
+        # every onboard reached the device: the sidecar reads the disk counters, then
+        # scrapes the server, so the reads behind one sample's onboard count are all on
+        # the disk by the next sample (on a busy machine that gap holds several blocks)
+        for behind in _device_reads_behind_onboards(samples, f"disk_{meta['g3_device']}"):
+            assert behind <= 1.0, behind
         clean = [(b, d) for b, d in zip(blocks, device_mib, strict=True) if d - b <= FOREIGN_MIB]
         attempts.append(f"{len(clean)}/{len(blocks)} intervals without foreign reads")
         if len(clean) >= 0.6 * len(blocks):
