@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from spark_harness import contract
+from spark_harness.telemetry.window import wait_sampling
 
 SIDECAR = [sys.executable, "-m", "spark_harness.telemetry", "sidecar"]
 
@@ -77,6 +78,13 @@ class Point:
     def info(self, timeout_s: float = 20.0) -> contract.SidecarInfo:
         contract.wait_for_file(self.service, timeout_s)
         return contract.SidecarInfo.read(self.service)
+
+    def sampling(self, timeout_s: float = 20.0) -> contract.SidecarInfo:
+        """The sidecar's file once it has spooled its first sample: it publishes itself
+        before it samples, and measure.py waits the same way before measuring."""
+        info = self.info(timeout_s)
+        wait_sampling(info, timeout_s)
+        return info
 
 
 @pytest.fixture

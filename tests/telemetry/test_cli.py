@@ -74,7 +74,7 @@ def test_lifecycle_endpoint_late_flush_and_stop(point: Any, tmp_path: Path) -> N
 def test_without_g3_the_spool_device_is_watched(point: Any) -> None:
     point.write_endpoint()
     proc = point.start_sidecar()
-    wait_sampling(point.info(), 20)
+    point.sampling()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     header = _rows(point.spool)[0]
@@ -93,7 +93,7 @@ def test_devices_given_by_name(point: Any, tmp_path: Path) -> None:
         pytest.skip("no block device here")
     point.write_endpoint(g3_dir=str(tmp_path))
     proc = point.start_sidecar("--devices", f"/dev/{dev.name},{dev.name}")
-    wait_sampling(point.info(), 20)
+    point.sampling()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
     header = _rows(point.spool)[0]
@@ -172,7 +172,7 @@ def test_cadence_holds_under_full_cpu_load(point: Any) -> None:
     try:
         time.sleep(0.5)
         proc = point.start_sidecar("--cadence-ms", "200")
-        wait_sampling(point.info(), 20)
+        point.sampling()
         time.sleep(6.0)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from spark_harness.telemetry.devices import DeviceNotFound, device_of
-from spark_harness.telemetry.window import collect, wait_sampling
+from spark_harness.telemetry.window import collect
 
 BLOCK = 1 << 20
 SERVER = textwrap.dedent(
@@ -89,8 +89,7 @@ def _run_point(point: Any, tmp_path: Path, mode: str) -> tuple[list[dict], dict]
             metrics=[{"url": f"http://127.0.0.1:{port}/metrics", "source": "kvbm"}],
         )
         point.start_sidecar("--cadence-ms", "200")
-        info = point.info()
-        wait_sampling(info, 20)  # published before sampling, as measure.py waits too
+        info = point.sampling()
         start = time.time_ns()
         time.sleep(1.0)  # idle baseline
         server.stdin.write("load 3.0\n")
@@ -107,14 +106,18 @@ def _run_point(point: Any, tmp_path: Path, mode: str) -> tuple[list[dict], dict]
     return [r for r in rows if r["kind"] == "sample"], meta
 
 
+def _read_mib(a: dict, b: dict, dev: str) -> float:
+    """MiB the device read between samples ``a`` and ``b`` (its rate over the interval)."""
+    return b.get(f"{dev}_rkb_s", 0.0) * (b["t_ns"] - a["t_ns"]) / 1e9 / 1024
+
+
 def _deltas(samples: list[dict], dev: str) -> tuple[list[float], list[float]]:
     """Per interval: blocks onboarded from G3, and MiB the device read."""
     blocks, device = [], []
     for a, b in itertools.pairwise(samples):
         if "kv_onboard_blocks_g3" in a and "kv_onboard_blocks_g3" in b and f"{dev}_rkb_s" in b:
-            dt = (b["t_ns"] - a["t_ns"]) / 1e9
             blocks.append(b["kv_onboard_blocks_g3"] - a["kv_onboard_blocks_g3"])
-            device.append(b[f"{dev}_rkb_s"] * dt / 1024)
+            device.append(_read_mib(a, b, dev))
     return blocks, device
 
 
@@ -122,11 +125,11 @@ def _device_reads_behind_onboards(samples: list[dict], dev: str) -> list[float]:
     """Per sample with a KV count: MiB onboarded from G3 since the first such sample, less
     the MiB the device read up to the next sample (3 % allowed for the rates' own
     intervals); positive where KV telemetry claims reads the device never did."""
-    device = [0.0]  # cumulative MiB read, per sample
-    for a, b in itertools.pairwise(samples):
-        device.append(
-            device[-1] + b.get(f"{dev}_rkb_s", 0.0) * (b["t_ns"] - a["t_ns"]) / 1e9 / 1024
-        )
+    # cumulative MiB read, per sample
+    device = [
+        0.0,
+        *itertools.accumulate(_read_mib(a, b, dev) for a, b in itertools.pairwise(samples)),
+    ]
     counted = [i for i, s in enumerate(samples[:-1]) if "kv_onboard_blocks_g3" in s]
     first = counted[0]
     return [

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from spark_harness.contract import SidecarInfo
-from spark_harness.telemetry.window import collect, summarize, wait_sampling
+from spark_harness.telemetry.window import collect, summarize
 
 MS = 1_000_000
 
@@ -58,8 +58,7 @@ def test_empty_window_has_no_figures() -> None:
 def test_collect_from_a_running_sidecar(point: Any) -> None:
     point.write_endpoint()
     point.start_sidecar("--cadence-ms", "100")
-    info = point.info()
-    wait_sampling(info, 20)  # published before sampling, as measure.py waits too
+    info = point.sampling()
     time.sleep(0.35)
     start = time.time_ns()
     time.sleep(1.0)
@@ -83,8 +82,7 @@ def test_collect_from_a_running_sidecar(point: Any) -> None:
 def test_collect_twice_waits_for_the_new_flush(point: Any) -> None:
     point.write_endpoint()
     point.start_sidecar("--cadence-ms", "100")
-    info = point.info()
-    wait_sampling(info, 20)  # published before sampling, as measure.py waits too
+    info = point.sampling()
     time.sleep(0.3)
     collect(info, 0, time.time_ns())
     time.sleep(0.3)
@@ -98,8 +96,7 @@ def test_collect_twice_waits_for_the_new_flush(point: Any) -> None:
 def test_collect_keeps_the_data_of_a_dead_sidecar(point: Any) -> None:
     point.write_endpoint()
     proc = point.start_sidecar("--cadence-ms", "100")
-    info = point.info()
-    wait_sampling(info, 20)  # published before sampling, as measure.py waits too
+    info = point.sampling()
     time.sleep(0.5)
     proc.kill()
     proc.wait()

@@ -206,13 +206,11 @@ def run(args: argparse.Namespace) -> int:
     ).write(args.service_file)
     try:
         sidecar, devices = _set_up(args, clock, spool, parent)
-    except _SetupStopped:
+    except BaseException as e:
         args.service_file.unlink(missing_ok=True)
         spool.close()
-        return 0
-    except BaseException:
-        args.service_file.unlink(missing_ok=True)
-        spool.close()
+        if isinstance(e, _SetupStopped):
+            return 0
         raise
 
     def started() -> None:
