@@ -150,6 +150,7 @@ def test_trtllm_iteration_stats_polls() -> None:
             "kv_prefix_hits_tokens": 4 * 32,
             "kv_prefix_queries_tokens": (4 + 3121) * 32,
             "kv_block_tokens": 32,
+            "server_iter_stats_lost": 0,
         }
     )
     # an idle engine reports no iterations: cumulative and block state carry over,
@@ -159,6 +160,7 @@ def test_trtllm_iteration_stats_polls() -> None:
     assert idle["kv_prefix_hits_tokens"] == 128 and idle["server_iterations"] == 155
     third = state.update(polls[2])
     assert third["kv_running"] == 4 and third["kv_prefix_queries_tokens"] == 3200 * 32
+    assert third["server_iter_stats_lost"] == 5  # iterations 155-159 never arrived
 
 
 def test_trtllm_body_that_is_not_an_array_is_rejected() -> None:
