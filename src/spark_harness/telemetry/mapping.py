@@ -78,17 +78,14 @@ PROMETHEUS_RULES: dict[str, Rule] = {
         "kvbm_host_cache_hit_rate": "kv_g2_hit_rate",
         "kvbm_disk_cache_hit_rate": "kv_g3_hit_rate",
     }),
-    # Dynamo worker (system port); older releases prefix the KV stats with kvstats_
+    # Dynamo worker (system port): ``name_prefix.COMPONENT`` + the ``kvstats`` and
+    # ``work_handler`` names of ai-dynamo 1.6.1's ``dynamo/prometheus_names.py``; a
+    # TensorRT-LLM worker publishes the KV stats only with ``--publish-metrics``
     **_rules("mean", {
-        "dynamo_component_kvstats_gpu_cache_usage_percent": "kv_g1_usage",
         "dynamo_component_gpu_cache_usage_percent": "kv_g1_usage",
-        "dynamo_component_kvstats_gpu_prefix_cache_hit_rate": "kv_g1_prefix_hit_rate",
-        "dynamo_component_gpu_prefix_cache_hit_rate": "kv_g1_prefix_hit_rate",
+        "dynamo_component_kv_cache_hit_rate": "kv_g1_prefix_hit_rate",
     }),
     **_rules("sum", {
-        "dynamo_component_kvstats_active_blocks": "kv_g1_active_blocks",
-        "dynamo_component_active_blocks": "kv_g1_active_blocks",
-        "dynamo_component_kvstats_total_blocks": "kv_g1_total_blocks",
         "dynamo_component_total_blocks": "kv_g1_total_blocks",
         "dynamo_component_inflight_requests": "server_inflight",
     }),
