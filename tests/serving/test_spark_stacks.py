@@ -5,14 +5,15 @@ publishes its KV metrics, KVBM gets time to allocate, no deprecated switch is se
 from __future__ import annotations
 
 import importlib.util
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from spark_harness.plan import resolve_stack
+from spark_harness.plan import deep_merge, load_config, resolve_stack
 from spark_harness.serving.command import resolve
 from tests.conftest import REPO
-from tests.serving.test_stacks import spark_plan
+from tests.serving.test_stacks import spark_config, spark_plan
 
 STACKS = REPO / "config/stacks"
 LISTENER_HOSTS = ("DYN_HTTP_HOST", "DYN_TCP_RPC_HOST", "DYN_TCP_RESPONSE_STREAM_HOST",
@@ -75,3 +76,18 @@ def test_the_worker_flag_exists_in_the_installed_dynamo() -> None:
         pytest.skip("ai-dynamo not installed (tools/install_dynamo.sh)")
     args = Path(spec.submodule_search_locations[0]) / "trtllm/backend_args.py"
     assert 'flag_name="--publish-metrics"' in args.read_text()
+
+
+def test_the_smoke_plan_runs_one_short_point_of_every_hypothesis() -> None:
+    cfg = spark_config()
+    cfg = deep_merge(cfg, load_config(REPO / "config/spark-smoke.yaml"))
+    plan = spark_plan(cfg)
+    runs = plan.runs()
+    measured = {h for h, c in cfg["hypotheses"].items() if "analytical" not in c}
+    assert {r.hyp for r in runs} == measured
+    per_stack = Counter((r.hyp, r.stack) for r in runs)
+    assert set(per_stack.values()) == {1}
+    seconds = sum(sum(r.spec["phases"].values()) for r in runs)
+    assert seconds <= 10 * 60  # measurement; the rest of 15 minutes is start-ups
+    assert plan.results == "results/spark-smoke"
+    assert {r.point for r in runs if r.hyp == "H6"} == {"g2gb-64"}  # the largest budget
