@@ -16,7 +16,8 @@ IMAGE = "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:1.6.1"
 MODEL = "nvidia/Llama-3.1-8B-Instruct-NVFP4"
 
 #: answers like docker's: `info` lists runtimes, `image inspect` knows the images in
-#: $FAKE/images, `run IMAGE` prints the version listed for it in $FAKE/versions
+#: $FAKE/images, `run IMAGE` prints the version listed for it in $FAKE/versions unless
+#: the probe asks for a command listed in $FAKE/missing
 FAKE_DOCKER = """#!/bin/sh
 case "$1" in
   info) [ -e "$FAKE/down" ] && { echo "Cannot connect to the Docker daemon" >&2; exit 1; }
@@ -24,6 +25,9 @@ case "$1" in
   image) grep -qxF "$3" "$FAKE/images" ;;
   run) for a in "$@"; do case "$a" in *:*) img="$a";; esac; done
        echo "$@" >> "$FAKE/runs"
+       for c in $(cat "$FAKE/missing" 2>/dev/null); do
+         case "$*" in *"command -v $c "*) echo "$c is not in the image" >&2; exit 3;; esac
+       done
        v=$(grep -F "$img " "$FAKE/versions" | cut -d' ' -f2)
        [ -n "$v" ] || { echo "ModuleNotFoundError: tensorrt_llm" >&2; exit 1; }
        echo "$v" ;;
@@ -68,7 +72,7 @@ def test_a_ready_machine_passes(machine: Path, tmp_path: Path, capsys) -> None:
     rc, out = _preflight(tmp_path, capsys)
     assert rc == 0, out
     assert "OK    nvidia runtime" in out
-    assert f"OK    image: {IMAGE}: TensorRT-LLM 1.3.0rc29" in out
+    assert f"OK    image: {IMAGE}: TensorRT-LLM 1.3.0rc29, has python3, trtllm-serve" in out
     assert f"OK    model: {MODEL}" in out and "OK    NVMe space" in out
     assert "FAIL" not in out
     # the version is read as the stacks run: under the caller's uid, HOME=/tmp
@@ -91,7 +95,8 @@ def test_two_tensorrt_llm_builds_fail(machine: Path, tmp_path: Path, capsys) -> 
     ("break_it", "expect"),
     [
         (lambda f: (f / "images").write_text(""), f"fix: docker pull {IMAGE}"),
-        (lambda f: (f / "versions").write_text(""), "no TensorRT-LLM version: ModuleNotFoundError"),
+        (lambda f: (f / "versions").write_text(""), "ModuleNotFoundError: tensorrt_llm"),
+        (lambda f: (f / "missing").write_text("trtllm-serve"), "trtllm-serve is not in the image"),
         (
             lambda f: (f / "runtimes").write_text('{"runc":{}}'),
             "fix: install nvidia-container-toolkit",

@@ -94,55 +94,55 @@ def check_docker() -> list[Check]:
     return out
 
 
+def _entrypoints(servers: Iterable[dict[str, Any]]) -> dict[str, set[str]]:
+    """Image -> the commands the stacks run in it (the word after the image in argv)."""
+    out: dict[str, set[str]] = {}
+    for s in servers:
+        image = s.get("params", {}).get("image")
+        if image is None:
+            continue
+        cmds = out.setdefault(str(image), set())
+        for proc in s["command"]["processes"]:
+            argv = [str(a) for a in proc.get("argv", [])]
+            if "{params.image}" in argv[:-1]:
+                cmds.add(argv[argv.index("{params.image}") + 1])
+    return out
+
+
+def _probe(commands: Iterable[str]) -> str:
+    """A shell line that fails naming a missing command, else prints the version."""
+    tests = "".join(
+        f'command -v {c} >/dev/null || {{ echo "{c} is not in the image" >&2; exit 3; }}; '
+        for c in sorted(commands)
+    )
+    return f'{tests}exec python3 -c "{VERSION_PY}"'
+
+
 def check_images(servers: Iterable[dict[str, Any]]) -> list[Check]:
-    """Every image pulled, and one TensorRT-LLM version across them (A vs B0 is then
-    Dynamo alone)."""
+    """Every image pulled, holding the commands its stacks run, and one TensorRT-LLM
+    version across them (A vs B0 is then Dynamo alone)."""
     out: list[Check] = []
     versions: dict[str, str] = {}
     user = f"{os.getuid()}:{os.getgid()}"
-    for image in sorted({str(s.get("params", {}).get("image")) for s in servers}):
+    for image, commands in sorted(_entrypoints(servers).items()):
         if _run(["docker", "image", "inspect", image]).returncode != 0:
             out.append(Check("fail", "image", f"{image} is not pulled", f"docker pull {image}"))
             continue
-        proc = _run(
-            [
-                "docker",
-                "run",
-                "--rm",
-                "--user",
-                user,
-                "-e",
-                "HOME=/tmp",
-                "--entrypoint",
-                "python3",
-                image,
-                "-c",
-                VERSION_PY,
-            ]
-        )
+        probe = _probe(commands)
+        proc = _run(["docker", "run", "--rm", "--user", user, "-e", "HOME=/tmp",
+                     "--entrypoint", "sh", image, "-c", probe])  # fmt: skip
         if proc.returncode != 0:
-            out.append(
-                Check(
-                    "fail",
-                    "image",
-                    f"{image}: no TensorRT-LLM version: {_why(proc)}",
-                    f"check that {image} is a TensorRT-LLM image and runs as uid "
-                    f"{user} (docs/SPARK.md, 'user')",
-                )
-            )
+            fix = (f"check that {image} is a TensorRT-LLM image that runs as uid {user} "
+                   "(docs/SPARK.md, 'Your uid')")  # fmt: skip
+            out.append(Check("fail", "image", f"{image}: {_why(proc)}", fix))
             continue
         versions[image] = proc.stdout.strip().splitlines()[-1]
-        out.append(Check("ok", "image", f"{image}: TensorRT-LLM {versions[image]}"))
+        out.append(Check("ok", "image", f"{image}: TensorRT-LLM {versions[image]}, "
+                         f"has {', '.join(sorted(commands))}"))  # fmt: skip
     if len(set(versions.values())) > 1:
         found = ", ".join(f"{i} has {v}" for i, v in versions.items())
-        out.append(
-            Check(
-                "fail",
-                "TensorRT-LLM versions",
-                f"differ: {found}",
-                "give every stack the same `params.image` (docs/SPARK.md)",
-            )
-        )
+        fix = "give every stack the same `params.image` (docs/SPARK.md)"
+        out.append(Check("fail", "TensorRT-LLM versions", f"differ: {found}", fix))
     return out
 
 
