@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "sidecar": "spark_harness.telemetry.cli",
     "loadgen": "spark_harness.measure",
     "plan": "spark_harness.plan_cli",
+    "preflight": "spark_harness.preflight",
     "import": "spark_harness.backfill",
     "restore": "spark_harness.archive",
 }

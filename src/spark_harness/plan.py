@@ -24,6 +24,7 @@ import yaml
 from spark_harness import layout
 from spark_harness.contract import U_WORK_SENTINEL
 from spark_harness.schemas import schema_path
+from spark_harness.serving.budget import BudgetError, check_budget
 
 POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
 U_WORK_SOURCE = "H0"
@@ -264,6 +265,10 @@ class Plan:
                 file, variant = self._stack(stack)
                 server = self._resolve_server(hyp, stack, file, variant, settings["server"])
                 _check_engine_limit(hyp, stack, point, settings["workload"], server)
+                try:
+                    check_budget(server)
+                except BudgetError as e:
+                    raise PlanError(f"hypotheses.{hyp} point {point} (stack {stack}): {e}") from e
                 for rep in range(reps):
                     spec = {k: copy.deepcopy(settings[k]) for k in POINT_SECTIONS if k != "server"}
                     spec.update(
