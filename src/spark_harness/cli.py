@@ -20,6 +20,7 @@ SUBCOMMANDS = {
     "sidecar": "spark_harness.telemetry.cli",
     "loadgen": "spark_harness.measure",
     "plan": "spark_harness.plan_cli",
+    "progress": "spark_harness.plan_progress",
     "import": "spark_harness.backfill",
     "restore": "spark_harness.archive",
 }
