@@ -110,3 +110,14 @@ def test_snakemake_stops_on_a_mistyped_sweep_key_before_running_anything(tmp_pat
     assert run.returncode != 0
     assert "hypotheses.H0.sweep: key load.userz" in run.out
     assert not (root / "results").exists()
+
+
+@pytest.mark.workflow
+def test_snakemake_names_the_plans_hypotheses_for_a_target_it_lacks(tmp_path):
+    root = copy_workflow(tmp_path / "repo")
+    config = yaml.safe_load((root / "config/config.yaml").read_text())
+    config["hypotheses"] = {h: config["hypotheses"][h] for h in ("H0", "H1")}
+    (root / "config/config.yaml").write_text(yaml.safe_dump(config))
+    run = snakemake(root, "-n", "H5")
+    assert run.returncode != 0
+    assert "H5 is not in the plan (config `hypotheses`: H0, H1)" in run.out
