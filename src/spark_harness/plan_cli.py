@@ -14,6 +14,7 @@ from pathlib import Path
 
 from spark_harness import layout
 from spark_harness.plan import Plan, PlanError, Run, layered_config
+from spark_harness.plan_progress import duration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,13 +80,9 @@ def expected_duration(runs: list[Run]) -> str:
     phases = sum(r.phases_s for r in runs)
     startups = sum(r.startup_estimate_s for r in runs)
     return (
-        f"expected {_hours(phases + startups)} one after another "
-        f"({_hours(phases)} of phases + {_hours(startups)} of estimated server start-ups)"
+        f"expected {duration(phases + startups)} one after another "
+        f"({duration(phases)} of phases + {duration(startups)} of estimated server start-ups)"
     )
-
-
-def _hours(seconds: float) -> str:
-    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def _print(plan: Plan, runs: list[Run], args: argparse.Namespace) -> None:
@@ -95,8 +92,10 @@ def _print(plan: Plan, runs: list[Run], args: argparse.Namespace) -> None:
             print(r.spec_json())
         elif args.commands:
             print(f"# {label}")
-            # the serve rule's --workdir, absolute as `spark-harness serve` makes it
-            workdir = (plan.path(layout.SCRATCH_DIR, **r.wildcards) / "server").resolve()
+            # the serve rule's --workdir, absolute as `spark-harness serve` makes it (the
+            # results folder is relative to the workflow root, where Snakemake runs)
+            scratch = plan.base_dir / plan.path(layout.SCRATCH_DIR, **r.wildcards)
+            workdir = (scratch / "server").resolve()
             print(server_commands(r.spec["server"], workdir))
         else:
             print(label)

@@ -68,12 +68,13 @@ def status(results: Path, total: int, estimate_s: float) -> str:
     left = (total - done) * per_point
     end = time.strftime("%H:%M", time.localtime(time.time() + left))
     return (
-        f"progress: {done}/{total} points done, about {_duration(per_point)} a point "
-        f"({source}), ETA {_duration(left)} (at {end})"
+        f"progress: {done}/{total} points done, about {duration(per_point)} a point "
+        f"({source}), ETA {duration(left)} (at {end})"
     )
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: 40 s, 12 min, 3.5 h."""
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
     if seconds >= 60:
