@@ -54,9 +54,10 @@ def test_plan_states_its_expected_duration(capsys):
     [
         (["--hyp", "H10"], r"unknown hypothesis H10: the plan has H0, H1, H2A, .*H9"),
         (["--hyp", "H0", "--stack", "C"], r"unknown stack C: the plan has A, B"),
+        (["--configfile", "config/sparkk.yaml"], r"file not found: config/sparkk\.yaml"),
     ],
 )
-def test_unknown_hypothesis_or_stack_exits_non_zero_naming_the_valid_ones(capsys, args, message):
+def test_unknown_hypothesis_stack_or_file_exits_non_zero_naming_it(capsys, args, message):
     rc, out, err = plan_cli(capsys, *args)
     assert rc == 2 and out == ""
     assert re.search(message, err), err
