@@ -21,6 +21,7 @@ SUBCOMMANDS = {
     "loadgen": "spark_harness.measure",
     "plan": "spark_harness.plan_cli",
     "preflight": "spark_harness.preflight",
+    "progress": "spark_harness.plan_progress",
     "import": "spark_harness.backfill",
     "restore": "spark_harness.archive",
 }

@@ -202,6 +202,7 @@ def test_plan_prints_resolved_commands_without_running(tmp_path, repo_root):
     cfg["hypotheses"] = {
         "H0": {"stacks": ["C"], "sweep": [{"key": "load.users", "values": [1, 2]}]}
     }
+    cfg["track"] = "v3"  # a whole plan, as Snakemake takes it: not layered over config.yaml
     c = tmp_path / "c.yaml"
     c.write_text(yaml.safe_dump(cfg))
     out = subprocess.run(
