@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from spark_harness.analysis import AnalysisError, summarize
-from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
 from spark_harness.analysis.verdict import NOT_SUPPORTED, SUPPORTED
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 MEMORY = [512, 256, 96, 64]  # 4 users x 33 blocks = 132: pressure 0.26, 0.52, 1.38, 2.06
 QOS = ["none", "moderate", "heavy"]

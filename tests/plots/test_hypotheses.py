@@ -15,11 +15,11 @@ from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from spark_harness.analysis.synthetic import World
 from spark_harness.plots import FIGURE_NAMES, style
 from spark_harness.plots.data import Summary
 from spark_harness.plots.hypotheses import FIGURES
 from spark_harness.plots.verdicts import PlotError
+from spark_harness_testkit.synthetic import World
 
 MIB = 1024**2
 ALL = [(h, n) for h, names in FIGURE_NAMES.items() for n in names]

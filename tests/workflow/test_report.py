@@ -2,7 +2,7 @@
 every hypothesis.
 
 The measurements are synthetic runs in the exact data-contract format (planted effects,
-``analysis.synthetic``), laid out as finished loadgen jobs would leave them: Snakemake
+``spark_harness_testkit.synthetic``), laid out as finished loadgen jobs would leave them: Snakemake
 sees every point measured and runs the rest of the DAG itself (ingest, summaries,
 figures), then the report. So the report is checked against every hypothesis's verdict
 without minutes of simulated load, and the staleness rules of the figure jobs are
@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from spark_harness import layout, plots
-from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.analysis.u_work import write_u_work
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan
 from spark_harness.plots.verdicts import Verdict
+from spark_harness_testkit.synthetic import World, write_plan
 from tests.conftest import REPO, copy_workflow
 from tests.workflow.smk import snakemake, write_config
 

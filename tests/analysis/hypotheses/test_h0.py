@@ -1,6 +1,6 @@
 """H0: the U_work knee and B-vs-A p50 parity, on planted sweeps."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 SWEEP = {"sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16, 32, 64]}]}
 

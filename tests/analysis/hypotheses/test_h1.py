@@ -1,6 +1,6 @@
 """H1: cold adapters raise TTFT, explained by adapter bytes read; no KV tier traffic."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_planted_cold_excess_with_bytes_read_is_supported(verdict_of, criterion):

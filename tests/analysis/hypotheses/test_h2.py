@@ -1,6 +1,6 @@
 """H2A (no KV storage traffic on A) and H2B (a storage knee on B), on planted sweeps."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 CTX = {
     "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]}]

@@ -1,6 +1,6 @@
 """H3: OS memory counters explain A's p99, KV tier counters explain B's better."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_planted_counters_are_supported(verdict_of, criterion):

@@ -1,6 +1,6 @@
 """H4A (A's p99 barely moves under QoS) and H4B (B's p99 slope on read await)."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_h4a_p99_flat_while_await_rises(verdict_of, criterion):

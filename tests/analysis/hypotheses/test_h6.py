@@ -1,6 +1,6 @@
 """H6: larger G2 or a better policy shifts the knee (p99 at the demo plan's fixed load)."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_capacity_effect_supports_via_one_alternative(verdict_of, criterion):

@@ -1,6 +1,6 @@
 """H7: G3 onboards x block bytes predict device reads; p99 follows G3 fetch p95."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_planted_prediction_is_supported(verdict_of, criterion):

@@ -1,6 +1,6 @@
 """H8A/H8B: iowait and read await against p99; flat iowait supports A and refutes B."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_flat_iowait_supports_h8a(verdict_of, criterion):

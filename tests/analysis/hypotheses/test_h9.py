@@ -1,6 +1,6 @@
 """H9: paired AB/BA replay TTFT per mode, with the disk-onboard mechanism gate."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_rehydration_from_disk_beats_recompute(verdict_of, criterion):
