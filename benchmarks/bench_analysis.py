@@ -91,7 +91,7 @@ def stage(name: str, data: Path, dirs: list[Path]) -> dict[str, float]:
         hyp = {
             "title": "bench",
             "stacks": ["A"],
-            "sweep": [{"key": "load.users", "values": list(USERS)}],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": list(USERS)}],
         }
         summarize("H0", hyp, {("H0", "A"): out}, data / "summary" / "H0")
         n = pl.scan_parquet(out / "requests.parquet").select(pl.len()).collect().item()

@@ -34,15 +34,35 @@ pytestmark = pytest.mark.workflow
 
 #: The repository's plan with the smallest sweeps that still locate every planted effect.
 SWEEPS = {
-    "H0": [{"key": "load.users", "name": "users", "values": [2, 4, 8, 16]}],
-    "H2A": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 1024]}],
-    "H2B": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 1024]}],
-    "H4A": [{"key": "qos.profile", "name": "qos", "values": ["none", "heavy"]}],
-    "H4B": [{"key": "qos.profile", "name": "qos", "values": ["none", "heavy"]}],
-    "H5": [{"key": "workload.sessions", "name": "sessions", "values": [4, 64]}],
+    "H0": [{"key": "load.users", "role": "concurrency", "name": "users", "values": [2, 4, 8, 16]}],
+    "H2A": [
+        {"key": "workload.context_tokens", "role": "context", "name": "ctx", "values": [256, 1024]}
+    ],
+    "H2B": [
+        {"key": "workload.context_tokens", "role": "context", "name": "ctx", "values": [256, 1024]}
+    ],
+    "H4A": [
+        {"key": "qos.profile", "role": "qos_profile", "name": "qos", "values": ["none", "heavy"]}
+    ],
+    "H4B": [
+        {"key": "qos.profile", "role": "qos_profile", "name": "qos", "values": ["none", "heavy"]}
+    ],
+    "H5": [
+        {"key": "workload.sessions", "role": "working_set", "name": "sessions", "values": [4, 64]}
+    ],
     "H6": [
-        {"key": "server.sim.g2_blocks", "name": "g2", "values": [128, 512]},
-        {"key": "server.sim.eviction", "name": "policy", "values": ["lru", "fifo"]},
+        {
+            "key": "server.sim.g2_blocks",
+            "role": "tier_capacity",
+            "name": "g2",
+            "values": [128, 512],
+        },
+        {
+            "key": "server.sim.eviction",
+            "role": "eviction_policy",
+            "name": "policy",
+            "values": ["lru", "fifo"],
+        },
     ],
 }
 
