@@ -5,8 +5,8 @@ p50 TTFT is within ±5 % of A's. Parity measures the serving path's own overhead
 neither stack reuses KV (the plan's per-request nonce): with cached tokens > 0 on either
 stack in the window, or not counted, parity is inconclusive with the reason. Criteria:
 per stack, a knee exists (the smaller p99/p50 of the two knee steps has its CI above 2);
-across stacks, the largest |p50_B/p50_A - 1|
-over the steps below both knees has its CI within 5 %.
+across stacks, the largest |p50_B/p50_A - 1| over the steps below both knees has its CI
+within 5 %. The concurrency axis is found by its role.
 """
 
 from __future__ import annotations

@@ -2,15 +2,18 @@
 
 H2A (stack A), rule: device reads within 10 % of idle; p99 growth explained by
 queue/compute; rejections counted. Criteria: the largest relative excess of window read
-kB/s over idle across contexts has its CI below 10 %; no G3 onboards. The p99 growth
+kB/s over idle across contexts has its CI below 10 %; no G3 onboards in any run (missing
+counters are missing, not zero: :func:`~..evidence.no_tier_traffic`). The p99 growth
 (ratio and its correlation with context and with queued requests) and the rejections
 are reported as evidence.
 
 H2B (stack B), rule: p99 knee located; G3 hit share ≥ 20 % at the knee; device read
 await rises with it. Criteria: the storage knee (HYPOTHESES.md definition) is located;
 G3's share of reused tokens at the knee has its CI above 20 %; read await at the knee
-exceeds that of the smallest context (CI). Mechanism gate: G3 offloads and onboards in
-the runs at and beyond the knee.
+exceeds that of the smallest context (CI). Without G3 fetch latency (KVBM) the knee is
+the fallback definition, decided on CIs (:func:`_knee_fallback`). Mechanism gate: G3
+offloads and onboards in each run at and beyond the knee. The context axis is found by
+its role.
 """
 
 from __future__ import annotations

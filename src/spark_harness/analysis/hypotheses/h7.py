@@ -1,11 +1,13 @@
 """H7: KV telemetry predicts NVMe traffic and explains p99 (stack B; over H2B and H4B).
 
 Rule (HYPOTHESES.md): predicted read bytes (G3 onboards x block bytes) vs observed
-device reads: ratio and R²; p99 vs G3 fetch p95. Observed bytes are the watched
-devices' reads over the window minus the idle read rate times the window. Criteria:
-the ratio of summed observed to summed predicted bytes lies within H7_RATIO_BAND (CI);
-R² of observed on predicted over runs is at least H7_MIN_R2 (CI); Pearson r(p99, G3
-fetch p95) has its CI above 0.
+device reads: ratio and R²; p99 vs G3 fetch p95. Observed bytes are the server's own
+reads (:func:`with_bytes`: per-process, else device reads minus idle and minus what fio
+reported reading). The runs used are those with G3 onboards, each passing the mechanism
+gate. Criteria: the ratio of summed observed to summed predicted bytes lies within
+H7_RATIO_BAND (CI); R² of observed on predicted over runs is at least H7_MIN_R2 (CI);
+Pearson r(p99, G3 fetch p95), or r(p99, G3 onboards/s) where the server exports no
+fetch latency (KVBM), has its CI above 0.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """H9: re-hydrating session KV from NVMe beats recomputing it (modes B0, B1, B2).
 
 Rule (HYPOTHESES.md): replay TTFT per mode, paired repetitions (AB/BA order), mean
-difference with 95 % CI; mechanism gate: B2 must show disk onboards, B1 must show none.
+difference with 95 % CI; mechanism gate: B2 must show disk onboards (every run), B1 must
+show none (a B1 run without the counter is unknown, not zero: inconclusive).
 
 The analysed window is the replay phase. Per run: the mean replay TTFT. Repetition r
 of all modes forms a pair (run one after another, in listed order on even r and reversed
