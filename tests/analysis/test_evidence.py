@@ -1,6 +1,7 @@
 """Quality and mechanism gates on hand-made run tables."""
 
 import polars as pl
+import pytest
 
 from spark_harness.analysis import evidence
 
@@ -102,3 +103,21 @@ def test_no_tier_traffic_missing_is_not_zero():
     assert evidence.no_tier_traffic(seen, "g3", "no_g3", "src").status == "not supported"
     idle = frame.with_columns(pl.Series("g3_onboard_blocks", [0.0, 0.0, 0.0]))
     assert evidence.no_tier_traffic(idle, "g3", "no_g3", "src").status == "supported"
+
+
+def test_server_reads_prefer_the_per_process_counter_then_subtract_fio():
+    base = _runs(
+        read_bytes=[10e6, 30e6, 50e6],
+        idle_read_kbps=[1.0, 1.0, 1.0],
+        window_s=[2.0, 2.0, 2.0],
+        perturbation_read_bps=[0.0, 10e6, 20e6],
+    )
+    own, method = evidence.server_reads(base.with_columns(server_read_bytes=pl.lit(7e6)))
+    assert method == "server_read_bytes" and own[evidence.SERVER_READS].to_list() == [7e6] * 3
+    own, method = evidence.server_reads(base)
+    assert method == "device_minus_perturbation"
+    assert own[evidence.SERVER_READS].to_list() == pytest.approx(
+        [10e6 - 2048, 10e6 - 2048, 10e6 - 2048]
+    )
+    unknown = base.with_columns(pl.Series("perturbation_read_bps", [0.0, None, 1.0]))
+    assert evidence.server_reads(unknown)[1] is None

@@ -456,6 +456,61 @@ def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
     )
 
 
+#: The server's own device read bytes over a run's window (:func:`server_reads`).
+SERVER_READS = "server_own_read_bytes"
+
+
+def server_reads(frame: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
+    """Add each run's own device reads (``SERVER_READS``), apart from the perturbation's.
+
+    The per-process counter (``server_read_bytes``) where every run recorded it, method
+    ``server_read_bytes``; otherwise the watched devices' reads over the window minus
+    the idle rate and minus what the perturbation (fio) reported reading itself, method
+    ``device_minus_perturbation``. Neither known: the column is null, method None.
+    """
+    if "server_read_bytes" in frame.columns and frame["server_read_bytes"].null_count() == 0:
+        return frame.with_columns(pl.col("server_read_bytes").alias(SERVER_READS)), (
+            "server_read_bytes"
+        )
+    needed = {"perturbation_read_bps", "read_bytes", "idle_read_kbps"}
+    if needed <= set(frame.columns) and frame.select(needed).null_count().sum_horizontal()[0] == 0:
+        idle = pl.col("idle_read_kbps") * 1024 * pl.col("window_s")
+        fio = pl.col("perturbation_read_bps") * pl.col("window_s")
+        own = (pl.col("read_bytes") - idle - fio).alias(SERVER_READS)
+        return frame.with_columns(own), "device_minus_perturbation"
+    return frame.with_columns(pl.lit(None, pl.Float64).alias(SERVER_READS)), None
+
+
+def server_reads_report(runs: pl.DataFrame, source: str) -> Criterion:
+    """The server's own device reads per run (info): under a perturbation the device
+    counters also count fio's I/O; these, and the method that separated them, do not."""
+    frame, method = server_reads(runs)
+    own = frame[SERVER_READS]
+    if method is None:
+        return Criterion.missing(
+            "server_own_reads",
+            "the server's own device read bytes per run",
+            source,
+            "no_server_read_bytes_nor_perturbation_report",
+            role="info",
+            rows=rows(runs),
+        )
+    return Criterion(
+        name="server_own_reads",
+        statistic="min over runs of the server's own device read bytes in the window",
+        value=float(own.min()),  # type: ignore[arg-type]
+        ci=None,
+        threshold=None,
+        op="",
+        source=source,
+        status=SUPPORTED,
+        unit="bytes",
+        rows=rows(runs),
+        role="info",
+        details={"method": method, "per_run": own.to_list()},
+    )
+
+
 def no_tier_traffic(runs: pl.DataFrame, tiers: str, name: str, source: str) -> Criterion:
     """A stack that must not use its KV tiers: no run onboards from them in its window.
 

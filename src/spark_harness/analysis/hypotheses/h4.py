@@ -24,6 +24,7 @@ from spark_harness.analysis.evidence import (
     Stat,
     mechanism_gate,
     rows,
+    server_reads_report,
     verdict,
 )
 from spark_harness.analysis.verdict import INF, INVALID, Criterion, Gate, Verdict
@@ -162,6 +163,7 @@ def evaluate_b(ctx: Context) -> Verdict:
         ]
     else:
         criteria = [material_slope(f"slope_p99_vs_{x}", ps, x, "p99", SRC_B, "ms/ms", rows(used))]
+    criteria.append(server_reads_report(used, SRC_B))
     gates.append(mechanism_gate(used, "g3", "every run of every profile"))
     ctx.write_table("fig_p99_vs_read_await.csv", figure_table(used, axis))
     return verdict(ctx, criteria, gates, used)

@@ -19,12 +19,14 @@ from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import across_runs, complete, per_run
 from spark_harness.analysis.evidence import (
+    SERVER_READS,
     Context,
     PointStats,
     Stat,
     engaged,
     mechanism_gate,
     rows,
+    server_reads,
     verdict,
 )
 from spark_harness.analysis.verdict import INF, Criterion, Verdict
@@ -34,31 +36,18 @@ SRC_FETCH = "HYPOTHESES.md H7: p99 vs G3 fetch p95"
 PRED, OBS = "predicted_read_bytes", "observed_read_bytes"
 
 
-#: How the server's own device reads were told apart from the perturbation's (fio's).
-SERVER_COUNTER, MINUS_PERTURBATION = "server_read_bytes", "device_minus_perturbation"
 RATE = "g3_onboards_per_s"
 
 
 def with_bytes(frame: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
-    """Add predicted and observed read bytes per run, and say how observed was measured.
-
-    Observed bytes are the server's own reads: the per-process counter where every run
-    recorded it; otherwise the watched devices' reads over the window minus the idle rate
-    and minus what the perturbation (fio) reported reading itself. None: neither known.
-    """
-    frame = frame.with_columns(
+    """Add predicted and observed (the server's own, :func:`~..evidence.server_reads`)
+    read bytes per run, and the G3 onboard rate; return the method observed used."""
+    frame, method = server_reads(frame)
+    return frame.with_columns(
         (pl.col("g3_onboard_blocks") * pl.col("block_bytes")).alias(PRED),
         (pl.col("g3_onboard_blocks") / pl.col("window_s")).alias(RATE),
-    )
-    if frame[SERVER_COUNTER].null_count() == 0:
-        return frame.with_columns(pl.col(SERVER_COUNTER).alias(OBS)), SERVER_COUNTER
-    if frame["perturbation_read_bps"].null_count() == 0:
-        idle = pl.col("idle_read_kbps") * 1024 * pl.col("window_s")
-        fio = pl.col("perturbation_read_bps") * pl.col("window_s")
-        return frame.with_columns((pl.col("read_bytes") - idle - fio).alias(OBS)), (
-            MINUS_PERTURBATION
-        )
-    return frame.with_columns(pl.lit(None, pl.Float64).alias(OBS)), None
+        pl.col(SERVER_READS).alias(OBS),
+    ), method
 
 
 def bytes_criteria(ps: PointStats, used: pl.DataFrame, method: str | None) -> list[Criterion]:

@@ -30,6 +30,7 @@ from spark_harness.analysis.evidence import (
     engaged,
     mechanism_gate,
     rows,
+    server_reads_report,
     verdict,
 )
 from spark_harness.analysis.verdict import (
@@ -162,4 +163,5 @@ def evaluate_b(ctx: Context) -> Verdict:
                 details=details,
             )
         )
+    criteria.append(server_reads_report(used, SRC_B))
     return verdict(ctx, criteria, gates, used, unused_reason="nvme_not_engaged")
