@@ -36,19 +36,38 @@ BASE = {
     "hypotheses": {
         "H0": {
             "stacks": ["A", "B"],
-            "sweep": [{"key": "load.users", "name": "users", "values": [1, 4]}],
+            "sweep": [
+                {"key": "load.users", "role": "concurrency", "name": "users", "values": [1, 4]}
+            ],
         },
         "H2B": {
             "stacks": ["B"],
             "load": {"kind": "closed", "users": "u_work"},
-            "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [64, 128]}],
+            "sweep": [
+                {
+                    "key": "workload.context_tokens",
+                    "role": "context",
+                    "name": "ctx",
+                    "values": [64, 128],
+                }
+            ],
         },
         "H6": {
             "stacks": ["B"],
             "repetitions": 1,
             "sweep": [
-                {"key": "server.sim.g2_blocks", "name": "g2", "values": [16, 32]},
-                {"key": "server.sim.eviction", "name": "policy", "values": ["lru", "fifo"]},
+                {
+                    "key": "server.sim.g2_blocks",
+                    "role": "tier_capacity",
+                    "name": "g2",
+                    "values": [16, 32],
+                },
+                {
+                    "key": "server.sim.eviction",
+                    "role": "eviction_policy",
+                    "name": "policy",
+                    "values": ["lru", "fifo"],
+                },
             ],
         },
         "H7": {"analytical": {"from": ["H2B"]}},

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 
 from spark_harness.analysis import summarize
-from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan, load_config
+from spark_harness_testkit.synthetic import World, write_plan
 from tests.plans import make_plan
 
 REPO = Path(__file__).resolve().parents[2]

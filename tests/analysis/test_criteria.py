@@ -5,8 +5,8 @@ import polars as pl
 from spark_harness.analysis import criteria
 from spark_harness.analysis.evidence import PointStats
 from spark_harness.analysis.runs import load
-from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 
 def _stats(tmp_path, p99_per_ms_await: float) -> PointStats:

@@ -7,8 +7,8 @@ from polars.testing import assert_frame_equal
 
 from spark_harness.analysis import runs as runs_mod
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 
 def _load(tmp_path, *specs: RunSpec) -> runs_mod.Runs:

@@ -9,8 +9,8 @@ import pytest
 from spark_harness.analysis import AnalysisError, summarize
 from spark_harness.analysis.hypotheses import EVALUATORS
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import World, write_plan
 
 FAILED = ("H2B", "B", "ctx-512", 1)
 

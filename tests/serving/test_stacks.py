@@ -143,6 +143,7 @@ def test_prompt_over_the_engine_limit_fails_the_plan_before_anything_runs(tmp_pa
     over.write_text(
         yaml.safe_dump(
             {"hypotheses": {"H2A": {"sweep": [{"key": "workload.context_tokens",
+                                               "role": "context",
                                                "name": "ctx", "values": [4096, 9000]}]}}}
         )
     )  # fmt: skip

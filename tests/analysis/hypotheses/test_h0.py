@@ -1,8 +1,20 @@
 """H0: the U_work knee and B-vs-A p50 parity, on planted sweeps."""
 
-from spark_harness.analysis.synthetic import World
+import pytest
 
-SWEEP = {"sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16, 32, 64]}]}
+from spark_harness.analysis.axes import AxisRoleError
+from spark_harness_testkit.synthetic import World
+
+SWEEP = {
+    "sweep": [
+        {
+            "key": "load.users",
+            "role": "concurrency",
+            "name": "users",
+            "values": [1, 2, 4, 8, 16, 32, 64],
+        }
+    ]
+}
 
 
 def test_knee_planted_at_32_gives_u_work_16(verdict_of, criterion):
@@ -76,3 +88,20 @@ def test_every_run_failed_is_invalid_and_reported(verdict_of):
     assert v["status"] == "invalid"
     assert "no_usable_runs" in v["reasons"] and "failed_runs_excluded" in v["reasons"]
     assert len(v["failed_runs"]) == 20
+
+
+def test_prefix_reuse_makes_parity_inconclusive(verdict_of, criterion):
+    """Parity measures serving overhead only without KV reuse: B reusing the prompts
+    (no per-request nonce) made the old rule compare reuse, not overhead."""
+    v = verdict_of("H0", World(knee_users=32, h0_prefix_reuse=True), **SWEEP)
+    c = criterion(v, "p50_parity_B_vs_A")
+    assert (c["status"], c["reasons"]) == ("inconclusive", ["prefix_reuse_confounds_parity"])
+    assert c["details"]["cached_tokens_per_stack"]["A"] == 0
+    assert c["details"]["cached_tokens_per_stack"]["B"] > 0
+    assert v["status"] == "inconclusive"
+
+
+def test_plan_without_a_concurrency_axis_names_hypothesis_and_role(verdict_of):
+    sweep = [{"key": "load.users", "role": "context", "name": "users", "values": [1, 2, 4]}]
+    with pytest.raises(AxisRoleError, match=r"H0: .*role 'concurrency'"):
+        verdict_of("H0", sweep=sweep)
