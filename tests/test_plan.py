@@ -174,22 +174,22 @@ def test_invalid_plans_fail_naming_the_key(mutate, message):
     [
         (
             "H0",
-            {"key": "load.userz", "values": [1, 4]},
+            {"key": "load.userz", "role": "concurrency", "values": [1, 4]},
             r"hypotheses\.H0\.sweep: key load\.userz \(= 1\): load: .*'userz' was unexpected",
         ),
         (
             "H0",
-            {"key": "workload.context_tokenz", "values": [64]},
+            {"key": "workload.context_tokenz", "role": "context", "values": [64]},
             r"hypotheses\.H0\.sweep: key workload\.context_tokenz .*'context_tokenz'",
         ),
         (
             "H0",
-            {"key": "load.users", "values": [4, 0]},
+            {"key": "load.users", "role": "concurrency", "values": [4, 0]},
             r"hypotheses\.H0\.sweep: key load\.users \(= 0\): load\.users:",
         ),
         (
             "H6",
-            {"key": "server.sim.g2_blockz", "values": [16]},
+            {"key": "server.sim.g2_blockz", "role": "tier_capacity", "values": [16]},
             r"(?s)hypotheses\.H6 \(stack B, sweep key server\.sim\.g2_blockz\).*'g2_blockz'",
         ),
     ],

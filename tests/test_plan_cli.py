@@ -66,7 +66,13 @@ def test_unknown_hypothesis_stack_or_file_exits_non_zero_naming_it(capsys, args,
 def test_a_mistyped_sweep_key_fails_naming_it(capsys, tmp_path):
     typo = tmp_path / "typo.yaml"
     typo.write_text(
-        yaml.safe_dump({"hypotheses": {"H0": {"sweep": [{"key": "load.userz", "values": [1]}]}}})
+        yaml.safe_dump(
+            {
+                "hypotheses": {
+                    "H0": {"sweep": [{"key": "load.userz", "role": "concurrency", "values": [1]}]}
+                }
+            }
+        )
     )
     rc, out, err = plan_cli(capsys, "--configfile", str(typo))
     assert rc == 2 and out == ""
@@ -105,7 +111,13 @@ def test_snakemake_stops_on_a_mistyped_sweep_key_before_running_anything(tmp_pat
     root = copy_workflow(tmp_path / "repo")
     typo = root / "typo.yaml"
     typo.write_text(
-        yaml.safe_dump({"hypotheses": {"H0": {"sweep": [{"key": "load.userz", "values": [1]}]}}})
+        yaml.safe_dump(
+            {
+                "hypotheses": {
+                    "H0": {"sweep": [{"key": "load.userz", "role": "concurrency", "values": [1]}]}
+                }
+            }
+        )
     )
     run = snakemake(root, "H0", "--configfile", "typo.yaml")
     assert run.returncode != 0
