@@ -14,7 +14,7 @@ def _stats(tmp_path, p99_per_ms_await: float) -> PointStats:
         RunSpec("H4B", "B", f"qos-{a}", rep, axes={"qos.profile": str(a)},
                 ttft_p50_ms=50.0, ttft_p99_ms=70.0 + p99_per_ms_await * a,
                 window=Levels(read_await_ms=float(a)), seed=rep)
-        for a in (1, 4, 8) for rep in (0, 1)
+        for a in (1, 4, 8) for rep in (0, 1, 2)
     ]  # fmt: skip
     ingest([write_run(tmp_path / "results", rs) for rs in specs], tmp_path / "ingest")
     data = load({("H4B", "B"): tmp_path / "ingest"})

@@ -34,13 +34,13 @@ def test_repetition_and_cov_gates():
             "hyp": ["H"] * 3,
             "stack": ["B"] * 3,
             "point": ["a", "b", "c"],
-            "n_reps": [2, 1, 0],
+            "n_reps": [3, 2, 0],
             "cov_p99": [0.05, None, None],
         }
     )
     g = evidence.repetitions_gate(table)
     assert g.passed is False
-    assert g.reasons == ["too_few_repetitions", "point_without_usable_runs"]
+    assert g.reasons == ["fewer_than_3_repetitions", "point_without_usable_runs"]
     assert evidence.cov_gate(table).passed is True
     noisy = table.with_columns(pl.Series("cov_p99", [0.12, None, None]))
     assert evidence.cov_gate(noisy).reasons == ["cov_p99_over_10pct"]

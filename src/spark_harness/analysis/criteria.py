@@ -3,8 +3,8 @@
 A *quantity* is either a TTFT percentile name (``p50``, ``p95``, ``p99``: resampled
 within each run) or a column of the runs table (a telemetry mean, a counter increase:
 fixed per run, resampled with the run). Every helper returns the estimate on the data as
-measured plus its bootstrap replicates, so a derived statistic gets a CI from the same
-resamples as its parts.
+measured plus its replicates (the repetition is the unit, :class:`~.stats.Resampler`), so
+a derived statistic gets a CI from the same draws as its parts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ Pair = tuple[np.ndarray, np.ndarray]  # (estimate, replicates)
 
 
 def per_run(ps: PointStats, quantity: str) -> Pair:
-    """Per-run values (n_runs,) and per-slot replicates (RESAMPLES, n_slots)."""
+    """Per-run values (n_runs,) and per-slot replicates (RESAMPLES, n_runs)."""
     if quantity in QUANTILES:
         est = ps.runs[f"ttft_{quantity}"].to_numpy().astype(float)
         return est, ps.slots(quantity)
@@ -101,10 +101,11 @@ def material_slope(
 
 
 def difference(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
-    """quantity at point a minus at point b (means over repetitions), with its CI."""
-    est, rep = per_point(ps, quantity)
-    i, j = ps.index(a), ps.index(b)
-    return Stat.of(est[i] - est[j], rep[:, i] - rep[:, j])
+    """quantity at point a minus at point b (means over repetitions), with the two-sample
+    t CI on the repetitions (:func:`~.stats.two_sample_replicates`)."""
+    v = per_run(ps, quantity)[0]
+    va, vb = v[ps.members(a)], v[ps.members(b)]
+    return Stat.of(va.mean() - vb.mean(), stats.two_sample_replicates(va, vb))
 
 
 def total(frame: pl.DataFrame, column: str) -> float | None:

@@ -2,9 +2,10 @@
 
 An evaluator turns :class:`Context` (its hypothesis, plan entry and :class:`~.runs.Runs`)
 into a :class:`~.verdict.Verdict`. Per-point numbers come from :class:`PointStats`, which
-keeps the bootstrap replicates so any derived statistic (a ratio, a slope, a difference)
-gets its CI from the same resamples. :func:`standard_gates` applies the quality gates of
-``HYPOTHESES.md`` to the runs an evaluator used.
+keeps the replicates (the repetition is the unit, :class:`~.stats.Resampler`) so any
+derived statistic (a ratio, a slope, a difference) gets its CI from the same draws.
+:func:`standard_gates` applies the quality gates of ``HYPOTHESES.md`` to the runs an
+evaluator used.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ SUM_COLUMNS = ("n_window", "n_window_ok", "n_window_errors", "n_window_rejected"
 
 @dataclass(frozen=True)
 class Stat:
-    """A point estimate with its bootstrap CI."""
+    """A point estimate with its CI (None: no spread to judge, e.g. one repetition)."""
 
     value: float | None
     ci: tuple[float, float] | None
@@ -144,7 +145,7 @@ class Context:
 
 
 class PointStats:
-    """TTFT percentiles per point (mean over repetitions) with their bootstrap replicates."""
+    """TTFT percentiles per point (mean over repetitions) with their replicates."""
 
     def __init__(self, data: Runs, runs: pl.DataFrame, by: Sequence[str] = POINT_KEYS):
         self.runs = runs
@@ -160,15 +161,15 @@ class PointStats:
         return self.labels.index(label)
 
     def slots(self, q: str) -> np.ndarray:
-        """Resampled per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_slots)."""
+        """Replicates of the per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_runs)."""
         return self._slots[..., list(QUANTILES).index(q)]
 
     def fixed_slots(self, column: str) -> np.ndarray:
-        """A per-run column as chosen by the resampled slots: (RESAMPLES, n_slots)."""
+        """Replicates of a per-run column: (RESAMPLES, n_runs)."""
         return self.res.fixed(self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy())
 
     def replicates(self, q: str) -> np.ndarray:
-        """Per-point percentile q, resampled: (RESAMPLES, n_points)."""
+        """Replicates of the per-point percentile q: (RESAMPLES, n_points)."""
         return self.res.by_stratum(self.slots(q))
 
     def fixed_replicates(self, column: str) -> np.ndarray:
@@ -179,6 +180,10 @@ class PointStats:
         v = self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy()
         return np.array([v[m].mean() if m.any() else math.nan for m in self._members])
 
+    def members(self, label: tuple[Any, ...]) -> np.ndarray:
+        """Which runs (rows of ``runs``) belong to the point ``label``."""
+        return self._members[self.index(label)]
+
     def point_runs(self, label: tuple[Any, ...]) -> pl.DataFrame:
         return self.runs.filter(pl.Series(self._members[self.index(label)]))
 
@@ -186,7 +191,7 @@ class PointStats:
 def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) -> pl.DataFrame:
     """``summary.csv``: one row per (hyp, stack, point), failed points included.
 
-    TTFT percentiles are means over repetitions with bootstrap CIs; other metrics are means
+    TTFT percentiles are means over repetitions with t CIs; other metrics are means
     (counts are sums); ``cov_p99`` is the CoV of the per-run p99 across repetitions.
     """
     ps = ps or PointStats(data, runs)
@@ -258,7 +263,7 @@ def repetitions_gate(table: pl.DataFrame) -> Gate:
     few = table.filter(pl.col("n_reps") < T.MIN_REPETITIONS)
     reasons = []
     if few.height:
-        reasons.append("too_few_repetitions")
+        reasons.append(f"fewer_than_{T.MIN_REPETITIONS}_repetitions")
     if few.filter(pl.col("n_reps") == 0).height:
         reasons.append("point_without_usable_runs")
     return Gate(

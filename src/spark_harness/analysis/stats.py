@@ -1,15 +1,17 @@
-"""Statistics behind every verdict: percentiles, bootstrap CIs, correlations, slopes.
+"""Statistics behind every verdict: percentiles, CIs with the repetition as the unit,
+correlations and slopes.
 
 Conventions (docs/ANALYSIS.md explains why):
 
 - A percentile is the "inverted CDF" order statistic: ``pq = x_(ceil(q * n))`` of the sorted
-  sample. Its bootstrap distribution is drawn exactly and cheaply: the k-th order statistic
-  of a resample of n is ``x_(ceil(n * U_(k)))`` with ``U_(k) ~ Beta(k, n - k + 1)`` (the k-th
-  of n uniforms), so one percentile replicate costs O(1), not O(n). Several percentiles of
-  one resample are drawn jointly (uniform order statistics are built up in rank order).
-- The resampling unit is the repetition: :class:`Resampler` resamples the runs of each
-  point (stratum) with replacement and, within each chosen run, its requests. A point's
-  value is the mean over its repetitions of the per-run statistic.
+  sample, computed per run. A point's value is the mean over its repetitions of the
+  per-run value; the requests of one closed loop are never treated as independent.
+- The unit is the repetition (docs/PLAN.md, Statistics). :class:`Resampler` draws
+  replicates whose per-point mean is ``mean + s / sqrt(n) * t_(n-1)``, so a point's
+  percentile interval IS the t-interval on its repetition values; all quantities share
+  the draws, so ratios, maxima and paired differences inherit consistent replicates.
+  :func:`two_sample_replicates` gives the difference of two points its two-sample
+  t-interval.
 - CIs are percentile intervals at :data:`CI_LEVEL` from :data:`RESAMPLES` replicates drawn
   with a fixed seed, so a verdict is reproducible bit for bit.
 """
@@ -23,15 +25,13 @@ import numpy as np
 
 #: Two-sided confidence level of every CI ("mean difference with 95 % CI", HYPOTHESES.md).
 CI_LEVEL = 0.95
-#: Bootstrap replicates per CI.
+#: Replicates per CI.
 RESAMPLES = 2000
-#: Seed of every bootstrap, so verdicts are reproducible.
+#: Seed of every replicate draw, so verdicts are reproducible.
 SEED = 20261126
 #: A CI is not reported when more than this share of replicates is undefined (e.g. a
 #: correlation of a resample whose x values are all equal).
 MAX_UNDEFINED_SHARE = 0.1
-#: Above this many resampled values per run, a bootstrap mean uses its normal limit.
-EXACT_MEAN_LIMIT = 4_000_000
 
 
 def rank(n: int, q: float) -> int:
@@ -45,43 +45,8 @@ def percentile(sorted_x: np.ndarray, q: float) -> float:
     return float(sorted_x[rank(n, q) - 1]) if n else math.nan
 
 
-def bootstrap_percentiles(
-    sorted_x: np.ndarray, qs: Sequence[float], size: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``size`` bootstrap replicates of several percentiles of one sample: (size, len(qs)).
-
-    Exact: each row is the qs-percentiles of one resample of n values with replacement.
-    """
-    n = len(sorted_x)
-    out = np.full((size, len(qs)), np.nan)
-    if n == 0 or size == 0:
-        return out
-    order = np.argsort(qs)
-    u = np.zeros(size)
-    k_prev = 0
-    for j in order:
-        k = rank(n, qs[j])
-        if k > k_prev:
-            # the next order statistic given the previous one: scaled Beta on (u, 1)
-            u = u + (1.0 - u) * rng.beta(k - k_prev, n - k + 1, size)
-            k_prev = k
-        out[:, j] = sorted_x[np.minimum((u * n).astype(np.int64), n - 1)]
-    return out
-
-
-def bootstrap_means(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` bootstrap replicates of the mean of x (normal limit for very large x)."""
-    n = len(x)
-    if n == 0:
-        return np.full(size, np.nan)
-    if n * size <= EXACT_MEAN_LIMIT:
-        return x[rng.integers(0, n, (size, n))].mean(axis=1)
-    sd = float(np.std(x, ddof=1)) if n > 1 else 0.0
-    return float(np.mean(x)) + sd / math.sqrt(n) * rng.standard_normal(size)
-
-
 def ci(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float] | None:
-    """Percentile CI of bootstrap replicates; None when too many are undefined."""
+    """Percentile CI of replicates; None when too many are undefined."""
     r = np.asarray(replicates, dtype=float).ravel()
     finite = r[np.isfinite(r)]
     if len(r) == 0 or len(finite) < (1 - MAX_UNDEFINED_SHARE) * len(r):
@@ -135,59 +100,102 @@ def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
-# ------------------------------------------------------------------ resampling
-class Resampler:
-    """Stratified two-level bootstrap: repetitions within a point, requests within a run.
+# ------------------------------------------------------------------ replicates
+def _group_sums(a: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of the last axis's columns per group (columns ``order``-sorted into groups)."""
+    return np.add.reduceat(a[..., order], starts, axis=-1)
 
-    ``strata`` holds one label per run (its point). Each replicate draws, for every
-    stratum, as many runs as it has, with replacement ("slots"); per-run statistics of
-    a chosen run are drawn again from that run's own resampling distribution.
-    Arrays returned have shape (RESAMPLES, n_slots); :meth:`by_stratum` averages slots.
+
+class Resampler:
+    """Replicates with the repetition as the unit, one set of draws for every quantity.
+
+    ``strata`` holds one label per run (its point); slot i of a replicate belongs to run
+    i's point. For a per-run value v, a point with n runs, mean m and sample SD s gets
+
+    - the replicate mean ``m + sum_i Z_i (v_i - m) / sqrt(n V)`` with ``Z ~ N(0, 1)`` per
+      run and ``V ~ chi2(n - 1)`` per point, i.e. exactly ``m + s / sqrt(n) * t_(n-1)``:
+      the percentile interval of the replicates is the t-interval on the repetitions, and
+      as ``Z`` and ``V`` are shared by every quantity, several quantities of a point vary
+      jointly with their sample covariance (a ratio of two means, a paired difference);
+    - per slot, a run of the point drawn with replacement, shifted so that the point's
+      slots average to that replicate mean: across-run statistics (slopes, correlations)
+      see each point move by its own uncertainty and the runs within it reshuffled.
+
+    A point with one run has no spread and gives NaN replicates (no CI).
+    Arrays returned have shape (size, n_runs); :meth:`by_stratum` averages a point's slots.
     """
 
     def __init__(self, strata: Sequence[Hashable], size: int = RESAMPLES, seed: int = SEED):
         self.size = size
-        self.rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed)
         self.labels: list[Hashable] = list(dict.fromkeys(strata))
-        groups = {s: [i for i, v in enumerate(strata) if v == s] for s in self.labels}
-        self.slot_stratum = np.array(
-            [self.labels.index(s) for s in self.labels for _ in groups[s]], dtype=np.int64
-        )
-        cols = [
-            np.asarray(groups[s])[self.rng.integers(0, len(groups[s]), size)]
-            for s in self.labels
-            for _ in groups[s]
-        ]
-        self.idx = np.stack(cols, axis=1) if cols else np.zeros((size, 0), dtype=np.int64)
-        self.n_runs = len(strata)
+        code = {s: k for k, s in enumerate(self.labels)}
+        self.slot_stratum = np.array([code[s] for s in strata], dtype=np.int64)
+        self.n_runs = len(self.slot_stratum)
+        self._order = np.argsort(self.slot_stratum, kind="stable")
+        self.counts = np.bincount(self.slot_stratum, minlength=len(self.labels))
+        self._starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self.idx = np.empty((size, self.n_runs), dtype=np.int64)
+        for k, n in enumerate(self.counts):
+            runs = self._order[self._starts[k] : self._starts[k] + n]
+            self.idx[:, runs] = runs[rng.integers(0, n, (size, n))]
+        self._z = rng.standard_normal((size, self.n_runs))
+        dof = np.maximum(self.counts - 1, 1)
+        with np.errstate(divide="ignore"):
+            scale = 1.0 / np.sqrt(self.counts * rng.chisquare(dof, (size, len(self.labels))))
+        self._scale = np.where(self.counts > 1, scale, np.nan)
+
+    def _point_means(self, a: np.ndarray) -> np.ndarray:
+        """Mean of each point's columns along the last axis: (..., n_points)."""
+        if self.n_runs == 0:
+            return np.zeros((*a.shape[:-1], 0))
+        return _group_sums(a, self._order, self._starts) / self.counts
 
     def fixed(self, values: Sequence[float]) -> np.ndarray:
-        """A per-run value that is not resampled within the run (e.g. a telemetry mean)."""
-        return np.asarray(values, dtype=float)[self.idx]
+        """Replicates of a per-run value (a percentile, a telemetry mean): (size, n_runs)."""
+        v = np.asarray(values, dtype=float)
+        if self.n_runs == 0:
+            return np.zeros((self.size, 0))
+        m = self._point_means(v)
+        dev = v - m[self.slot_stratum]
+        target = m + _group_sums(self._z * dev, self._order, self._starts) * self._scale
+        drawn = v[self.idx]
+        return drawn + (target - self._point_means(drawn))[:, self.slot_stratum]
 
     def percentiles(self, samples: Sequence[np.ndarray], qs: Sequence[float]) -> np.ndarray:
-        """Resampled percentiles of each chosen run: (RESAMPLES, n_slots, len(qs))."""
-        out = np.full((*self.idx.shape, len(qs)), np.nan)
-        for j in range(self.n_runs):
-            mask = self.idx == j
-            count = int(mask.sum())
-            if count:
-                out[mask] = bootstrap_percentiles(samples[j], qs, count, self.rng)
-        return out
+        """Replicates of each run's percentiles of its sorted sample: (size, n_runs, len(qs))."""
+        per_run = [[percentile(np.asarray(x), q) for x in samples] for q in qs]
+        return np.stack([self.fixed(v) for v in per_run], axis=-1)
 
     def means(self, samples: Sequence[np.ndarray]) -> np.ndarray:
-        """Resampled means of each chosen run: (RESAMPLES, n_slots)."""
-        out = np.full(self.idx.shape, np.nan)
-        for j in range(self.n_runs):
-            mask = self.idx == j
-            count = int(mask.sum())
-            if count:
-                out[mask] = bootstrap_means(np.asarray(samples[j], float), count, self.rng)
-        return out
+        """Replicates of each run's sample mean: (size, n_runs)."""
+        return self.fixed([float(np.mean(x)) if len(x) else math.nan for x in samples])
 
     def by_stratum(self, per_slot: np.ndarray) -> np.ndarray:
-        """Mean over each stratum's slots: (RESAMPLES, n_strata) in ``labels`` order."""
-        out = np.empty((per_slot.shape[0], len(self.labels)))
-        for s in range(len(self.labels)):
-            out[:, s] = per_slot[:, self.slot_stratum == s].mean(axis=1)
-        return out
+        """Mean over each point's slots: (size, n_points) in ``labels`` order."""
+        return self._point_means(per_slot)
+
+
+def two_sample_replicates(
+    a: np.ndarray, b: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of mean(a) - mean(b) over the last axis whose percentile interval is the
+    two-sample (pooled) t-interval: ``d + s_p * sqrt(1/n_a + 1/n_b) * t_(n_a+n_b-2)``.
+
+    Two points' own t replicates combine into the Behrens-Fisher interval, which is
+    conservative (simulated 99 % for a nominal 95 % at 3 + 3 repetitions), and Welch's
+    interval still covers 96-97 % there; the pooled interval holds 95 % and is robust to
+    unequal spreads when both points have the same number of repetitions (the plan's
+    design). NaN where either point has a single repetition.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = a.shape[-1], b.shape[-1]
+    shape = (size, *np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
+    if min(na, nb) < 2:
+        return np.full(shape, np.nan)
+    ss = ((a - a.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1) + (
+        (b - b.mean(axis=-1, keepdims=True)) ** 2
+    ).sum(axis=-1)
+    se = np.sqrt(ss / (na + nb - 2) * (1 / na + 1 / nb))
+    t = np.random.default_rng(seed).standard_t(na + nb - 2, shape)
+    return a.mean(axis=-1) - b.mean(axis=-1) + se * t
