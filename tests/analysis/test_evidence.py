@@ -69,3 +69,23 @@ def test_mechanism_gate_reason_codes():
     assert evidence.mechanism_gate(some, "g3", "all").passed is True
     host = _runs(offload_g1_g2_blocks=[5.0] * 3, g2_onboard_blocks=[1.0] * 3)
     assert evidence.mechanism_gate(host, "any", "all").passed is True
+
+
+def test_tail_is_p99_only_with_200_requests_in_every_window():
+    assert evidence.tail_quantile(_runs(n_window_ok=[200, 250, 300])) == ("p99", [])
+    short = evidence.tail_quantile(_runs(n_window_ok=[200, 199, 300]))
+    assert short == ("p95", ["tail_p95_fewer_than_200_requests"])
+    table = pl.DataFrame(
+        {
+            "hyp": ["H"] * 3,
+            "stack": ["B"] * 3,
+            "point": ["a", "b", "c"],
+            "tail": ["p99", "p95", None],  # c: no usable run
+            "min_window_ok": [250, 150, None],
+        }
+    )
+    g = evidence.tail_report(table)
+    assert g.passed is False and g.effect == "report" and g.value == 150
+    assert g.reasons == ["tail_p95_fewer_than_200_requests"]
+    assert g.details["points"] == ["H/B/b"]
+    assert evidence.tail_report(table.filter(pl.col("point") != "b")).passed is True

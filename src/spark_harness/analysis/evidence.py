@@ -60,6 +60,8 @@ MEAN_COLUMNS = (
     "prompt_tokens",
     "sim_step_overrun",
 )
+#: Why a rule reports p95 instead of p99.
+TAIL_P95_REASON = f"tail_p95_fewer_than_{T.TAIL_P99_MIN_REQUESTS}_requests"
 SUM_COLUMNS = ("n_window", "n_window_ok", "n_window_errors", "n_window_rejected")
 
 
@@ -74,6 +76,14 @@ class Stat:
     def of(cls, estimate: float, replicates: np.ndarray) -> Stat:
         v = float(estimate)
         return cls(None if math.isnan(v) else v, ci(replicates))
+
+
+def tail_quantile(runs: pl.DataFrame) -> tuple[str, list[str]]:
+    """'p99' when every run has ≥ TAIL_P99_MIN_REQUESTS ok requests in its window, else
+    'p95' and the reason (docs/PLAN.md: "otherwise report p95 and say so")."""
+    if runs.height and runs["n_window_ok"].min() >= T.TAIL_P99_MIN_REQUESTS:
+        return "p99", []
+    return "p95", [TAIL_P95_REASON]
 
 
 def rows(frame: pl.DataFrame) -> list[Row]:
@@ -184,6 +194,11 @@ class PointStats:
         """Which runs (rows of ``runs``) belong to the point ``label``."""
         return self._members[self.index(label)]
 
+    def tail(self) -> tuple[str, list[str]]:
+        """The tail percentile these points support: 'p99' when every run completed at
+        least TAIL_P99_MIN_REQUESTS ok requests in its window, else 'p95' with its reason."""
+        return tail_quantile(self.runs)
+
     def point_runs(self, label: tuple[Any, ...]) -> pl.DataFrame:
         return self.runs.filter(pl.Series(self._members[self.index(label)]))
 
@@ -202,6 +217,11 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
         pl.col("marked").any().alias("marked"),
         *[pl.col(a).first() for a in axes],
+        pl.col("n_window_ok").min().alias("min_window_ok"),
+        pl.when(pl.col("n_window_ok").min() >= T.TAIL_P99_MIN_REQUESTS)
+        .then(pl.lit("p99"))
+        .otherwise(pl.lit("p95"))
+        .alias("tail"),
         *[pl.col(c).sum() for c in SUM_COLUMNS],
         *[pl.col(c).mean() for c in present],
         # sample SD over mean; null for a single repetition
@@ -222,7 +242,7 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
     failed = _failed_points(data, runs)
     if failed.height:
         table = pl.concat([table, failed], how="diagonal_relaxed")
-    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99"]
+    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99", "tail"]
     rest = [c for c in table.columns if c not in first]
     return table.select(*first, *rest).sort(*POINT_KEYS[:2], *axes, "point", nulls_last=True)
 
@@ -237,6 +257,20 @@ def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(0).alias("n_reps"),
         *[pl.col(a).first() for a in axes],
         pl.col("exclude_reason").unique().sort().str.join(";").alias("failed_reasons"),
+    )
+
+
+def tail_report(table: pl.DataFrame) -> Gate:
+    """Points whose window is too short for p99 are reported; their rules use p95."""
+    short = table.filter(pl.col("tail") == "p95")
+    return Gate(
+        "tail",
+        short.height == 0,
+        "report",
+        value=table["min_window_ok"].min() if table.height else None,
+        threshold=T.TAIL_P99_MIN_REQUESTS,
+        reasons=[TAIL_P95_REASON] if short.height else [],
+        details={"points": [f"{h}/{s}/{p}" for h, s, p in short.select(POINT_KEYS).iter_rows()]},
     )
 
 
