@@ -102,6 +102,16 @@ def test_across_run_slope_moves_with_the_points_uncertainty():
     assert lo < 2.0 < hi and hi - lo < 0.5
 
 
+def test_mser_drops_a_warm_up_and_flags_a_series_that_never_settles():
+    x = np.random.default_rng(0).lognormal(0, 0.3, 400)
+    assert stats.mser_truncation(x) == (0, True)
+    warm = x * np.where(np.arange(400) < 80, np.linspace(4, 1, 400)[:80].max(), 1.0)
+    cut, settled = stats.mser_truncation(warm)
+    assert 80 <= cut <= 100 and settled
+    assert stats.mser_truncation(x * np.exp(np.linspace(3, 0, 400))) == (200, False)
+    assert stats.mser_truncation(x[:9]) == (0, None)
+
+
 # ------------------------------------------------------------------- coverage
 #: Requests per run, lognormal sigma of TTFT (a skewed, long-tailed distribution),
 #: simulated experiments, repetitions per point.

@@ -30,6 +30,8 @@ POINT_KEYS = ("hyp", "stack", "point")
 
 #: Run metrics averaged per point in ``summary.csv`` (besides TTFT percentiles).
 MEAN_COLUMNS = (
+    "window_s",
+    "warmup_s",
     "ttft_mean",
     "throughput_rps",
     "error_share",
@@ -218,6 +220,7 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         pl.col("marked").any().alias("marked"),
         *[pl.col(a).first() for a in axes],
         pl.col("n_window_ok").min().alias("min_window_ok"),
+        pl.col("steady_reason").is_not_null().sum().alias("no_steady_state_reps"),
         pl.when(pl.col("n_window_ok").min() >= T.TAIL_P99_MIN_REQUESTS)
         .then(pl.lit("p99"))
         .otherwise(pl.lit("p95"))

@@ -4,8 +4,10 @@ Every evaluator reads the same :class:`Runs`: the points table of its sources (f
 attempts included, so they can be reported), and for every usable run its request
 statistics over the analysed window (TTFT percentiles, errors, throughput, G3 fetch
 time), telemetry means over the window and the idle baseline, and counter increases
-over the window. A value is null when its source field was never recorded: missing
-evidence stays visibly missing, it never becomes a zero.
+over the window. The analysed window is the steady part of the load window: it starts
+once TTFT has settled (:func:`steady_starts`), never later than its middle. A value is
+null when its source field was never recorded: missing evidence stays visibly missing,
+it never becomes a zero.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis.stats import percentile
+from spark_harness.analysis.stats import mser_truncation, percentile
 from spark_harness.ingest import POINTS, REQUESTS, TELEMETRY
 
 #: Run-level percentiles of TTFT kept as columns.
@@ -61,6 +63,16 @@ COUNTER_DELTAS = {
 }
 
 RUN_KEYS = ["hyp", "stack", "point", "rep"]
+#: Ingest's load-window request counts, recomputed over the analysed window.
+COUNT_COLUMNS = (
+    "n_window",
+    "n_window_ok",
+    "n_window_errors",
+    "n_window_rejected",
+    "error_share",
+    "n_window_aligned",
+    "aligned_share",
+)
 
 
 @dataclass
@@ -115,7 +127,9 @@ def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
     cols = set(tel.collect_schema().names())
     win = points.select("run_id", "window_phase", "window_start_ns", "window_end_ns")
     tel = tel.join(win.lazy(), on="run_id", how="inner")
-    in_window = pl.col("phase") == pl.col("window_phase")
+    in_window = (pl.col("phase") == pl.col("window_phase")) & (
+        pl.col("t_ns") >= pl.col("window_start_ns")
+    )
     idle = pl.col("phase") == "idle"
 
     def mean(field: str, where: pl.Expr) -> pl.Expr:
@@ -153,12 +167,85 @@ def _split(frame: pl.DataFrame, value: str) -> dict[str, np.ndarray]:
     return {str(ids[s]): part for s, part in zip(starts, np.split(vals, cuts), strict=True)}
 
 
+#: Why a run's analysed window is capped at the middle of its load window.
+NO_STEADY_STATE = "no_steady_state"
+
+
+def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame) -> pl.DataFrame:
+    """Per run, where its analysed window starts: MSER-5 on the ok requests' TTFT in
+    completion order (:func:`~.stats.mser_truncation`), capped at the middle of the load
+    window. Columns: ``run_id``, ``window_start_ns`` (analysed), ``load_start_ns``,
+    ``warmup_s`` and ``steady_reason`` (``no_steady_state`` where TTFT never settled in
+    the first half; the window then starts at the cap)."""
+    done = (
+        req.filter(pl.col("in_window") & pl.col("ok") & pl.col("ttft_ms").is_not_null())
+        .select("run_id", "done_ns", "ttft_ms")
+        .sort("run_id", "done_ns", "ttft_ms")
+        .collect()
+    )
+    by_run = done.partition_by("run_id", as_dict=True)
+    out = []
+    for run_id, start, end in usable.select(
+        "run_id", "window_start_ns", "window_end_ns"
+    ).iter_rows():
+        part = by_run.get((run_id,))
+        cut, settled = (
+            mser_truncation(part["ttft_ms"].to_numpy()) if part is not None else (0, None)
+        )
+        begin = start
+        if cut and start is not None:
+            # just after the last dropped completion, never past the middle of the window
+            begin = min(int(part["done_ns"][cut - 1]) + 1, start + (end - start) // 2)
+        out.append(
+            {
+                "run_id": run_id,
+                "window_start_ns": begin,
+                "load_start_ns": start,
+                "warmup_s": None if start is None else (begin - start) / 1e9,
+                "steady_reason": None if settled is not False else NO_STEADY_STATE,
+            }
+        )
+    schema = {
+        "run_id": pl.String,
+        "window_start_ns": pl.Int64,
+        "load_start_ns": pl.Int64,
+        "warmup_s": pl.Float64,
+        "steady_reason": pl.String,
+    }
+    return pl.DataFrame(out, schema=schema)
+
+
+def _window_counts(win: pl.LazyFrame) -> pl.LazyFrame:
+    """Request counts over the analysed window (they replace ingest's load-window ones)."""
+    ok = pl.col("ok").fill_null(False)
+    n = pl.len()
+    return win.group_by("run_id").agg(
+        n.alias("n_window"),
+        ok.sum().alias("n_window_ok"),
+        (n - ok.sum()).alias("n_window_errors"),
+        (pl.col("error_kind") == "rejected").fill_null(False).sum().alias("n_window_rejected"),
+        ((n - ok.sum()) / n).alias("error_share"),
+        pl.col("tel_aligned").sum().alias("n_window_aligned"),
+        (pl.col("tel_aligned").sum() / n).alias("aligned_share"),
+    )
+
+
 def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
     """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir)."""
     points = _scan(sources, POINTS).collect()
-    usable = points.filter(~pl.col("excluded"))
-    req = _scan(sources, REQUESTS).join(usable.lazy().select("run_id"), on="run_id")
-    win = req.filter(pl.col("in_window"))
+    req = _scan(sources, REQUESTS).join(
+        points.lazy().filter(~pl.col("excluded")).select("run_id"), on="run_id"
+    )
+    steady = steady_starts(req, points.filter(~pl.col("excluded")))
+    usable = (
+        points.filter(~pl.col("excluded"))
+        .drop("window_start_ns", *COUNT_COLUMNS)
+        .join(steady, on="run_id", how="left")
+    )
+    after = pl.coalesce("done_ns", "sent_ns") >= pl.col("window_start_ns")
+    win = req.join(usable.lazy().select("run_id", "window_start_ns"), on="run_id").filter(
+        pl.col("in_window") & (after | pl.col("window_start_ns").is_null())
+    )
     ok_ttft = (
         win.filter(pl.col("ok") & pl.col("ttft_ms").is_not_null())
         .select("run_id", "ttft_ms")
@@ -192,7 +279,11 @@ def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
             pl.len().alias("n_sessions"),
         )
     )
-    per_req = req_aggs.join(session, on="run_id", how="left").collect()
+    per_req = (
+        req_aggs.join(session, on="run_id", how="left")
+        .join(_window_counts(win), on="run_id", how="left")
+        .collect()
+    )
     tel = _telemetry(_scan(sources, TELEMETRY), usable)
     window_s = (pl.col("window_end_ns") - pl.col("window_start_ns")) / 1e9
     runs = (

@@ -199,3 +199,31 @@ def two_sample_replicates(
     se = np.sqrt(ss / (na + nb - 2) * (1 / na + 1 / nb))
     t = np.random.default_rng(seed).standard_t(na + nb - 2, shape)
     return a.mean(axis=-1) - b.mean(axis=-1) + se * t
+
+
+# ------------------------------------------------------------------ steady state
+#: MSER-5: observations per batch mean.
+MSER_BATCH = 5
+
+
+def mser_truncation(x: np.ndarray, batch: int = MSER_BATCH) -> tuple[int, bool | None]:
+    """Warm-up to drop from a series in time order (MSER-5, White 1997), capped at half.
+
+    Batch means ``Y_1..Y_B``; the truncation ``d`` (in batches) minimises
+    ``sum_(j>d) (Y_j - mean(Y_(>d)))^2 / (B - d)^2`` over ``0 <= d <= B // 2``. Returns
+    (observations to drop, settled): settled is False when the minimum sits on the cap
+    (the series never settled within its first half) and None when there are fewer
+    than two batches to compare.
+    """
+    n_batches = len(x) // batch
+    if n_batches < 2:
+        return 0, None
+    y = np.asarray(x[: n_batches * batch], dtype=float).reshape(n_batches, batch).mean(axis=1)
+    cap = n_batches // 2
+    # suffix sums give every candidate's tail mean and squared deviations at once
+    tail_n = n_batches - np.arange(cap + 1)
+    s1 = np.cumsum(y[::-1])[::-1][: cap + 1]
+    s2 = np.cumsum((y**2)[::-1])[::-1][: cap + 1]
+    mser = (s2 - s1**2 / tail_n) / tail_n**2
+    d = int(np.argmin(mser))
+    return d * batch, not (d == cap and cap > 0)
