@@ -137,7 +137,7 @@ def test_row_order_of_the_tables_does_not_matter(tmp_path):
     assert_frame_equal(again.runs, data.runs, check_exact=False, rel_tol=1e-12)
 
 
-def _with_ttft_trend(tmp_path, factor) -> runs_mod.Runs:
+def _with_ttft_trend(tmp_path, factor, steady: bool = True) -> runs_mod.Runs:
     """PLANTED with each request's TTFT scaled by factor(share of the load window done)."""
     data = _load(tmp_path, PLANTED)
     path = tmp_path / "ingest" / "requests.parquet"
@@ -148,7 +148,7 @@ def _with_ttft_trend(tmp_path, factor) -> runs_mod.Runs:
     req.with_columns(pl.Series("ttft_ms", req["ttft_ms"].to_numpy() * factor(at))).write_parquet(
         path
     )
-    return runs_mod.load({("H2B", "B"): tmp_path / "ingest"})
+    return runs_mod.load({("H2B", "B"): tmp_path / "ingest"}, steady=steady)
 
 
 def test_warm_up_is_dropped_until_ttft_settles(tmp_path):
@@ -166,3 +166,11 @@ def test_a_run_that_never_settles_is_capped_at_half_its_window(tmp_path):
     r = _with_ttft_trend(tmp_path, lambda at: np.exp(3 * (1 - at))).runs.row(0, named=True)
     assert r["steady_reason"] == "no_steady_state"
     assert r["warmup_s"] == pytest.approx(2.0, abs=0.01)
+
+
+def test_a_transient_plan_entry_keeps_the_whole_window(tmp_path):
+    data = _with_ttft_trend(tmp_path, lambda at: np.exp(3 * (1 - at)), steady=False)
+    r = data.runs.row(0, named=True)
+    assert r["warmup_s"] == 0 and r["steady_reason"] is None
+    assert r["window_s"] == pytest.approx(4.0)
+    assert r["n_window"] == data.points.row(0, named=True)["n_window"]

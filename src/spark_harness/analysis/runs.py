@@ -171,12 +171,13 @@ def _split(frame: pl.DataFrame, value: str) -> dict[str, np.ndarray]:
 NO_STEADY_STATE = "no_steady_state"
 
 
-def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame) -> pl.DataFrame:
+def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame, steady: bool = True) -> pl.DataFrame:
     """Per run, where its analysed window starts: MSER-5 on the ok requests' TTFT in
     completion order (:func:`~.stats.mser_truncation`), capped at the middle of the load
     window. Columns: ``run_id``, ``window_start_ns`` (analysed), ``load_start_ns``,
     ``warmup_s`` and ``steady_reason`` (``no_steady_state`` where TTFT never settled in
-    the first half; the window then starts at the cap)."""
+    the first half; the window then starts at the cap). ``steady=False`` keeps every
+    run's whole load window (a plan entry whose points measure a transient)."""
     done = (
         req.filter(pl.col("in_window") & pl.col("ok") & pl.col("ttft_ms").is_not_null())
         .select("run_id", "done_ns", "ttft_ms")
@@ -190,10 +191,12 @@ def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame) -> pl.DataFrame:
     ).iter_rows():
         part = by_run.get((run_id,))
         cut, settled = (
-            mser_truncation(part["ttft_ms"].to_numpy()) if part is not None else (0, None)
+            mser_truncation(part["ttft_ms"].to_numpy())
+            if steady and part is not None
+            else (0, None)
         )
         begin = start
-        if cut and start is not None:
+        if cut and start is not None and end is not None:
             # just after the last dropped completion, never past the middle of the window
             begin = min(int(part["done_ns"][cut - 1]) + 1, start + (end - start) // 2)
         out.append(
@@ -230,21 +233,23 @@ def _window_counts(win: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
-    """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir)."""
+def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
+    """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir);
+    ``steady``: analyse each run's steady window (:func:`steady_starts`)."""
     points = _scan(sources, POINTS).collect()
     req = _scan(sources, REQUESTS).join(
         points.lazy().filter(~pl.col("excluded")).select("run_id"), on="run_id"
     )
-    steady = steady_starts(req, points.filter(~pl.col("excluded")))
+    starts = steady_starts(req, points.filter(~pl.col("excluded")), steady)
     usable = (
         points.filter(~pl.col("excluded"))
         .drop("window_start_ns", *COUNT_COLUMNS)
-        .join(steady, on="run_id", how="left")
+        .join(starts, on="run_id", how="left")
     )
-    after = pl.coalesce("done_ns", "sent_ns") >= pl.col("window_start_ns")
+    # a request belongs to the analysed window when it completed in it (unknown: kept)
+    after = (pl.coalesce("done_ns", "sent_ns") >= pl.col("window_start_ns")).fill_null(True)
     win = req.join(usable.lazy().select("run_id", "window_start_ns"), on="run_id").filter(
-        pl.col("in_window") & (after | pl.col("window_start_ns").is_null())
+        pl.col("in_window") & after
     )
     ok_ttft = (
         win.filter(pl.col("ok") & pl.col("ttft_ms").is_not_null())
