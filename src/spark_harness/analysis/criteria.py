@@ -1,8 +1,8 @@
 """Building blocks of the rules: values per run or per point with their replicates.
 
-A *quantity* is either a TTFT percentile name (``p50``, ``p95``, ``p99``: resampled
-within each run) or a column of the runs table (a telemetry mean, a counter increase:
-fixed per run, resampled with the run). Every helper returns the estimate on the data as
+A *quantity* is either a TTFT percentile name (``p50``, ``p95``, ``p99``: the run's
+percentile over its analysed window) or a column of the runs table (a telemetry mean, a
+counter increase); either way one value per run. Every helper returns the estimate on the data as
 measured plus its replicates (the repetition is the unit, :class:`~.stats.Resampler`), so
 a derived statistic gets a CI from the same draws as its parts.
 """
@@ -48,17 +48,20 @@ def complete(ps: PointStats, *quantities: str) -> bool:
 def across_runs(
     ps: PointStats, x: str, y: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray | float]
 ) -> Stat:
-    """A statistic of (x, y) over runs, e.g. a slope or a correlation, with its CI."""
+    """A statistic of (x, y) over runs, e.g. a slope or a correlation, with its CI: the
+    run as the unit (regression t, Fisher z: :data:`~.stats.RUN_INTERVALS`), else the
+    statistic of the per-run replicates."""
     (x0, xb), (y0, yb) = per_run(ps, x), per_run(ps, y)
-    return Stat.of(float(fn(x0, y0)), np.asarray(fn(xb, yb)))
+    interval = stats.RUN_INTERVALS.get(fn)
+    reps = interval(x0, y0) if interval else np.asarray(fn(xb, yb))
+    return Stat.of(float(fn(x0, y0)), reps)
 
 
 def swing(ps: PointStats, x: str, y: str) -> Stat:
-    """Change of y across the observed range of x, from the OLS slope of y on x."""
-    (x0, xb), (y0, yb) = per_run(ps, x), per_run(ps, y)
-    span0 = np.nanmax(x0) - np.nanmin(x0)
-    spanb = np.nanmax(xb, axis=1) - np.nanmin(xb, axis=1)
-    return Stat.of(float(stats.slope(x0, y0)) * span0, np.asarray(stats.slope(xb, yb)) * spanb)
+    """Change of y across the observed range of x (the design's), from the OLS slope."""
+    x0, y0 = per_run(ps, x)[0], per_run(ps, y)[0]
+    span = np.nanmax(x0) - np.nanmin(x0)
+    return Stat.of(float(stats.slope(x0, y0)) * span, stats.slope_replicates(x0, y0) * span)
 
 
 def material_slope(

@@ -201,6 +201,76 @@ def two_sample_replicates(
     return a.mean(axis=-1) - b.mean(axis=-1) + se * t
 
 
+# ----------------------------------------------------- across runs: run as unit
+def _complete(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y broadcast along the last axis, and where a row is missing a value (NaN)."""
+    x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return x, y, np.isnan(x).any(axis=-1) | np.isnan(y).any(axis=-1)
+
+
+def slope_replicates(
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of the OLS slope of y on x over runs (last axis) whose percentile
+    interval is the regression t-interval ``b ± t_(N-2) · se(b)``: (size, ...)."""
+    x, y, missing = _complete(x, y)
+    n = x.shape[-1]
+    b = slope(x, y)
+    xc = _centered(x)
+    resid = _centered(y) - np.expand_dims(b, -1) * xc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt((resid**2).sum(axis=-1) / (n - 2) / (xc**2).sum(axis=-1))
+    t = np.random.default_rng(seed).standard_t(max(n - 2, 1), (size, *np.shape(b)))
+    return np.where(missing | (n < 3), np.nan, b + se * t)
+
+
+def _fisher_z_replicates(
+    r: np.ndarray | float,
+    sd: np.ndarray | float,
+    n: int,
+    missing: np.ndarray,
+    size: int,
+    seed: int,
+) -> np.ndarray:
+    """``tanh(atanh(r) + sd * Z)``: a correlation's Fisher-z replicates."""
+    z = np.random.default_rng(seed).standard_normal((size, *np.shape(r)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.tanh(np.arctanh(np.clip(r, -1, 1)) + sd * z)
+    return np.where(missing | (n < 4), np.nan, out)
+
+
+def pearson_replicates(
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of Pearson r over runs whose percentile interval is the Fisher-z
+    interval ``tanh(atanh(r) ± z / sqrt(N - 3))``: (size, ...)."""
+    x, y, missing = _complete(x, y)
+    n = x.shape[-1]
+    sd = 1 / math.sqrt(max(n - 3, 1))
+    return _fisher_z_replicates(pearson(x, y), sd, n, missing, size, seed)
+
+
+def spearman_replicates(
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of Spearman rho over runs: Fisher z with the Bonett-Wright (2000)
+    variance ``(1 + rho^2 / 2) / (N - 3)``: (size, ...)."""
+    x, y, missing = _complete(x, y)
+    n = x.shape[-1]
+    rho = spearman(x, y)
+    sd = np.sqrt((1 + np.asarray(rho) ** 2 / 2) / max(n - 3, 1))
+    return _fisher_z_replicates(rho, sd, n, missing, size, seed)
+
+
+#: Across-run statistics with their own interval, the run as the unit (the runs of a
+#: sweep are independent experiments; docs/ANALYSIS.md says why not the redraws).
+RUN_INTERVALS = {
+    slope: slope_replicates,
+    pearson: pearson_replicates,
+    spearman: spearman_replicates,
+}
+
+
 # ------------------------------------------------------------------ steady state
 #: MSER-5: observations per batch mean.
 MSER_BATCH = 5
