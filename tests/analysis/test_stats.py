@@ -74,6 +74,17 @@ def test_quantities_of_a_point_share_their_draws():
     assert (lo, hi) == pytest.approx((d.mean() - half, d.mean() + half), rel=0.03)
 
 
+def test_two_sample_contrasts_are_pooled_t_intervals():
+    a, b = np.array([10.0, 12.0, 17.0]), np.array([20.0, 21.0, 26.0])
+    sp = math.sqrt(((a - a.mean()) ** 2).sum() + ((b - b.mean()) ** 2).sum()) / 2
+    t4 = 2.7764451051977987  # t_{0.975, 4}
+    for wa, wb in ((1.0, -1.0), (0.5, 0.5), (0.5, -0.5)):
+        c = wa * a.mean() + wb * b.mean()
+        half = t4 * sp * math.sqrt((wa**2 + wb**2) / 3)
+        lo, hi = stats.ci(stats.two_sample_replicates(a, b, wa, wb, size=200_000))
+        assert (lo, hi) == pytest.approx((c - half, c + half), rel=0.01, abs=0.05)
+
+
 def test_a_single_repetition_gives_no_ci():
     r = stats.Resampler(["p", "q", "q"], size=100)
     per_point = r.by_stratum(r.fixed([5.0, 1.0, 2.0]))

@@ -177,28 +177,33 @@ class Resampler:
 
 
 def two_sample_replicates(
-    a: np.ndarray, b: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+    a: np.ndarray,
+    b: np.ndarray,
+    wa: float = 1.0,
+    wb: float = -1.0,
+    size: int = RESAMPLES,
+    seed: int = SEED,
 ) -> np.ndarray:
-    """Replicates of mean(a) - mean(b) over the last axis whose percentile interval is the
-    two-sample (pooled) t-interval: ``d + s_p * sqrt(1/n_a + 1/n_b) * t_(n_a+n_b-2)``.
+    """Replicates of the contrast ``wa·mean(a) + wb·mean(b)`` over the last axis (by
+    default the difference a − b) whose percentile interval is the two-sample (pooled)
+    t-interval ``c ± t_(n_a+n_b−2) · s_p · sqrt(wa²/n_a + wb²/n_b)``: (size, ...).
 
-    Two points' own t replicates combine into the Behrens-Fisher interval, which is
+    Subtracting two points' own t replicates gives the Behrens-Fisher interval, which is
     conservative (simulated 99 % for a nominal 95 % at 3 + 3 repetitions), and Welch's
     interval still covers 96-97 % there; the pooled interval holds 95 % and is robust to
-    unequal spreads when both points have the same number of repetitions (the plan's
-    design). NaN where either point has a single repetition.
+    unequal spreads when both sides have the same number of repetitions (the plan's
+    design). Other weights give e.g. a mean balanced over two run orders (½, ½) and the
+    order effect (½, −½). NaN where either side has a single value.
     """
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     na, nb = a.shape[-1], b.shape[-1]
     shape = (size, *np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
     if min(na, nb) < 2:
         return np.full(shape, np.nan)
-    ss = ((a - a.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1) + (
-        (b - b.mean(axis=-1, keepdims=True)) ** 2
-    ).sum(axis=-1)
-    se = np.sqrt(ss / (na + nb - 2) * (1 / na + 1 / nb))
+    ss = (_centered(a) ** 2).sum(axis=-1) + (_centered(b) ** 2).sum(axis=-1)
+    se = np.sqrt(ss / (na + nb - 2) * (wa**2 / na + wb**2 / nb))
     t = np.random.default_rng(seed).standard_t(na + nb - 2, shape)
-    return a.mean(axis=-1) - b.mean(axis=-1) + se * t
+    return wa * a.mean(axis=-1) + wb * b.mean(axis=-1) + se * t
 
 
 # ----------------------------------------------------- across runs: run as unit
