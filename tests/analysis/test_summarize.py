@@ -8,6 +8,7 @@ import pytest
 
 from spark_harness.analysis import AnalysisError, summarize
 from spark_harness.analysis.hypotheses import EVALUATORS
+from spark_harness.analysis.runs import load
 from spark_harness.analysis.stats import mser_truncation, percentile
 from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
@@ -129,3 +130,24 @@ def test_bad_calls_are_clear_errors(h_all, tmp_path):
         summarize("H0", {}, {}, tmp_path)
     with pytest.raises(FileNotFoundError, match="ingested table missing"):
         summarize("H0", {}, {("H0", "A"): tmp_path / "nowhere"}, tmp_path)
+
+
+def test_summary_records_the_window_used_and_the_tail_it_supports(h_all):
+    root, _ = h_all
+    summary = pl.read_csv(root / "summary" / "H0" / "summary.csv")
+    assert summary["n_reps"].min() == 3
+    # the analysed window: at most half the load window dropped as warm-up
+    load_s = summary["window_s"] + summary["warmup_s"]
+    assert ((summary["warmup_s"] >= 0) & (summary["warmup_s"] <= load_s / 2)).all()
+    assert summary["no_steady_state_reps"].sum() == 0
+    enough = summary["min_window_ok"] >= 200
+    assert summary.filter(enough)["tail"].unique().to_list() in ([], ["p99"])
+    assert summary.filter(~enough)["tail"].unique().to_list() in ([], ["p95"])
+    # each point's 95 % CI is the t-interval on its repetitions' p99
+    runs = load({("H0", "A"): root / "ingest" / "H0" / "A"}).runs
+    row = summary.filter(pl.col("stack") == "A").row(0, named=True)
+    p99 = runs.filter(pl.col("point") == row["point"])["ttft_p99"].to_numpy()
+    half = 4.302652729911275 * p99.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    assert (row["ttft_p99_ci_lo"], row["ttft_p99_ci_hi"]) == pytest.approx(
+        (p99.mean() - half, p99.mean() + half), rel=0.02
+    )
