@@ -91,6 +91,7 @@ def test_a_single_repetition_gives_no_ci():
     assert stats.ci(per_point[:, 0]) is None
     assert stats.ci(per_point[:, 1]) is not None
     assert np.all(np.isnan(stats.two_sample_replicates(np.array([5.0]), np.array([1.0, 2.0]))))
+    assert np.all(np.isnan(stats.ratio_replicates(np.array([5.0]), np.array([1.0, 2.0]))))
 
 
 def test_resampler_means_and_percentiles_are_per_run_values():
@@ -168,8 +169,8 @@ def _expected_p99(rng: np.random.Generator) -> float:
 
 @pytest.mark.parametrize("spread", [0.05, 0.10])
 def test_ci_coverage_with_the_repetition_as_the_unit(spread):
-    """95 % CIs of a point's p99 and of the difference of two points cover the truth in
-    93-97 % of 1,000 simulated experiments with 3 repetitions each.
+    """95 % CIs of a point's p99 and of the difference (and ratio) of two points cover
+    the truth in 93-97 % of 1,000 simulated experiments with 3 repetitions each.
 
     The old two-level bootstrap (repetitions, then requests within each run), same
     simulation (1,000 experiments, requests independent within a run, which favours
@@ -188,6 +189,8 @@ def test_ci_coverage_with_the_repetition_as_the_unit(spread):
     diff = stats.two_sample_replicates(b, a)
     lo, hi = np.quantile(diff, [0.025, 0.975], axis=0)
     assert 0.93 <= np.mean((lo <= 0.3 * truth) & (0.3 * truth <= hi)) <= 0.97
+    lo, hi = np.quantile(stats.ratio_replicates(b, a), [0.025, 0.975], axis=0)
+    assert 0.93 <= np.mean((lo <= 1.3) & (hi >= 1.3)) <= 0.97
 
 
 @pytest.mark.parametrize("spread", [0.05, 0.10])

@@ -111,6 +111,14 @@ def difference(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
     return Stat.of(va.mean() - vb.mean(), stats.two_sample_replicates(va, vb))
 
 
+def ratio(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
+    """quantity at point a over at point b (means over repetitions), with the two-sample
+    t CI of the ratio (:func:`~.stats.ratio_replicates`)."""
+    v = per_run(ps, quantity)[0]
+    va, vb = v[ps.members(a)], v[ps.members(b)]
+    return Stat.of(va.mean() / vb.mean(), stats.ratio_replicates(va, vb))
+
+
 def total(frame: pl.DataFrame, column: str) -> float | None:
     """Sum of a run column; None when no run recorded it (missing is not zero)."""
     if column not in frame.columns or frame[column].drop_nulls().len() == 0:

@@ -206,6 +206,28 @@ def two_sample_replicates(
     return wa * a.mean(axis=-1) + wb * b.mean(axis=-1) + se * t
 
 
+def ratio_replicates(
+    a: np.ndarray, b: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of mean(a) / mean(b) over the last axis: the two-sample t-interval on
+    the log scale, ``r · exp(± t_(n_a+n_b−2) · s_rel · sqrt(1/n_a + 1/n_b))`` with the
+    pooled relative spread ``s_rel`` (delta method): (size, ...). A ratio of the two
+    points' own t replicates would be conservative, as for a difference. NaN where
+    either side has a single value or a mean that is not positive."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = a.shape[-1], b.shape[-1]
+    shape = (size, *np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
+    if min(na, nb) < 2:
+        return np.full(shape, np.nan)
+    ma, mb = a.mean(axis=-1), b.mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = (_centered(a) ** 2).sum(axis=-1) / ma**2 + (_centered(b) ** 2).sum(axis=-1) / mb**2
+        se = np.sqrt(rel / (na + nb - 2) * (1 / na + 1 / nb))
+        log_r = np.log(np.where((ma > 0) & (mb > 0), ma / mb, np.nan))
+    t = np.random.default_rng(seed).standard_t(na + nb - 2, shape)
+    return np.exp(log_r + se * t)
+
+
 # ----------------------------------------------------- across runs: run as unit
 def _complete(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """x, y broadcast along the last axis, and where a row is missing a value (NaN)."""
