@@ -10,8 +10,10 @@ Conventions (docs/ANALYSIS.md explains why):
   replicates whose per-point mean is ``mean + s / sqrt(n) * t_(n-1)``, so a point's
   percentile interval IS the t-interval on its repetition values; all quantities share
   the draws, so ratios, maxima and paired differences inherit consistent replicates.
-  :func:`two_sample_replicates` gives the difference of two points its two-sample
-  t-interval.
+  The difference and the ratio of two points get the two-sample t-interval
+  (:func:`two_sample_replicates`, :func:`ratio_replicates`); slopes and correlations
+  over runs the regression-t and Fisher-z intervals (:data:`RUN_INTERVALS`).
+- A run's analysed window starts after its warm-up (:func:`mser_truncation`).
 - CIs are percentile intervals at :data:`CI_LEVEL` from :data:`RESAMPLES` replicates drawn
   with a fixed seed, so a verdict is reproducible bit for bit.
 """
@@ -118,8 +120,10 @@ class Resampler:
       as ``Z`` and ``V`` are shared by every quantity, several quantities of a point vary
       jointly with their sample covariance (a ratio of two means, a paired difference);
     - per slot, a run of the point drawn with replacement, shifted so that the point's
-      slots average to that replicate mean: across-run statistics (slopes, correlations)
-      see each point move by its own uncertainty and the runs within it reshuffled.
+      slots average to that replicate mean: a combination of per-run values (a ratio of
+      sums over runs, a difference of two correlations) sees each point move by its own
+      uncertainty and the runs within it reshuffled. Slopes and correlations over runs
+      have their own intervals (:data:`RUN_INTERVALS`).
 
     A point with one run has no spread and gives NaN replicates (no CI).
     Arrays returned have shape (size, n_runs); :meth:`by_stratum` averages a point's slots.
@@ -133,23 +137,23 @@ class Resampler:
         self.slot_stratum = np.array([code[s] for s in strata], dtype=np.int64)
         self.n_runs = len(self.slot_stratum)
         self._order = np.argsort(self.slot_stratum, kind="stable")
-        self.counts = np.bincount(self.slot_stratum, minlength=len(self.labels))
-        self._starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]]).astype(np.int64)
+        self._counts = np.bincount(self.slot_stratum, minlength=len(self.labels))
+        self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]]).astype(np.int64)
         self.idx = np.empty((size, self.n_runs), dtype=np.int64)
-        for k, n in enumerate(self.counts):
+        for k, n in enumerate(self._counts):
             runs = self._order[self._starts[k] : self._starts[k] + n]
             self.idx[:, runs] = runs[rng.integers(0, n, (size, n))]
         self._z = rng.standard_normal((size, self.n_runs))
-        dof = np.maximum(self.counts - 1, 1)
+        dof = np.maximum(self._counts - 1, 1)
         with np.errstate(divide="ignore"):
-            scale = 1.0 / np.sqrt(self.counts * rng.chisquare(dof, (size, len(self.labels))))
-        self._scale = np.where(self.counts > 1, scale, np.nan)
+            scale = 1.0 / np.sqrt(self._counts * rng.chisquare(dof, (size, len(self.labels))))
+        self._scale = np.where(self._counts > 1, scale, np.nan)
 
     def _point_means(self, a: np.ndarray) -> np.ndarray:
         """Mean of each point's columns along the last axis: (..., n_points)."""
         if self.n_runs == 0:
             return np.zeros((*a.shape[:-1], 0))
-        return _group_sums(a, self._order, self._starts) / self.counts
+        return _group_sums(a, self._order, self._starts) / self._counts
 
     def fixed(self, values: Sequence[float]) -> np.ndarray:
         """Replicates of a per-run value (a percentile, a telemetry mean): (size, n_runs)."""
