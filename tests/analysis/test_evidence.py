@@ -72,8 +72,8 @@ def test_mechanism_gate_reason_codes():
 
 
 def test_tail_is_p99_only_with_200_requests_in_every_window():
-    assert evidence.tail_quantile(_runs(n_window_ok=[200, 250, 300])) == ("p99", [])
-    short = evidence.tail_quantile(_runs(n_window_ok=[200, 199, 300]))
+    assert evidence.tail_quantile(_runs(n_steady_ok=[200, 250, 300])) == ("p99", [])
+    short = evidence.tail_quantile(_runs(n_steady_ok=[200, 199, 300]))
     assert short == ("p95", ["tail_p95_fewer_than_200_requests"])
     table = pl.DataFrame(
         {
@@ -81,7 +81,7 @@ def test_tail_is_p99_only_with_200_requests_in_every_window():
             "stack": ["B"] * 3,
             "point": ["a", "b", "c"],
             "tail": ["p99", "p95", None],  # c: no usable run
-            "min_window_ok": [250, 150, None],
+            "min_steady_ok": [250, 150, None],
         }
     )
     g = evidence.tail_report(table)

@@ -75,7 +75,9 @@ def test_ttft_percentiles_recomputed_from_the_ingested_rows(tmp_path):
     r = data.runs.row(0, named=True)
     steady = pl.col("in_window") & pl.col("ok") & (pl.col("done_ns") >= r["window_start_ns"])
     ok = np.sort(req.filter(steady)["ttft_ms"].to_numpy())
-    assert r["n_window_ok"] == len(ok)
+    assert r["n_steady_ok"] == len(ok)
+    # counts of the whole load window stay: errors are reported, never dropped
+    assert r["n_window_ok"] == req.filter(pl.col("in_window") & pl.col("ok")).height
     for q, name in ((0.5, "ttft_p50"), (0.95, "ttft_p95"), (0.99, "ttft_p99")):
         assert r[name] == percentile(ok, q)
     assert r["ttft_p50"] == pytest.approx(50, rel=0.05)
@@ -159,7 +161,7 @@ def test_warm_up_is_dropped_until_ttft_settles(tmp_path):
     assert 0.15 * 4 <= r["warmup_s"] <= 0.35 * 4
     assert r["steady_reason"] is None
     assert r["ttft_p99"] == pytest.approx(70, rel=0.1)
-    assert r["throughput_rps"] == pytest.approx(r["n_window_ok"] / r["window_s"])
+    assert r["throughput_rps"] == pytest.approx(r["n_steady_ok"] / r["window_s"])
 
 
 def test_a_run_that_never_settles_is_capped_at_half_its_window(tmp_path):
@@ -173,4 +175,4 @@ def test_a_transient_plan_entry_keeps_the_whole_window(tmp_path):
     r = data.runs.row(0, named=True)
     assert r["warmup_s"] == 0 and r["steady_reason"] is None
     assert r["window_s"] == pytest.approx(4.0)
-    assert r["n_window"] == data.points.row(0, named=True)["n_window"]
+    assert r["n_steady_ok"] == data.points.row(0, named=True)["n_window_ok"]

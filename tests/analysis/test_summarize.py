@@ -140,7 +140,7 @@ def test_summary_records_the_window_used_and_the_tail_it_supports(h_all):
     load_s = summary["window_s"] + summary["warmup_s"]
     assert ((summary["warmup_s"] >= 0) & (summary["warmup_s"] <= load_s / 2)).all()
     assert summary["no_steady_state_reps"].sum() == 0
-    enough = summary["min_window_ok"] >= 200
+    enough = summary["min_steady_ok"] >= 200
     assert summary.filter(enough)["tail"].unique().to_list() in ([], ["p99"])
     assert summary.filter(~enough)["tail"].unique().to_list() in ([], ["p95"])
     # each point's 95 % CI is the t-interval on its repetitions' p99

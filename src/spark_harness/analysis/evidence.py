@@ -81,9 +81,10 @@ class Stat:
 
 
 def tail_quantile(runs: pl.DataFrame) -> tuple[str, list[str]]:
-    """'p99' when every run has ≥ TAIL_P99_MIN_REQUESTS ok requests in its window, else
+    """'p99' when every run has ≥ TAIL_P99_MIN_REQUESTS ok requests in its analysed
+    (steady) window, else
     'p95' and the reason (docs/PLAN.md: "otherwise report p95 and say so")."""
-    if runs.height and runs["n_window_ok"].min() >= T.TAIL_P99_MIN_REQUESTS:
+    if runs.height and runs["n_steady_ok"].min() >= T.TAIL_P99_MIN_REQUESTS:
         return "p99", []
     return "p95", [TAIL_P95_REASON]
 
@@ -198,7 +199,8 @@ class PointStats:
 
     def tail(self) -> tuple[str, list[str]]:
         """The tail percentile these points support: 'p99' when every run completed at
-        least TAIL_P99_MIN_REQUESTS ok requests in its window, else 'p95' with its reason."""
+        least TAIL_P99_MIN_REQUESTS ok requests in its analysed window, else 'p95' with
+        its reason."""
         return tail_quantile(self.runs)
 
     def point_runs(self, label: tuple[Any, ...]) -> pl.DataFrame:
@@ -219,9 +221,9 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
         pl.col("marked").any().alias("marked"),
         *[pl.col(a).first() for a in axes],
-        pl.col("n_window_ok").min().alias("min_window_ok"),
+        pl.col("n_steady_ok").min().alias("min_steady_ok"),
         pl.col("steady_reason").is_not_null().sum().alias("no_steady_state_reps"),
-        pl.when(pl.col("n_window_ok").min() >= T.TAIL_P99_MIN_REQUESTS)
+        pl.when(pl.col("n_steady_ok").min() >= T.TAIL_P99_MIN_REQUESTS)
         .then(pl.lit("p99"))
         .otherwise(pl.lit("p95"))
         .alias("tail"),
@@ -270,7 +272,7 @@ def tail_report(table: pl.DataFrame) -> Gate:
         "tail",
         short.height == 0,
         "report",
-        value=table["min_window_ok"].min() if table.height else None,
+        value=table["min_steady_ok"].min() if table.height else None,
         threshold=T.TAIL_P99_MIN_REQUESTS,
         reasons=[TAIL_P95_REASON] if short.height else [],
         details={"points": [f"{h}/{s}/{p}" for h, s, p in short.select(POINT_KEYS).iter_rows()]},

@@ -63,16 +63,6 @@ COUNTER_DELTAS = {
 }
 
 RUN_KEYS = ["hyp", "stack", "point", "rep"]
-#: Ingest's load-window request counts, recomputed over the analysed window.
-COUNT_COLUMNS = (
-    "n_window",
-    "n_window_ok",
-    "n_window_errors",
-    "n_window_rejected",
-    "error_share",
-    "n_window_aligned",
-    "aligned_share",
-)
 
 
 @dataclass
@@ -218,21 +208,6 @@ def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame, steady: bool = True) 
     return pl.DataFrame(out, schema=schema)
 
 
-def _window_counts(win: pl.LazyFrame) -> pl.LazyFrame:
-    """Request counts over the analysed window (they replace ingest's load-window ones)."""
-    ok = pl.col("ok").fill_null(False)
-    n = pl.len()
-    return win.group_by("run_id").agg(
-        n.alias("n_window"),
-        ok.sum().alias("n_window_ok"),
-        (n - ok.sum()).alias("n_window_errors"),
-        (pl.col("error_kind") == "rejected").fill_null(False).sum().alias("n_window_rejected"),
-        ((n - ok.sum()) / n).alias("error_share"),
-        pl.col("tel_aligned").sum().alias("n_window_aligned"),
-        (pl.col("tel_aligned").sum() / n).alias("aligned_share"),
-    )
-
-
 def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
     """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir);
     ``steady``: analyse each run's steady window (:func:`steady_starts`)."""
@@ -243,7 +218,7 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
     starts = steady_starts(req, points.filter(~pl.col("excluded")), steady)
     usable = (
         points.filter(~pl.col("excluded"))
-        .drop("window_start_ns", *COUNT_COLUMNS)
+        .drop("window_start_ns")
         .join(starts, on="run_id", how="left")
     )
     # a request belongs to the analysed window when it completed in it (unknown: kept)
@@ -273,6 +248,7 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
         _present_sum("cached_tokens").alias("cached_tokens"),
         _present_sum("prompt_tokens").alias("prompt_tokens"),
         pl.col("ttft_ms").filter(pl.col("ok")).mean().alias("ttft_mean"),
+        pl.col("ok").fill_null(False).sum().alias("n_steady_ok"),
     )
     session = (
         req.filter(pl.col("session_id").is_not_null())
@@ -284,18 +260,14 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
             pl.len().alias("n_sessions"),
         )
     )
-    per_req = (
-        req_aggs.join(session, on="run_id", how="left")
-        .join(_window_counts(win), on="run_id", how="left")
-        .collect()
-    )
+    per_req = req_aggs.join(session, on="run_id", how="left").collect()
     tel = _telemetry(_scan(sources, TELEMETRY), usable)
     window_s = (pl.col("window_end_ns") - pl.col("window_start_ns")) / 1e9
     runs = (
         usable.with_columns(window_s.alias("window_s"))
         .join(per_req, on="run_id", how="left")
         .join(tel, on="run_id", how="left")
-        .with_columns((pl.col("n_window_ok") / pl.col("window_s")).alias("throughput_rps"))
+        .with_columns((pl.col("n_steady_ok") / pl.col("window_s")).alias("throughput_rps"))
     )
     pct = {
         f"ttft_{k}": [percentile(ttft.get(r, np.empty(0)), q) for r in runs["run_id"]]
