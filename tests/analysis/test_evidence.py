@@ -35,13 +35,13 @@ def test_repetition_and_cov_gates():
             "hyp": ["H"] * 3,
             "stack": ["B"] * 3,
             "point": ["a", "b", "c"],
-            "n_reps": [2, 1, 0],
+            "n_reps": [3, 2, 0],
             "cov_p99": [0.05, None, None],
         }
     )
     g = evidence.repetitions_gate(table)
     assert g.passed is False
-    assert g.reasons == ["too_few_repetitions", "point_without_usable_runs"]
+    assert g.reasons == ["fewer_than_3_repetitions", "point_without_usable_runs"]
     assert evidence.cov_gate(table).passed is True
     noisy = table.with_columns(pl.Series("cov_p99", [0.12, None, None]))
     assert evidence.cov_gate(noisy).reasons == ["cov_p99_over_10pct"]
@@ -121,3 +121,23 @@ def test_server_reads_prefer_the_per_process_counter_then_subtract_fio():
     )
     unknown = base.with_columns(pl.Series("perturbation_read_bps", [0.0, None, 1.0]))
     assert evidence.server_reads(unknown)[1] is None
+
+
+def test_tail_is_p99_only_with_200_requests_in_every_window():
+    assert evidence.tail_quantile(_runs(n_steady_ok=[200, 250, 300])) == ("p99", [])
+    short = evidence.tail_quantile(_runs(n_steady_ok=[200, 199, 300]))
+    assert short == ("p95", ["tail_p95_fewer_than_200_requests"])
+    table = pl.DataFrame(
+        {
+            "hyp": ["H"] * 3,
+            "stack": ["B"] * 3,
+            "point": ["a", "b", "c"],
+            "tail": ["p99", "p95", None],  # c: no usable run
+            "min_steady_ok": [250, 150, None],
+        }
+    )
+    g = evidence.tail_report(table)
+    assert g.passed is False and g.effect == "report" and g.value == 150
+    assert g.reasons == ["tail_p95_fewer_than_200_requests"]
+    assert g.details["points"] == ["H/B/b"]
+    assert evidence.tail_report(table.filter(pl.col("point") != "b")).passed is True

@@ -43,7 +43,8 @@ def summarize(
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
-    ctx = Context(hyp, hyp_config, load(sources), out_dir)
+    steady = bool(hyp_config.get("steady_state", True))
+    ctx = Context(hyp, hyp_config, load(sources, steady=steady), out_dir)
     if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
         result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
     else:

@@ -2,9 +2,10 @@
 
 An evaluator turns :class:`Context` (its hypothesis, plan entry and :class:`~.runs.Runs`)
 into a :class:`~.verdict.Verdict`. Per-point numbers come from :class:`PointStats`, which
-keeps the bootstrap replicates so any derived statistic (a ratio, a slope, a difference)
-gets its CI from the same resamples. :func:`standard_gates` applies the quality gates of
-``HYPOTHESES.md`` to the runs an evaluator used.
+keeps the replicates (the repetition is the unit, :class:`~.stats.Resampler`) so any
+derived statistic (a ratio, a slope, a difference) gets its CI from the same draws.
+:func:`standard_gates` applies the quality gates of ``HYPOTHESES.md`` to the runs an
+evaluator used.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ POINT_KEYS = ("hyp", "stack", "point")
 
 #: Run metrics averaged per point in ``summary.csv`` (besides TTFT percentiles).
 MEAN_COLUMNS = (
+    "window_s",
+    "warmup_s",
     "ttft_mean",
     "throughput_rps",
     "error_share",
@@ -68,12 +71,14 @@ MEAN_COLUMNS = (
     "prompt_tokens",
     "sim_step_overrun",
 )
+#: Why a rule reports p95 instead of p99.
+TAIL_P95_REASON = f"tail_p95_fewer_than_{T.TAIL_P99_MIN_REQUESTS}_requests"
 SUM_COLUMNS = ("n_window", "n_window_ok", "n_window_errors", "n_window_rejected")
 
 
 @dataclass(frozen=True)
 class Stat:
-    """A point estimate with its bootstrap CI."""
+    """A point estimate with its CI (None: no spread to judge, e.g. one repetition)."""
 
     value: float | None
     ci: tuple[float, float] | None
@@ -82,6 +87,15 @@ class Stat:
     def of(cls, estimate: float, replicates: np.ndarray) -> Stat:
         v = float(estimate)
         return cls(None if math.isnan(v) else v, ci(replicates))
+
+
+def tail_quantile(runs: pl.DataFrame) -> tuple[str, list[str]]:
+    """'p99' when every run has ≥ TAIL_P99_MIN_REQUESTS ok requests in its analysed
+    (steady) window, else
+    'p95' and the reason (docs/PLAN.md: "otherwise report p95 and say so")."""
+    if runs.height and runs["n_steady_ok"].min() >= T.TAIL_P99_MIN_REQUESTS:
+        return "p99", []
+    return "p95", [TAIL_P95_REASON]
 
 
 def rows(frame: pl.DataFrame) -> list[Row]:
@@ -153,7 +167,7 @@ class Context:
 
 
 class PointStats:
-    """TTFT percentiles per point (mean over repetitions) with their bootstrap replicates."""
+    """TTFT percentiles per point (mean over repetitions) with their replicates."""
 
     def __init__(self, data: Runs, runs: pl.DataFrame, by: Sequence[str] = POINT_KEYS):
         self.runs = runs
@@ -169,15 +183,15 @@ class PointStats:
         return self.labels.index(label)
 
     def slots(self, q: str) -> np.ndarray:
-        """Resampled per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_slots)."""
+        """Replicates of the per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_runs)."""
         return self._slots[..., list(QUANTILES).index(q)]
 
     def fixed_slots(self, column: str) -> np.ndarray:
-        """A per-run column as chosen by the resampled slots: (RESAMPLES, n_slots)."""
+        """Replicates of a per-run column: (RESAMPLES, n_runs)."""
         return self.res.fixed(self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy())
 
     def replicates(self, q: str) -> np.ndarray:
-        """Per-point percentile q, resampled: (RESAMPLES, n_points)."""
+        """Replicates of the per-point percentile q: (RESAMPLES, n_points)."""
         return self.res.by_stratum(self.slots(q))
 
     def fixed_replicates(self, column: str) -> np.ndarray:
@@ -188,6 +202,16 @@ class PointStats:
         v = self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy()
         return np.array([v[m].mean() if m.any() else math.nan for m in self._members])
 
+    def members(self, label: tuple[Any, ...]) -> np.ndarray:
+        """Which runs (rows of ``runs``) belong to the point ``label``."""
+        return self._members[self.index(label)]
+
+    def tail(self) -> tuple[str, list[str]]:
+        """The tail percentile these points support: 'p99' when every run completed at
+        least TAIL_P99_MIN_REQUESTS ok requests in its analysed window, else 'p95' with
+        its reason."""
+        return tail_quantile(self.runs)
+
     def point_runs(self, label: tuple[Any, ...]) -> pl.DataFrame:
         return self.runs.filter(pl.Series(self._members[self.index(label)]))
 
@@ -195,7 +219,7 @@ class PointStats:
 def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) -> pl.DataFrame:
     """``summary.csv``: one row per (hyp, stack, point), failed points included.
 
-    TTFT percentiles are means over repetitions with bootstrap CIs; other metrics are means
+    TTFT percentiles are means over repetitions with t CIs; other metrics are means
     (counts are sums); ``cov_p99`` is the CoV of the per-run p99 across repetitions.
     """
     ps = ps or PointStats(data, runs)
@@ -206,6 +230,12 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
         pl.col("marked").any().alias("marked"),
         *[pl.col(a).first() for a in axes],
+        pl.col("n_steady_ok").min().alias("min_steady_ok"),
+        pl.col("steady_reason").is_not_null().sum().alias("no_steady_state_reps"),
+        pl.when(pl.col("n_steady_ok").min() >= T.TAIL_P99_MIN_REQUESTS)
+        .then(pl.lit("p99"))
+        .otherwise(pl.lit("p95"))
+        .alias("tail"),
         *[pl.col(c).sum() for c in SUM_COLUMNS],
         *[pl.col(c).mean() for c in present],
         # sample SD over mean; null for a single repetition
@@ -226,7 +256,7 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
     failed = _failed_points(data, runs)
     if failed.height:
         table = pl.concat([table, failed], how="diagonal_relaxed")
-    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99"]
+    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99", "tail"]
     rest = [c for c in table.columns if c not in first]
     return table.select(*first, *rest).sort(*POINT_KEYS[:2], *axes, "point", nulls_last=True)
 
@@ -241,6 +271,20 @@ def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(0).alias("n_reps"),
         *[pl.col(a).first() for a in axes],
         pl.col("exclude_reason").unique().sort().str.join(";").alias("failed_reasons"),
+    )
+
+
+def tail_report(table: pl.DataFrame) -> Gate:
+    """Points whose window is too short for p99 are reported; their rules use p95."""
+    short = table.filter(pl.col("tail") == "p95")
+    return Gate(
+        "tail",
+        short.height == 0,
+        "report",
+        value=table["min_steady_ok"].min() if table.height else None,
+        threshold=T.TAIL_P99_MIN_REQUESTS,
+        reasons=[TAIL_P95_REASON] if short.height else [],
+        details={"points": [f"{h}/{s}/{p}" for h, s, p in short.select(POINT_KEYS).iter_rows()]},
     )
 
 
@@ -267,7 +311,7 @@ def repetitions_gate(table: pl.DataFrame) -> Gate:
     few = table.filter(pl.col("n_reps") < T.MIN_REPETITIONS)
     reasons = []
     if few.height:
-        reasons.append("too_few_repetitions")
+        reasons.append(f"fewer_than_{T.MIN_REPETITIONS}_repetitions")
     if few.filter(pl.col("n_reps") == 0).height:
         reasons.append("point_without_usable_runs")
     return Gate(
