@@ -25,8 +25,8 @@ from typing import Any
 import aiohttp
 
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, pin_apart
 from spark_harness.workloads import build_workload
+from spark_harness_testkit.groundtruth import TruthConfig, TruthServer, pin_apart
 
 #: role chunk, usage chunk and [DONE] around the content events of the truth server
 NON_CONTENT_EVENTS = 3

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import truthbench
 
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer
 from spark_harness.loadgen.schedule import schedule
-from spark_harness.loadgen.summary import percentile
+from spark_harness_testkit.groundtruth import TruthConfig, TruthServer
 
 RATES = (50, 200, 500)
 WORKLOAD = {"kind": "fixed_context", "context_tokens": 32, "output_tokens": 4, "nonce": True}
@@ -60,8 +60,8 @@ def main() -> None:
                 errors = sum(not r["ok"] for r in load)
                 print(
                     f"| {rate} | {kind} | {planned} | {len(load)} | {len(load) / planned:.4f} "
-                    f"| {len(load) / ((hi - lo) / 1e9):.1f} | {percentile(lags, 50):.3f} "
-                    f"| {percentile(lags, 99):.3f} | {max(lags):.3f} | {errors} |"
+                    f"| {len(load) / ((hi - lo) / 1e9):.1f} | {float(np.percentile(lags, 50)):.3f} "
+                    f"| {float(np.percentile(lags, 99)):.3f} | {max(lags):.3f} | {errors} |"
                 )
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_loadgen_ttft.py [--load-s 5]
 
-The ground-truth server (spark_harness.loadgen.groundtruth) runs in its own process;
+The ground-truth server (spark_harness_testkit.groundtruth) runs in its own process;
 with ``--pin`` it and the client are pinned to different CPUs (on a VM this adds the
 wake-up latency of a mostly idle vCPU to every event, so the default lets the OS place
 them). Truth per request is what the server did,
@@ -15,11 +15,11 @@ from __future__ import annotations
 import os
 import time
 
+import numpy as np
 import truthbench
 
 from spark_harness.loadgen import run_standalone
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer, compare
-from spark_harness.loadgen.summary import percentile
+from spark_harness_testkit.groundtruth import TruthConfig, TruthServer, compare
 
 STREAMS = (1, 16, 64, 256)
 CFG = TruthConfig(ttft_ms=100, ttft_jitter_ms=100, itl_ms=50)
@@ -62,12 +62,12 @@ def main() -> None:
             true = [p["true_ttft_ms"] for p in pairs]
             err = [p["ttft_ms"] - p["true_ttft_ms"] for p in pairs]
             tpot_err = [p["tpot_ms"] - p["true_tpot_ms"] for p in pairs]
-            r50, t50 = percentile(ttft, 50), percentile(true, 50)
-            r99, t99 = percentile(ttft, 99), percentile(true, 99)
+            r50, t50 = float(np.percentile(ttft, 50)), float(np.percentile(true, 50))
+            r99, t99 = float(np.percentile(ttft, 99)), float(np.percentile(true, 99))
             print(
                 f"| {users} | {len(pairs)} | {t50:.2f} | {r50:.2f} | {r50 / t50:.4f} "
-                f"| {t99:.2f} | {r99:.2f} | {r99 / t99:.4f} | {percentile(err, 50):.3f} "
-                f"| {percentile(err, 99):.3f} | {max(err):.3f} | {percentile(tpot_err, 50):.3f} "
+                f"| {t99:.2f} | {r99:.2f} | {r99 / t99:.4f} | {float(np.percentile(err, 50)):.3f} "
+                f"| {float(np.percentile(err, 99)):.3f} | {max(err):.3f} | {float(np.percentile(tpot_err, 50)):.3f} "
                 f"| {cpu:.0%} |"
             )
     print(f"load average at end: {os.getloadavg()[0]:.2f} (times in ms)")

@@ -7,7 +7,7 @@ import argparse
 import os
 from collections.abc import Sequence
 
-from spark_harness.loadgen.groundtruth import pin_apart
+from spark_harness_testkit.groundtruth import pin_apart
 
 
 def start(doc: str, columns: Sequence[str]) -> tuple[argparse.Namespace, int | None]:

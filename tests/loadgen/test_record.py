@@ -126,3 +126,28 @@ def test_failure_before_sending_has_no_latencies() -> None:
     assert rec["sent_ns"] is None and rec["ttft_ms"] is None and rec["e2e_ms"] is None
     assert rec["queue_ms"] is None
     assert rec["done_ns"] == CLOCK.wall_ns + 200 * MS
+
+
+def _text(s: str) -> dict[str, object]:
+    return {"choices": [{"text": s}]}
+
+
+@pytest.mark.parametrize(
+    ("kernel", "merged", "bound"),
+    [
+        (True, False, 0.0),  # a kernel stamp of a read holding the first token alone: exact
+        (True, True, 40.0),  # a late read holding two tokens: [lower bound, stamp]
+        (False, False, 40.0),  # a loop stamp is only bounded by the previous read
+    ],
+)
+def test_first_token_bound(kernel: bool, merged: bool, bound: float) -> None:
+    first, second = frame(_text("a")), frame(_text(" b"))
+    tail = frame(USAGE) + frame(b"[DONE]")
+    if merged:
+        chunks = [(20 * MS, frame({"choices": []})), (60 * MS, first + second), (80 * MS, tail)]
+    else:
+        chunks = [(20 * MS, frame({"choices": []})), (60 * MS, first), (80 * MS, second + tail)]
+    att = attempt(chunks, lower_ns=[10 * MS, 20 * MS, 60 * MS], kernel_stamps=kernel)
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ok"], rec["error"]
+    assert rec["first_token_bound_ms"] == pytest.approx(bound)

@@ -10,8 +10,8 @@ import pytest
 
 from spark_harness.contract import REQUEST_FIELDS
 from spark_harness.loadgen import LoadError, run_load
-from spark_harness.loadgen.groundtruth import TruthConfig
 from spark_harness.workloads.trace import read_trace
+from spark_harness_testkit.groundtruth import TruthConfig
 
 from .conftest import endpoint, spec
 

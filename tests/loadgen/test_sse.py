@@ -63,3 +63,14 @@ def test_any_chunking_gives_the_same_events(payloads: list[str], eol: bytes, dat
         pos += len(p)
     expected = [next(i for lo, hi, i in bounds if lo <= s < hi) for s in starts]
     assert [e.t_ns for e in events] == expected
+
+
+def test_events_know_their_read_and_whether_they_had_it_alone() -> None:
+    chunks = [(1, b"data: a\n\n"), (2, b"data: b\n\ndata: c\n\n"), (3, b"\ndata: d\n\n")]
+    events, _ = split_events(chunks)
+    assert [(e.data, e.t_ns, e.read, e.alone) for e in events] == [
+        ("a", 1, 0, True),
+        ("b", 2, 1, False),  # two events began in read 1
+        ("c", 2, 1, False),
+        ("d", 3, 2, False),  # read 2 began with the previous event's end
+    ]

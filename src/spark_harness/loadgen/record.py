@@ -13,7 +13,7 @@ from typing import Any
 
 from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
-from spark_harness.loadgen.sse import split_events
+from spark_harness.loadgen.sse import Event, split_events
 from spark_harness.loadgen.stream import interpret, usage_fields
 
 
@@ -33,13 +33,26 @@ class Attempt:
     sent_ns: int | None = None  # monotonic: just before the request goes to the socket
     end_ns: int | None = None  # monotonic: stream closed or failure observed
     status: int | None = None
-    chunks: list[tuple[int, bytes]] = field(default_factory=list)
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)  # (arrival, bytes) per read
+    lower_ns: list[int] = field(default_factory=list)  # per chunk: it arrived after this
+    kernel_stamps: bool = False  # chunks carry the kernel's receive stamps
     error_kind: str | None = None  # transport/HTTP failure seen by the client
     error: str | None = None
 
 
 def _ms(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else (b - a) / 1e6
+
+
+def first_token_bound_ms(att: Attempt, first: Event) -> float | None:
+    """How much later than the first token's arrival its stamp may be: 0 for a kernel
+    stamp of a read that held that event alone (one server write), else the width of
+    the read's arrival interval ``[lower bound, stamp]`` (:mod:`.kstamp`)."""
+    if att.kernel_stamps and first.alone:
+        return 0.0
+    if first.read >= len(att.lower_ns):
+        return None
+    return (first.t_ns - att.lower_ns[first.read]) / 1e6
 
 
 def make_record(
@@ -60,10 +73,11 @@ def make_record(
     error_kind, error = att.error_kind, att.error
     t_ns: list[int] = []
     reply: str | None = None
+    res_first: Event | None = None
     if att.chunks:
         events, partial = split_events(att.chunks)
         res = interpret(events, count_piece)
-        t_ns = res.t_ns
+        t_ns, res_first = res.t_ns, res.first
         rec.update(usage_fields(res.usage))
         rec["event_tokens"] = res.tokens
         rec["completion_tokens_client"] = sum(res.tokens)
@@ -96,6 +110,8 @@ def make_record(
     rec["queue_ms"] = _ms(att.ready_ns, sent)
     rec["e2e_incl_queue_ms"] = _ms(att.ready_ns, done)
     rec["schedule_lag_ms"] = _ms(att.scheduled_ns, sent)
+    if res_first is not None:
+        rec["first_token_bound_ms"] = first_token_bound_ms(att, res_first)
     if sent is not None and t_ns:
         rec["event_offsets_ms"] = [(t - sent) / 1e6 for t in t_ns]
     out_tokens = rec["completion_tokens"] or rec["completion_tokens_client"]

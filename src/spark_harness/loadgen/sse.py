@@ -5,7 +5,9 @@ between a chunk's arrival and its stamp is one ``await`` and no parsing. Afterwa
 :func:`split_events` frames the bytes into events (WHATWG SSE rules: lines end in CRLF,
 LF or CR; a blank line ends an event; ``data:`` lines join with LF; ``:`` lines are
 comments; an event with no data is no event) and gives each the stamp of the chunk
-holding its first field line's first byte.
+holding its first field line's first byte, the index of that chunk (``read``) and
+whether the event was the only one to begin in it, at its first byte (``alone``: the
+read held one server write, so a kernel stamp is that write's arrival).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from itertools import pairwise
 
 # a blank line: two line ends; atomic groups keep a CRLF from splitting into CR + LF
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
@@ -25,6 +28,9 @@ class Event:
     t_ns: int  # arrival of the event's first byte (monotonic ns)
     data: str  # the joined data lines
     event: str | None = None  # the `event:` field, if any
+    # how it was delivered (not what it says, so equality ignores them):
+    read: int = field(default=0, compare=False)  # the chunk holding its first byte
+    alone: bool = field(default=True, compare=False)  # the only event begun there, at its start
 
 
 def _fields(block: bytes) -> tuple[int, list[bytes], bytes | None]:
@@ -79,17 +85,28 @@ def split_events(chunks: Sequence[tuple[int, bytes]]) -> tuple[list[Event], byte
     for offset, block in bounds:
         if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:
             value = block[6:] if block[5:6] == b" " else block[5:]  # the common case
-            t = stamps[bisect_right(starts, offset) - 1]
-            events.append(Event(t, value.decode("utf-8", "replace")))
+            i = bisect_right(starts, offset) - 1
+            text = value.decode("utf-8", "replace")
+            events.append(Event(stamps[i], text, None, i, offset == starts[i]))
             continue
         first, data, kind = _fields(block)
         if data:
-            t = stamps[bisect_right(starts, offset + first) - 1]
+            i = bisect_right(starts, offset + first) - 1
             events.append(
                 Event(
-                    t,
+                    stamps[i],
                     b"\n".join(data).decode("utf-8", "replace"),
                     kind.decode("utf-8", "replace") if kind else None,
+                    i,
+                    offset + first == starts[i],
                 )
             )
-    return events, tail
+    return _mark_shared(events), tail
+
+
+def _mark_shared(events: list[Event]) -> list[Event]:
+    """Events that share their first read with another event are not ``alone``."""
+    shared = {a.read for a, b in pairwise(events) if a.read == b.read}
+    if not shared:
+        return events
+    return [replace(e, alone=False) if e.read in shared else e for e in events]

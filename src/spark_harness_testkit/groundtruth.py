@@ -23,7 +23,7 @@ without ``[DONE]``), ``error-event`` (an ``error`` object mid-stream), ``no-cont
 (only role chunk and usage). Misbehaving streams go wrong after ``MISBEHAVE_AFTER``
 content events. ``linger`` is complete but keeps the response open after ``[DONE]``.
 
-Run it in its own process (``python -m spark_harness.loadgen.groundtruth --help``, or
+Run it in its own process (``python -m spark_harness_testkit.groundtruth --help``, or
 :class:`TruthServer`) so it does not share the client's event loop or core;
 :func:`serve` runs it inside the caller's loop for tests that check behaviour, not timing.
 ``GET /truth`` returns the stamps by ``X-Request-Id`` (``?clear=1`` empties them).
@@ -312,7 +312,7 @@ class TruthServer:
         args = [
             sys.executable,
             "-m",
-            "spark_harness.loadgen.groundtruth",
+            "spark_harness_testkit.groundtruth",
             "--parent",
             str(os.getpid()),
         ]
