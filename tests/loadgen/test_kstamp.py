@@ -16,22 +16,22 @@ HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 def test_dechunk_gives_each_reads_payload_its_stamp_and_lower_bound() -> None:
     capture = [
-        (2, 1, HEAD + b"5\r\nhel"),
-        (12, 10, b"lo\r\n3\r\nabc\r\n"),
-        (22, 20, b"0\r\n\r\n"),
+        (2, 1, HEAD + b"5\r\nhel", True),
+        (12, 10, b"lo\r\n3\r\nabc\r\n", False),
+        (22, 20, b"0\r\n\r\n", True),
     ]
     pieces = dechunk(capture)
-    assert pieces == [(2, 1, b"hel"), (12, 10, b"loabc")]
+    assert pieces == [(2, 1, b"hel", True), (12, 10, b"loabc", False)]
 
 
 def test_dechunk_refuses_what_it_cannot_map() -> None:
-    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")]) is None
-    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nTransfer-Enc")]) is None
-    assert dechunk([(1, 1, HEAD + b"zz\r\nabc\r\n")]) is None
+    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", True)]) is None
+    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nTransfer-Enc", True)]) is None
+    assert dechunk([(1, 1, HEAD + b"zz\r\nabc\r\n", True)]) is None
 
 
 def test_dechunk_keeps_the_complete_part_of_a_cut_response() -> None:
-    assert dechunk([(2, 1, HEAD + b"3\r\nabc\r\n4\r\nde")]) == [(2, 1, b"abcde")]
+    assert dechunk([(2, 1, HEAD + b"3\r\nabc\r\n4\r\nde", True)]) == [(2, 1, b"abcde", True)]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_TIMESTAMPNS is Linux's")
@@ -63,7 +63,7 @@ def test_stamped_socket_reads_kernel_arrival_times() -> None:
             time.sleep(late_s)
             assert client.recv(100) == b"one" * writes
             own = time.monotonic_ns()
-            ((stamp, lower, data),) = client.take()
+            ((stamp, lower, data, _),) = client.take()
             assert data == b"one" * writes and lower <= stamp <= own
             return before, after, stamp, lower, own
 
@@ -74,6 +74,7 @@ def test_stamped_socket_reads_kernel_arrival_times() -> None:
             if own - stamp >= 4_000_000:
                 break
         before, after, stamp, _, own = exchange(0.02)  # the client is late to read
+        assert client.capture == [] and stamp < own
         assert before - 1_000_000 <= stamp <= after + 1_000_000  # the kernel is not
         assert own - stamp >= 15_000_000
         # a late read of two writes: the stamp is the last one's arrival, and the lower
@@ -82,7 +83,7 @@ def test_stamped_socket_reads_kernel_arrival_times() -> None:
         assert after - 1_000_000 <= stamp <= after + 1_000_000
         assert stamp - before >= 4_000_000
         assert lower <= before
-        client.capture.append((0, 0, b"stale"))
+        client.capture.append((0, 0, b"stale", False))
         client.send(b"next request")  # a new request starts a new capture
         assert client.take() == []
     finally:

@@ -133,21 +133,25 @@ def _text(s: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize(
-    ("kernel", "merged", "bound"),
+    ("kernel", "layout", "bound"),
     [
-        (True, False, 0.0),  # a kernel stamp of a read holding the first token alone: exact
-        (True, True, 40.0),  # a late read holding two tokens: [lower bound, stamp]
-        (False, False, 40.0),  # a loop stamp is only bounded by the previous read
+        (True, "apart", 0.0),  # a kernel stamp of a read ending with the first token: exact
+        (True, "after-role", 0.0),  # read late together with the role chunk: still its own
+        (True, "before-next", 40.0),  # the second token after it: only [lower, stamp]
+        (False, "apart", 40.0),  # a loop stamp is only bounded by the previous read
+        (None, "apart", 40.0),  # kernel stamps, but not on that read (the read's own time)
     ],
 )
-def test_first_token_bound(kernel: bool, merged: bool, bound: float) -> None:
-    first, second = frame(_text("a")), frame(_text(" b"))
+def test_first_token_bound(kernel: bool | None, layout: str, bound: float) -> None:
+    role, first, second = frame({"choices": []}), frame(_text("a")), frame(_text(" b"))
     tail = frame(USAGE) + frame(b"[DONE]")
-    if merged:
-        chunks = [(20 * MS, frame({"choices": []})), (60 * MS, first + second), (80 * MS, tail)]
-    else:
-        chunks = [(20 * MS, frame({"choices": []})), (60 * MS, first), (80 * MS, second + tail)]
-    att = attempt(chunks, lower_ns=[10 * MS, 20 * MS, 60 * MS], kernel_stamps=kernel)
+    chunks = {
+        "apart": [(20 * MS, role), (60 * MS, first), (80 * MS, second + tail)],
+        "after-role": [(20 * MS, b""), (60 * MS, role + first), (80 * MS, second + tail)],
+        "before-next": [(20 * MS, role), (60 * MS, first + second), (80 * MS, tail)],
+    }[layout]
+    stamped = [True, False, True] if kernel is None else [kernel] * 3
+    att = attempt(chunks, lower_ns=[10 * MS, 20 * MS, 60 * MS], kernel=stamped)
     rec, _ = make_record(att, CLOCK, count_text)
     assert rec["ok"], rec["error"]
     assert rec["first_token_bound_ms"] == pytest.approx(bound)

@@ -11,9 +11,10 @@ Choices that keep the numbers right (REFERENCE.md, "Measuring streamed responses
   out), so waiting for a connection and serializing the request are client queueing,
   never server latency;
 - each chunk is stamped on arrival with the monotonic clock and stored raw; parsing
-  happens after the stream closes (:mod:`.record`); where the kernel's receive stamps
-  are available (:mod:`.kstamp`) they replace the loop's, so the client's own
-  scheduling delays are not in the numbers;
+  happens after the stream closes (:mod:`.record`, in the writer thread); where the
+  kernel's receive stamps are available (:mod:`.kstamp`) the socket's raw reads are kept
+  with the attempt and replace the loop's stamps there, so the client's own scheduling
+  delays are not in the numbers;
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
@@ -103,9 +104,6 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
         #: encoded bodies by prompt identity (the prompt is kept, so its id stays its own)
         self._bodies: dict[tuple[int, int, str | None], tuple[Any, bytes]] = {}
-        #: streams read, and how many of them carry kernel receive stamps
-        self.streams = 0
-        self.kernel_stamped = 0
 
     async def __aenter__(self) -> Client:
         connector = aiohttp.TCPConnector(
@@ -199,15 +197,8 @@ class Client:
             trace_request_ctx=att,  # type: ignore[arg-type]
         ) as resp:
             complete = await self._read_response(resp, att)
-        captured = sockets[0].take() if len(sockets) == 1 else []
-        if complete:
-            self.streams += 1
-            pieces = kstamp.dechunk(captured) if captured else None
-            if pieces and b"".join(p for *_, p in pieces) == b"".join(c for _, c in att.chunks):
-                att.chunks = [(t, p) for t, _, p in pieces]
-                att.lower_ns = [lo for _, lo, _ in pieces]
-                att.kernel_stamps = True
-                self.kernel_stamped += 1
+        if complete and len(sockets) == 1:  # decoded with the record, off the loop
+            att.captured = sockets[0].take()
 
     async def _read_response(self, resp: aiohttp.ClientResponse, att: Attempt) -> bool:
         """Check status and type, then read the stream; True if it was read to its end."""

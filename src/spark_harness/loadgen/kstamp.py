@@ -26,7 +26,7 @@ scheduling from the measurement. How:
   sent, through the :data:`sending` context variable: aiohttp may release a connection
   as soon as a short response is complete, before the client could look at it;
 - after a response, :func:`dechunk` decodes the captured raw HTTP/1.1 bytes (head, then
-  chunked body) into one ``(stamp, lower bound, payload piece)`` per read;
+  chunked body) into one ``(stamp, lower bound, payload piece, kernel)`` per read;
 - the client uses them only when their payload equals, byte for byte, what aiohttp
   delivered; otherwise (another event loop such as uvloop that bypasses ``recv``, an
   encoding other than chunked, a platform without the option) it keeps the loop stamps.
@@ -47,6 +47,9 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 _ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
+#: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's)
+Read = tuple[int, int, bytes, bool]
+
 #: set by the client around one request: the socket that sends it appends itself
 sending: contextvars.ContextVar[list[StampedSocket] | None] = contextvars.ContextVar(
     "kstamp_sending", default=None
@@ -58,8 +61,8 @@ class StampedSocket(socket.socket):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: per read: (arrival stamp, lower bound, bytes), monotonic ns
-        self.capture: list[tuple[int, int, bytes]] = []
+        #: per read: (arrival stamp, lower bound, bytes, stamp is the kernel's), monotonic ns
+        self.capture: list[Read] = []
         self._lower_ns = 0  # start of the previous read, or of the last send
         self.kernel = False
         if sys.platform == "linux" and _ANC_SIZE:
@@ -86,6 +89,7 @@ class StampedSocket(socket.socket):
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         start = time.monotonic_ns()
+        kernel_stamped = False
         if not self.kernel:
             data = super().recv(bufsize, flags)
             stamp = time.monotonic_ns()
@@ -98,13 +102,13 @@ class StampedSocket(socket.socket):
                     # kernel stamps are wall-clock: move them onto the monotonic clock
                     kernel = sec * 1_000_000_000 + nsec - (time.time_ns() - now)
                     if self._lower_ns <= kernel <= now:  # else stale: keep the read's time
-                        stamp = kernel
+                        stamp, kernel_stamped = kernel, True
         if data:
-            self.capture.append((stamp, self._lower_ns, data))
+            self.capture.append((stamp, self._lower_ns, data, kernel_stamped))
         self._lower_ns = start
         return data
 
-    def take(self) -> list[tuple[int, int, bytes]]:
+    def take(self) -> list[Read]:
         """What was received since the last take."""
         out, self.capture = self.capture, []
         return out
@@ -116,19 +120,20 @@ def socket_factory(addr_info: Sequence[Any]) -> socket.socket:
     return StampedSocket(family, type_, proto)
 
 
-def dechunk(capture: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, bytes]] | None:
+def dechunk(capture: Sequence[Read]) -> list[Read] | None:
     """The payload of one captured HTTP/1.1 chunked response, one ``(stamp, lower bound,
-    payload)`` per read that carried payload. None if the capture is not such a response."""
-    raw = b"".join(d for _, _, d in capture)
+    payload, kernel)`` per read that carried payload. None if the capture is not such a
+    response."""
+    raw = b"".join(r[2] for r in capture)
     head_end = raw.find(b"\r\n\r\n")
     if head_end < 0 or b"transfer-encoding: chunked" not in raw[:head_end].lower():
         return None
     bounds = []  # end offset of each read
     pos = 0
-    for _, _, d in capture:
-        pos += len(d)
+    for r in capture:
+        pos += len(r[2])
         bounds.append(pos)
-    out: list[tuple[int, int, bytes]] = []
+    out: list[Read] = []
     read = 0  # index of the read holding ``start``
     last = -1  # the read of the last piece given out
     pos = head_end + 4
@@ -147,11 +152,11 @@ def dechunk(capture: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, int, b
             while bounds[read] <= start:
                 read += 1
             cut = min(end, bounds[read])
-            stamp, lower, _ = capture[read]
+            stamp, lower, _, kernel = capture[read]
             if last == read:
-                out[-1] = (stamp, lower, out[-1][2] + raw[start:cut])
+                out[-1] = (stamp, lower, out[-1][2] + raw[start:cut], kernel)
             else:
-                out.append((stamp, lower, raw[start:cut]))
+                out.append((stamp, lower, raw[start:cut], kernel))
                 last = read
             start = cut
         pos = eol + 2 + size + 2

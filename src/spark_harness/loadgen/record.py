@@ -13,6 +13,7 @@ from typing import Any
 
 from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
+from spark_harness.loadgen import kstamp
 from spark_harness.loadgen.sse import Event, split_events
 from spark_harness.loadgen.stream import interpret, usage_fields
 
@@ -35,7 +36,8 @@ class Attempt:
     status: int | None = None
     chunks: list[tuple[int, bytes]] = field(default_factory=list)  # (arrival, bytes) per read
     lower_ns: list[int] = field(default_factory=list)  # per chunk: it arrived after this
-    kernel_stamps: bool = False  # chunks carry the kernel's receive stamps
+    kernel: list[bool] = field(default_factory=list)  # per chunk: a kernel receive stamp
+    captured: list[kstamp.Read] | None = None  # the socket's raw reads
     error_kind: str | None = None  # transport/HTTP failure seen by the client
     error: str | None = None
 
@@ -46,13 +48,27 @@ def _ms(a: int | None, b: int | None) -> float | None:
 
 def first_token_bound_ms(att: Attempt, first: Event) -> float | None:
     """How much later than the first token's arrival its stamp may be: 0 for a kernel
-    stamp of a read that held that event alone (one server write), else the width of
-    the read's arrival interval ``[lower bound, stamp]`` (:mod:`.kstamp`)."""
-    if att.kernel_stamps and first.alone:
+    stamp of a read in which no other event follows it (the stamp is the arrival of the
+    read's last segment: its own), else the width of the read's arrival interval
+    ``[lower bound, stamp]`` (:mod:`.kstamp`)."""
+    if first.last and first.read < len(att.kernel) and att.kernel[first.read]:
         return 0.0
     if first.read >= len(att.lower_ns):
         return None
     return (first.t_ns - att.lower_ns[first.read]) / 1e6
+
+
+def use_kernel_stamps(att: Attempt) -> bool:
+    """Replace the loop's chunks by the socket's kernel-stamped reads where they carry the
+    same payload, byte for byte (:mod:`.kstamp`); True if they did."""
+    pieces = kstamp.dechunk(att.captured) if att.captured else None
+    att.captured = None
+    if not pieces or b"".join(p[2] for p in pieces) != b"".join(c for _, c in att.chunks):
+        return False
+    att.chunks = [(t, p) for t, _, p, _ in pieces]
+    att.lower_ns = [lo for _, lo, _, _ in pieces]
+    att.kernel = [k for *_, k in pieces]
+    return True
 
 
 def make_record(
@@ -70,6 +86,7 @@ def make_record(
         status=att.status,
         prompt_tokens_client=att.prompt_tokens_client,
     )
+    use_kernel_stamps(att)
     error_kind, error = att.error_kind, att.error
     t_ns: list[int] = []
     reply: str | None = None

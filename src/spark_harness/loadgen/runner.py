@@ -186,8 +186,8 @@ class _Run:
             raise ExceptionGroup("a record could not be written", [self.recorder.error])
         log.info(
             "event stamps: kernel receive time for %d of %d streams (the rest: event loop)",
-            client.kernel_stamped,
-            client.streams,
+            self.recorder.kernel_stamped,
+            self.recorder.streams,
         )
         if self.dropped:
             log.warning(

@@ -6,8 +6,8 @@ between a chunk's arrival and its stamp is one ``await`` and no parsing. Afterwa
 LF or CR; a blank line ends an event; ``data:`` lines join with LF; ``:`` lines are
 comments; an event with no data is no event) and gives each the stamp of the chunk
 holding its first field line's first byte, the index of that chunk (``read``) and
-whether the event was the only one to begin in it, at its first byte (``alone``: the
-read held one server write, so a kernel stamp is that write's arrival).
+whether it is the last event to begin in that chunk (``last``: no other event's bytes
+follow it there, so a kernel stamp, the arrival of the read's last segment, is its own).
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from itertools import pairwise
+from dataclasses import dataclass, field
 
 # a blank line: two line ends; atomic groups keep a CRLF from splitting into CR + LF
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
@@ -30,7 +29,7 @@ class Event:
     event: str | None = None  # the `event:` field, if any
     # how it was delivered (not what it says, so equality ignores them):
     read: int = field(default=0, compare=False)  # the chunk holding its first byte
-    alone: bool = field(default=True, compare=False)  # the only event begun there, at its start
+    last: bool = field(default=True, compare=False)  # no other event's bytes follow in it
 
 
 def _fields(block: bytes) -> tuple[int, list[bytes], bytes | None]:
@@ -82,12 +81,15 @@ def split_events(chunks: Sequence[tuple[int, bytes]]) -> tuple[list[Event], byte
         for part in parts:
             bounds.append((pos, part))
             pos += len(part) + 2
-    for offset, block in bounds:
+    starts.append(len(buf))  # the end of the last chunk
+    # where the bytes after each block begin (the next block, or a partial tail)
+    after = [o for o, _ in bounds[1:]] + [len(buf) - len(tail) if tail else len(buf)]
+    for (offset, block), nxt in zip(bounds, after, strict=True):
         if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:
             value = block[6:] if block[5:6] == b" " else block[5:]  # the common case
             i = bisect_right(starts, offset) - 1
             text = value.decode("utf-8", "replace")
-            events.append(Event(stamps[i], text, None, i, offset == starts[i]))
+            events.append(Event(stamps[i], text, None, i, nxt >= starts[i + 1]))
             continue
         first, data, kind = _fields(block)
         if data:
@@ -98,15 +100,7 @@ def split_events(chunks: Sequence[tuple[int, bytes]]) -> tuple[list[Event], byte
                     b"\n".join(data).decode("utf-8", "replace"),
                     kind.decode("utf-8", "replace") if kind else None,
                     i,
-                    offset + first == starts[i],
+                    nxt >= starts[i + 1],
                 )
             )
-    return _mark_shared(events), tail
-
-
-def _mark_shared(events: list[Event]) -> list[Event]:
-    """Events that share their first read with another event are not ``alone``."""
-    shared = {a.read for a, b in pairwise(events) if a.read == b.read}
-    if not shared:
-        return events
-    return [replace(e, alone=False) if e.read in shared else e for e in events]
+    return events, tail
