@@ -11,7 +11,8 @@ writes. Tables:
 - accuracy: closed loop at 16, 64, 256 streams x 512- and 4,096-token prompts, 128
   output tokens 20 ms apart after a 100 ms TTFT; the client's p50/p99 minus the truth's,
   TPOT p50 error, the share of first tokens whose stamp carries a bound (a late read
-  held more than one event) and the server's own lateness (p99 of first-token write -
+  held more than one event), the largest error its bound (and the server's own write
+  time) does not explain, and the server's own lateness (p99 of first-token write -
   due: it was not the limit while this is small);
 - capacity: 64 streams against a zero-delay server (128 tokens, 512-token prompts): the
   client's CPU-ms per 1,000 streamed tokens and the requests/s it sustained (client CPU
@@ -97,6 +98,7 @@ def accuracy(cpu: int | None, load_s: float) -> None:
             "TPOT error p50",
             "bounded first tokens",
             "bound p99",
+            "error beyond bound max",
             "server late p99",
             "client CPU",
         ],
@@ -112,11 +114,15 @@ def accuracy(cpu: int | None, load_s: float) -> None:
                 )
                 pairs = compare([r for r in records if r["phase"] == "load"], srv.truth())
                 if not pairs:
-                    row(users, prompt, 0, *["-"] * 10)
+                    row(users, prompt, 0, *["-"] * 11)
                     continue
                 col = {k: [p[k] for p in pairs] for k in pairs[0]}
                 err = [a - b for a, b in zip(col["ttft_ms"], col["true_ttft_ms"], strict=True)]
                 bounds = [b or 0.0 for b in col["first_token_bound_ms"]]
+                # what the stamps' bound and the server's own write time do not explain
+                beyond = [
+                    e - b - w for e, b, w in zip(err, bounds, col["server_write_ms"], strict=True)
+                ]
                 row(
                     users,
                     prompt,
@@ -129,6 +135,7 @@ def accuracy(cpu: int | None, load_s: float) -> None:
                     pct(col["tpot_ms"], 50) - pct(col["true_tpot_ms"], 50),
                     f"{sum(b > 0 for b in bounds) / len(bounds):.1%}",
                     pct(bounds, 99),
+                    max(beyond),
                     pct(col["server_late_ms"], 99),
                     f"{busy / wall:.0%}",
                 )
