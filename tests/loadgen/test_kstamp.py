@@ -89,3 +89,15 @@ def test_stamped_socket_reads_kernel_arrival_times() -> None:
     finally:
         for s in (client, server, listener):
             s.close()
+
+
+def test_wall_offset_is_measured_between_two_close_monotonic_reads(monkeypatch) -> None:
+    # the first reading is interrupted (the monotonic reads 5 ms apart), the second not
+    mono = iter([0, 5_000_000, 10_000_000, 10_001_000])
+    wall = iter([1_000_007_000_000, 1_000_010_000_000])
+    monkeypatch.setattr(kstamp, "_offset", [0, -kstamp.OFFSET_REUSE_NS])
+    monkeypatch.setattr(kstamp.time, "monotonic_ns", lambda: next(mono))
+    monkeypatch.setattr(kstamp.time, "time_ns", lambda: next(wall))
+    assert kstamp.wall_offset_ns(10_001_000) == 1_000_010_000_000 - 10_000_500
+    # reused within OFFSET_REUSE_NS, without reading the clocks again
+    assert kstamp.wall_offset_ns(10_500_000) == 1_000_010_000_000 - 10_000_500

@@ -198,7 +198,7 @@ class Client:
         ) as resp:
             complete = await self._read_response(resp, att)
         if complete and len(sockets) == 1:  # decoded with the record, off the loop
-            att.captured = sockets[0].take()
+            att.captured, att.socket_sent_ns = sockets[0].take(), sockets[0].sent_ns
 
     async def _read_response(self, resp: aiohttp.ClientResponse, att: Attempt) -> bool:
         """Check status and type, then read the stream; True if it was read to its end."""

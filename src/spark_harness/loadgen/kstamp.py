@@ -22,9 +22,11 @@ scheduling from the measurement. How:
   after a process's first stamped socket may carry no kernel stamp: those keep the
   read's own time, late, never early;
 - a send on the socket starts a new capture (HTTP/1.1 without pipelining: what arrives
-  next is that request's response) and hands the socket to the request that is being
-  sent, through the :data:`sending` context variable: aiohttp may release a connection
-  as soon as a short response is complete, before the client could look at it;
+  next is that request's response), stamps the request's first send (``sent_ns``, just
+  before the system call: later than aiohttp's hook by whatever delayed the client in
+  between) and hands the socket to the request that is being sent, through the
+  :data:`sending` context variable: aiohttp may release a connection as soon as a short
+  response is complete, before the client could look at it;
 - after a response, :func:`dechunk` decodes the captured raw HTTP/1.1 bytes (head, then
   chunked body) into one ``(stamp, lower bound, payload piece, kernel)`` per read;
 - the client uses them only when their payload equals, byte for byte, what aiohttp
@@ -56,6 +58,32 @@ sending: contextvars.ContextVar[list[StampedSocket] | None] = contextvars.Contex
 )
 
 
+#: how long a measured wall - monotonic offset is reused (NTP slews the wall clock by at
+#: most 0.5 ms per second: well under a microsecond in this time)
+OFFSET_REUSE_NS = 1_000_000
+#: a measurement whose two monotonic reads are further apart than this was interrupted
+OFFSET_TIGHT_NS = 20_000
+_offset = [0, -OFFSET_REUSE_NS]  # (wall - monotonic, when measured)
+
+
+def wall_offset_ns(now: int) -> int:
+    """Wall clock minus monotonic clock, in ns, as of monotonic ``now``. Read between two
+    monotonic reads, retried while they are far apart: a thread that lost the processor
+    (or the interpreter lock) between the two clocks would shift every stamp it moves."""
+    if now - _offset[1] < OFFSET_REUSE_NS:
+        return _offset[0]
+    best = (1 << 62, 0)
+    for _ in range(8):
+        m1 = time.monotonic_ns()
+        wall = time.time_ns()
+        m2 = time.monotonic_ns()
+        best = min(best, (m2 - m1, wall - (m1 + m2) // 2))
+        if best[0] <= OFFSET_TIGHT_NS:
+            break
+    _offset[0], _offset[1] = best[1], now
+    return best[1]
+
+
 class StampedSocket(socket.socket):
     """A socket that keeps what each ``recv`` returned and the bounds of its arrival."""
 
@@ -64,6 +92,10 @@ class StampedSocket(socket.socket):
         #: per read: (arrival stamp, lower bound, bytes, stamp is the kernel's), monotonic ns
         self.capture: list[Read] = []
         self._lower_ns = 0  # start of the previous read, or of the last send
+        #: when the current request's first byte went to the kernel (the first send
+        #: after a read): the client's own delays before it are not server time
+        self.sent_ns: int | None = None
+        self._answered = True  # a read since the last send: the next send is a new request
         self.kernel = False
         if sys.platform == "linux" and _ANC_SIZE:
             try:
@@ -75,6 +107,8 @@ class StampedSocket(socket.socket):
     def _sending(self) -> None:
         self.capture = []  # a new request: what arrives next is its response
         self._lower_ns = time.monotonic_ns()
+        if self._answered:
+            self.sent_ns, self._answered = self._lower_ns, False
         holder = sending.get()
         if holder is not None and self not in holder:
             holder.append(self)
@@ -100,11 +134,12 @@ class StampedSocket(socket.socket):
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
                     # kernel stamps are wall-clock: move them onto the monotonic clock
-                    kernel = sec * 1_000_000_000 + nsec - (time.time_ns() - now)
+                    kernel = sec * 1_000_000_000 + nsec - wall_offset_ns(now)
                     if self._lower_ns <= kernel <= now:  # else stale: keep the read's time
                         stamp, kernel_stamped = kernel, True
         if data:
             self.capture.append((stamp, self._lower_ns, data, kernel_stamped))
+            self._answered = True
         self._lower_ns = start
         return data
 

@@ -38,6 +38,7 @@ class Attempt:
     lower_ns: list[int] = field(default_factory=list)  # per chunk: it arrived after this
     kernel: list[bool] = field(default_factory=list)  # per chunk: a kernel receive stamp
     captured: list[kstamp.Read] | None = None  # the socket's raw reads
+    socket_sent_ns: int | None = None  # the socket's first send of the request
     error_kind: str | None = None  # transport/HTTP failure seen by the client
     error: str | None = None
 
@@ -60,7 +61,8 @@ def first_token_bound_ms(att: Attempt, first: Event) -> float | None:
 
 def use_kernel_stamps(att: Attempt) -> bool:
     """Replace the loop's chunks by the socket's kernel-stamped reads where they carry the
-    same payload, byte for byte (:mod:`.kstamp`); True if they did."""
+    same payload, byte for byte (:mod:`.kstamp`), and ``sent_ns`` by the socket's own
+    send stamp where that is later; True if they did."""
     pieces = kstamp.dechunk(att.captured) if att.captured else None
     att.captured = None
     if not pieces or b"".join(p[2] for p in pieces) != b"".join(c for _, c in att.chunks):
@@ -68,6 +70,8 @@ def use_kernel_stamps(att: Attempt) -> bool:
     att.chunks = [(t, p) for t, _, p, _ in pieces]
     att.lower_ns = [lo for _, lo, _, _ in pieces]
     att.kernel = [k for *_, k in pieces]
+    if att.socket_sent_ns is not None and att.sent_ns is not None:
+        att.sent_ns = max(att.sent_ns, att.socket_sent_ns)
     return True
 
 
