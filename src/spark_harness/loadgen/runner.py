@@ -18,6 +18,7 @@ its record and hands it to ``on_record`` in finishing order; failures are record
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -132,6 +133,7 @@ class _Run:
         # a workload that overrides ``finished`` wants each reply before its next request
         self.needs_reply = type(workload).finished is not Workload.finished
         self._tg: asyncio.TaskGroup | None = None
+        self._loop = asyncio.get_running_loop()
         self.dropped = 0  # open loop: queued for a slot when sending stopped, never sent
         self._ids = count()
         self.users = settings.users
@@ -157,7 +159,6 @@ class _Run:
         return s.warmup_s + s.load_s + s.cooldown_s
 
     async def run(self) -> dict[str, list[int]]:
-        self._loop = asyncio.get_running_loop()
         connections = self.users or self.settings.max_concurrency or 0
         client = Client(
             self.endpoint,
@@ -204,8 +205,10 @@ class _Run:
             raise exc
 
         def in_loop() -> None:
+            # a group already closing has no new tasks: the error is raised after it
             if self._tg is not None:
-                self._tg.create_task(fail())
+                with contextlib.suppress(RuntimeError):
+                    self._tg.create_task(fail())
 
         self._loop.call_soon_threadsafe(in_loop)
 
