@@ -2,8 +2,8 @@
 
 ``run_load`` is what ``measure.py`` calls for one point; the modules below are usable
 on their own (``schedule``, ``sse``, ``stream``, ``record`` are pure functions). The
-calibration server the tests and benchmarks check the client against is
-``spark_harness_testkit.groundtruth``.
+calibration server the tests and benchmarks check the client against is the test kit's
+``groundtruth`` (never imported here).
 """
 
 from __future__ import annotations
