@@ -59,20 +59,19 @@ def first_token_bound_ms(att: Attempt, first: Event) -> float | None:
     return (first.t_ns - att.lower_ns[first.read]) / 1e6
 
 
-def use_kernel_stamps(att: Attempt) -> bool:
+def use_kernel_stamps(att: Attempt) -> None:
     """Replace the loop's chunks by the socket's kernel-stamped reads where they carry the
     same payload, byte for byte (:mod:`.kstamp`), and ``sent_ns`` by the socket's own
-    send stamp where that is later; True if they did."""
+    send stamp where that is later."""
     pieces = kstamp.dechunk(att.captured) if att.captured else None
     att.captured = None
     if not pieces or b"".join(p[2] for p in pieces) != b"".join(c for _, c in att.chunks):
-        return False
+        return
     att.chunks = [(t, p) for t, _, p, _ in pieces]
     att.lower_ns = [lo for _, lo, _, _ in pieces]
     att.kernel = [k for *_, k in pieces]
     if att.socket_sent_ns is not None and att.sent_ns is not None:
         att.sent_ns = max(att.sent_ns, att.socket_sent_ns)
-    return True
 
 
 def make_record(
