@@ -155,3 +155,23 @@ def test_first_token_bound(kernel: bool | None, layout: str, bound: float) -> No
     rec, _ = make_record(att, CLOCK, count_text)
     assert rec["ok"], rec["error"]
     assert rec["first_token_bound_ms"] == pytest.approx(bound)
+
+
+def test_the_socket_capture_replaces_loop_stamps_and_the_send_stamp() -> None:
+    body = frame(_text("a")) + frame(USAGE) + frame(b"[DONE]")
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    raw = head + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    att = attempt([(90 * MS, body)], lower_ns=[10 * MS])  # the loop's (late) stamp
+    att.captured = [(40 * MS, 12 * MS, raw, True)]  # the kernel's
+    att.socket_sent_ns = 12 * MS  # the request reached the socket 2 ms after the hook
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ok"], rec["error"]
+    assert rec["ttft_ms"] == pytest.approx(28.0)  # 40 - 12, not 90 - 10
+    assert rec["queue_ms"] == pytest.approx(7.0)  # ready 5 -> socket 12: client time
+    # usage and [DONE] came in the same read, after the token: the stamp may be theirs
+    assert rec["first_token_bound_ms"] == pytest.approx(28.0)
+    # a capture that does not match what was delivered is not used
+    att = attempt([(90 * MS, body)], lower_ns=[10 * MS])
+    att.captured, att.socket_sent_ns = [(40 * MS, 12 * MS, raw[:-20], True)], 12 * MS
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ttft_ms"] == pytest.approx(80.0) and rec["first_token_bound_ms"] == 80.0
