@@ -2,6 +2,7 @@
 
     python benchmarks/bench_analysis.py                 # full size (about 8 GB of JSONL)
     python benchmarks/bench_analysis.py --scale 0.05    # a quick look
+    python benchmarks/bench_analysis.py --raw-parquet   # runs with the load generator's Parquet
 
 The data are synthetic runs in the exact contract format (``spark_harness_testkit.synthetic``): one
 H0 concurrency sweep of stack A, ``--runs`` runs of equal size, every request with 16
@@ -13,8 +14,12 @@ its peak memory is its own:
 - ``ingest``: ``spark_harness.ingest.ingest`` of all runs into one ingest folder;
 - ``summarize``: ``spark_harness.analysis.summarize("H0", ...)`` on that folder.
 
-Figures are wall seconds, peak RSS, and each stage's time as a ratio to the baseline
-measured in the same session. Goal (issue 6): ingest + summarise < 30 s, < 4 GB peak.
+With ``--raw-parquet`` every run also has the ``requests.parquet`` the load generator
+writes when its point ends (``ingest.write_raw_requests``; its cost, paid once per point
+at measurement time, is printed), and ingest reads that instead of the JSONL; without
+it, any such file is removed first. Figures are wall seconds, peak RSS, and each stage's
+time as a ratio to the baseline measured in the same session. Goal (issues 6 and 15):
+ingest + summarise < 30 s, < 4 GB peak.
 """
 
 from __future__ import annotations
@@ -31,6 +36,20 @@ from pathlib import Path
 
 USERS = (1, 2, 4, 8, 16)
 CADENCE_MS = 200.0
+
+
+def raw_parquet(dirs: list[Path], wanted: bool) -> float:
+    """Give every run the load generator's ``requests.parquet`` (or take it away); return
+    the seconds spent writing them."""
+    from spark_harness.ingest import RAW_REQUESTS, write_raw_requests
+
+    t0 = time.perf_counter()
+    for d in dirs:
+        if not wanted:
+            (d / RAW_REQUESTS).unlink(missing_ok=True)
+        elif not (d / RAW_REQUESTS).exists():
+            write_raw_requests(d)
+    return time.perf_counter() - t0
 
 
 def generate(data: Path, rows: int, runs: int, samples: int) -> list[Path]:
@@ -107,6 +126,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full size")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "spark-harness-bench")
+    p.add_argument("--raw-parquet", action="store_true", help="runs carry requests.parquet")
     p.add_argument("--stage", help=argparse.SUPPRESS)
     a = p.parse_args()
     rows, samples = int(10_000_000 * a.scale), int(1_000_000 * a.scale)
@@ -121,6 +141,9 @@ def main() -> None:
         f"data: {len(dirs)} runs, {rows:,} requests, {samples:,} samples in {data} "
         f"({time.perf_counter() - t0:.0f} s to prepare)"
     )
+    spent = raw_parquet(dirs, a.raw_parquet)
+    if a.raw_parquet:
+        print(f"load generator's requests.parquet: {spent:.1f} s to write (new files only)")
     results = {}
     for name in ("parse", "ingest", "summarize"):
         cmd = [

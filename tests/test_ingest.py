@@ -8,11 +8,13 @@ import pytest
 
 from spark_harness import contract
 from spark_harness.ingest import (
+    RAW_REQUESTS,
     IngestError,
     expand_run_dirs,
     failed_attempts,
     ingest,
     request_schema,
+    write_raw_requests,
 )
 from spark_harness_testkit.synthetic import RunSpec, write_run
 
@@ -79,6 +81,23 @@ def test_tables_typed_counted_and_identified(tmp_path, runs):
     ok = points.filter(pl.col("rep") == 0, pl.col("point") == "users-1").row(0, named=True)
     assert (ok["n_window"], ok["aligned_share"], ok["cadence_ms"]) == (50, 1.0, 200.0)
     assert ok["devices"] == ["nvme0n1"] and ok["unavailable"] == ["gpu: synthetic: no NVML"]
+
+
+def test_the_load_generators_parquet_is_read_instead_of_the_jsonl(tmp_path, runs):
+    _, dirs = runs
+    lines = sum(_lines(d / "requests.jsonl") for d in dirs)
+    ingest(dirs, tmp_path / "from-jsonl")
+    for d in dirs[:2]:  # the completed runs; the failed attempt keeps its journal alone
+        written = write_raw_requests(d)
+        assert written == d / RAW_REQUESTS
+        assert pl.read_parquet(written).schema == pl.Schema(request_schema())
+        (d / "requests.jsonl").write_text("")  # ingest must not need it any more
+    ingest(dirs, tmp_path / "from-parquet")
+    a, b = (
+        pl.read_parquet(tmp_path / o / "requests.parquet") for o in ("from-jsonl", "from-parquet")
+    )
+    assert a.height == lines
+    assert a.equals(b)
 
 
 def test_request_joined_to_nearest_sample_within_a_cadence(tmp_path, runs):

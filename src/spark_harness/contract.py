@@ -50,6 +50,7 @@ REQUEST_FIELDS: dict[str, str] = {
     "ready_ns": "Int64",  # when the request was due and started waiting for a slot
     "sent_ns": "Int64",  # just before the HTTP request was written
     "first_token_ns": "Int64",  # first byte of the first SSE event with non-empty content
+    "first_token_bound_ms": "Float64",  # first_token_ns may be this much late (docs/LOADGEN.md)
     "done_ns": "Int64",  # last content event (or the error)
     "ttft_ms": "Float64",  # first_token - sent
     "tpot_ms": "Float64",  # (e2e - ttft) / (completion_tokens - 1), tokens > 1

@@ -18,6 +18,11 @@
 
 Requests are processed one run at a time and streamed into the output, so memory stays
 bounded by the largest run, not by the whole hypothesis.
+
+A run's requests are read from ``requests.parquet`` where the load generator wrote one
+at the end of its point (:func:`write_raw_requests`: the same typed table, parsed once,
+while the point's files are still in the page cache), else from ``requests.jsonl`` (the
+crash-safe journal, which failed attempts and older runs have alone).
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ ID_COLUMNS = ("hyp", "stack", "point", "rep", "run_id")
 #: for files about 15 % larger (benchmarks/README.md). Per-run parts are uncompressed.
 COMPRESSION = {"compression": "zstd", "compression_level": 1}
 REQUESTS = "requests.parquet"
+#: the load generator's typed copy of a run's ``requests.jsonl``, beside it
+RAW_REQUESTS = "requests.parquet"
 TELEMETRY = "telemetry.parquet"
 POINTS = "points.parquet"
 
@@ -333,10 +340,27 @@ def _unavailable_meta(meta: RunMeta) -> dict[str, str | None]:
 
 
 # -------------------------------------------------------------------- requests
+def _raw_requests(run_dir: Path) -> tuple[pl.DataFrame, int]:
+    """A run's request lines, typed, and how many lines could not be decoded."""
+    path = run_dir / "requests.jsonl"
+    return _read_ndjson(path, _schema_with_extras(path))
+
+
+def write_raw_requests(run_dir: Path) -> Path:
+    """Write ``requests.parquet`` beside a complete ``requests.jsonl`` (atomically): what
+    the load generator does when its point ends, so ingest need not parse JSON."""
+    df, _ = _raw_requests(run_dir)
+    target = run_dir / RAW_REQUESTS
+    tmp = run_dir / f".{RAW_REQUESTS}.part"
+    df.write_parquet(tmp, **COMPRESSION)
+    os.replace(tmp, target)
+    return target
+
+
 def read_requests(meta: RunMeta, samples: pl.DataFrame) -> tuple[pl.DataFrame, int]:
     """One run's requests, typed, joined to the nearest telemetry sample in time."""
-    path = meta.dir / "requests.jsonl"
-    df, bad = _read_ndjson(path, _schema_with_extras(path))
+    raw = meta.dir / RAW_REQUESTS
+    df, bad = (pl.read_parquet(raw), 0) if raw.is_file() else _raw_requests(meta.dir)
     missing = [k for k, t in request_schema().items() if k not in df.columns]
     if missing:  # an empty file yields no columns
         df = df.with_columns([pl.lit(None, dtype=request_schema()[k]).alias(k) for k in missing])

@@ -416,6 +416,9 @@ class Point:
         """Write the contract files; run.json last, since it marks the point complete."""
         self.sink.close()
         os.replace(self.sink.path, self.out / "requests.jsonl")
+        from spark_harness.ingest import write_raw_requests
+
+        write_raw_requests(self.out)  # the typed copy ingest reads instead of the JSONL
         write_jsonl(self.out / "telemetry.jsonl", self.telemetry_rows)
         write_json(self.out / "run.json", self.run)
 
@@ -429,7 +432,7 @@ class Point:
         # renames and unlinks first: they need no space, so a full disk keeps them
         if self.sink.path.exists():
             os.replace(self.sink.path, dest / "requests.jsonl")
-        for name in ("requests.jsonl", "telemetry.jsonl", "run.json"):
+        for name in ("requests.jsonl", "requests.parquet", "telemetry.jsonl", "run.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.out / name).unlink()
         for extra in self.out.glob("qos-*"):

@@ -182,6 +182,7 @@ def _requests(
             "ready_ns": sent,
             "sent_ns": sent,
             "first_token_ns": sent + np.round(ttft * 1e6).astype(np.int64),
+            "first_token_bound_ms": np.zeros(total),
             "done_ns": sent + np.round(e2e * 1e6).astype(np.int64),
             "ttft_ms": ttft,
             "tpot_ms": np.full(total, rs.tpot_ms),

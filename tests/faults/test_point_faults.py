@@ -18,8 +18,8 @@ import pytest
 
 from spark_harness.contract import Endpoint, MetricsSource
 from spark_harness.files import read_jsonl
-from spark_harness.loadgen.groundtruth import TruthConfig, TruthServer
 from spark_harness.plan import Plan
+from spark_harness_testkit.groundtruth import TruthConfig, TruthServer
 from tests.conftest import REPO
 from tests.faults.conftest import plan, wait_for
 

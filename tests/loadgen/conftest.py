@@ -12,7 +12,7 @@ import pytest
 from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint
 from spark_harness.loadgen import run_load
-from spark_harness.loadgen.groundtruth import TruthConfig, serve
+from spark_harness_testkit.groundtruth import TruthConfig, serve
 
 
 @dataclass

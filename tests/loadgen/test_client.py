@@ -12,8 +12,8 @@ import pytest
 
 from spark_harness.contract import REQUEST_FIELDS
 from spark_harness.loadgen.client import api_url, request_body
-from spark_harness.loadgen.groundtruth import LINGER, MISBEHAVIOURS, TruthConfig
 from spark_harness.workloads import Request
+from spark_harness_testkit.groundtruth import LINGER, MISBEHAVIOURS, TruthConfig
 
 from .conftest import endpoint, run_against, spec
 

@@ -14,25 +14,24 @@ from spark_harness.loadgen.kstamp import StampedSocket, dechunk
 HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
 
-def test_dechunk_gives_a_reads_first_byte_its_first_stamp_and_the_rest_the_reads() -> None:
+def test_dechunk_gives_each_reads_payload_its_stamp_and_lower_bound() -> None:
     capture = [
-        (1, 2, HEAD + b"5\r\nhel"),
-        (10, 12, b"lo\r\n3\r\nabc\r\n"),
-        (20, 22, b"0\r\n\r\n"),
+        (2, 1, HEAD + b"5\r\nhel", True),
+        (12, 10, b"lo\r\n3\r\nabc\r\n", False),
+        (22, 20, b"0\r\n\r\n", True),
     ]
     pieces = dechunk(capture)
-    assert pieces == [(1, b"h"), (2, b"el"), (10, b"l"), (12, b"oabc")]
-    assert b"".join(p for _, p in pieces) == b"helloabc"
+    assert pieces == [(2, 1, b"hel", True), (12, 10, b"loabc", False)]
 
 
 def test_dechunk_refuses_what_it_cannot_map() -> None:
-    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc")]) is None
-    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nTransfer-Enc")]) is None
-    assert dechunk([(1, 1, HEAD + b"zz\r\nabc\r\n")]) is None
+    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", True)]) is None
+    assert dechunk([(1, 1, b"HTTP/1.1 200 OK\r\nTransfer-Enc", True)]) is None
+    assert dechunk([(1, 1, HEAD + b"zz\r\nabc\r\n", True)]) is None
 
 
 def test_dechunk_keeps_the_complete_part_of_a_cut_response() -> None:
-    assert dechunk([(1, 2, HEAD + b"3\r\nabc\r\n4\r\nde")]) == [(1, b"a"), (2, b"bcde")]
+    assert dechunk([(2, 1, HEAD + b"3\r\nabc\r\n4\r\nde", True)]) == [(2, 1, b"abcde", True)]
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="SO_TIMESTAMPNS is Linux's")
@@ -52,30 +51,53 @@ def test_stamped_socket_reads_kernel_arrival_times() -> None:
         assert holder == [client]  # the sending request learns its socket
         server.recv(100)
 
-        def exchange(late_s: float) -> tuple[int, int, int, int]:
-            """The server sends; the client reads late_s later. (sent from, sent by,
-            first-byte stamp, read stamp)."""
-            before = time.monotonic_ns()
-            server.send(b"one")
-            after = time.monotonic_ns()
+        def exchange(late_s: float, writes: int = 1) -> tuple[int, int, int, int, int]:
+            """The server sends ``writes`` times 5 ms apart; the client reads late_s after
+            the last. (first sent from, last sent by, stamp, lower bound, read's time)."""
+            before = after = time.monotonic_ns()
+            for i in range(writes):
+                if i:
+                    time.sleep(0.005)
+                server.send(b"one")
+                after = time.monotonic_ns()
             time.sleep(late_s)
-            assert client.recv(100) == b"one"
-            ((first, own, data),) = client.take()
-            assert data == b"one" and first <= own
-            return before, after, first, own
+            assert client.recv(100) == b"one" * writes
+            own = time.monotonic_ns()
+            ((stamp, lower, data, _),) = client.take()
+            assert data == b"one" * writes and lower <= stamp <= own
+            return before, after, stamp, lower, own
 
         # the kernel turns receive stamping on a moment after the first socket asks
         # (deferred work): until then a read carries its own stamp (late, never early)
         for _ in range(200):
-            *_, first, own = exchange(0.005)
-            if own - first >= 4_000_000:
+            _, _, stamp, _, own = exchange(0.005)
+            if own - stamp >= 4_000_000:
                 break
-        before, after, first, own = exchange(0.02)  # the client is late to read
-        assert before - 1_000_000 <= first <= after + 1_000_000  # the kernel is not
-        assert own - first >= 15_000_000
-        client.capture.append((0, 0, b"stale"))
+        before, after, stamp, _, own = exchange(0.02)  # the client is late to read
+        assert client.capture == [] and stamp < own
+        assert before - 1_000_000 <= stamp <= after + 1_000_000  # the kernel is not
+        assert own - stamp >= 15_000_000
+        # a late read of two writes: the stamp is the last one's arrival, and the lower
+        # bound (the previous read's start) is before the first
+        before, after, stamp, lower, _ = exchange(0.02, writes=2)
+        assert after - 1_000_000 <= stamp <= after + 1_000_000
+        assert stamp - before >= 4_000_000
+        assert lower <= before
+        client.capture.append((0, 0, b"stale", False))
         client.send(b"next request")  # a new request starts a new capture
         assert client.take() == []
     finally:
         for s in (client, server, listener):
             s.close()
+
+
+def test_wall_offset_is_measured_between_two_close_monotonic_reads(monkeypatch) -> None:
+    # the first reading is interrupted (the monotonic reads 5 ms apart), the second not
+    mono = iter([0, 5_000_000, 10_000_000, 10_001_000])
+    wall = iter([1_000_007_000_000, 1_000_010_000_000])
+    monkeypatch.setattr(kstamp, "_offset", [0, -kstamp.OFFSET_REUSE_NS])
+    monkeypatch.setattr(kstamp.time, "monotonic_ns", lambda: next(mono))
+    monkeypatch.setattr(kstamp.time, "time_ns", lambda: next(wall))
+    assert kstamp.wall_offset_ns(10_001_000) == 1_000_010_000_000 - 10_000_500
+    # reused within OFFSET_REUSE_NS, without reading the clocks again
+    assert kstamp.wall_offset_ns(10_500_000) == 1_000_010_000_000 - 10_000_500

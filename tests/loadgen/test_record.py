@@ -126,3 +126,52 @@ def test_failure_before_sending_has_no_latencies() -> None:
     assert rec["sent_ns"] is None and rec["ttft_ms"] is None and rec["e2e_ms"] is None
     assert rec["queue_ms"] is None
     assert rec["done_ns"] == CLOCK.wall_ns + 200 * MS
+
+
+def _text(s: str) -> dict[str, object]:
+    return {"choices": [{"text": s}]}
+
+
+@pytest.mark.parametrize(
+    ("kernel", "layout", "bound"),
+    [
+        (True, "apart", 0.0),  # a kernel stamp of a read ending with the first token: exact
+        (True, "after-role", 0.0),  # read late together with the role chunk: still its own
+        (True, "before-next", 40.0),  # the second token after it: only [lower, stamp]
+        (False, "apart", 40.0),  # a loop stamp is only bounded by the previous read
+        (None, "apart", 40.0),  # kernel stamps, but not on that read (the read's own time)
+    ],
+)
+def test_first_token_bound(kernel: bool | None, layout: str, bound: float) -> None:
+    role, first, second = frame({"choices": []}), frame(_text("a")), frame(_text(" b"))
+    tail = frame(USAGE) + frame(b"[DONE]")
+    chunks = {
+        "apart": [(20 * MS, role), (60 * MS, first), (80 * MS, second + tail)],
+        "after-role": [(20 * MS, b""), (60 * MS, role + first), (80 * MS, second + tail)],
+        "before-next": [(20 * MS, role), (60 * MS, first + second), (80 * MS, tail)],
+    }[layout]
+    stamped = [True, False, True] if kernel is None else [kernel] * 3
+    att = attempt(chunks, lower_ns=[10 * MS, 20 * MS, 60 * MS], kernel=stamped)
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ok"], rec["error"]
+    assert rec["first_token_bound_ms"] == pytest.approx(bound)
+
+
+def test_the_socket_capture_replaces_loop_stamps_and_the_send_stamp() -> None:
+    body = frame(_text("a")) + frame(USAGE) + frame(b"[DONE]")
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    raw = head + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    att = attempt([(90 * MS, body)], lower_ns=[10 * MS])  # the loop's (late) stamp
+    att.captured = [(40 * MS, 12 * MS, raw, True)]  # the kernel's
+    att.socket_sent_ns = 12 * MS  # the request reached the socket 2 ms after the hook
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ok"], rec["error"]
+    assert rec["ttft_ms"] == pytest.approx(28.0)  # 40 - 12, not 90 - 10
+    assert rec["queue_ms"] == pytest.approx(7.0)  # ready 5 -> socket 12: client time
+    # usage and [DONE] came in the same read, after the token: the stamp may be theirs
+    assert rec["first_token_bound_ms"] == pytest.approx(28.0)
+    # a capture that does not match what was delivered is not used
+    att = attempt([(90 * MS, body)], lower_ns=[10 * MS])
+    att.captured, att.socket_sent_ns = [(40 * MS, 12 * MS, raw[:-20], True)], 12 * MS
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ttft_ms"] == pytest.approx(80.0) and rec["first_token_bound_ms"] == 80.0

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import itertools
+import time
 from collections import defaultdict
 
 import pytest
 
+from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
 from spark_harness.loadgen import LoadError, run_load
-from spark_harness.loadgen.groundtruth import TruthConfig
 from spark_harness.workloads.trace import read_trace
+from spark_harness_testkit.groundtruth import TruthConfig, serve
 
 from .conftest import endpoint, spec
 
@@ -181,3 +184,25 @@ def test_multi_token_events_are_counted_per_event(run_in_process) -> None:
         assert r["completion_tokens_client"] == r["completion_tokens"] == 8
         # TPOT spreads the time after the first event over the 7 later tokens, not 2 events
         assert r["tpot_ms"] == pytest.approx((r["e2e_ms"] - r["ttft_ms"]) / 7)
+
+
+def test_a_record_that_cannot_be_written_stops_the_run_with_its_error() -> None:
+    written: list[str] = []
+
+    def journal(rec: dict) -> None:
+        if len(written) == 5:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(rec["request_id"])
+
+    async def main() -> None:
+        async with serve(TruthConfig(ttft_ms=2, itl_ms=1)) as url:
+            point = spec(FIXED, {"kind": "closed", "users": 2}, load_s=30.0)
+            await run_load(endpoint(url), point, Clock.start(), journal, lambda *_: None)
+
+    t0 = time.monotonic()
+    with pytest.raises(ExceptionGroup) as failed:
+        asyncio.run(main())
+    assert time.monotonic() - t0 < 10  # stopped, not run to the end of its 30 s
+    full = failed.value.subgroup(lambda e: isinstance(e, OSError) and e.errno == errno.ENOSPC)
+    assert full is not None
+    assert len(written) == 5  # what was written before the failure stays

@@ -63,3 +63,15 @@ def test_any_chunking_gives_the_same_events(payloads: list[str], eol: bytes, dat
         pos += len(p)
     expected = [next(i for lo, hi, i in bounds if lo <= s < hi) for s in starts]
     assert [e.t_ns for e in events] == expected
+
+
+def test_events_know_their_read_and_whether_another_follows_them_there() -> None:
+    chunks = [(1, b"data: a\n\n"), (2, b"data: b\n\ndata: c\n"), (3, b"\ndata: d\n\ndata: e")]
+    events, tail = split_events(chunks)
+    assert [(e.data, e.t_ns, e.read, e.last) for e in events] == [
+        ("a", 1, 0, True),
+        ("b", 2, 1, False),  # c begins after it in read 1
+        ("c", 2, 1, True),  # its end came with read 2, and nothing else began in read 1
+        ("d", 3, 2, False),  # the start of e follows it in read 2
+    ]
+    assert tail == b"data: e"

@@ -1,9 +1,9 @@
 """The measuring client: schedules, HTTP/SSE, per-request records.
 
-``run_load`` is what ``measure.py`` calls for one point; ``summarize`` condenses its
-records; the modules below are usable on their own (``schedule``, ``sse``, ``stream``,
-``record`` are pure functions). ``groundtruth`` is the calibration server the tests and
-benchmarks check the client against.
+``run_load`` is what ``measure.py`` calls for one point; the modules below are usable
+on their own (``schedule``, ``sse``, ``stream``, ``record`` are pure functions). The
+calibration server the tests and benchmarks check the client against is the test kit's
+``groundtruth`` (never imported here).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from spark_harness.loadgen.runner import (
     run_load,
     run_standalone,
 )
-from spark_harness.loadgen.summary import summarize
 
 __all__ = [
     "LoadError",
@@ -23,5 +22,4 @@ __all__ = [
     "phase_plans",
     "run_load",
     "run_standalone",
-    "summarize",
 ]

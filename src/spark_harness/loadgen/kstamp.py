@@ -7,23 +7,28 @@ scheduling from the measurement. How:
 
 - the connector creates :class:`StampedSocket` objects (aiohttp's ``socket_factory``);
   asyncio's transport reads them with ``recv``, which here uses ``recvmsg`` and keeps
-  each read's bytes with two stamps: the kernel's (converted to the monotonic clock)
-  and the read's own;
-- the kernel stamps a read with the arrival of its *first* packet (later packets that
-  arrived before the read are merged into it), so only the read's first byte gets the
-  kernel stamp and its other bytes the read's own stamp: late, never early. A kernel
-  stamp older than the start of the socket's previous read is stale (the kernel merged
-  new data into an old buffer) and is replaced by the read's own;
+  each read's bytes with the kernel's stamp (converted to the monotonic clock) and the
+  read's *lower bound*: the start of the socket's previous read, or the send of the
+  request for its first read (what this read returns was not there yet);
+- Linux stamps a TCP read with the arrival of the *last* segment it returns (each
+  segment read overwrites the stamp, and segments that wait in the receive queue are
+  coalesced under the newest stamp), so the stamp is exact for every byte of a read
+  that holds one segment and an upper bound for the others: a read's bytes arrived
+  within ``[lower bound, stamp]``. A read that is on time holds one server write; a late
+  read (the client was busy) may hold several, and then only the bound is known (the
+  record keeps it: ``first_token_bound_ms``). A kernel stamp older than the read's lower
+  bound is stale and replaced by the read's own time;
 - the kernel turns receive stamping on through deferred work, so the first reads
-  after a process's first stamped socket may carry no kernel stamp (or the read's
-  time): those keep the read's own stamp, again late, never early;
+  after a process's first stamped socket may carry no kernel stamp: those keep the
+  read's own time, late, never early;
 - a send on the socket starts a new capture (HTTP/1.1 without pipelining: what arrives
-  next is that request's response) and hands the socket to the request that is being
-  sent, through the :data:`sending` context variable: aiohttp may release a connection
-  as soon as a short response is complete, before the client could look at it;
+  next is that request's response), stamps the request's first send (``sent_ns``, just
+  before the system call: later than aiohttp's hook by whatever delayed the client in
+  between) and hands the socket to the request that is being sent, through the
+  :data:`sending` context variable: aiohttp may release a connection as soon as a short
+  response is complete, before the client could look at it;
 - after a response, :func:`dechunk` decodes the captured raw HTTP/1.1 bytes (head, then
-  chunked body) into ``(stamp, payload piece)`` pairs: the same form as the loop-stamped
-  chunks;
+  chunked body) into one ``(stamp, lower bound, payload piece, kernel)`` per read;
 - the client uses them only when their payload equals, byte for byte, what aiohttp
   delivered; otherwise (another event loop such as uvloop that bypasses ``recv``, an
   encoding other than chunked, a platform without the option) it keeps the loop stamps.
@@ -44,20 +49,53 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 _ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
 
+#: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's)
+Read = tuple[int, int, bytes, bool]
+
 #: set by the client around one request: the socket that sends it appends itself
 sending: contextvars.ContextVar[list[StampedSocket] | None] = contextvars.ContextVar(
     "kstamp_sending", default=None
 )
 
 
+#: how long a measured wall - monotonic offset is reused (NTP slews the wall clock by at
+#: most 0.5 ms per second: well under a microsecond in this time)
+OFFSET_REUSE_NS = 1_000_000
+#: a measurement whose two monotonic reads are further apart than this was interrupted
+OFFSET_TIGHT_NS = 20_000
+_offset = [0, -OFFSET_REUSE_NS]  # (wall - monotonic, when measured)
+
+
+def wall_offset_ns(now: int) -> int:
+    """Wall clock minus monotonic clock, in ns, as of monotonic ``now``. Read between two
+    monotonic reads, retried while they are far apart: a thread that lost the processor
+    (or the interpreter lock) between the two clocks would shift every stamp it moves."""
+    if now - _offset[1] < OFFSET_REUSE_NS:
+        return _offset[0]
+    best = (1 << 62, 0)
+    for _ in range(8):
+        m1 = time.monotonic_ns()
+        wall = time.time_ns()
+        m2 = time.monotonic_ns()
+        best = min(best, (m2 - m1, wall - (m1 + m2) // 2))
+        if best[0] <= OFFSET_TIGHT_NS:
+            break
+    _offset[0], _offset[1] = best[1], now
+    return best[1]
+
+
 class StampedSocket(socket.socket):
-    """A socket that keeps what each ``recv`` returned and when the kernel received it."""
+    """A socket that keeps what each ``recv`` returned and the bounds of its arrival."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        #: per read: (stamp of its first byte, stamp of the read, bytes)
-        self.capture: list[tuple[int, int, bytes]] = []
-        self._last_read_start_ns = 0
+        #: per read: (arrival stamp, lower bound, bytes, stamp is the kernel's), monotonic ns
+        self.capture: list[Read] = []
+        self._lower_ns = 0  # start of the previous read, or of the last send
+        #: when the current request's first byte went to the kernel (the first send
+        #: after a read): the client's own delays before it are not server time
+        self.sent_ns: int | None = None
+        self._answered = True  # a read since the last send: the next send is a new request
         self.kernel = False
         if sys.platform == "linux" and _ANC_SIZE:
             try:
@@ -68,6 +106,9 @@ class StampedSocket(socket.socket):
 
     def _sending(self) -> None:
         self.capture = []  # a new request: what arrives next is its response
+        self._lower_ns = time.monotonic_ns()
+        if self._answered:
+            self.sent_ns, self._answered = self._lower_ns, False
         holder = sending.get()
         if holder is not None and self not in holder:
             holder.append(self)
@@ -81,28 +122,28 @@ class StampedSocket(socket.socket):
         return super().sendmsg(*args, **kwargs)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        start = time.monotonic_ns()
+        kernel_stamped = False
         if not self.kernel:
             data = super().recv(bufsize, flags)
-            now = first = time.monotonic_ns()
+            stamp = time.monotonic_ns()
         else:
-            start = time.monotonic_ns()
             data, ancdata, _, _ = self.recvmsg(bufsize, _ANC_SIZE, flags)
-            now = first = time.monotonic_ns()
+            now = stamp = time.monotonic_ns()
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
                     sec, nsec = _TIMESPEC.unpack(payload[: _TIMESPEC.size])
                     # kernel stamps are wall-clock: move them onto the monotonic clock
-                    kernel = sec * 1_000_000_000 + nsec - (time.time_ns() - now)
-                    # data the previous read left arrived after that read began; an
-                    # older stamp belongs to a buffer the kernel merged new data into
-                    if self._last_read_start_ns <= kernel <= now:
-                        first = kernel
-            self._last_read_start_ns = start
+                    kernel = sec * 1_000_000_000 + nsec - wall_offset_ns(now)
+                    if self._lower_ns <= kernel <= now:  # else stale: keep the read's time
+                        stamp, kernel_stamped = kernel, True
         if data:
-            self.capture.append((first, now, data))
+            self.capture.append((stamp, self._lower_ns, data, kernel_stamped))
+            self._answered = True
+        self._lower_ns = start
         return data
 
-    def take(self) -> list[tuple[int, int, bytes]]:
+    def take(self) -> list[Read]:
         """What was received since the last take."""
         out, self.capture = self.capture, []
         return out
@@ -114,22 +155,22 @@ def socket_factory(addr_info: Sequence[Any]) -> socket.socket:
     return StampedSocket(family, type_, proto)
 
 
-def dechunk(capture: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, bytes]] | None:
-    """The payload of one captured HTTP/1.1 chunked response as ``(stamp, piece)`` pairs:
-    a read's first payload byte with the read's first-byte stamp, the rest of the read's
-    payload with the read's own stamp. None if the capture is not such a response."""
-    raw = b"".join(d for _, _, d in capture)
+def dechunk(capture: Sequence[Read]) -> list[Read] | None:
+    """The payload of one captured HTTP/1.1 chunked response, one ``(stamp, lower bound,
+    payload, kernel)`` per read that carried payload. None if the capture is not such a
+    response."""
+    raw = b"".join(r[2] for r in capture)
     head_end = raw.find(b"\r\n\r\n")
     if head_end < 0 or b"transfer-encoding: chunked" not in raw[:head_end].lower():
         return None
     bounds = []  # end offset of each read
     pos = 0
-    for _, _, d in capture:
-        pos += len(d)
+    for r in capture:
+        pos += len(r[2])
         bounds.append(pos)
-    out: list[tuple[int, bytes]] = []
+    out: list[Read] = []
     read = 0  # index of the read holding ``start``
-    started = -1  # the last read whose first payload byte was given out
+    last = -1  # the read of the last piece given out
     pos = head_end + 4
     while True:
         eol = raw.find(b"\r\n", pos)
@@ -145,17 +186,13 @@ def dechunk(capture: Sequence[tuple[int, int, bytes]]) -> list[tuple[int, bytes]
         while start < end:
             while bounds[read] <= start:
                 read += 1
-            first, own, _ = capture[read]
-            if started != read:  # the first payload byte of this read
-                started = read
-                out.append((first, raw[start : start + 1]))
-                start += 1
-                continue
             cut = min(end, bounds[read])
-            if out and out[-1][0] == own:
-                out[-1] = (own, out[-1][1] + raw[start:cut])
+            stamp, lower, _, kernel = capture[read]
+            if last == read:
+                out[-1] = (stamp, lower, out[-1][2] + raw[start:cut], kernel)
             else:
-                out.append((own, raw[start:cut]))
+                out.append((stamp, lower, raw[start:cut], kernel))
+                last = read
             start = cut
         pos = eol + 2 + size + 2
         if pos > len(raw):

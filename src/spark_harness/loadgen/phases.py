@@ -25,6 +25,9 @@ from dataclasses import dataclass
 
 from spark_harness.clock import Clock
 
+#: the end of a wait for a send's due time that does not watch for the run to stop
+FINAL_SLEEP_S = 0.005
+
 
 @dataclass(frozen=True)
 class PhasePlan:
@@ -118,11 +121,16 @@ class Phases:
         return self.plan.name
 
     async def sleep_until(self, mono_ns: int) -> bool:
-        """Sleep until ``mono_ns``; False if sending stopped for good meanwhile."""
+        """Sleep until ``mono_ns``; False if sending stopped for good meanwhile. The last
+        :data:`FINAL_SLEEP_S` are a plain sleep: it wakes in one turn of the event loop,
+        a wait that also watches for the stop in three (its timeout cancels a task)."""
         delay = (mono_ns - time.monotonic_ns()) / 1e9
-        if delay > 0:
+        if delay > FINAL_SLEEP_S:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopped.wait(), delay)
+                await asyncio.wait_for(self.stopped.wait(), delay - FINAL_SLEEP_S)
+            delay = (mono_ns - time.monotonic_ns()) / 1e9
+        if delay > 0 and not self.stopped.is_set():
+            await asyncio.sleep(delay)
         return not self.stopped.is_set()
 
     # ------------------------------------------------------------ transitions

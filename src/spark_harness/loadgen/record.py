@@ -13,7 +13,8 @@ from typing import Any
 
 from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
-from spark_harness.loadgen.sse import split_events
+from spark_harness.loadgen import kstamp
+from spark_harness.loadgen.sse import Event, split_events
 from spark_harness.loadgen.stream import interpret, usage_fields
 
 
@@ -33,13 +34,44 @@ class Attempt:
     sent_ns: int | None = None  # monotonic: just before the request goes to the socket
     end_ns: int | None = None  # monotonic: stream closed or failure observed
     status: int | None = None
-    chunks: list[tuple[int, bytes]] = field(default_factory=list)
+    chunks: list[tuple[int, bytes]] = field(default_factory=list)  # (arrival, bytes) per read
+    lower_ns: list[int] = field(default_factory=list)  # per chunk: it arrived after this
+    kernel: list[bool] = field(default_factory=list)  # per chunk: a kernel receive stamp
+    captured: list[kstamp.Read] | None = None  # the socket's raw reads
+    socket_sent_ns: int | None = None  # the socket's first send of the request
     error_kind: str | None = None  # transport/HTTP failure seen by the client
     error: str | None = None
 
 
 def _ms(a: int | None, b: int | None) -> float | None:
     return None if a is None or b is None else (b - a) / 1e6
+
+
+def first_token_bound_ms(att: Attempt, first: Event) -> float | None:
+    """How much later than the first token's arrival its stamp may be: 0 for a kernel
+    stamp of a read in which no other event follows it (the stamp is the arrival of the
+    read's last segment: its own), else the width of the read's arrival interval
+    ``[lower bound, stamp]`` (:mod:`.kstamp`)."""
+    if first.last and first.read < len(att.kernel) and att.kernel[first.read]:
+        return 0.0
+    if first.read >= len(att.lower_ns):
+        return None
+    return (first.t_ns - att.lower_ns[first.read]) / 1e6
+
+
+def use_kernel_stamps(att: Attempt) -> None:
+    """Replace the loop's chunks by the socket's kernel-stamped reads where they carry the
+    same payload, byte for byte (:mod:`.kstamp`), and ``sent_ns`` by the socket's own
+    send stamp where that is later."""
+    pieces = kstamp.dechunk(att.captured) if att.captured else None
+    att.captured = None
+    if not pieces or b"".join(p[2] for p in pieces) != b"".join(c for _, c in att.chunks):
+        return
+    att.chunks = [(t, p) for t, _, p, _ in pieces]
+    att.lower_ns = [lo for _, lo, _, _ in pieces]
+    att.kernel = [k for *_, k in pieces]
+    if att.socket_sent_ns is not None and att.sent_ns is not None:
+        att.sent_ns = max(att.sent_ns, att.socket_sent_ns)
 
 
 def make_record(
@@ -57,13 +89,15 @@ def make_record(
         status=att.status,
         prompt_tokens_client=att.prompt_tokens_client,
     )
+    use_kernel_stamps(att)
     error_kind, error = att.error_kind, att.error
     t_ns: list[int] = []
     reply: str | None = None
+    res_first: Event | None = None
     if att.chunks:
         events, partial = split_events(att.chunks)
         res = interpret(events, count_piece)
-        t_ns = res.t_ns
+        t_ns, res_first = res.t_ns, res.first
         rec.update(usage_fields(res.usage))
         rec["event_tokens"] = res.tokens
         rec["completion_tokens_client"] = sum(res.tokens)
@@ -96,6 +130,8 @@ def make_record(
     rec["queue_ms"] = _ms(att.ready_ns, sent)
     rec["e2e_incl_queue_ms"] = _ms(att.ready_ns, done)
     rec["schedule_lag_ms"] = _ms(att.scheduled_ns, sent)
+    if res_first is not None:
+        rec["first_token_bound_ms"] = first_token_bound_ms(att, res_first)
     if sent is not None and t_ns:
         rec["event_offsets_ms"] = [(t - sent) / 1e6 for t in t_ns]
     out_tokens = rec["completion_tokens"] or rec["completion_tokens_client"]

@@ -11,12 +11,14 @@ Load kinds (``spec["load"]``):
 
 Phases: warm-up -> load -> cool-down (``spec["phases"]``: ``warmup_s``, ``load_s``,
 ``max_requests``, ``cooldown_s``), or populate -> thrash -> replay for ``rehydrate``.
-Each finished request is handed to ``on_record`` at once; failures are records.
+Each finished request is queued for the writer thread (:mod:`.recorder`), which builds
+its record and hands it to ``on_record`` in finishing order; failures are records.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -31,7 +33,8 @@ from spark_harness.contract import Endpoint
 from spark_harness.loadgen.client import Client
 from spark_harness.loadgen.phases import PhasePlan, Phases
 from spark_harness.loadgen.progress import progress
-from spark_harness.loadgen.record import Attempt, make_record
+from spark_harness.loadgen.record import Attempt
+from spark_harness.loadgen.recorder import Recorder
 from spark_harness.loadgen.schedule import OPEN_LOOP_KINDS, arrivals
 from spark_harness.workloads import Counter as TokenCounter
 from spark_harness.workloads import Job, Workload, build_workload
@@ -124,11 +127,13 @@ class _Run:
         self.endpoint = endpoint
         self.settings = settings
         self.workload = workload
-        self.counter = counter
-        self.clock = clock
-        self.on_record = on_record
         self.phases = Phases(phase_plans(settings, workload), clock, on_phase)
         self.errors: Counter[str] = Counter()
+        self.recorder = Recorder(clock, counter.count_piece, on_record, self.errors, self._failed)
+        # a workload that overrides ``finished`` wants each reply before its next request
+        self.needs_reply = type(workload).finished is not Workload.finished
+        self._tg: asyncio.TaskGroup | None = None
+        self._loop = asyncio.get_running_loop()
         self.dropped = 0  # open loop: queued for a slot when sending stopped, never sent
         self._ids = count()
         self.users = settings.users
@@ -161,21 +166,29 @@ class _Run:
             timeout_s=self.settings.request_timeout_s,
             max_prompt_tokens=self.endpoint.max_num_tokens,
         )
-        async with (
-            client,
-            progress(self.phases, self.errors, self._planned_s()),
-            asyncio.TaskGroup() as tg,
-        ):
-            self.phases.start()
-            if self.users is not None:
-                for u in range(self.users):
-                    tg.create_task(self._user(client, u))
-            else:
-                tg.create_task(self._dispatch(client, tg))
+        self.recorder.start()
+        try:
+            async with (
+                client,
+                progress(self.phases, self.errors, self._planned_s()),
+                asyncio.TaskGroup() as tg,
+            ):
+                self._tg = tg
+                self.phases.start()
+                if self.users is not None:
+                    for u in range(self.users):
+                        tg.create_task(self._user(client, u))
+                else:
+                    tg.create_task(self._dispatch(client, tg))
+        finally:
+            self._tg = None
+            self.recorder.close()  # the run's last records are written before it returns
+        if self.recorder.error is not None:  # failed while the last records were written
+            raise ExceptionGroup("a record could not be written", [self.recorder.error])
         log.info(
             "event stamps: kernel receive time for %d of %d streams (the rest: event loop)",
-            client.kernel_stamped,
-            client.streams,
+            self.recorder.kernel_stamped,
+            self.recorder.streams,
         )
         if self.dropped:
             log.warning(
@@ -184,6 +197,20 @@ class _Run:
                 self.dropped,
             )
         return self.phases.windows
+
+    def _failed(self, exc: BaseException) -> None:
+        """The writer thread could not write a record: stop the run with its error."""
+
+        async def fail() -> None:
+            raise exc
+
+        def in_loop() -> None:
+            # a group already closing has no new tasks: the error is raised after it
+            if self._tg is not None:
+                with contextlib.suppress(RuntimeError):
+                    self._tg.create_task(fail())
+
+        self._loop.call_soon_threadsafe(in_loop)
 
     async def _user(self, client: Client, user: int) -> None:
         phases = self.phases
@@ -280,11 +307,13 @@ class _Run:
         )
         try:
             await client.send(req, att)
-            rec, reply = make_record(att, self.clock, self.counter.count_piece)
-            if rec["error_kind"]:
-                self.errors[rec["error_kind"]] += 1
-            self.workload.finished(job, reply, att.end_ns or time.monotonic_ns())
-            self.on_record(rec)
+            if self.needs_reply:
+                rec, reply = self.recorder.build(att)
+                self.workload.finished(job, reply, att.end_ns or time.monotonic_ns())
+                self.recorder.put(rec)
+            else:
+                self.workload.finished(job, None, att.end_ns or time.monotonic_ns())
+                self.recorder.put(att)
         finally:
             self.phases.finish(phase)
 

@@ -5,7 +5,9 @@ between a chunk's arrival and its stamp is one ``await`` and no parsing. Afterwa
 :func:`split_events` frames the bytes into events (WHATWG SSE rules: lines end in CRLF,
 LF or CR; a blank line ends an event; ``data:`` lines join with LF; ``:`` lines are
 comments; an event with no data is no event) and gives each the stamp of the chunk
-holding its first field line's first byte.
+holding its first field line's first byte, the index of that chunk (``read``) and
+whether it is the last event to begin in that chunk (``last``: no other event's bytes
+follow it there, so a kernel stamp, the arrival of the read's last segment, is its own).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # a blank line: two line ends; atomic groups keep a CRLF from splitting into CR + LF
 _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
@@ -25,6 +27,9 @@ class Event:
     t_ns: int  # arrival of the event's first byte (monotonic ns)
     data: str  # the joined data lines
     event: str | None = None  # the `event:` field, if any
+    # how it was delivered (not what it says, so equality ignores them):
+    read: int = field(default=0, compare=False)  # the chunk holding its first byte
+    last: bool = field(default=True, compare=False)  # no other event's bytes follow in it
 
 
 def _fields(block: bytes) -> tuple[int, list[bytes], bytes | None]:
@@ -76,20 +81,26 @@ def split_events(chunks: Sequence[tuple[int, bytes]]) -> tuple[list[Event], byte
         for part in parts:
             bounds.append((pos, part))
             pos += len(part) + 2
-    for offset, block in bounds:
+    starts.append(len(buf))  # the end of the last chunk
+    # where the bytes after each block begin (the next block, or a partial tail)
+    after = [o for o, _ in bounds[1:]] + [len(buf) - len(tail) if tail else len(buf)]
+    for (offset, block), nxt in zip(bounds, after, strict=True):
         if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:
             value = block[6:] if block[5:6] == b" " else block[5:]  # the common case
-            t = stamps[bisect_right(starts, offset) - 1]
-            events.append(Event(t, value.decode("utf-8", "replace")))
+            i = bisect_right(starts, offset) - 1
+            text = value.decode("utf-8", "replace")
+            events.append(Event(stamps[i], text, None, i, nxt >= starts[i + 1]))
             continue
         first, data, kind = _fields(block)
         if data:
-            t = stamps[bisect_right(starts, offset + first) - 1]
+            i = bisect_right(starts, offset + first) - 1
             events.append(
                 Event(
-                    t,
+                    stamps[i],
                     b"\n".join(data).decode("utf-8", "replace"),
                     kind.decode("utf-8", "replace") if kind else None,
+                    i,
+                    nxt >= starts[i + 1],
                 )
             )
     return events, tail

@@ -34,6 +34,7 @@ class StreamResult:
     t_ns: list[int] = field(default_factory=list)  # content events' arrival
     tokens: list[int] = field(default_factory=list)  # content events' tokens
     text: list[str] = field(default_factory=list)  # content events' text
+    first: Event | None = None  # the first content event
     usage: dict[str, Any] | None = None
     done: bool = False
     error_kind: str | None = None
@@ -99,6 +100,8 @@ def interpret(events: Sequence[Event], count_piece: Callable[[str], int]) -> Str
         text = _text(obj.get("choices"))
         if text:
             completion = usage.get("completion_tokens") if isinstance(usage, dict) else None
+            if res.first is None:
+                res.first = ev
             res.t_ns.append(ev.t_ns)
             res.text.append(text)
             res.tokens.append(count_piece(text))

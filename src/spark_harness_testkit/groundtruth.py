@@ -13,8 +13,12 @@ client's TTFT and TPOT can be compared per request with what really happened:
 Timing: the first content event is due ``ttft_ms`` (+ uniform jitter up to
 ``ttft_jitter_ms``) after the request arrived, then one event every ``itl_ms``, each
 carrying ``tokens_per_event`` words ("t0 t1 ..."); deadlines are absolute, so server
-lateness does not accumulate. A role-only chunk (chat: ``delta.role`` with empty content;
-completions: empty text) is written at once, before any content.
+lateness does not accumulate, and each event's lateness (write - due) is kept
+(``late_ns``): a benchmark shows with it that the server was not the limit. Each write
+is stamped before (``events_ns``, the truth) and after (``written_ns``): a server
+descheduled between the two on a busy machine sends later than its truth says. A role-only
+chunk (chat: ``delta.role`` with empty content; completions: empty text) is written at
+once, before any content.
 
 Misbehaviours, selected by the request's ``"model"``: ``http-500``, ``http-429``,
 ``not-sse`` (a 200 JSON reply), ``bad-json`` (an event that is not JSON), ``reset``
@@ -23,7 +27,7 @@ without ``[DONE]``), ``error-event`` (an ``error`` object mid-stream), ``no-cont
 (only role chunk and usage). Misbehaving streams go wrong after ``MISBEHAVE_AFTER``
 content events. ``linger`` is complete but keeps the response open after ``[DONE]``.
 
-Run it in its own process (``python -m spark_harness.loadgen.groundtruth --help``, or
+Run it in its own process (``python -m spark_harness_testkit.groundtruth --help``, or
 :class:`TruthServer`) so it does not share the client's event loop or core;
 :func:`serve` runs it inside the caller's loop for tests that check behaviour, not timing.
 ``GET /truth`` returns the stamps by ``X-Request-Id`` (``?clear=1`` empties them).
@@ -216,7 +220,13 @@ class _Server:
             return web.json_response({"error": {"message": "too many requests"}}, status=429)
         if model == "not-sse":
             return web.json_response({"choices": [{"text": "t0"}]})
-        truth: dict[str, Any] = {"recv_ns": recv, "events_ns": [], "event_tokens": []}
+        truth: dict[str, Any] = {
+            "recv_ns": recv,
+            "events_ns": [],
+            "event_tokens": [],
+            "late_ns": [],
+            "written_ns": [],
+        }
         self.truth[rid] = truth
         resp = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -229,7 +239,8 @@ class _Server:
         emitted = 0
         idx = 0
         while emitted < n_out and model != "no-content":
-            delay = (recv + ttft_ns + idx * itl_ns - time.monotonic_ns()) / 1e9
+            due = recv + ttft_ns + idx * itl_ns
+            delay = (due - time.monotonic_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
             if idx == MISBEHAVE_AFTER and model in MISBEHAVIOURS:
@@ -252,6 +263,8 @@ class _Server:
             t = time.monotonic_ns()
             await resp.write(frame)
             truth["events_ns"].append(t)
+            truth["written_ns"].append(time.monotonic_ns())
+            truth["late_ns"].append(max(0, t - due))
             truth["event_tokens"].append(m)
             emitted += m
             idx += 1
@@ -312,7 +325,7 @@ class TruthServer:
         args = [
             sys.executable,
             "-m",
-            "spark_harness.loadgen.groundtruth",
+            "spark_harness_testkit.groundtruth",
             "--parent",
             str(os.getpid()),
         ]
@@ -351,7 +364,9 @@ def compare(
     records: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
 ) -> list[dict[str, float | None]]:
     """For each successful record the server saw: the client's TTFT and TPOT beside the
-    truth (``ttft_ms``, ``true_ttft_ms``, ``tpot_ms``, ``true_tpot_ms``)."""
+    truth (``ttft_ms``, ``true_ttft_ms``, ``tpot_ms``, ``true_tpot_ms``), the server's
+    own lateness in writing the first token (``server_late_ms``), how long that write took
+    (``server_write_ms``) and the record's ``first_token_bound_ms``."""
     out: list[dict[str, float | None]] = []
     for r in records:
         t = truth.get(r["request_id"])
@@ -367,6 +382,9 @@ def compare(
                 "true_tpot_ms": (ev[-1] - ev[0]) / 1e6 / tokens_after_first
                 if tokens_after_first > 0
                 else None,
+                "server_late_ms": t["late_ns"][0] / 1e6,
+                "server_write_ms": (t["written_ns"][0] - ev[0]) / 1e6,
+                "first_token_bound_ms": r.get("first_token_bound_ms"),
             }
         )
     return out
