@@ -43,6 +43,7 @@ import yaml
 
 from spark_harness import __version__
 from spark_harness.files import atomic_writer
+from spark_harness.secrets import redact
 
 #: Folders of a results tree that are results (services/ and scratch/ are not).
 KEPT = ("raw", "imported", "failed", "ingest", "summary", "figures", "logs")
@@ -110,7 +111,7 @@ def create(
     if not any(p.name == "run.json" for p in files):
         raise ArchiveError(f"{results}: no measured or imported run to archive")
     root = results.name
-    plan = {**dict(config), "track": track}
+    plan = redact({**dict(config), "track": track})  # no secret leaves in an archive
     manifest = {
         "format": ARCHIVE_FORMAT,
         "name": name,

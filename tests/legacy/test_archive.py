@@ -249,3 +249,16 @@ def test_fuzzed_archives_never_escape_or_crash(tmp_path: Path, members: list[Mem
     assert dest.parent == into
     changed = {k for k, v in tree(case).items() if before.get(k) != v}
     assert all(k.startswith("checkout/") for k in changed), changed
+
+
+def test_no_secret_travels_in_an_archive(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "raw/H0/A/p/r0").mkdir(parents=True)
+    (results / "raw/H0/A/p/r0/run.json").write_text("{}")
+    config = {"stacks": {"A": {"sim": {"api_key": "k3y", "max_num_tokens": 64}}}}
+    archive_mod.create(results, config, "main", tmp_path / "a.tar.gz", "a")
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        fh = tar.extractfile("results/archive/config.yaml")
+        assert fh is not None
+        plan = yaml.safe_load(fh.read())
+    assert plan["stacks"]["A"]["sim"] == {"api_key": "<redacted>", "max_num_tokens": 64}
