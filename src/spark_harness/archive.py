@@ -29,8 +29,10 @@ import json
 import os
 import platform
 import re
+import shutil
 import sys
 import tarfile
+import tempfile
 import time
 import zlib
 from collections.abc import Iterator, Mapping
@@ -41,6 +43,7 @@ import yaml
 
 from spark_harness import __version__
 from spark_harness.files import atomic_writer
+from spark_harness.secrets import redact
 
 #: Folders of a results tree that are results (services/ and scratch/ are not).
 KEPT = ("raw", "imported", "failed", "ingest", "summary", "figures", "logs")
@@ -108,7 +111,7 @@ def create(
     if not any(p.name == "run.json" for p in files):
         raise ArchiveError(f"{results}: no measured or imported run to archive")
     root = results.name
-    plan = {**dict(config), "track": track}
+    plan = redact({**dict(config), "track": track})  # no secret leaves in an archive
     manifest = {
         "format": ARCHIVE_FORMAT,
         "name": name,
@@ -140,22 +143,27 @@ def restore(
     archive: str | Path, into: str | Path = ".", force: bool = False, redraw: bool = False
 ) -> Path:
     """Unpack ``archive`` into the checkout ``into`` (without figures if ``redraw``),
-    check it against the manifest and stamp it now; return the results directory."""
+    check it against the manifest and stamp it now; return the results directory.
+
+    An archive is untrusted input (docs/SECURITY.md): every member is checked and
+    confined before anything is written, and nothing reaches ``into`` unless every
+    check passed (see :func:`_unpack`).
+    """
     archive, into = Path(archive), Path(into)
     try:
         with tarfile.open(archive, "r:gz") as tar:
-            root, manifest = _unpack(tar, archive, into, force, redraw)
+            root, files = _checked_members(tar, archive)
+            dest = into / root
+            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+                raise ArchiveError(f"{dest} exists and is not a directory")
+            if dest.exists() and any(dest.iterdir()) and not force:
+                raise ArchiveError(
+                    f"{dest} exists and is not empty; pass --force to restore over it"
+                )
+            into.mkdir(parents=True, exist_ok=True)
+            restored = _unpack(tar, archive, root, files, into, redraw)
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         raise ArchiveError(f"{archive}: not a readable result archive: {e}") from e
-    dest = into / root
-    restored = []
-    for rel, facts in manifest["files"].items():
-        if redraw and rel.startswith(f"{FIGURES}/"):
-            continue
-        path = dest / rel
-        if not path.is_file() or _sha256(path) != facts["sha256"]:
-            raise ArchiveError(f"{archive}: {root}/{rel} is missing or differs from the manifest")
-        restored.append(path)
     _stamp_now(restored)
     return dest
 
@@ -170,26 +178,135 @@ def _stamp_now(files: list[Path]) -> None:
         os.utime(p, ns=(t, t))
 
 
-def _unpack(
-    tar: tarfile.TarFile, archive: Path, into: Path, force: bool, redraw: bool
-) -> tuple[str, dict[str, Any]]:
-    """Extract (files and directories only, inside ``into``; no figures if ``redraw``);
-    return the results folder's name and the manifest."""
-    roots = {m.name.split("/", 1)[0] for m in tar.getmembers()}
+#: A results folder's name: no `.`, `..`, hidden folder (`.git`) or separator.
+_ROOT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+#: The archive's own files, which the manifest cannot list (it is one of them).
+META_FILES = tuple(f"{META_DIR}/{f}" for f in ("config.yaml", "versions.json", MANIFEST))
+
+
+def _relative(path: str, what: str) -> tuple[str, ...]:
+    """``path``'s parts, or ArchiveError unless it is a plain relative path (no ``..``,
+    ``.``, empty part, absolute path, backslash or control character)."""
+    parts = tuple(path.split("/"))
+    if (
+        not path
+        or path.startswith("/")
+        or any(p in ("", ".", "..") or "\\" in p or not p.isprintable() for p in parts)
+    ):
+        raise ArchiveError(f"{what} {path!r} is not a plain relative path")
+    return parts
+
+
+def _checked_members(
+    tar: tarfile.TarFile, archive: Path
+) -> tuple[str, dict[str, tuple[tarfile.TarInfo, str | None]]]:
+    """The results folder's name and each regular file (path under it -> member and
+    its manifest SHA-256), after checking every member and the manifest: one
+    validly named top folder, regular files and directories only, each file listed
+    in the manifest with its size, every manifest path confined."""
+    members = tar.getmembers()
+    roots = {m.name.split("/", 1)[0] for m in members}
     if len(roots) != 1:
         raise ArchiveError(f"{archive}: expected one results folder, found {sorted(roots)}")
     root = roots.pop()
-    meta = tar.extractfile(f"{root}/{META_DIR}/{MANIFEST}")
-    if meta is None:
-        raise ArchiveError(f"{archive}: no {META_DIR}/{MANIFEST}")
-    manifest = json.loads(meta.read())
-    dest = into / root
-    if dest.exists() and any(dest.iterdir()) and not force:
-        raise ArchiveError(f"{dest} exists and is not empty; pass --force to restore over it")
-    skip = f"{root}/{FIGURES}/"
-    members = [m for m in tar.getmembers() if not (redraw and m.name.startswith(skip))]
-    tar.extractall(into, members=members, filter="data")
-    return root, manifest
+    if not _ROOT_NAME.fullmatch(root):
+        raise ArchiveError(f"{archive}: {root!r} is not a valid results folder name")
+    files: dict[str, tarfile.TarInfo] = {}
+    for m in members:
+        parts = _relative(m.name.rstrip("/") if m.isdir() else m.name, f"{archive}: member")
+        if not (m.isreg() or m.isdir()):
+            raise ArchiveError(f"{archive}: {m.name} is not a regular file or directory")
+        rel = "/".join(parts[1:])
+        if m.isreg():
+            if not rel or rel in files:
+                raise ArchiveError(f"{archive}: {m.name} is not a file or appears twice")
+            files[rel] = m
+    manifest = _manifest(tar, archive, files)
+    listed = manifest["files"]
+    for rel, facts in listed.items():
+        _relative(rel, f"{archive}: manifest path")
+        if (
+            not isinstance(facts, dict)
+            or not isinstance(facts.get("sha256"), str)
+            or not isinstance(facts.get("bytes"), int)
+        ):
+            raise ArchiveError(f"{archive}: manifest entry {rel!r} needs `bytes` and `sha256`")
+        if rel not in files:
+            raise ArchiveError(f"{archive}: {root}/{rel} is missing or differs from the manifest")
+        if files[rel].size != facts["bytes"]:
+            raise ArchiveError(f"{archive}: {root}/{rel} is missing or differs from the manifest")
+    unlisted = sorted(set(files) - set(listed) - set(META_FILES))
+    if unlisted:
+        raise ArchiveError(f"{archive}: {root}/{unlisted[0]} is not in the manifest")
+    return root, {
+        rel: (m, listed[rel]["sha256"] if rel in listed else None) for rel, m in files.items()
+    }
+
+
+def _manifest(
+    tar: tarfile.TarFile, archive: Path, files: Mapping[str, tarfile.TarInfo]
+) -> dict[str, Any]:
+    """The archive's manifest, or ArchiveError when it is missing or malformed."""
+    member = files.get(f"{META_DIR}/{MANIFEST}")
+    if member is None or member.size > 64 * 2**20:
+        raise ArchiveError(f"{archive}: no {META_DIR}/{MANIFEST} (or an oversized one)")
+    fh = tar.extractfile(member)
+    assert fh is not None  # a regular file
+    try:
+        manifest = json.loads(fh.read())
+    except (ValueError, RecursionError) as e:
+        raise ArchiveError(f"{archive}: {META_DIR}/{MANIFEST} is not valid JSON") from e
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
+        raise ArchiveError(f"{archive}: {META_DIR}/{MANIFEST} must be an object with `files`")
+    return manifest
+
+
+def _unpack(
+    tar: tarfile.TarFile,
+    archive: Path,
+    root: str,
+    files: Mapping[str, tuple[tarfile.TarInfo, str | None]],
+    into: Path,
+    redraw: bool,
+) -> list[Path]:
+    """Write the checked ``files`` (no figures if ``redraw``) into a temporary folder in
+    ``into``, each checked against its SHA-256 as it is written; move them into
+    ``into/root`` only when all passed; return the restored files.
+
+    Files are written by hand, never by ``extractall``: only directories this function
+    created lie on their paths, so no link in the archive can redirect a write.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix=".restore-", dir=into))
+    try:
+        wanted = {r: f for r, f in files.items() if not (redraw and r.startswith(f"{FIGURES}/"))}
+        for rel, (member, sha) in wanted.items():
+            path = tmp.joinpath(*rel.split("/"))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            src = tar.extractfile(member)
+            assert src is not None  # a regular file
+            h = hashlib.sha256()
+            with src, open(path, "xb") as out:
+                while chunk := src.read(1 << 20):
+                    h.update(chunk)
+                    out.write(chunk)
+            mtime = min(max(int(member.mtime), 0), 2**33)  # any header value is valid input
+            os.utime(path, (mtime, mtime))
+            if sha is not None and h.hexdigest() != sha:
+                raise ArchiveError(f"{archive}: {root}/{rel} differs from the manifest")
+        return _move_into_place(tmp, into / root, sorted(wanted))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _move_into_place(tmp: Path, dest: Path, rels: list[str]) -> list[Path]:
+    """Move the checked files from ``tmp`` to ``dest`` (over what is there)."""
+    moved = []
+    for rel in rels:
+        target = dest.joinpath(*rel.split("/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp.joinpath(*rel.split("/")), target)
+        moved.append(target)
+    return moved
 
 
 # ---------------------------------------------------------------------------- CLI

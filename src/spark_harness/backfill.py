@@ -30,6 +30,8 @@ import yaml
 
 from spark_harness import __version__, contract, layout
 from spark_harness.files import write_json
+from spark_harness.layout import WILDCARDS
+from spark_harness.secrets import redact
 
 FORMAT = "spark-harness-v2.5"
 METRICS = "metrics.jsonl"
@@ -148,17 +150,47 @@ def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None
 
 
+#: A legacy ``config.yaml`` is a few flat keys: anything far bigger or deeper is hostile
+#: (a 218-byte alias bomb expands to tens of megabytes once written out).
+MAX_CONFIG_BYTES = 1 << 20
+MAX_CONFIG_DEPTH = 16
+
+
 def read_config(run_dir: Path) -> dict[str, Any]:
+    """The legacy run's ``config.yaml``: at most ``MAX_CONFIG_BYTES``, nested at most
+    ``MAX_CONFIG_DEPTH`` deep, with no YAML aliases (untrusted input: docs/SECURITY.md)."""
     path = run_dir / CONFIG
     if not path.is_file():
         raise BackfillError(f"{run_dir}: no {CONFIG} (not a legacy run directory)")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise BackfillError(f"{path}: larger than {MAX_CONFIG_BYTES} bytes")
     try:
-        cfg = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as e:
+        text = path.read_text(encoding="utf-8")
+        depth = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent):
+                raise BackfillError(f"{path}: YAML aliases are not accepted")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_CONFIG_DEPTH:
+                    raise BackfillError(f"{path}: nested deeper than {MAX_CONFIG_DEPTH}")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        cfg = yaml.safe_load(text) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise BackfillError(f"{path}: not valid YAML: {e}") from e
     if not isinstance(cfg, dict):
         raise BackfillError(f"{path}: must be a mapping")
     return cfg
+
+
+def _names(hyp: str, stack: str, point: str, rep: object) -> tuple[str, str, str, int]:
+    """The run's names, each checked against the workflow's wildcard rules before it
+    becomes part of a path (a legacy ``stack: ../../..`` must not climb out)."""
+    for key, value in (("hyp", hyp), ("stack", stack), ("point", point), ("rep", str(rep))):
+        if not re.fullmatch(WILDCARDS[key], value) or value in (".", ".."):
+            raise BackfillError(f"{key} {value!r} does not match {WILDCARDS[key]}")
+    return hyp, stack, point, int(str(rep))
 
 
 def _phase(path: Path, n: int, phase: Any) -> str:
@@ -287,9 +319,12 @@ def convert(
     unavailable.append({"source": "gpu", "reason": "not recorded by the legacy harness"})
     samples = sorted((s for rows in sources.values() for s in rows), key=lambda s: s["t_ns"])
     cadence = _cadence_ms(sources.get(SYSMON) or sources.get(DYNKV) or [])
-    stack = stack or str(cfg.get("stack") or "A")
-    point = point or _point_name(cfg, run_dir)
-    rep = int(rep if rep is not None else cfg.get("rep", 0))
+    hyp, stack, point, rep = _names(
+        hyp,
+        stack or str(cfg.get("stack") or "A"),
+        point or _point_name(cfg, run_dir),
+        rep if rep is not None else cfg.get("rep", 0),
+    )
     dest = layout.path(results, IMPORTED_DIR, hyp=hyp, stack=stack, point=point, rep=rep)
     if (dest / "run.json").exists() and not force:
         raise BackfillError(f"{dest} exists (imported before?); pass --force to replace it")
@@ -308,7 +343,7 @@ def convert(
         "axes": _axes(cfg, axes or {}),
         "telemetry": {"cadence_ms": cadence},
         "server": {"kind": "legacy", "model": cfg.get("model")},
-        "legacy_config": cfg,
+        "legacy_config": redact(cfg),  # no hf_token or password in run.json
     }
     run = {
         "schema_version": contract.SCHEMA_VERSION,
@@ -395,7 +430,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if not re.fullmatch(r"H[0-9][AB]?", args.hyp):
+    if not re.fullmatch(WILDCARDS["hyp"], args.hyp):
         raise SystemExit(f"spark-harness import: --hyp {args.hyp!r} is not a hypothesis id")
     try:
         for i, src in enumerate(args.runs):

@@ -9,6 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: The workflow's wildcard rules (``wildcard_constraints`` in workflow/rules/common.smk):
+#: a name from an import or a config must match before it becomes part of a path.
+WILDCARDS = {
+    "hyp": "H[0-9][AB]?",
+    "stack": "[A-Za-z][A-Za-z0-9]*",
+    "point": "[A-Za-z0-9._-]+",
+    "rep": "[0-9]+",
+}
+
 RAW_DIR = "raw/{hyp}/{stack}/{point}/r{rep}"
 REQUESTS = RAW_DIR + "/requests.jsonl"
 TELEMETRY = RAW_DIR + "/telemetry.jsonl"

@@ -46,6 +46,7 @@ from spark_harness.contract import (
     wait_for_file,
 )
 from spark_harness.files import write_json, write_jsonl
+from spark_harness.secrets import redact
 from spark_harness.serving.process import pid_alive, set_parent_death_signal
 from spark_harness.serving.readiness import ServerNotReady, endpoint_logs, log_tail, wait_ready
 
@@ -208,7 +209,7 @@ class Point:
             "stack": self.spec.get("stack"),
             "point": self.spec.get("point"),
             "rep": self.spec.get("rep"),
-            "spec": self.spec,
+            "spec": redact(self.spec),  # no secret in run.json (docs/SECURITY.md)
             "endpoint": None,
             "versions": software_versions(),
             "host": host_facts(),
@@ -265,7 +266,7 @@ class Point:
         ep = self.endpoint()
         self.run["endpoint"] = json.loads(json.dumps(ep, default=lambda o: o.__dict__))
         self.spec = resolve_users(self.spec, self.args.u_work_file)
-        self.run["spec"] = self.spec
+        self.run["spec"] = redact(self.spec)
         # import the load generator while the server is still starting, not between the
         # idle baseline and the first request
         import spark_harness.loadgen  # noqa: F401

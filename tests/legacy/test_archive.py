@@ -1,23 +1,32 @@
 """Result archives: made on one checkout, restored on a fresh one, figures redrawn
-without any load (real Snakemake on temporary copies of the repository)."""
+without any load (real Snakemake on temporary copies of the repository); and restore
+of hostile archives (docs/SECURITY.md): nothing written outside the target, no
+traceback."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
 
+from spark_harness import archive as archive_mod
 from spark_harness.archive import ArchiveError, restore
 from spark_harness.plan import Plan
+from spark_harness_testkit import archives as hostile
+from spark_harness_testkit.archives import Member
 from spark_harness_testkit.synthetic import write_plan
 from tests.conftest import copy_workflow
 from tests.workflow.smk import snakemake
 
-pytestmark = [pytest.mark.workflow, pytest.mark.slow]
+slow = pytest.mark.slow
+workflow = pytest.mark.workflow
 RESULTS = "results-v2.5"
 MEASURING = ("server_up", "telemetry_sidecar", "loadgen")
 
@@ -51,6 +60,8 @@ def archived(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "archives" / "demo.tar.gz"
 
 
+@workflow
+@slow
 def test_archive_holds_results_config_versions_and_manifest(archived: Path) -> None:
     with tarfile.open(archived) as tar:
         names = set(tar.getnames())
@@ -63,6 +74,8 @@ def test_archive_holds_results_config_versions_and_manifest(archived: Path) -> N
     assert not any("/services/" in n or "/scratch/" in n for n in names)
 
 
+@workflow
+@slow
 def test_restored_on_a_fresh_clone_nothing_reruns(archived: Path, tmp_path: Path) -> None:
     root = fresh_clone(tmp_path / "clone")
     dest = restore(archived, root)
@@ -73,6 +86,8 @@ def test_restored_on_a_fresh_clone_nothing_reruns(archived: Path, tmp_path: Path
     assert "Nothing to be done" in dry.out, dry.out[-4000:]
 
 
+@workflow
+@slow
 def test_redraw_rebuilds_figures_from_the_archive_without_load(
     archived: Path, tmp_path: Path
 ) -> None:
@@ -90,6 +105,8 @@ def test_redraw_rebuilds_figures_from_the_archive_without_load(
     assert (dest / "figures" / "H2" / "p99_vs_pressure.png").stat().st_size > 0
 
 
+@workflow
+@slow
 def test_restore_refuses_overwrite_and_corruption(archived: Path, tmp_path: Path) -> None:
     restore(archived, tmp_path)
     with pytest.raises(ArchiveError, match="not empty"):
@@ -98,3 +115,150 @@ def test_restore_refuses_overwrite_and_corruption(archived: Path, tmp_path: Path
     bad.write_bytes(archived.read_bytes()[:200])
     with pytest.raises(ArchiveError, match="not a readable"):
         restore(bad, tmp_path / "other")
+
+
+# ------------------------------------------------------------------ hostile archives
+def tree(root: Path) -> dict[str, tuple[int, bytes]]:
+    """Every path under ``root`` (links not followed) with its mode and content."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        data = p.read_bytes() if p.is_file() and not p.is_symlink() else b""
+        out[str(p.relative_to(root))] = (st.st_mode, data)
+    return out
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A checkout with a Snakefile and a .git to protect, inside a folder to watch."""
+    root = tmp_path / "watched" / "checkout"
+    (root / ".git" / "hooks").mkdir(parents=True)
+    (root / "Snakefile").write_text("# the checkout's own\n")
+    return root
+
+
+def refused(tmp_path: Path, members: list[Member], into: Path, force: bool = False) -> str:
+    """Restore ``members`` into ``into``: it must raise ArchiveError and change nothing
+    in the watched folder (so nothing outside ``into`` and nothing inside it)."""
+    watched = tmp_path / "watched"
+    before = tree(watched)
+    with pytest.raises(ArchiveError) as e:
+        restore(hostile.write(tmp_path / "a.tar.gz", members), into, force=force)
+    assert tree(watched) == before
+    return str(e.value)
+
+
+def test_restore_of_a_valid_archive_writes_the_files(tmp_path: Path, checkout: Path) -> None:
+    dest = restore(hostile.write(tmp_path / "a.tar.gz", hostile.valid()), checkout)
+    assert (dest / "raw/H0/A/p/r0/run.json").read_bytes() == b'{"outcome": "ok"}\n'
+    assert not list(checkout.glob(".restore-*"))
+
+
+def test_path_max_symlink_chain_cannot_escape(tmp_path: Path, checkout: Path) -> None:
+    # on 3.11.7 tarfile's data filter lets this chain write watched/pwned
+    msg = refused(tmp_path, hostile.path_max_escape(up=2), checkout)
+    assert "not a regular file or directory" in msg
+    assert not (tmp_path / "watched" / "pwned").exists()
+
+
+@pytest.mark.parametrize("root", [".", "..", ".git", ""])
+def test_top_folder_name_is_validated(tmp_path: Path, checkout: Path, root: str) -> None:
+    members = hostile.valid(root)
+    members.append(Member(f"{root}/Snakefile", data=b"evil"))
+    members.append(Member(f"{root}/hooks/post-checkout", data=b"evil"))
+    refused(tmp_path, members, checkout, force=True)
+
+
+@pytest.mark.parametrize(
+    "member",
+    [
+        Member("results/raw/link", tarfile.SYMTYPE, linkname="run.json"),  # even inside
+        Member("results/raw/hard", tarfile.LNKTYPE, linkname="results/archive/manifest.json"),
+        Member("results/raw/fifo", tarfile.FIFOTYPE),
+        Member("results/raw/../../x", data=b""),
+        Member("results/raw/unlisted.json", data=b"{}"),
+    ],
+    ids=["symlink", "hardlink", "fifo", "dotdot", "unlisted"],
+)
+def test_every_member_is_checked_before_anything_is_written(
+    tmp_path: Path, checkout: Path, member: Member
+) -> None:
+    refused(tmp_path, [*hostile.valid(), member], checkout)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [None, b"not json", b"[1, 2]", b'{"files": []}', b"[" * 100_000],
+    ids=["missing", "malformed", "list", "files-list", "deep"],
+)
+def test_bad_manifest_is_a_clear_error(tmp_path: Path, checkout: Path, body: bytes | None) -> None:
+    members = [Member("results/raw/x.json", data=b"{}")]
+    if body is not None:
+        members.append(Member("results/archive/manifest.json", data=body))
+    assert "manifest" in refused(tmp_path, members, checkout)
+
+
+def test_manifest_paths_are_confined(tmp_path: Path, checkout: Path) -> None:
+    outside = tmp_path / "watched" / "victim"
+    outside.write_bytes(b"x")
+    members = hostile.valid()
+    members[-1] = Member(
+        "results/archive/manifest.json",
+        data=hostile.manifest(
+            {str(outside): b"x", "raw/H0/A/p/r0/run.json": b'{"outcome": "ok"}\n'}
+        ).data,
+    )
+    assert "plain relative path" in refused(tmp_path, members, checkout)
+
+
+def test_a_failed_check_leaves_nothing(tmp_path: Path, checkout: Path) -> None:
+    members = hostile.valid()
+    members[0].data = b'{"outcome": "xx"}\n'  # the listed size, not the listed hash
+    assert "differs from the manifest" in refused(tmp_path, members, checkout)
+
+
+def test_restore_cli_gives_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = hostile.write(tmp_path / "a.tar.gz", [Member("results/raw/x.json", data=b"{}")])
+    parser = argparse.ArgumentParser()
+    archive_mod.register(parser.add_subparsers())
+    args = parser.parse_args(["restore", str(bad), "--into", str(tmp_path / "c")])
+    with pytest.raises(SystemExit, match=r"spark-harness restore: .*manifest"):
+        args.func(args)
+
+
+@settings(
+    max_examples=int(os.environ.get("RESTORE_FUZZ_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(members=hostile.members())
+def test_fuzzed_archives_never_escape_or_crash(tmp_path: Path, members: list[Member]) -> None:
+    """Generated archives (links, names, types, manifests): ArchiveError or a restore
+    inside the target, nothing created or changed outside it, no other exception."""
+    case = Path(tempfile.mkdtemp(dir=tmp_path))
+    into = case / "checkout"
+    into.mkdir()
+    (case / "outside").write_text("keep")
+    archive = hostile.write(case / "a.tar.gz", members)
+    before = tree(case)
+    try:
+        dest = restore(archive, into, force=True)
+    except ArchiveError:
+        assert tree(case) == before
+        return
+    assert dest.parent == into
+    changed = {k for k, v in tree(case).items() if before.get(k) != v}
+    assert all(k.startswith("checkout/") for k in changed), changed
+
+
+def test_no_secret_travels_in_an_archive(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    (results / "raw/H0/A/p/r0").mkdir(parents=True)
+    (results / "raw/H0/A/p/r0/run.json").write_text("{}")
+    config = {"stacks": {"A": {"sim": {"api_key": "k3y", "max_num_tokens": 64}}}}
+    archive_mod.create(results, config, "main", tmp_path / "a.tar.gz", "a")
+    with tarfile.open(tmp_path / "a.tar.gz") as tar:
+        fh = tar.extractfile("results/archive/config.yaml")
+        assert fh is not None
+        plan = yaml.safe_load(fh.read())
+    assert plan["stacks"]["A"]["sim"] == {"api_key": "<redacted>", "max_num_tokens": 64}

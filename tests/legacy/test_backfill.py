@@ -120,3 +120,61 @@ def test_cli_imports_and_refuses_to_overwrite(tmp_path: Path, capsys) -> None:
     assert cli.main([*args, "--stack", "B", "--force"]) == 0
     with pytest.raises(SystemExit, match="not a hypothesis id"):
         cli.main(["import", str(FIXTURES / "h0-c2"), "--hyp", "X1"])
+
+
+# ------------------------------------------------------------------ hostile legacy runs
+def legacy_run(tmp_path: Path, config: str | bytes) -> Path:
+    src = tmp_path / "run"
+    shutil.copytree(FIXTURES / "h0-c8", src)
+    data = config.encode() if isinstance(config, str) else config
+    (src / "config.yaml").write_bytes(data)
+    return src
+
+
+@pytest.mark.parametrize(
+    ("config", "args", "message"),
+    [
+        ("stack: ../../..\n", {}, r"stack '\.\./\.\./\.\.' does not match"),
+        ("stack: A\n", {"stack": "../x"}, "stack '../x' does not match"),
+        ("stack: A\n", {"point": ".."}, "point '..' does not match"),
+        ("stack: A\nrep: ../1\n", {}, "rep '../1' does not match"),
+    ],
+)
+def test_names_are_checked_before_they_become_paths(
+    tmp_path: Path, config: str, args: dict, message: str
+) -> None:
+    src = legacy_run(tmp_path, config)
+    with pytest.raises(BackfillError, match=message):
+        convert(src, tmp_path / "deep" / "er" / "res", "H0", **args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_yaml_alias_bomb_is_refused(tmp_path: Path) -> None:
+    bomb = 'a: &a ["x","x","x","x","x","x","x","x","x"]\n' + "".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+    )
+    src = legacy_run(tmp_path, bomb)
+    with pytest.raises(BackfillError, match="aliases are not accepted"):
+        convert(src, tmp_path / "res", "H0")
+    deep = legacy_run(tmp_path / "d", "k: " + "[" * 100 + "]" * 100 + "\n")
+    with pytest.raises(BackfillError, match="nested deeper"):
+        convert(deep, tmp_path / "res", "H0")
+    (deep / "config.yaml").write_bytes(b"\xff\xfe: 1\n")
+    with pytest.raises(BackfillError, match="not valid YAML"):
+        convert(deep, tmp_path / "res", "H0")
+    assert not (tmp_path / "res").exists()
+
+
+def test_legacy_secrets_are_redacted_in_run_json(tmp_path: Path) -> None:
+    src = legacy_run(tmp_path, "stack: A\nhf_token: hf_abc123\nserver: {password: pw}\n")
+    run = (convert(src, tmp_path / "res", "H0").dest / "run.json").read_text()
+    assert "hf_abc123" not in run and '"pw"' not in run
+    legacy = json.loads(run)["spec"]["legacy_config"]
+    assert legacy["hf_token"] == "<redacted>" and legacy["server"] == {"password": "<redacted>"}
+
+
+def test_cli_malformed_config_is_an_error_not_a_traceback(tmp_path: Path) -> None:
+    src = legacy_run(tmp_path, "stack: A\nrep: many\n")
+    with pytest.raises(SystemExit, match="spark-harness import: rep 'many' does not match"):
+        cli.main(["import", str(src), "--results", str(tmp_path / "res"), "--hyp", "H0"])

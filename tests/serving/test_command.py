@@ -229,3 +229,32 @@ def test_plan_prints_resolved_commands_without_running(tmp_path, repo_root):
     ).stdout.splitlines()
     assert [json.loads(s)["load"]["users"] for s in specs] == [1, 1, 2, 2]
     assert os.path.exists(f)
+
+
+# ------------------------------------------------------------------ shell injection
+HOSTILE = ["m; touch {canary}", "$(touch {canary})", "`touch {canary}`", "x' ; touch {canary} '"]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_placeholders_reach_a_shell_as_one_quoted_word(tmp_path, value):
+    """A model name or ``--set`` value with ``;``, ``$(...)`` or quotes runs nothing,
+    neither in a process's ``shell`` line nor in the teardown."""
+    from spark_harness.serving.command import resolve, run_teardown, teardown_command
+
+    canary = tmp_path / "canary"
+    hostile = value.format(canary=canary)
+    spec = {
+        "name": "s",
+        "kind": "command",
+        "model": hostile,
+        "params": {"extra": hostile},
+        "command": {
+            "processes": [{"name": "p", "shell": "echo {model} {params.extra} > out.txt"}],
+            "teardown": "echo {model} {params.extra} >> out.txt",
+        },
+    }
+    shell = resolve(spec, tmp_path, "127.0.0.1", 0)["processes"][0]["shell"]
+    subprocess.run(["/bin/sh", "-c", shell], cwd=tmp_path, check=True)
+    run_teardown(teardown_command(spec), tmp_path)
+    assert not canary.exists()
+    assert (tmp_path / "out.txt").read_text() == f"{hostile} {hostile}\n" * 2

@@ -35,6 +35,7 @@ import aiohttp
 from spark_harness.contract import Endpoint
 from spark_harness.loadgen import kstamp
 from spark_harness.loadgen.record import Attempt
+from spark_harness.secrets import endpoint_api_key
 from spark_harness.workloads import Request
 
 READ_BUFFER_BYTES = 4 << 20
@@ -97,6 +98,9 @@ class Client:
         max_prompt_tokens: int | None = None,
     ) -> None:
         self.model = endpoint.model
+        # a keyed server's key, read where its endpoint says (spark_harness.secrets)
+        key = endpoint_api_key(endpoint.extra)
+        self._auth = {"Authorization": f"Bearer {key}"} if key else {}
         self.base_url = endpoint.base_url
         self.connections = connections  # 0: unlimited
         self.timeout_s = timeout_s
@@ -117,7 +121,7 @@ class Client:
             read_bufsize=READ_BUFFER_BYTES,
             timeout=aiohttp.ClientTimeout(total=None),
             trace_configs=[_trace_config()],
-            headers={"Accept": "text/event-stream"},
+            headers={"Accept": "text/event-stream", **self._auth},
         )
         return self
 

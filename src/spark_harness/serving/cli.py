@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spark_harness.secrets import SecretError, secret_paths
 from spark_harness.serving.process import PortInUseError, set_parent_death_signal
 
 
@@ -68,6 +69,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.stack_json:
             spec = json.loads(args.stack_json)
+            secrets = secret_paths(spec)
+            if secrets:
+                # every process list shows a command line: a secret there is a leak
+                raise ValueError(
+                    f"--stack-json carries the secret {secrets[0]}: name where it lives "
+                    "instead (sim.api_key_env or sim.api_key_file; docs/SECURITY.md)"
+                )
         else:
             # validation (jsonschema) is only needed for a stack file given by hand; the
             # workflow passes specs the plan already validated
@@ -90,3 +98,6 @@ def run(args: argparse.Namespace) -> int:
     except PortInUseError as e:
         print(f"spark-harness serve: {e}", file=sys.stderr)
         return 98
+    except SecretError as e:
+        print(f"spark-harness serve: {e}", file=sys.stderr)
+        return 2

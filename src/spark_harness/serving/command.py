@@ -48,6 +48,7 @@ import os
 import re
 import shlex
 import signal
+import string
 import subprocess
 import sys
 import textwrap
@@ -86,21 +87,48 @@ class Launched:
 _WHOLE_PARAM = re.compile(r"\{params\.([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _render(value: Any, ctx: dict[str, Any]) -> Any:
-    """Fill ``{...}`` placeholders in every string of a nested structure."""
+class _ShellFormatter(string.Formatter):
+    """Fills placeholders of a shell command line, each value one quoted word (a list
+    param: one quoted word per item), so no value can run commands (docs/SECURITY.md)."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if isinstance(value, list):
+            return " ".join(shlex.quote(format(v, format_spec)) for v in value)
+        return shlex.quote(format(value, format_spec))
+
+
+_SHELL = _ShellFormatter()
+
+
+def _render(value: Any, ctx: dict[str, Any], shell: bool = False) -> Any:
+    """Fill ``{...}`` placeholders in every string of a nested structure; in a ``shell``
+    string every value is quoted."""
     if isinstance(value, str):
         whole = _WHOLE_PARAM.fullmatch(value)
-        if whole and "params" in ctx and hasattr(ctx["params"], whole[1]):
+        if whole and not shell and "params" in ctx and hasattr(ctx["params"], whole[1]):
             return getattr(ctx["params"], whole[1])  # keeps a number a number in YAML files
         try:
-            return value.format(**ctx)
-        except (KeyError, AttributeError, IndexError) as e:
+            return _SHELL.vformat(value, (), ctx) if shell else value.format(**ctx)
+        except (KeyError, AttributeError, IndexError, ValueError) as e:
             raise CommandStackError(f"unknown placeholder in {value!r}: {e}") from e
     if isinstance(value, list):
-        return [_render(v, ctx) for v in value]
+        return [_render(v, ctx, shell) for v in value]
     if isinstance(value, dict):
-        return {k: _render(v, ctx) for k, v in value.items()}
+        return {k: _render(v, ctx, shell) for k, v in value.items()}
     return value
+
+
+def _render_command(command: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    """A ``command`` section rendered; a process's ``shell`` line and the ``teardown``
+    are run by a shell, so their values are quoted."""
+    out = _render({k: v for k, v in command.items() if k not in ("processes", "teardown")}, ctx)
+    out["processes"] = [
+        {k: _render(v, ctx, shell=k == "shell") for k, v in p.items()}
+        for p in command.get("processes") or []
+    ]
+    if "teardown" in command:
+        out["teardown"] = _render(command["teardown"], ctx, shell=True)
+    return out
 
 
 def _port_name(item: str | dict[str, Any]) -> str:
@@ -153,7 +181,7 @@ def _context(spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
 
 def _rendered(spec: dict[str, Any], ports: dict[str, Any], workdir: Path, host: str) -> dict:
     ctx = _context(spec, ports=SimpleNamespace(**ports), workdir=str(workdir), host=host)
-    rendered = _render({k: v for k, v in spec["command"].items() if k != "ports"}, ctx)
+    rendered = _render_command({k: v for k, v in spec["command"].items() if k != "ports"}, ctx)
     rendered["ports"] = ports
     return rendered
 
@@ -193,7 +221,7 @@ def teardown_command(spec: dict[str, Any], host: str = "127.0.0.1") -> str | Non
     teardown = (spec.get("command") or {}).get("teardown")
     if spec.get("kind") != "command" or not teardown:
         return None
-    return str(_render(teardown, _context(spec, host=host)))
+    return str(_render(teardown, _context(spec, host=host), shell=True))
 
 
 def teardown_all(specs: list[dict[str, Any]], workdir: Path = Path(".")) -> list[str]:

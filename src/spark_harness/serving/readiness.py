@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from spark_harness.contract import Endpoint
+from spark_harness.secrets import endpoint_api_key
 from spark_harness.serving.process import pid_alive
 
 LOG_TAIL_LINES = 30
@@ -71,7 +72,12 @@ def wait_ready(
     poll_s: float = 0.05,
     api_key: str | None = None,
 ) -> float:
-    """Block until ``ep`` is ready; return seconds waited. Raise ServerNotReady otherwise."""
+    """Block until ``ep`` is ready; return seconds waited. Raise ServerNotReady otherwise.
+
+    A keyed server is polled with its key: ``api_key``, else the one the endpoint names.
+    """
+    if api_key is None:
+        api_key = endpoint_api_key(ep.extra)
     timeout_s = ep.startup_timeout_s if timeout_s is None else timeout_s
     start = time.monotonic()
     deadline = start + timeout_s

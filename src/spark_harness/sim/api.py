@@ -18,6 +18,7 @@ fewer); a chat stream starts with a role-only chunk, like real servers.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import itertools
 import json
@@ -211,6 +212,7 @@ class SimApi:
         self._adapter_order = adapters
         self._ids = itertools.count()
         self._in_flight = 0
+        self._api_key = cfg.secret_api_key()
         self._id_prefix = os.urandom(4).hex()
         self.created = int(time.time())
 
@@ -224,9 +226,13 @@ class SimApi:
         app.router.add_post(
             "/v1/chat/completions", self.chat_completions, expect_handler=self._expect
         )
-        app.router.add_get("/v1/models", self.models)
-        app.router.add_get("/health", self.health)
-        app.router.add_get("/metrics", self.metrics_handler)
+        # every route answers an Expect header itself: aiohttp's default one fails with a
+        # 500 on a header that is not UTF-8
+        app.router.add_get("/v1/models", self.models, expect_handler=self._expect)
+        app.router.add_get("/health", self.health, expect_handler=self._expect)
+        app.router.add_get("/metrics", self.metrics_handler, expect_handler=self._expect)
+        # every other method or path: an error object from us, not aiohttp's default
+        app.router.add_route("*", "/{tail:.*}", self._no_route, expect_handler=self._expect)
         return app
 
     @web.middleware
@@ -252,11 +258,12 @@ class SimApi:
     async def _auth(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        key = self.cfg.api_key
+        key = self._api_key
         if key and request.path.startswith("/v1/"):
             header = request.headers.get("Authorization", "")
             given = header[7:] if header.startswith("Bearer ") else ""
-            if not hmac.compare_digest(given.encode(), key.encode()):
+            # a header that is not UTF-8 arrives with surrogate escapes: still just wrong
+            if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key.encode()):
                 raise ApiError(401, "invalid or missing API key", code="invalid_api_key")
         return await handler(request)
 
@@ -280,9 +287,24 @@ class SimApi:
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
         """Cap the generation requests in flight: each holds a connection, a stream and
-        engine state, so a flood of clients must not exhaust file descriptors or memory."""
+        engine state, so a flood of clients must not exhaust file descriptors or memory.
+        The body is read first, under ``body_timeout_s``: a client that sends headers
+        and withholds the body holds no slot, and is cut off."""
         if request.method != "POST":
             return await handler(request)
+        try:
+            await asyncio.wait_for(request.read(), self.cfg.body_timeout_s)
+        except ConnectionError:  # the client went away mid-body: no one to answer
+            log.debug("client went away before its body arrived")
+            raise web.HTTPBadRequest() from None
+        except TimeoutError:
+            resp = error_response(
+                408,
+                f"request body not received within {self.cfg.body_timeout_s:g} s",
+                code="request_timeout",
+            )
+            resp.force_close()  # the rest of the body may never come
+            return resp
         limit = self.cfg.max_concurrent_requests
         if self._in_flight >= limit:
             raise ApiError(
@@ -298,6 +320,12 @@ class SimApi:
             self._in_flight -= 1
 
     # ------------------------------------------------------------------ small routes
+    async def _no_route(self, request: web.Request) -> web.Response:
+        known = {r.canonical for r in request.app.router.resources()} - {"/{tail}"}
+        if request.path in known:
+            raise ApiError(405, f"{request.method} is not allowed on {request.path}")
+        raise ApiError(404, f"no route {request.path}", code="not_found")
+
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
 
@@ -330,10 +358,12 @@ class SimApi:
         return await self._generate(request, chat=True)
 
     async def _read_json(self, request: web.Request) -> dict[str, Any]:
-        raw = await request.read()
+        raw = await request.read()  # already read by _limit: no wait here
         try:
             body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except RecursionError as e:  # 200 k nested brackets
+            raise ApiError(400, "request body is nested too deeply") from e
+        except ValueError as e:  # not JSON, not UTF-8, or an integer of > 4300 digits
             raise ApiError(400, f"request body is not valid JSON: {e}") from e
         if not isinstance(body, dict):
             raise ApiError(400, "request body must be a JSON object")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from spark_harness.secrets import read_secret
 from spark_harness.sim.profiles import (
     HardwareProfile,
     ModelProfile,
@@ -63,12 +64,16 @@ class SimConfig:
     max_loras: int = 4
     lora_dir: str | None = None
     api_key: str | None = field(default=None, repr=False)
+    api_key_env: str | None = None  # the key from this environment variable (preferred)
+    api_key_file: str | None = None  # or from this file: no secret in the spec
     seed: int = 0
     tokens_per_event: int = 1
     default_max_tokens: int = 16
     max_tokens_limit: int = 0  # 0: max_model_len
     max_request_bytes: int = 4 * 2**20
     max_concurrent_requests: int = 512
+    body_timeout_s: float = 10.0  # a request body must arrive within this (else 408)
+    idle_timeout_s: float = 30.0  # a connection without a complete request is closed
     natural_output_tokens: int | None = None
     resident_blocks: int = 0  # paging: G1 blocks that fit in memory (the rest pages)
     swap_dir: str | None = None  # paging: directory of the swap file (default workdir/swap)
@@ -174,6 +179,10 @@ class SimConfig:
             "g1_blocks",
             "must be >= 1 (memory_fraction leaves no room for KV after the weights?)",
         )
+        for key in ("body_timeout_s", "idle_timeout_s"):
+            value = getattr(self, key)
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+            need(ok and 0 < value < math.inf, key, "must be a number of seconds > 0")
         need(0 < self.memory_fraction <= 1, "memory_fraction", "must be in (0, 1]")
         need(0 < self.byte_scale <= 1, "byte_scale", "must be in (0, 1]")
         need(self.eviction in ("lru", "lfu", "fifo"), "eviction", "must be lru, lfu or fifo")
@@ -239,6 +248,11 @@ class SimConfig:
             return None
         return Path(self.lora_dir) if self.lora_dir else workdir / "lora"
 
+    def secret_api_key(self) -> str | None:
+        """The API key: ``api_key``, else read from ``api_key_env`` / ``api_key_file``
+        (once, at start-up: raises SecretError when the reference cannot be read)."""
+        return self.api_key or read_secret(self.api_key_env, self.api_key_file)
+
     def blocks_for(self, tokens: int) -> int:
         return math.ceil(tokens / self.block_tokens)
 
@@ -266,4 +280,7 @@ def endpoint_facts(spec: dict[str, Any], workdir: Path) -> dict[str, Any]:
         "block_bytes_full_scale": cfg.block_bytes_full_scale,
         "max_num_tokens": cfg.max_model_len,
         "lora_dir": str(lora) if lora is not None else None,
+        # where clients read the key (never the key itself): serving.readiness, loadgen
+        "api_key_env": cfg.api_key_env,
+        "api_key_file": cfg.api_key_file,
     }

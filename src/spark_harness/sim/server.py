@@ -148,13 +148,15 @@ async def serve(
 ) -> None:
     """Serve on ``sock`` until ``stop`` is set, then shut down cleanly."""
     app = await build_app(spec, workdir)
-    # handler_cancellation: a client that goes away frees its sequence at once
+    # handler_cancellation: a client that goes away frees its sequence at once;
     runner = web.AppRunner(
         app,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT_S,
         handler_cancellation=True,
+        # an idle or slow-header connection is closed (aiohttp's default waits an hour)
+        keepalive_timeout=app[SIMULATOR].cfg.idle_timeout_s,
     )
     try:
         await runner.setup()
