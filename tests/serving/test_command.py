@@ -214,7 +214,8 @@ def test_plan_prints_resolved_commands_without_running(tmp_path, repo_root):
         text=True,
         check=True,
     ).stdout
-    assert out.count("# H0/C/users-") == 4  # 2 points x 2 repetitions
+    reps = cfg["defaults"]["repetitions"]
+    assert out.count("# H0/C/users-") == 2 * reps  # 2 points x the plan's repetitions
     assert (
         "[api]" in out
         and "'<port:http>' fake-model" in out
