@@ -22,6 +22,7 @@ SUBCOMMANDS = {
     "plan": "spark_harness.plan_cli",
     "import": "spark_harness.backfill",
     "restore": "spark_harness.archive",
+    "verdicts": "spark_harness.verdict_table",
 }
 
 

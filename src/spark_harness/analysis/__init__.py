@@ -8,12 +8,11 @@ and writes ``summary.csv`` (one row per point, failed points included), ``verdic
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-SUMMARY_CSV = "summary.csv"
-VERDICT_JSON = "verdict.json"
+from spark_harness.verdict_contract import SUMMARY_CSV, VERDICT_JSON
 
 
 class AnalysisError(ValueError):
@@ -34,12 +33,7 @@ def summarize(
     from spark_harness.analysis.evidence import Context, failed_report, verdict
     from spark_harness.analysis.runs import load
 
-    evaluators = _evaluators(track)
-    if hyp not in evaluators:
-        raise AnalysisError(
-            f"no evaluator for hypothesis {hyp!r} in the {track} plan"
-            f" (have: {', '.join(evaluators)})"
-        )
+    evaluate = _evaluator(hyp, track)
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
@@ -47,19 +41,29 @@ def summarize(
     if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
         result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
     else:
-        result = evaluators[hyp](ctx)
+        result = evaluate(ctx)
     result.sources = {f"{h}/{s}": str(p) for (h, s), p in sources.items()}
     ctx.write_table(SUMMARY_CSV, ctx.summary)
     result.tables = list(ctx.tables)
     result.write(out_dir / VERDICT_JSON)
 
 
-def _evaluators(track: str) -> Mapping[str, Any]:
-    """The evaluators of a plan track."""
+def _evaluator(hyp: str, track: str) -> Callable[[Any], Any]:
+    """The evaluator of ``hyp`` in a plan track: the registry's (v3), or the legacy one."""
     if track == "v3":
-        from spark_harness.analysis.hypotheses import EVALUATORS
-    elif track == "v2.5":
+        from spark_harness.registry import RegistryError, lookup
+
+        try:
+            return lookup(hyp).evaluate()
+        except RegistryError as e:
+            raise AnalysisError(str(e)) from e
+    if track == "v2.5":
         from spark_harness.analysis.v25 import EVALUATORS
-    else:
-        raise AnalysisError(f"unknown plan track {track!r} (have: v3, v2.5)")
-    return EVALUATORS
+
+        if hyp not in EVALUATORS:
+            raise AnalysisError(
+                f"no evaluator for hypothesis {hyp!r} in the v2.5 plan"
+                f" (have: {', '.join(EVALUATORS)})"
+            )
+        return EVALUATORS[hyp]
+    raise AnalysisError(f"unknown plan track {track!r} (have: v3, v2.5)")

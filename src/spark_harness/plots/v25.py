@@ -16,7 +16,7 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.hypotheses import h0, h1
+from spark_harness.plots.hypotheses import FIGURES as V3_FIGURES
 from spark_harness.plots.panels import Drawn, FigureSpec
 
 
@@ -188,8 +188,8 @@ SCATTERS: dict[str, dict[str, Scatter]] = {
 }
 
 FIGURES: dict[str, list[FigureSpec]] = {
-    "H0": h0.FIGURES,
-    "H1": h1.FIGURES,
+    "H0": V3_FIGURES["H0"],
+    "H1": V3_FIGURES["H1"],
     **{
         hyp: [FigureSpec(name, partial(draw_scatter, spec)) for name, spec in specs.items()]
         for hyp, specs in SCATTERS.items()

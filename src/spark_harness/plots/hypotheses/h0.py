@@ -6,9 +6,10 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_latency_vs_concurrency.csv"
+TABLE = figure_table("latency_vs_concurrency")
 WHAT = "TTFT p50/p95/p99 vs concurrency (closed loop); U_work, knee and collapse per stack"
 #: HYPOTHESES.md, U_work: the knee is where p99 > 2 x p50 (and at the next step).
 KNEE_RATIO = 2.0
@@ -61,6 +62,3 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
         loc="upper left",
     )
     return panels.finish(fig, summary, WHAT), table
-
-
-FIGURES = [FigureSpec("latency_vs_concurrency", latency_vs_concurrency)]

@@ -13,10 +13,11 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-CURVE = "fig_p99_vs_context.csv"
-SHARES = "fig_tier_hit_shares.csv"
+CURVE = figure_table("p99_vs_context")
+SHARES = figure_table("tier_hit_shares")
 CTX = "workload.context_tokens"
 CTX_LABEL = "context (prompt tokens)"
 #: HYPOTHESES.md H2A: device reads within 10 % of idle; docs/ANALYSIS.md: the idle
@@ -151,10 +152,3 @@ def tier_hit_shares(summary: Summary) -> Drawn:
     ax.set_ylim(0, 1.08)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return panels.finish(fig, summary, WHAT_SHARES), table
-
-
-FIGURES_A = [FigureSpec("p99_vs_context", p99_vs_context_a)]
-FIGURES_B = [
-    FigureSpec("p99_vs_context", p99_vs_context_b),
-    FigureSpec("tier_hit_shares", tier_hit_shares),
-]

@@ -12,9 +12,10 @@ from matplotlib.axes import Axes
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_p99_vs_read_await.csv"
+TABLE = figure_table("p99_vs_read_await")
 PROFILE = "qos.profile"
 BASELINE = "none"
 #: HYPOTHESES.md H4A: p99 change < 10 %.
@@ -102,7 +103,3 @@ def p99_vs_read_await_b(summary: Summary) -> Drawn:
         loc="lower right",
     )
     return panels.finish(fig, summary, WHAT_B), table
-
-
-FIGURES_A = [FigureSpec("p99_vs_read_await", p99_vs_read_await_a)]
-FIGURES_B = [FigureSpec("p99_vs_read_await", p99_vs_read_await_b)]

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
 from spark_harness.plots.verdicts import fmt, fmt_ci
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_iowait_vs_p99.csv"
+TABLE = figure_table("iowait_vs_p99")
 #: docs/ANALYSIS.md FLAT_IOWAIT_PP: iowait within ±1 pp across the p99 range is flat.
 FLAT_PP = 1.0
 WHAT_A = "CPU iowait and device read await per run vs TTFT p99, Stack A (runs of H2A and H4A)"
@@ -71,7 +72,3 @@ def iowait_vs_p99_a(summary: Summary) -> Drawn:
 
 def iowait_vs_p99_b(summary: Summary) -> Drawn:
     return _draw(summary, WHAT_B, engaged_only=True)
-
-
-FIGURES_A = [FigureSpec("iowait_vs_p99", iowait_vs_p99_a)]
-FIGURES_B = [FigureSpec("iowait_vs_p99", iowait_vs_p99_b)]

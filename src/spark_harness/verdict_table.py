@@ -1,0 +1,130 @@
+"""Verdicts at a glance: every hypothesis of a results folder in one table.
+
+One row per ``summary/{hyp}/verdict.json`` (each checked against the verdict contract):
+the hypothesis, its status, the deciding statistic with its CI and threshold, the
+reasons. Written as ``summary/verdicts.csv`` and ``summary/verdicts.md`` by the
+workflow's ``verdicts`` rule, printed when a run ends, shown by ``spark-harness verdicts
+[RESULTS_DIR]`` for any results folder, and the report's front page (:func:`rst`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from spark_harness import verdict_contract as contract
+from spark_harness.files import atomic_writer
+from spark_harness.plots.verdicts import Verdict, fmt, fmt_ci, threshold_text
+from spark_harness.registry import load
+
+SUMMARY = "summary"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One hypothesis's verdict, as the table shows it."""
+
+    hypothesis: str
+    title: str
+    status: str
+    statistic: str  # the deciding criterion's name and value, with its unit
+    ci: str
+    threshold: str
+    reasons: str
+
+    @classmethod
+    def of(cls, v: Verdict) -> Row:
+        p = v.primary()
+        unit = "" if p is None else p.get("unit", "")
+        return cls(
+            hypothesis=v.hypothesis,
+            title=v.title,
+            status=v.status,
+            statistic="" if p is None else f"{p['name']} = {fmt(p.get('value'), unit)}",
+            ci="" if p is None else fmt_ci(p.get("ci"), unit),
+            threshold="" if p is None else threshold_text(p),
+            reasons=", ".join(v.reasons),
+        )
+
+
+def _order(hyp: str) -> tuple[int, str]:
+    """Registry order (the plan's), then any other id alphabetically."""
+    known = list(load())
+    return (known.index(hyp), hyp) if hyp in known else (len(known), hyp)
+
+
+def collect(results: Path) -> list[Row]:
+    """The verdict of every hypothesis under ``results`` (none: an empty list)."""
+    files = sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}"))
+    rows = [Row.of(Verdict.read(f)) for f in files]
+    return sorted(rows, key=lambda r: _order(r.hypothesis))
+
+
+def to_csv(rows: Sequence[Row]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(Row.__dataclass_fields__), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(asdict(r) for r in rows)
+    return out.getvalue()
+
+
+HEADER = ("hypothesis", "status", "deciding statistic", "95 % CI", "threshold", "reasons")
+
+
+def _cells(r: Row) -> tuple[str, ...]:
+    return (r.hypothesis, r.status, r.statistic, r.ci, r.threshold, r.reasons or "—")
+
+
+def markdown(rows: Sequence[Row]) -> str:
+    """A GitHub-flavoured Markdown table (``|`` in a cell escaped)."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def rst(rows: Sequence[Row]) -> str:
+    """The table as an RST ``list-table`` (the report's front page)."""
+    out = [".. list-table:: Verdicts at a glance", "   :header-rows: 1", ""]
+    for cells in (HEADER, *(_cells(r) for r in rows)):
+        out.append("   * - " + _rst_cell(cells[0]))
+        out += ["     - " + _rst_cell(c) for c in cells[1:]]
+    return "\n".join(out) + "\n"
+
+
+def _rst_cell(text: str) -> str:
+    for ch in ("\\", "*", "`", "|", "_"):
+        text = text.replace(ch, "\\" + ch)
+    return text or "\\ "
+
+
+def write(rows: Sequence[Row], csv_path: Path, md_path: Path) -> None:
+    with atomic_writer(Path(csv_path)) as fh:
+        fh.write(to_csv(rows))
+    with atomic_writer(Path(md_path)) as fh:
+        fh.write(markdown(rows))
+
+
+def _main(args: argparse.Namespace) -> int:
+    rows = collect(args.results)
+    if not rows:
+        print(f"{args.results}: no verdicts under {SUMMARY}/*/{contract.VERDICT_JSON}")
+        return 1
+    print(to_csv(rows) if args.csv else markdown(rows), end="")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "verdicts",
+        help="print the verdict of every hypothesis of a results folder",
+        description="Verdicts at a glance: status, deciding statistic with CI and threshold,"
+        " and reasons of every hypothesis under RESULTS_DIR/summary/.",
+    )
+    p.add_argument("results", nargs="?", type=Path, default=Path("results"), metavar="RESULTS_DIR")
+    p.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
+    p.set_defaults(func=_main)
