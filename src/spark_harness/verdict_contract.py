@@ -35,9 +35,6 @@ REASON_PATTERN = r"^[a-z0-9_]+(:[^\s]+)?$"
 
 VERDICT_JSON = "verdict.json"
 SUMMARY_CSV = "summary.csv"
-#: The verdict table of a results folder (``results/summary/``), CSV and Markdown.
-VERDICTS_CSV = "verdicts.csv"
-VERDICTS_MD = "verdicts.md"
 
 
 def figure_table(figure: str) -> str:

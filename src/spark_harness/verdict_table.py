@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +22,11 @@ from spark_harness.plots.verdicts import Verdict, fmt, fmt_ci, threshold_text
 from spark_harness.registry import load
 
 SUMMARY = "summary"
+#: Where the workflow writes the table, relative to the results folder (as in ``layout``).
+VERDICTS_CSV = f"{SUMMARY}/verdicts.csv"
+VERDICTS_MD = f"{SUMMARY}/verdicts.md"
+#: The report's front page: the table, then the report's introduction.
+FRONT_PAGE = f"{SUMMARY}/report.rst"
 
 
 @dataclass(frozen=True)
@@ -57,11 +62,15 @@ def _order(hyp: str) -> tuple[int, str]:
     return (known.index(hyp), hyp) if hyp in known else (len(known), hyp)
 
 
+def rows_of(verdicts: Iterable[Path]) -> list[Row]:
+    """One row per verdict file, in the registry's order."""
+    rows = [Row.of(Verdict.read(Path(f))) for f in verdicts]
+    return sorted(rows, key=lambda r: _order(r.hypothesis))
+
+
 def collect(results: Path) -> list[Row]:
     """The verdict of every hypothesis under ``results`` (none: an empty list)."""
-    files = sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}"))
-    rows = [Row.of(Verdict.read(f)) for f in files]
-    return sorted(rows, key=lambda r: _order(r.hypothesis))
+    return rows_of(sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}")))
 
 
 def to_csv(rows: Sequence[Row]) -> str:
@@ -102,11 +111,18 @@ def _rst_cell(text: str) -> str:
     return text or "\\ "
 
 
+def front_page(rows: Sequence[Row], intro: str) -> str:
+    """The report's front page: the introduction's title, the verdict table, the rest."""
+    lines = intro.splitlines()
+    # an RST title is its text and the underline below it
+    head, rest = ("\n".join(lines[:2]), "\n".join(lines[2:])) if len(lines) > 1 else ("", intro)
+    return f"{head}\n\n{rst(rows)}\n{rest}\n"
+
+
 def write(rows: Sequence[Row], csv_path: Path, md_path: Path) -> None:
-    with atomic_writer(Path(csv_path)) as fh:
-        fh.write(to_csv(rows))
-    with atomic_writer(Path(md_path)) as fh:
-        fh.write(markdown(rows))
+    for path, text in ((csv_path, to_csv(rows)), (md_path, markdown(rows))):
+        with atomic_writer(Path(path)) as fh:
+            fh.write(text)
 
 
 def _main(args: argparse.Namespace) -> int:

@@ -6,9 +6,10 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from spark_harness import layout
+from spark_harness import plots
+from spark_harness import registry
 from spark_harness.backfill import imported_runs
 from spark_harness.plan import Plan, PlanError
-from spark_harness import plots
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -19,10 +20,16 @@ except PlanError as e:
     raise WorkflowError(str(e))
 
 RESULTS = PLAN.results
+#: every hypothesis the harness knows (spark_harness.registry, plugins included)
+KNOWN = registry.load()
+if PLAN.track == "v3" and (unknown := [h for h in PLAN.hypotheses if h not in KNOWN]):
+    raise WorkflowError(
+        f"hypotheses {', '.join(unknown)}: not in the registry (known: {', '.join(KNOWN)})"
+    )
 
 
 wildcard_constraints:
-    hyp="H[0-9][AB]?",
+    hyp="|".join(sorted(PLAN.hypotheses, key=len, reverse=True)),
     stack="[A-Za-z][A-Za-z0-9]*",
     point="[A-Za-z0-9._-]+",
     rep="[0-9]+",
