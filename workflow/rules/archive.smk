@@ -14,10 +14,12 @@ rule archive:
     output:
         f"{ARCHIVE.get('dir', 'archives')}/{ARCHIVE_NAME}.tar.gz",
     params:
-        results=RESULTS,
+        results=lambda w: RESULTS,
         config=lambda w: dict(config),
         track=PLAN.track,
-        name=ARCHIVE_NAME,
+        name=lambda w: ARCHIVE_NAME,
+    conda:
+        CONDA_ENV
     log:
         f"{ARCHIVE.get('dir', 'archives')}/{ARCHIVE_NAME}.log",
     script:

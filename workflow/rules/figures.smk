@@ -77,6 +77,8 @@ for _hyp in PLAN.hypotheses:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            CONDA_ENV
         log:
             res(f"logs/figures/{_hyp}.log"),
         script:

@@ -5,13 +5,6 @@
 # chart puts Stack A against Stack B (results/figures/compare/).
 
 
-from spark_harness import verdict_table
-
-
-def verdict_files():
-    return [str(PLAN.path(layout.VERDICT, hyp=h)) for h in PLAN.hypotheses]
-
-
 for _hyp in PLAN.hypotheses:
 
     rule:
@@ -19,15 +12,6 @@ for _hyp in PLAN.hypotheses:
             _hyp
         input:
             hypothesis_targets(_hyp),
-
-
-COMPARE_DIR = f"{RESULTS}/figures/{registry.COMPARE}"
-COMPARISONS = registry.comparisons(PLAN.hypotheses) if PLAN.track == "v3" else []
-
-
-def compare_targets():
-    """The PNG of every A-vs-B chart of the plan."""
-    return [f"{COMPARE_DIR}/{c.name}.png" for c in COMPARISONS]
 
 
 for _c in COMPARISONS:
@@ -54,6 +38,8 @@ for _c in COMPARISONS:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            CONDA_ENV
         log:
             res(f"logs/figures/compare_{_c.name}.log"),
         script:
@@ -63,28 +49,16 @@ for _c in COMPARISONS:
 rule verdicts:
     """Verdicts at a glance: summary/verdicts.csv, .md, and the report's front page."""
     input:
-        verdict_files(),
+        [str(PLAN.path(layout.VERDICT, hyp=h)) for h in PLAN.hypotheses],
     output:
         csv=res(verdict_table.VERDICTS_CSV),
         md=res(verdict_table.VERDICTS_MD),
         front=res(verdict_table.FRONT_PAGE),
     params:
-        results=RESULTS,
-        intro="workflow/report/workflow.rst",
+        intro=INTRO,
+    conda:
+        CONDA_ENV
     log:
         res("logs/verdicts.log"),
     script:
         "../scripts/verdicts.py"
-
-
-def front_page():
-    """The report's front page: the verdict table where it was written, else the intro."""
-    page = Path(RESULTS, verdict_table.FRONT_PAGE)
-    return str(page.resolve()) if page.is_file() else "workflow/report/workflow.rst"
-
-
-def print_verdicts():
-    """The verdict table at the end of a run that wrote it (the Snakefile's `onsuccess:`)."""
-    table = Path(RESULTS, verdict_table.VERDICTS_MD)
-    if table.is_file():
-        print(f"\nVerdicts at a glance ({table}):\n\n{table.read_text()}")
