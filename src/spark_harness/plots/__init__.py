@@ -18,13 +18,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from spark_harness.plots.verdicts import Verdict
-from spark_harness.registry import load, lookup
+from spark_harness.registry import BUILTIN, load
 
 #: The legacy v2.5 plan's figures (``track: v2.5``; ``plots.v25`` draws them). The v3
 #: figures are named by each hypothesis's entry in :mod:`spark_harness.registry`.
 V25_FIGURE_NAMES: dict[str, tuple[str, ...]] = {
-    "H0": lookup("H0").figure_names,
-    "H1": lookup("H1").figure_names,
+    **{h.id: h.figure_names for h in BUILTIN if h.id in ("H0", "H1")},  # the v3 rules
     "H2": ("p99_vs_pressure",),
     "H3": ("p99_vs_os_paging",),
     "H4": ("p99_vs_qos",),
