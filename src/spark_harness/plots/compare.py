@@ -54,8 +54,9 @@ def draw(c: Comparison, a: Summary, b: Summary) -> Drawn:
         ax.legend(loc="best", fontsize=8)
     ax.set_xlabel(c.x_label or c.x)
     ax.set_ylabel(c.y_label or c.y)
-    verdicts = "; ".join(f"{s.hyp}: {s.verdict.headline()}" for s in (a, b))
-    fig.suptitle("\n".join([c.what, textwrap.fill(verdicts, 115)]), fontsize=9, x=0.01, ha="left")
+    # one line per side: its hypothesis and its verdict with the deciding numbers
+    sides = [textwrap.shorten(f"{s.hyp}: {s.verdict.headline()}", 130) for s in (a, b)]
+    fig.suptitle("\n".join([c.what, *sides]), fontsize=9, x=0.01, ha="left")
     return fig, table
 
 
