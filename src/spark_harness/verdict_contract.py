@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 SCHEMA_VERSION = 1
 
 SUPPORTED = "supported"
@@ -98,6 +96,8 @@ class ContractError(ValueError):
 
 def validate(data: Any, where: str = "verdict") -> Mapping[str, Any]:
     """``data`` if it is a verdict of this schema version, else :class:`ContractError`."""
+    import jsonschema  # here: the point processes import this module and start fast
+
     if isinstance(data, Mapping) and data.get("schema_version") != SCHEMA_VERSION:
         raise ContractError(
             f"{where}: schema_version {data.get('schema_version')!r}, this harness reads"
