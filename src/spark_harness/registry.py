@@ -87,7 +87,7 @@ class Hypothesis:
         return self.category or self.id
 
     def evaluate(self) -> Callable[..., Any]:
-        return resolve(self.evaluator)  # type: ignore[no-any-return]
+        return resolve(self.evaluator)
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,7 @@ def validate(data: Any, where: str = "verdict") -> Mapping[str, Any]:
     if error is not None:
         at = "/".join(str(p) for p in error.absolute_path) or "(top)"
         raise ContractError(f"{where}: not a verdict.json: {at}: {error.message}")
-    return data  # type: ignore[no-any-return]
+    return data
 
 
 def read(path: Path) -> Mapping[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from spark_harness.plots import panels, style
-from spark_harness.plots.data import Summary
+from spark_harness.plots.data import Summary, number
 from spark_harness.plots.panels import Drawn
 from spark_harness.verdict_contract import figure_table
 
@@ -46,7 +46,9 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
             top.scatter(knee["users"], knee["p99_ms"], marker="X", s=90, color=colour, zorder=4)
             bottom.scatter(knee["users"], knee["p99_over_p50"], marker="X", s=90, color=colour)
     panels.threshold_line(bottom, KNEE_RATIO, "knee rule: p99 > 2 × p50 at two steps")
-    if table["p99_ms"].max() >= COLLAPSE_P99_MS / 2:  # only where the curves come near it
+    if (
+        number(table["p99_ms"].max()) or 0.0
+    ) >= COLLAPSE_P99_MS / 2:  # only where the curves come near it
         panels.threshold_line(top, COLLAPSE_P99_MS, "collapse: p99 > 1000 ms", "right")
     users = sorted(table["users"].unique().to_list())
     for ax in (top, bottom):

@@ -11,7 +11,7 @@ import polars as pl
 from matplotlib.axes import Axes
 
 from spark_harness.plots import panels, style
-from spark_harness.plots.data import Summary
+from spark_harness.plots.data import Summary, number
 from spark_harness.plots.panels import Drawn
 from spark_harness.verdict_contract import figure_table
 
@@ -68,7 +68,7 @@ def p99_vs_read_await_a(summary: Summary) -> Drawn:
         return panels.placeholder(summary, WHAT_A)
     fig, (ax,) = style.new_figure(1, height=4.4)
     _scatter(ax, table, "read_await_ms")
-    base = table.filter(pl.col(PROFILE) == BASELINE)["ttft_p99"].mean()
+    base = number(table.filter(pl.col(PROFILE) == BASELINE)["ttft_p99"].mean())
     if base is not None:
         ax.axhspan(base * (1 - P99_CHANGE), base * (1 + P99_CHANGE), color=style.GREY, alpha=0.12)
         panels.threshold_line(ax, base, "p99 without contention; band: ±10 % (rule)", "right")

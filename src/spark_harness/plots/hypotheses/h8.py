@@ -8,7 +8,7 @@ drawn hollow. H8A shows the ±1 pp band within which iowait counts as flat.
 from __future__ import annotations
 
 from spark_harness.plots import panels, style
-from spark_harness.plots.data import Summary
+from spark_harness.plots.data import Summary, number
 from spark_harness.plots.panels import Drawn
 from spark_harness.plots.verdicts import fmt, fmt_ci
 from spark_harness.verdict_contract import figure_table
@@ -44,7 +44,7 @@ def _draw(summary: Summary, what: str, engaged_only: bool) -> Drawn:
                 top, "hollow: runs without G3 onboards (not in the correlation)", "lower right"
             )
     else:
-        mean = table["iowait_pct"].mean()
+        mean = number(table["iowait_pct"].mean())
         if mean is not None:
             top.axhspan(max(mean - FLAT_PP, 0), mean + FLAT_PP, color=style.GREY, alpha=0.12, lw=0)
         c = v.criterion("iowait_vs_p99_near_zero") or {}

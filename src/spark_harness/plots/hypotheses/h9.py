@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -84,7 +85,7 @@ def replay_ttft_by_mode(summary: Summary) -> Drawn:
     ax.set_xticks(pos, [MODE_LABELS.get(m, m) for m in names])
     ax.set_xlabel("KV offload mode of Stack B")
     ax.set_ylabel("mean TTFT of replayed sessions (ms)")
-    handles = [
+    handles: list[Artist] = [
         Patch(
             facecolor=style.stack_colour(m),
             hatch=style.STACK_HATCHES.get(m, ""),
