@@ -248,12 +248,23 @@ COMPARISONS: tuple[Comparison, ...] = (
 )
 
 
+#: The plan tracks (``Plan.track``): v3 is this registry with its plugins; v2.5 is the
+#: legacy plan, whose entries live behind the :mod:`spark_harness.legacy` boundary.
+TRACKS = ("v3", "v2.5")
+LEGACY = "spark_harness.legacy:HYPOTHESES"
+
+
 @functools.cache
-def load() -> dict[str, Hypothesis]:
-    """The built-in entries plus each plugin's ``HYPOTHESES``.
+def load(track: str = "v3") -> dict[str, Hypothesis]:
+    """Every entry of a plan track: for v3 the built-in entries plus each plugin's
+    ``HYPOTHESES``.
 
     A plugin may not redefine an id: two entries for one hypothesis would make its
     targets, evaluator and figures ambiguous."""
+    if track not in TRACKS:
+        raise RegistryError(f"unknown plan track {track!r} (have: {', '.join(TRACKS)})")
+    if track == "v2.5":
+        return {h.id: h for h in resolve(LEGACY)}
     out = {h.id: h for h in BUILTIN}
     for ep in entry_points(group=PLUGIN_GROUP):
         try:
@@ -269,11 +280,13 @@ def load() -> dict[str, Hypothesis]:
     return out
 
 
-def lookup(hyp: str) -> Hypothesis:
+def lookup(hyp: str, track: str = "v3") -> Hypothesis:
     """One entry; an unknown id is an error naming the known ones."""
-    known = load()
+    known = load(track)
     if hyp not in known:
-        raise RegistryError(f"unknown hypothesis {hyp!r} (known: {', '.join(known)})")
+        raise RegistryError(
+            f"no hypothesis {hyp!r} in the {track} plan (known: {', '.join(known)})"
+        )
     return known[hyp]
 
 

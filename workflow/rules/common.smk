@@ -23,12 +23,6 @@ except PlanError as e:
 RESULTS = PLAN.results
 #: the software of every rule that runs something (`--software-deployment-method conda`)
 CONDA_ENV = "../envs/harness.yaml"
-#: every hypothesis the harness knows (spark_harness.registry, plugins included)
-KNOWN = registry.load()
-if PLAN.track == "v3" and (unknown := [h for h in PLAN.hypotheses if h not in KNOWN]):
-    raise WorkflowError(
-        f"hypotheses {', '.join(unknown)}: not in the registry (known: {', '.join(KNOWN)})"
-    )
 
 
 wildcard_constraints:

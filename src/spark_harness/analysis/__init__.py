@@ -29,7 +29,7 @@ def summarize(
     """Evaluate ``hyp`` and write its summary, verdict and figure tables into ``out_dir``.
 
     ``track`` is the plan's (``v3``, or ``v2.5`` for the legacy plan, whose ids mean
-    other hypotheses): it picks the evaluators."""
+    other hypotheses): it picks the registry the evaluator comes from."""
     from spark_harness.analysis.evidence import Context, failed_report, verdict
     from spark_harness.analysis.runs import load
 
@@ -49,21 +49,15 @@ def summarize(
 
 
 def _evaluator(hyp: str, track: str) -> Callable[[Any], Any]:
-    """The evaluator of ``hyp`` in a plan track: the registry's (v3), or the legacy one."""
-    if track == "v3":
-        from spark_harness.registry import RegistryError, lookup
+    """The evaluator of ``hyp`` in a plan track, as the registry names it."""
+    from spark_harness.registry import RegistryError, load
 
-        try:
-            return lookup(hyp).evaluate()
-        except RegistryError as e:
-            raise AnalysisError(str(e)) from e
-    if track == "v2.5":
-        from spark_harness.analysis.v25 import EVALUATORS
-
-        if hyp not in EVALUATORS:
-            raise AnalysisError(
-                f"no evaluator for hypothesis {hyp!r} in the v2.5 plan"
-                f" (have: {', '.join(EVALUATORS)})"
-            )
-        return EVALUATORS[hyp]
-    raise AnalysisError(f"unknown plan track {track!r} (have: v3, v2.5)")
+    try:
+        known = load(track)
+    except RegistryError as e:
+        raise AnalysisError(str(e)) from e
+    if hyp not in known:
+        raise AnalysisError(
+            f"no evaluator for hypothesis {hyp!r} in the {track} plan (have: {', '.join(known)})"
+        )
+    return known[hyp].evaluate()

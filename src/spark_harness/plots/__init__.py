@@ -18,20 +18,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from spark_harness.plots.verdicts import Verdict
-from spark_harness.registry import BUILTIN, load
+from spark_harness.registry import load
 
-#: The legacy v2.5 plan's figures (``track: v2.5``; ``plots.v25`` draws them). The v3
-#: figures are named by each hypothesis's entry in :mod:`spark_harness.registry`.
-V25_FIGURE_NAMES: dict[str, tuple[str, ...]] = {
-    **{h.id: h.figure_names for h in BUILTIN if h.id in ("H0", "H1")},  # the v3 rules
-    "H2": ("p99_vs_pressure",),
-    "H3": ("p99_vs_os_paging",),
-    "H4": ("p99_vs_qos",),
-    "H5": ("p99_vs_adapters",),
-    "H6": ("p99_storm_vs_baseline",),
-    "H7": ("device_vs_lora_bytes",),
-    "H8": ("iowait_vs_p99",),
-}
 #: The verdict with its numbers, as reStructuredText: the report's captions include it.
 VERDICT_RST = "verdict.rst"
 TIMESERIES_DIR = "timeseries"
@@ -39,9 +27,7 @@ TIMESERIES_DIR = "timeseries"
 
 def figure_names(hyp: str, track: str = "v3") -> list[str]:
     """The evidence figures of ``hyp`` in a plan track (none for one without figures)."""
-    if track == "v2.5":
-        return list(V25_FIGURE_NAMES.get(hyp, ()))
-    known = load()
+    known = load(track)
     return list(known[hyp].figure_names) if hyp in known else []
 
 

@@ -27,12 +27,8 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
 
 
 def figures(hyp: str, track: str) -> list[FigureSpec]:
-    """The figure code of ``hyp`` in a plan track: its registry entry's, or the legacy."""
-    if track == "v2.5":
-        from spark_harness.plots.v25 import FIGURES as V25
-
-        return V25.get(hyp, [])
-    known = load()
+    """The figure code of ``hyp`` in a plan track, as its registry entry names it."""
+    known = load(track)
     return [FigureSpec(f.name, resolve(f.draw)) for f in known[hyp].figures] if hyp in known else []
 
 
