@@ -53,6 +53,9 @@ class Figure:
     draw: str  # "module:function"
     #: the analysis table it draws from (``fig_{name}.csv`` unless named)
     table: str = ""
+    #: its report caption, an RST file (Jinja allowed, as Snakemake renders it); unless
+    #: given: ``workflow/report/figures/{hyp}/{name}.rst``, else the generic caption
+    caption: str = ""
 
     @property
     def source_table(self) -> str:

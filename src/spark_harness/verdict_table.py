@@ -125,7 +125,7 @@ def write(rows: Sequence[Row], csv_path: Path, md_path: Path) -> None:
             fh.write(text)
 
 
-def _main(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     rows = collect(args.results)
     if not rows:
         print(f"{args.results}: no verdicts under {SUMMARY}/*/{contract.VERDICT_JSON}")
@@ -143,4 +143,4 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("results", nargs="?", type=Path, default=Path("results"), metavar="RESULTS_DIR")
     p.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
-    p.set_defaults(func=_main)
+    p.set_defaults(func=run)

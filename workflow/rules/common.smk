@@ -1,5 +1,6 @@
 # Shared helpers: validate the config, expand the plan, name every file.
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -21,6 +22,8 @@ except PlanError as e:
     raise WorkflowError(str(e))
 
 RESULTS = PLAN.results
+#: the registry entry of every hypothesis of the plan (its track's; plugins included)
+ENTRIES = {h: registry.lookup(h, PLAN.track) for h in PLAN.hypotheses}
 #: the software of every rule that runs something (`--software-deployment-method conda`)
 CONDA_ENV = "../envs/harness.yaml"
 
