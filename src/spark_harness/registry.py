@@ -106,6 +106,7 @@ class Comparison:
     x_label: str = ""
     y_label: str = ""
     curve: bool = False  # one point per sweep value (a line), else one per run
+    log2_x: bool = False  # a sweep in powers of two (context): one tick per value
 
 
 A = "spark_harness.analysis.hypotheses"
@@ -227,6 +228,7 @@ COMPARISONS: tuple[Comparison, ...] = (
         x_label="context (prompt tokens)",
         y_label="TTFT p99 (ms)",
         curve=True,
+        log2_x=True,
     ),
     Comparison(
         "H4_p99_vs_read_await",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import polars as pl
 
-from spark_harness.plots import style
+from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
 from spark_harness.plots.panels import Drawn
 from spark_harness.plots.render import write_csv
@@ -52,6 +52,8 @@ def draw(c: Comparison, a: Summary, b: Summary) -> Drawn:
     else:
         table = pl.concat(drawn, how="diagonal_relaxed")
         ax.legend(loc="best", fontsize=8)
+        if c.log2_x:
+            panels.log2_axis(ax, sorted(table[c.x].unique().to_list()))
     ax.set_xlabel(c.x_label or c.x)
     ax.set_ylabel(c.y_label or c.y)
     # one line per side: its hypothesis and its verdict with the deciding numbers
