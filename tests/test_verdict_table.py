@@ -46,6 +46,17 @@ def test_rows_come_in_registry_order_with_statistic_ci_threshold_and_reasons(tmp
     assert h2b.reasons == "cov_p99_over_10pct"
     parsed = list(csv.DictReader(io.StringIO(verdict_table.to_csv(rows))))
     assert parsed[1]["threshold"] == "≥ 50.0 %" and parsed[0]["title"] == "claim | of H0"
+    numbers = {
+        k: parsed[1][k] for k in ("value", "unit", "ci_lo", "ci_hi", "op", "threshold_value")
+    }
+    assert numbers == {
+        "value": "0.31",
+        "unit": "share",
+        "ci_lo": "0.2",
+        "ci_hi": "0.4",
+        "op": ">=",
+        "threshold_value": "0.5",
+    }
 
 
 def test_markdown_and_the_report_front_page(tmp_path):

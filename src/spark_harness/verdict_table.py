@@ -40,19 +40,35 @@ class Row:
     ci: str
     threshold: str
     reasons: str
+    # the same numbers unrounded, for whoever reads the CSV with code
+    value: float | None = None
+    unit: str = ""
+    ci_lo: float | None = None
+    ci_hi: float | None = None
+    op: str = ""
+    threshold_value: float | None = None
 
     @classmethod
     def of(cls, v: Verdict) -> Row:
         p = v.primary()
-        unit = "" if p is None else p.get("unit", "")
+        if p is None:
+            return cls(v.hypothesis, v.title, v.status, "", "", "", ", ".join(v.reasons))
+        unit = p.get("unit", "")
+        lo, hi = p.get("ci") or (None, None)
         return cls(
             hypothesis=v.hypothesis,
             title=v.title,
             status=v.status,
-            statistic="" if p is None else f"{p['name']} = {fmt(p.get('value'), unit)}",
-            ci="" if p is None else fmt_ci(p.get("ci"), unit),
-            threshold="" if p is None else threshold_text(p),
+            statistic=f"{p['name']} = {fmt(p.get('value'), unit)}",
+            ci=fmt_ci(p.get("ci"), unit),
+            threshold=threshold_text(p),
             reasons=", ".join(v.reasons),
+            value=p.get("value"),
+            unit=unit,
+            ci_lo=lo,
+            ci_hi=hi,
+            op=p.get("op", ""),
+            threshold_value=p.get("threshold"),
         )
 
 
@@ -141,6 +157,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Verdicts at a glance: status, deciding statistic with CI and threshold,"
         " and reasons of every hypothesis under RESULTS_DIR/summary/.",
     )
-    p.add_argument("results", nargs="?", type=Path, default=Path("results"), metavar="RESULTS_DIR")
+    p.add_argument(
+        "results",
+        nargs="?",
+        type=Path,
+        default=Path("results"),
+        metavar="RESULTS_DIR",
+        help="a results folder (default: results)",
+    )
     p.add_argument("--csv", action="store_true", help="CSV instead of a Markdown table")
     p.set_defaults(func=run)
