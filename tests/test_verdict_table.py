@@ -65,7 +65,7 @@ def test_markdown_and_the_report_front_page(tmp_path):
     assert md[0].startswith("| hypothesis | status | deciding statistic | 95 % CI |")
     assert md[2] == "| H0 | supported | slope = 4.20 ms | 95 % CI 3.10 to 5.30 ms | > 0 ms | — |"
     page = verdict_table.front_page(rows, "Title\n=====\n\nIntro text.\n")
-    html = publish_parts(page, writer_name="html")
+    html = publish_parts(page, writer="html")
     assert "Verdicts at a glance" in html["html_body"] and "Intro text." in html["html_body"]
     assert html["title"] == "Title"
     assert page.index("list-table") < page.index("Intro text.")
