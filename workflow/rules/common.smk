@@ -94,7 +94,7 @@ def order_input(w):
 
 
 COMPARE_DIR = f"{RESULTS}/figures/{registry.COMPARE}"
-COMPARISONS = registry.comparisons(PLAN.hypotheses) if PLAN.track == "v3" else []
+COMPARISONS = registry.comparisons(PLAN.hypotheses)
 #: the report's introduction (workflow/report/workflow.rst)
 INTRO = "workflow/report/workflow.rst"
 

@@ -49,13 +49,12 @@ for _c in COMPARISONS:
 rule verdicts:
     """Verdicts at a glance: summary/verdicts.csv, .md, and the report's front page."""
     input:
-        [str(PLAN.path(layout.VERDICT, hyp=h)) for h in PLAN.hypotheses],
+        verdicts=[str(PLAN.path(layout.VERDICT, hyp=h)) for h in PLAN.hypotheses],
+        intro=INTRO,
     output:
         csv=res(verdict_table.VERDICTS_CSV),
         md=res(verdict_table.VERDICTS_MD),
         front=res(verdict_table.FRONT_PAGE),
-    params:
-        intro=INTRO,
     conda:
         CONDA_ENV
     log:

@@ -8,7 +8,7 @@ from spark_harness.verdict_table import front_page, rows_of, write
 
 sm = snakemake  # noqa: F821 — injected by Snakemake
 sys.stderr = open(sm.log[0], "w")  # noqa: SIM115
-rows = rows_of(Path(f) for f in sm.input)
+rows = rows_of(Path(f) for f in sm.input.verdicts)
 write(rows, Path(sm.output.csv), Path(sm.output.md))
 with atomic_writer(Path(sm.output.front)) as fh:
-    fh.write(front_page(rows, Path(sm.params.intro).read_text()))
+    fh.write(front_page(rows, Path(sm.input.intro).read_text()))
