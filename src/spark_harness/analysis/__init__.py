@@ -8,11 +8,14 @@ and writes ``summary.csv`` (one row per point, failed points included), ``verdic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spark_harness.verdict_contract import SUMMARY_CSV, VERDICT_JSON
+
+if TYPE_CHECKING:
+    from spark_harness.registry import Hypothesis
 
 
 class AnalysisError(ValueError):
@@ -33,23 +36,24 @@ def summarize(
     from spark_harness.analysis.evidence import Context, failed_report, verdict
     from spark_harness.analysis.runs import load
 
-    evaluate = _evaluator(hyp, track)
+    entry = _entry(hyp, track)
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
-    ctx = Context(hyp, hyp_config, load(sources), out_dir)
+    # the claim as the registry states it, unless the plan words it
+    ctx = Context(hyp, {"title": entry.title, **hyp_config}, load(sources), out_dir)
     if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
         result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
     else:
-        result = evaluate(ctx)
+        result = entry.evaluate()(ctx)
     result.sources = {f"{h}/{s}": str(p) for (h, s), p in sources.items()}
     ctx.write_table(SUMMARY_CSV, ctx.summary)
     result.tables = list(ctx.tables)
     result.write(out_dir / VERDICT_JSON)
 
 
-def _evaluator(hyp: str, track: str) -> Callable[[Any], Any]:
-    """The evaluator of ``hyp`` in a plan track, as the registry names it."""
+def _entry(hyp: str, track: str) -> Hypothesis:
+    """The registry entry of ``hyp`` in a plan track (its evaluator, its claim)."""
     from spark_harness.registry import RegistryError, load
 
     try:
@@ -60,4 +64,4 @@ def _evaluator(hyp: str, track: str) -> Callable[[Any], Any]:
         raise AnalysisError(
             f"no evaluator for hypothesis {hyp!r} in the {track} plan (have: {', '.join(known)})"
         )
-    return known[hyp].evaluate()
+    return known[hyp]
