@@ -44,9 +44,7 @@ rule H_all:
     """Every hypothesis of the plan: summaries, verdicts, figures, the verdict table."""
     default_target: True
     input:
-        [hypothesis_targets(h) for h in PLAN.hypotheses],
-        compare_targets(),
-        res(verdict_table.VERDICTS_CSV),
+        plan_targets(),
 
 
 rule figures:

@@ -10,7 +10,7 @@ ARCHIVE_NAME = ARCHIVE.get("name") or Path(RESULTS).name
 rule archive:
     """Bundle the results of every hypothesis into archives/<name>.tar.gz."""
     input:
-        [hypothesis_targets(h) for h in PLAN.hypotheses],
+        plan_targets(),
     output:
         f"{ARCHIVE.get('dir', 'archives')}/{ARCHIVE_NAME}.tar.gz",
     params:

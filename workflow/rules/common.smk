@@ -104,6 +104,16 @@ def compare_targets():
     return [f"{COMPARE_DIR}/{c.name}.png" for c in COMPARISONS]
 
 
+def plan_targets():
+    """Everything `H_all` builds (and `archive` bundles): every hypothesis's targets, the
+    A-vs-B charts and the verdict table."""
+    return [
+        *(f for h in PLAN.hypotheses for f in hypothesis_targets(h)),
+        *compare_targets(),
+        res(verdict_table.VERDICTS_CSV),
+    ]
+
+
 def front_page():
     """The report's front page: the verdict table where it was written, else the intro."""
     page = Path(RESULTS, verdict_table.FRONT_PAGE)
