@@ -18,7 +18,7 @@ from pathlib import Path
 
 from spark_harness import verdict_contract as contract
 from spark_harness.files import atomic_writer
-from spark_harness.plots.verdicts import Verdict, fmt, fmt_ci, threshold_text
+from spark_harness.plots.verdicts import Verdict, fmt, fmt_ci, rst_escape, threshold_text
 from spark_harness.registry import load
 
 SUMMARY = "summary"
@@ -122,9 +122,7 @@ def rst(rows: Sequence[Row]) -> str:
 
 
 def _rst_cell(text: str) -> str:
-    for ch in ("\\", "*", "`", "|", "_"):
-        text = text.replace(ch, "\\" + ch)
-    return text or "\\ "
+    return rst_escape(text) or "\\ "  # an empty cell must still hold something
 
 
 def front_page(rows: Sequence[Row], intro: str) -> str:

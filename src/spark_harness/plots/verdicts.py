@@ -159,14 +159,14 @@ class Verdict:
 
     def rst(self) -> str:
         """The verdict with its numbers as reStructuredText (included by the captions)."""
-        out = [f"**Verdict: {self.status}.** {_rst_escape(self.title)}.", ""]
+        out = [f"**Verdict: {self.status}.** {rst_escape(self.title)}.", ""]
         for c in self.criteria:
             role = " (evidence only)" if c.get("role") == "info" else ""
             role = " (one alternative must hold)" if c.get("role") == "any" else role
             out.append(
                 f"- ``{c['name']}``{role}: **{c.get('status', '?')}**, "
-                f"{_rst_escape(self.measured(c))}"
-                f" — {_rst_escape(c.get('statistic', ''))}"
+                f"{rst_escape(self.measured(c))}"
+                f" — {rst_escape(c.get('statistic', ''))}"
             )
             if c.get("reasons"):
                 out[-1] += f"; reasons: {', '.join(f'``{r}``' for r in c['reasons'])}"
@@ -184,7 +184,7 @@ class Verdict:
         if self.reasons:
             out += [f"Reason codes: {', '.join(f'``{r}``' for r in self.reasons)}.", ""]
         for n in self.notes:
-            out += [f"Note: {_rst_escape(n)}.", ""]
+            out += [f"Note: {rst_escape(n)}.", ""]
         return "\n".join(out)
 
     def write_rst(self, path: Path) -> None:
@@ -192,7 +192,7 @@ class Verdict:
             fh.write(self.rst())
 
 
-def _rst_escape(text: str) -> str:
+def rst_escape(text: str) -> str:
     """Plain text safe inside RST paragraphs (``*``, backquotes and ``|`` are markup)."""
     for ch in ("\\", "*", "`", "|", "_"):
         text = text.replace(ch, "\\" + ch)
