@@ -3,7 +3,7 @@
     python benchmarks/bench_analysis.py                 # full size (about 8 GB of JSONL)
     python benchmarks/bench_analysis.py --scale 0.05    # a quick look
 
-The data are synthetic runs in the exact contract format (``analysis.synthetic``): one
+The data are synthetic runs in the exact contract format (``spark_harness_testkit.synthetic``): one
 H0 concurrency sweep of stack A, ``--runs`` runs of equal size, every request with 16
 streamed events (the demo plan's output length). Each stage runs in a fresh process so
 its peak memory is its own:
@@ -35,7 +35,7 @@ CADENCE_MS = 200.0
 
 def generate(data: Path, rows: int, runs: int, samples: int) -> list[Path]:
     """Write the runs once; later invocations with the same sizes reuse them."""
-    from spark_harness.analysis.synthetic import RunSpec, write_run
+    from spark_harness_testkit.synthetic import RunSpec, write_run
 
     marker = data / f"complete-{rows}-{runs}-{samples}"
     per_run, per_samples = rows // runs, samples // runs
@@ -91,7 +91,7 @@ def stage(name: str, data: Path, dirs: list[Path]) -> dict[str, float]:
         hyp = {
             "title": "bench",
             "stacks": ["A"],
-            "sweep": [{"key": "load.users", "values": list(USERS)}],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": list(USERS)}],
         }
         summarize("H0", hyp, {("H0", "A"): out}, data / "summary" / "H0")
         n = pl.scan_parquet(out / "requests.parquet").select(pl.len()).collect().item()

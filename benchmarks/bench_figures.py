@@ -4,7 +4,7 @@
     python benchmarks/bench_figures.py --repeat 3   # best of three per stage
 
 The summaries are those of the repository's default plan over synthetic runs with the
-default planted effects (``analysis.synthetic.World``), written once into ``--data``.
+default planted effects (``spark_harness_testkit.synthetic.World``), written once into ``--data``.
 In one process, each stage is timed against a baseline measured in the same session:
 
 - ``baseline``: a bare figure of the same size (one panel, one line) saved as PNG — the
@@ -36,9 +36,9 @@ REPO = Path(__file__).resolve().parents[1]
 def generate(data: Path) -> None:
     """Synthesise, ingest and summarise the default plan once."""
     from spark_harness.analysis import summarize
-    from spark_harness.analysis.synthetic import World, write_plan
     from spark_harness.ingest import ingest
     from spark_harness.plan import Plan, load_config
+    from spark_harness_testkit.synthetic import World, write_plan
 
     if (data / "complete").exists():
         return

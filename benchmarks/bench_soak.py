@@ -63,7 +63,10 @@ def point_spec(duration: float, users: int) -> str:
             "load": {"kind": "closed", "users": users},
         },
         "hypotheses": {
-            "H0": {"stacks": ["B"], "sweep": [{"key": "load.users", "values": [users]}]}
+            "H0": {
+                "stacks": ["B"],
+                "sweep": [{"key": "load.users", "role": "concurrency", "values": [users]}],
+            }
         },
     }
     return Plan(config, REPO).runs()[0].spec_json()

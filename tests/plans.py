@@ -13,13 +13,35 @@ from tests.conftest import REPO
 #: tuned to the simulator and the time budget and may change; these tests must not.
 PINNED: dict[str, dict[str, Any]] = {
     "H0": {
-        "sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16]}],
+        "sweep": [
+            {
+                "key": "load.users",
+                "role": "concurrency",
+                "name": "users",
+                "values": [1, 2, 4, 8, 16],
+            }
+        ],
         "workload": {"kind": "fixed_context", "context_tokens": 256, "output_tokens": 16},
+    },
+    # A's p99 under QoS at the middle of H2A's contexts: fio's own iowait on A is then
+    # uncorrelated with A's p99 over H2A + H4A, as H8A's planted truth needs
+    "H4A": {
+        "workload": {
+            "kind": "fixed_context",
+            "context_tokens": 1024,
+            "output_tokens": 16,
+            "nonce": True,
+        }
     },
     **{
         h: {
             "sweep": [
-                {"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]}
+                {
+                    "key": "workload.context_tokens",
+                    "role": "context",
+                    "name": "ctx",
+                    "values": [256, 512, 1024, 2048],
+                }
             ]
         }
         for h in ("H2A", "H2B")

@@ -7,7 +7,6 @@ import polars as pl
 import pytest
 
 from spark_harness import contract
-from spark_harness.analysis.synthetic import RunSpec, write_run
 from spark_harness.ingest import (
     IngestError,
     expand_run_dirs,
@@ -15,6 +14,7 @@ from spark_harness.ingest import (
     ingest,
     request_schema,
 )
+from spark_harness_testkit.synthetic import RunSpec, write_run
 
 
 def _lines(path) -> int:

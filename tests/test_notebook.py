@@ -6,8 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from spark_harness.analysis.synthetic import World
 from spark_harness.analysis.u_work import write_u_work
+from spark_harness_testkit.synthetic import World
 from tests.plans import make_plan
 from tests.plots.synth import REPO, Results
 

@@ -8,7 +8,15 @@ import json
 import pytest
 
 from spark_harness.analysis.hypotheses import EVALUATORS
-from spark_harness.plan import Plan, PlanError, deep_merge, load_config, resolve_stack
+from spark_harness.plan import (
+    STARTUP_ESTIMATE_S,
+    Plan,
+    PlanError,
+    deep_merge,
+    layered_config,
+    load_config,
+    resolve_stack,
+)
 from tests.conftest import REPO
 
 BASE = {
@@ -28,19 +36,38 @@ BASE = {
     "hypotheses": {
         "H0": {
             "stacks": ["A", "B"],
-            "sweep": [{"key": "load.users", "name": "users", "values": [1, 4]}],
+            "sweep": [
+                {"key": "load.users", "role": "concurrency", "name": "users", "values": [1, 4]}
+            ],
         },
         "H2B": {
             "stacks": ["B"],
             "load": {"kind": "closed", "users": "u_work"},
-            "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [64, 128]}],
+            "sweep": [
+                {
+                    "key": "workload.context_tokens",
+                    "role": "context",
+                    "name": "ctx",
+                    "values": [64, 128],
+                }
+            ],
         },
         "H6": {
             "stacks": ["B"],
             "repetitions": 1,
             "sweep": [
-                {"key": "server.sim.g2_blocks", "name": "g2", "values": [16, 32]},
-                {"key": "server.sim.eviction", "name": "policy", "values": ["lru", "fifo"]},
+                {
+                    "key": "server.sim.g2_blocks",
+                    "role": "tier_capacity",
+                    "name": "g2",
+                    "values": [16, 32],
+                },
+                {
+                    "key": "server.sim.eviction",
+                    "role": "eviction_policy",
+                    "name": "policy",
+                    "values": ["lru", "fifo"],
+                },
             ],
         },
         "H7": {"analytical": {"from": ["H2B"]}},
@@ -118,7 +145,10 @@ def test_editing_one_sweep_changes_only_that_hypothesis_specs():
     [
         (lambda c: c["hypotheses"]["H0"].update(sweeep=[]), "sweeep"),
         (lambda c: c["defaults"].update(repetitions="two"), "defaults.repetitions"),
-        (lambda c: c["hypotheses"]["H0"].update(stacks=["Z"]), r"hypotheses\.H0\.stacks: 'Z'"),
+        (
+            lambda c: c["hypotheses"]["H0"].update(stacks=["Z"]),
+            r"hypotheses\.H0\.stacks: 'Z' is not defined under `stacks` \(defined: A, B, B0, B2\)",
+        ),
         (
             lambda c: c["hypotheses"]["H7"]["analytical"].update({"from": ["H5"]}),
             "H5 is not in the plan",
@@ -137,6 +167,73 @@ def test_invalid_plans_fail_naming_the_key(mutate, message):
     mutate(cfg)
     with pytest.raises(PlanError, match=message):
         plan(cfg)
+
+
+@pytest.mark.parametrize(
+    ("hyp", "axis", "message"),
+    [
+        (
+            "H0",
+            {"key": "load.userz", "role": "concurrency", "values": [1, 4]},
+            r"hypotheses\.H0\.sweep: key load\.userz \(= 1\): load: .*'userz' was unexpected",
+        ),
+        (
+            "H0",
+            {"key": "workload.context_tokenz", "role": "context", "values": [64]},
+            r"hypotheses\.H0\.sweep: key workload\.context_tokenz .*'context_tokenz'",
+        ),
+        (
+            "H0",
+            {"key": "load.users", "role": "concurrency", "values": [4, 0]},
+            r"hypotheses\.H0\.sweep: key load\.users \(= 0\): load\.users:",
+        ),
+        (
+            "H6",
+            {"key": "server.sim.g2_blockz", "role": "tier_capacity", "values": [16]},
+            r"(?s)hypotheses\.H6 \(stack B, sweep key server\.sim\.g2_blockz\).*'g2_blockz'",
+        ),
+    ],
+)
+def test_a_sweep_key_or_value_outside_the_schema_fails_naming_it(hyp, axis, message):
+    """A sweep sets its key by path: a typo must not become a new key the run ignores."""
+    cfg = copy.deepcopy(BASE)
+    cfg["hypotheses"][hyp]["sweep"] = [axis]
+    with pytest.raises(PlanError, match=message):
+        plan(cfg)
+
+
+def test_unknown_hypotheses_and_stacks_are_named_with_the_valid_ones():
+    p = plan()
+    with pytest.raises(
+        PlanError, match=r"unknown hypothesis H10: the plan has H0, H2B, H6, H7, H9$"
+    ):
+        p.runs("H10")
+    with pytest.raises(PlanError, match=r"unknown stack Q, Z: the plan has A, B, B0, B2$"):
+        p.check_names(["H0"], ["A", "Q", "Z"])
+    p.check_names(["H0", "H7"], ["B0"])  # known names pass
+
+
+def test_a_point_is_expected_to_take_its_phases_and_its_server_start_up():
+    r = plan().run("H0", "A", "users-1", 0)
+    assert r.phases_s == 1 + 1 + 2 + 1
+    assert r.startup_estimate_s == STARTUP_ESTIMATE_S["sim"] > 0
+    assert r.expected_s == r.phases_s + r.startup_estimate_s
+
+
+def test_config_files_layer_over_config_yaml_unless_they_name_a_track(tmp_path):
+    """As the Snakefile layers `--configfile`: over config/config.yaml, lists replaced."""
+    default = load_config(REPO / "config/config.yaml")
+    assert layered_config([], REPO) == default
+    spark = layered_config([REPO / "config/spark.yaml"], REPO)
+    assert spark["hypotheses"]["H0"]["stacks"] == default["hypotheses"]["H0"]["stacks"]
+    assert spark["defaults"]["phases"]["load_s"] == 300  # spark.yaml's, over the default's
+    assert set(spark["hypotheses"]) == set(default["hypotheses"])
+    whole = tmp_path / "whole.yaml"
+    whole.write_text(json.dumps({**BASE, "track": "v3"}))
+    assert layered_config([whole], REPO) == {**BASE, "track": "v3"}
+    missing = tmp_path / "nowhere"
+    with pytest.raises(PlanError, match=r"file not found: .*nowhere/config/config\.yaml"):
+        layered_config([], missing)
 
 
 def test_shipped_configs_are_valid():

@@ -197,8 +197,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "restore",
         help="unpack a result archive (snakemake archive) into this checkout",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Unpack a result archive made by `snakemake archive` into this checkout "
+        "and check every file against the archive's manifest. Restored files are stamped "
+        "now, in the order they were made, so Snakemake reruns no measurement. With "
+        "--redraw the figures are left out: `snakemake --cores 1 figures --configfile "
+        "<results_dir>/archive/config.yaml` draws them again from the restored summaries "
+        "(docs/LEGACY.md).",
     )
     p.add_argument("archive", type=Path, help="archives/<name>.tar.gz")
     p.add_argument("--into", type=Path, default=Path("."), help="checkout root (default .)")

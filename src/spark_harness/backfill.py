@@ -370,8 +370,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "import",
         help="convert run directories of the previous harness into this project's layout",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Convert run directories of the previous harness (docs/LEGACY.md) into "
+        "<results>/imported/{hyp}/{stack}/{point}/r{rep}/ with requests.jsonl, "
+        "telemetry.jsonl and run.json. The ingest rule reads them beside the plan's own "
+        "runs, so they appear in their hypothesis's summaries, verdicts and figures. "
+        "Nothing is invented: what the legacy harness did not record is null or "
+        "'unavailable', and run.json lists it under imported.absent.",
     )
     p.add_argument("runs", nargs="+", type=Path, metavar="SRC_RUN_DIR")
     p.add_argument("--results", type=Path, default=Path("results"), help="results directory")

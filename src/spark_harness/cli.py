@@ -20,6 +20,8 @@ SUBCOMMANDS = {
     "sidecar": "spark_harness.telemetry.cli",
     "loadgen": "spark_harness.measure",
     "plan": "spark_harness.plan_cli",
+    "preflight": "spark_harness.preflight",
+    "progress": "spark_harness.plan_progress",
     "import": "spark_harness.backfill",
     "restore": "spark_harness.archive",
     "verdicts": "spark_harness.verdict_table",

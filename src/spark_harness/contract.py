@@ -143,6 +143,7 @@ TELEMETRY_FIELD_DOC: dict[str, str] = {
     "server_ttft_seconds_count": "counter",
     "server_inflight": "gauge, requests in the worker (dynamo_component_inflight_requests)",
     "server_iterations": "counter, engine iterations (TensorRT-LLM iter + 1)",
+    "server_iter_stats_lost": "counter, TensorRT-LLM iteration stats never received (gaps in iter)",
     "server_iter_latency_ms": "mean iteration latency of the iterations since the last sample",
     "server_gpu_mem_bytes": "gauge, engine-reported GPU memory (TensorRT-LLM gpuMemUsage)",
     "frontend_inflight": "gauge (dynamo_frontend_inflight_requests)",

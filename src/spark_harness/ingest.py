@@ -274,6 +274,18 @@ def _io_columns(devices: list[str], columns: list[str]) -> list[pl.Expr]:
     return exprs
 
 
+def _perturbation_reads(raw: dict[str, Any]) -> float | None:
+    """Bytes/s the QoS perturbation (fio) itself read, from its own report: 0 where none
+    ran, None where one ran without a report (so its reads cannot be told apart)."""
+    profile = ((raw.get("spec") or {}).get("qos") or {}).get("profile", "none")
+    if profile == "none":
+        return 0.0
+    summary = ((raw.get("qos") or {}).get("stopped") or {}).get("summary")
+    if not summary or summary.get("read_mib_s") is None:
+        return None
+    return float(summary["read_mib_s"]) * 2**20
+
+
 def read_telemetry(meta: RunMeta) -> tuple[pl.DataFrame, list[str], int]:
     """One run's samples with derived columns, its unavailable sources, bad line count."""
     df, bad = _read_ndjson(meta.dir / "telemetry.jsonl", None)
@@ -404,6 +416,7 @@ def point_row(
         "block_tokens": sim.get("block_tokens"),
         "server_mode": sim.get("mode"),
         "g3_dir": endpoint.get("g3_dir"),
+        "perturbation_read_bps": _perturbation_reads(raw),
         "n_requests": requests.height,
         "n_window": n_win,
         "n_window_ok": n_ok,
@@ -445,6 +458,7 @@ POINT_SCHEMA: dict[str, pl.DataType] = {
     "block_tokens": pl.Int64(),
     "server_mode": pl.String(),
     "g3_dir": pl.String(),
+    "perturbation_read_bps": pl.Float64(),
     "n_requests": pl.Int64(),
     "n_window": pl.Int64(),
     "n_window_ok": pl.Int64(),

@@ -13,7 +13,7 @@ import copy
 import functools
 import itertools
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,18 @@ import yaml
 from spark_harness import layout, registry
 from spark_harness.contract import U_WORK_SENTINEL
 from spark_harness.schemas import schema_path
+from spark_harness.serving.budget import BudgetError, check_budget
 
 POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
 U_WORK_SOURCE = "H0"
+#: the Snakefile's own ``configfile:``, which every config file without a ``track`` is
+#: layered over (relative to the workflow root)
+DEFAULT_CONFIG = Path("config/config.yaml")
+#: seconds a server of each stack kind takes to come up, for the plan's expected duration
+#: (a real engine loads its model; run.json records the measured ``server_startup_s``)
+STARTUP_ESTIMATE_S = {"sim": 2.0, "external": 0.0, "command": 60.0}
+#: the phases a point waits through, in order (spec ``phases``)
+TIMED_PHASES = ("idle_s", "warmup_s", "load_s", "cooldown_s")
 #: HYPOTHESES.md's plan; config/plan_v2.5.yaml sets ``track: v2.5`` (docs/LEGACY.md)
 DEFAULT_TRACK = "v3"
 
@@ -64,20 +73,26 @@ def _load_yaml(path: Path) -> Any:
 
 
 @functools.cache
-def _validator(name: str) -> jsonschema.Draft202012Validator:
-    """One validator per packaged schema: every point resolves its stack, and Snakemake
-    builds the plan in every job it starts, so the schema is parsed once per process."""
-    return jsonschema.Draft202012Validator(yaml.safe_load(schema_path(name).read_text()))
+def _validator(name: str, definition: str | None = None) -> jsonschema.Draft202012Validator:
+    """One validator per packaged schema (or one of its ``$defs``): every point resolves
+    its stack, and Snakemake builds the plan in every job it starts, so the schema is
+    parsed once per process."""
+    schema = yaml.safe_load(schema_path(name).read_text())
+    if definition is not None:
+        schema = {"$defs": schema["$defs"], "$ref": f"#/$defs/{definition}"}
+    return jsonschema.Draft202012Validator(schema)
 
 
 def _where(err: jsonschema.ValidationError) -> str:
     return ".".join(str(p) for p in err.absolute_path) or "(top level)"
 
 
-def validate(instance: Any, schema_name: str, what: str) -> None:
-    """Validate against a packaged schema; raise PlanError naming the first bad key."""
+def validate(instance: Any, schema_name: str, what: str, definition: str | None = None) -> None:
+    """Validate against a packaged schema (or one of its ``$defs``); raise PlanError
+    naming the first bad key."""
     errors = sorted(
-        _validator(schema_name).iter_errors(instance), key=lambda e: list(e.absolute_path)
+        _validator(schema_name, definition).iter_errors(instance),
+        key=lambda e: list(e.absolute_path),
     )
     if errors:
         lines = [f"{what}: {_where(e)}: {e.message}" for e in errors[:5]]
@@ -130,6 +145,21 @@ class Run:
     def spec_json(self) -> str:
         return json.dumps(self.spec, sort_keys=True, separators=(",", ":"))
 
+    @property
+    def phases_s(self) -> float:
+        """Seconds of the point's timed phases (a finite workload such as ``rehydrate``
+        runs until its requests end: then this is a lower bound)."""
+        return sum(float(self.spec["phases"].get(k, 0)) for k in TIMED_PHASES)
+
+    @property
+    def startup_estimate_s(self) -> float:
+        return STARTUP_ESTIMATE_S.get(self.spec["server"]["kind"], 0.0)
+
+    @property
+    def expected_s(self) -> float:
+        """Seconds the point should take, its server's start-up included."""
+        return self.phases_s + self.startup_estimate_s
+
 
 def _fmt_value(v: Any) -> str:
     s = str(v).lower() if isinstance(v, bool) else str(v)
@@ -173,7 +203,20 @@ class Plan:
             return [(h, s) for h in cfg["analytical"]["from"] for s in self.stacks_of(h)]
         return [(hyp, s) for s in self.stacks_of(hyp)]
 
+    def check_names(self, hyps: Iterable[str] = (), stacks: Iterable[str] = ()) -> None:
+        """Fail on a hypothesis or stack the plan lacks, naming the valid ones."""
+        for what, names, valid in (
+            ("hypothesis", hyps, list(self.hypotheses)),
+            ("stack", stacks, list(self.config["stacks"])),
+        ):
+            unknown = [n for n in names if n not in valid]
+            if unknown:
+                raise PlanError(
+                    f"unknown {what} {', '.join(unknown)}: the plan has {', '.join(valid)}"
+                )
+
     def runs(self, hyp: str | None = None, stack: str | None = None) -> list[Run]:
+        self.check_names([hyp] if hyp else [], [stack] if stack else [])
         hyps = [hyp] if hyp else list(self._runs)
         return [r for h in hyps for r in self._runs[h] if stack is None or r.stack == stack]
 
@@ -227,7 +270,10 @@ class Plan:
                 raise PlanError(f"hypotheses.{hyp}.stacks: required for a measured hypothesis")
             for s in cfg["stacks"]:
                 if s not in stacks:
-                    raise PlanError(f"hypotheses.{hyp}.stacks: {s!r} is not defined under `stacks`")
+                    raise PlanError(
+                        f"hypotheses.{hyp}.stacks: {s!r} is not defined under `stacks` "
+                        f"(defined: {', '.join(stacks)})"
+                    )
             names = [ax.get("name") or ax["key"].rsplit(".", 1)[-1] for ax in cfg.get("sweep", [])]
             if len(set(names)) != len(names):
                 raise PlanError(f"hypotheses.{hyp}.sweep: axis names must differ: {names}")
@@ -263,13 +309,18 @@ class Plan:
                     f"{ax.get('name') or ax['key'].rsplit('.', 1)[-1]}-{_fmt_value(value)}"
                 )
                 axis_values[ax["key"]] = value
+            _check_swept(hyp, axis_values, settings)
             point = "_".join(labels) or "base"
             if settings["load"].get("users") == U_WORK_SENTINEL:
                 self._check_u_work(hyp, cfg)
             for stack in cfg["stacks"]:
                 file, variant = self._stack(stack)
-                server = self._resolve_server(hyp, stack, file, variant, settings["server"])
+                server = self._resolve_server(hyp, stack, file, variant, settings["server"], axes)
                 _check_engine_limit(hyp, stack, point, settings["workload"], server)
+                try:
+                    check_budget(server)
+                except BudgetError as e:
+                    raise PlanError(f"hypotheses.{hyp} point {point} (stack {stack}): {e}") from e
                 for rep in range(reps):
                     spec = {k: copy.deepcopy(settings[k]) for k in POINT_SECTIONS if k != "server"}
                     spec.update(
@@ -284,12 +335,20 @@ class Plan:
                     yield Run(hyp, stack, point, rep, spec)
 
     def _resolve_server(
-        self, hyp: str, stack: str, file: str, variant: str | None, overrides: dict[str, Any]
+        self,
+        hyp: str,
+        stack: str,
+        file: str,
+        variant: str | None,
+        overrides: dict[str, Any],
+        axes: list[dict[str, Any]],
     ) -> dict[str, Any]:
         try:
             return resolve_stack(file, variant, overrides, self.base_dir)
         except PlanError as e:
-            raise PlanError(f"hypotheses.{hyp} (stack {stack}): {e}") from e
+            swept = [ax["key"] for ax in axes if ax["key"].startswith("server.")]
+            keys = f", sweep key {', '.join(swept)}" if swept else ""
+            raise PlanError(f"hypotheses.{hyp} (stack {stack}{keys}): {e}") from e
 
     def _check_u_work(self, hyp: str, cfg: Mapping[str, Any]) -> None:
         src = self.hypotheses.get(U_WORK_SOURCE)
@@ -303,6 +362,24 @@ class Plan:
                 f"hypotheses.{hyp}.load.users: `u_work` needs {U_WORK_SOURCE} to run "
                 f"stack(s) {', '.join(missing)}"
             )
+
+
+def _check_swept(hyp: str, axes: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    """A sweep key is set by path, so a typo (``load.userz``) would add a key the run
+    ignores: each swept point is validated like the config, naming the axis. Server keys
+    are validated with the stack file they are merged into."""
+    if not axes:
+        return
+    point = {k: v for k, v in settings.items() if k != "server"}
+    errors = list(_validator("config", "point_settings").iter_errors(point))
+    if errors:
+        err = min(errors, key=lambda e: list(e.absolute_path))
+        where = _where(err)
+        keys = [k for k in axes if k == where or k.startswith(where + ".")] or list(axes)
+        raise PlanError(
+            f"hypotheses.{hyp}.sweep: key {', '.join(keys)} "
+            f"(= {', '.join(repr(axes[k]) for k in keys)}): {where}: {err.message}"
+        )
 
 
 def _check_engine_limit(
@@ -320,8 +397,20 @@ def _check_engine_limit(
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
-    """Read a config file (YAML); further ``--configfile`` layering is Snakemake's job."""
+    """Read one config file (YAML); :func:`layered_config` layers several."""
     data = _load_yaml(Path(path))
     if not isinstance(data, dict):
         raise PlanError(f"{path}: the config must be a mapping")
     return data
+
+
+def layered_config(files: Sequence[str | Path], root: str | Path) -> dict[str, Any]:
+    """The config Snakemake builds from ``--configfile`` files: merged in order and, as
+    the Snakefile does, over ``config/config.yaml`` unless one of them names its
+    ``track`` (a whole plan of its own)."""
+    over: dict[str, Any] = {}
+    for f in files:
+        over = deep_merge(over, load_config(f))
+    if "track" in over:
+        return over
+    return deep_merge(load_config(Path(root) / DEFAULT_CONFIG), over)

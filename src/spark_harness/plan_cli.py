@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 
 from spark_harness import layout
-from spark_harness.plan import Plan, PlanError, Run, deep_merge, load_config
+from spark_harness.plan import Plan, PlanError, Run, layered_config
+from spark_harness.plan_progress import duration
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,9 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--configfile",
         type=Path,
         action="append",
-        help="config file(s), later ones override (default: config/config.yaml)",
+        help="config file(s), later ones override, layered as `snakemake --configfile` "
+        "layers them: over config/config.yaml unless one names its `track`",
+    )
+    p.add_argument(
+        "--workflow-root",
+        type=Path,
+        help="the folder holding the Snakefile, where config/config.yaml and stack files "
+        "are found (default: the nearest one from the current folder up)",
     )
     p.add_argument("--hyp", action="append", help="only these hypotheses")
+    p.add_argument("--stack", action="append", help="only these stacks")
     p.add_argument(
         "--specs", action="store_true", help="print each point's resolved spec (JSON lines)"
     )
@@ -38,28 +47,42 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _plan(files: list[Path]) -> Plan:
-    config: dict = {}
-    for f in files:
-        config = deep_merge(config, load_config(f))
-    return Plan(config)
+def workflow_root(start: Path) -> Path:
+    """The nearest folder from ``start`` up that holds the Snakefile: Snakemake resolves
+    stack files from there, whatever the current folder."""
+    for d in (start, *start.parents):
+        if (d / "Snakefile").is_file():
+            return d
+    raise PlanError(f"no Snakefile in {start} or above: pass --workflow-root")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        plan = _plan(args.configfile or [Path("config/config.yaml")])
-    except PlanError as e:
-        print(f"spark-harness plan: {e}", file=sys.stderr)
-        return 2
-    runs = [r for r in plan.runs() if not args.hyp or r.hyp in args.hyp]
-    try:
+        root = (args.workflow_root or workflow_root(Path.cwd().resolve())).resolve()
+        plan = Plan(layered_config(args.configfile or [], root), base_dir=root)
+        plan.check_names(args.hyp or [], args.stack or [])
+        runs = [
+            r
+            for r in plan.runs()
+            if (not args.hyp or r.hyp in args.hyp) and (not args.stack or r.stack in args.stack)
+        ]
         _print(plan, runs, args)
     except PlanError as e:
         print(f"spark-harness plan: {e}", file=sys.stderr)
         return 2
     if not (args.specs or args.commands):
-        print(f"{len(runs)} runs", file=sys.stderr)
+        print(f"{len(runs)} runs, {expected_duration(runs)}", file=sys.stderr)
     return 0
+
+
+def expected_duration(runs: list[Run]) -> str:
+    """How long the runs should take one after another, phases and server start-ups."""
+    phases = sum(r.phases_s for r in runs)
+    startups = sum(r.startup_estimate_s for r in runs)
+    return (
+        f"expected {duration(phases + startups)} one after another "
+        f"({duration(phases)} of phases + {duration(startups)} of estimated server start-ups)"
+    )
 
 
 def _print(plan: Plan, runs: list[Run], args: argparse.Namespace) -> None:
@@ -69,8 +92,10 @@ def _print(plan: Plan, runs: list[Run], args: argparse.Namespace) -> None:
             print(r.spec_json())
         elif args.commands:
             print(f"# {label}")
-            # the serve rule's --workdir, absolute as `spark-harness serve` makes it
-            workdir = (plan.path(layout.SCRATCH_DIR, **r.wildcards) / "server").resolve()
+            # the serve rule's --workdir, absolute as `spark-harness serve` makes it (the
+            # results folder is relative to the workflow root, where Snakemake runs)
+            scratch = plan.base_dir / plan.path(layout.SCRATCH_DIR, **r.wildcards)
+            workdir = (scratch / "server").resolve()
             print(server_commands(r.spec["server"], workdir))
         else:
             print(label)

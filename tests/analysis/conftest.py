@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 
 from spark_harness.analysis import summarize
-from spark_harness.analysis.synthetic import World, write_plan
+from spark_harness.analysis.thresholds import MIN_REPETITIONS
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan, load_config
+from spark_harness_testkit.synthetic import World, write_plan
 from tests.plans import make_plan
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,12 +57,14 @@ def criterion() -> Callable[[dict[str, Any], str], dict[str, Any]]:
 
 @pytest.fixture
 def verdict_of(tmp_path: Path) -> Callable[..., dict[str, Any]]:
-    """verdict_of(hyp, world=World(), repetitions=2, **entry_overrides) -> verdict.json.
+    """verdict_of(hyp, world=World(), repetitions=3, **entry_overrides) -> verdict.json.
 
     Analytical hypotheses get their sources from the default plan's entries."""
     counter = iter(range(1000))
 
-    def run(hyp: str, world: World | None = None, repetitions: int = 2, **over: Any) -> dict:
+    def run(
+        hyp: str, world: World | None = None, repetitions: int = MIN_REPETITIONS, **over: Any
+    ) -> dict:
         cfg = load_config(REPO / "config" / "config.yaml")["hypotheses"]
         wanted = {hyp: over, **{src: {} for src in cfg[hyp].get("analytical", {}).get("from", [])}}
         if any(e.get("load", {}).get("users") == "u_work" for h in wanted for e in [cfg[h]]):

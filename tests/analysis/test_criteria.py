@@ -5,8 +5,8 @@ import polars as pl
 from spark_harness.analysis import criteria
 from spark_harness.analysis.evidence import PointStats
 from spark_harness.analysis.runs import load
-from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 
 def _stats(tmp_path, p99_per_ms_await: float) -> PointStats:
@@ -14,7 +14,7 @@ def _stats(tmp_path, p99_per_ms_await: float) -> PointStats:
         RunSpec("H4B", "B", f"qos-{a}", rep, axes={"qos.profile": str(a)},
                 ttft_p50_ms=50.0, ttft_p99_ms=70.0 + p99_per_ms_await * a,
                 window=Levels(read_await_ms=float(a)), seed=rep)
-        for a in (1, 4, 8) for rep in (0, 1)
+        for a in (1, 4, 8) for rep in (0, 1, 2)
     ]  # fmt: skip
     ingest([write_run(tmp_path / "results", rs) for rs in specs], tmp_path / "ingest")
     data = load({("H4B", "B"): tmp_path / "ingest"})
@@ -40,6 +40,8 @@ def test_difference_complete_and_total(tmp_path):
     hi, lo = ("H4B", "B", "qos-8"), ("H4B", "B", "qos-1")
     d = criteria.difference(ps, "read_await_ms", hi, lo)
     assert 6.5 < d.value < 7.5 and d.ci[0] > 6
+    r = criteria.ratio(ps, "read_await_ms", hi, lo)
+    assert 7.5 < r.value < 8.5 and r.ci[0] < r.value < r.ci[1] and r.ci[0] > 7
     assert criteria.complete(ps, "p99", "read_await_ms")
     assert not criteria.complete(ps, "g3_fetch_p95_ms")  # never reported: missing, not 0
     frame = pl.DataFrame({"a": [None, None]}, schema={"a": pl.Float64})

@@ -1,6 +1,7 @@
 """Quality and mechanism gates on hand-made run tables."""
 
 import polars as pl
+import pytest
 
 from spark_harness.analysis import evidence
 
@@ -34,13 +35,13 @@ def test_repetition_and_cov_gates():
             "hyp": ["H"] * 3,
             "stack": ["B"] * 3,
             "point": ["a", "b", "c"],
-            "n_reps": [2, 1, 0],
+            "n_reps": [3, 2, 0],
             "cov_p99": [0.05, None, None],
         }
     )
     g = evidence.repetitions_gate(table)
     assert g.passed is False
-    assert g.reasons == ["too_few_repetitions", "point_without_usable_runs"]
+    assert g.reasons == ["fewer_than_3_repetitions", "point_without_usable_runs"]
     assert evidence.cov_gate(table).passed is True
     noisy = table.with_columns(pl.Series("cov_p99", [0.12, None, None]))
     assert evidence.cov_gate(noisy).reasons == ["cov_p99_over_10pct"]
@@ -61,11 +62,82 @@ def test_mechanism_gate_reason_codes():
         "g3",
         "all",
     )
-    assert g.reasons == ["no_kv_tier_telemetry"] and g.effect == "invalid"
-    some = zeros.with_columns(
-        pl.Series("g3_onboard_blocks", [0.0, 3.0, 0.0]),
-        pl.Series("offload_g2_g3_blocks", [1.0, 0.0, 0.0]),
+    # missing telemetry is missing, not zero: inconclusive, never a pass or "no traffic"
+    assert g.reasons == ["no_kv_tier_telemetry"] and g.effect == "inconclusive"
+    assert g.passed is False
+
+
+def test_mechanism_gate_is_per_run_not_summed():
+    """One busy run cannot cover idle ones: every run needs offloads and onboards."""
+    some = _runs(
+        offload_g2_g3_blocks=[1.0, 0.0, 4.0],
+        offload_g1_g3_blocks=[0.0, 0.0, 0.0],
+        g3_onboard_blocks=[0.0, 3.0, 2.0],
     )
-    assert evidence.mechanism_gate(some, "g3", "all").passed is True
+    g = evidence.mechanism_gate(some, "g3", "all")
+    assert g.passed is False and g.effect == "invalid"
+    assert g.reasons == ["no_g3_offloads", "no_g3_onboards"]
+    assert g.details["failing_runs"] == [
+        ["H", "B", "p1", 0, 1.0, 0.0],
+        ["H", "B", "p1", 1, 0.0, 3.0],
+    ]
+    every = some.with_columns(pl.Series("offload_g1_g3_blocks", [0.0, 2.0, 0.0]),
+                              pl.Series("g3_onboard_blocks", [1.0, 3.0, 2.0]))  # fmt: skip
+    assert evidence.mechanism_gate(every, "g3", "all").passed is True
+    one_unknown = every.with_columns(pl.Series("g3_onboard_blocks", [1.0, None, 2.0]))
+    g = evidence.mechanism_gate(one_unknown, "g3", "all")
+    assert (g.passed, g.effect, g.reasons) == (False, "inconclusive", ["no_kv_tier_telemetry"])
     host = _runs(offload_g1_g2_blocks=[5.0] * 3, g2_onboard_blocks=[1.0] * 3)
     assert evidence.mechanism_gate(host, "any", "all").passed is True
+
+
+def test_no_tier_traffic_missing_is_not_zero():
+    cols = {"g3_onboard_blocks": [None] * 3, "g3_dir": ["/g3"] * 3}
+    frame = _runs(**cols).cast({"g3_onboard_blocks": pl.Float64})
+    c = evidence.no_tier_traffic(frame, "g3", "no_g3", "src")
+    assert (c.status, c.reasons, c.role) == ("inconclusive", ["no_kv_tier_telemetry"], "rule")
+    tierless = frame.with_columns(pl.lit(None, pl.String).alias("g3_dir"))
+    c = evidence.no_tier_traffic(tierless, "g3", "no_g3", "src")
+    assert (c.status, c.reasons, c.role) == ("inconclusive", ["stack_without_kv_tiers"], "info")
+    seen = frame.with_columns(pl.Series("g3_onboard_blocks", [0.0, 0.0, 5.0]))
+    assert evidence.no_tier_traffic(seen, "g3", "no_g3", "src").status == "not supported"
+    idle = frame.with_columns(pl.Series("g3_onboard_blocks", [0.0, 0.0, 0.0]))
+    assert evidence.no_tier_traffic(idle, "g3", "no_g3", "src").status == "supported"
+
+
+def test_server_reads_prefer_the_per_process_counter_then_subtract_fio():
+    base = _runs(
+        read_bytes=[10e6, 30e6, 50e6],
+        idle_read_kbps=[1.0, 1.0, 1.0],
+        window_s=[2.0, 2.0, 2.0],
+        perturbation_read_bps=[0.0, 10e6, 20e6],
+    )
+    own, method = evidence.server_reads(base.with_columns(server_read_bytes=pl.lit(7e6)))
+    assert method == "server_read_bytes" and own[evidence.SERVER_READS].to_list() == [7e6] * 3
+    own, method = evidence.server_reads(base)
+    assert method == "device_minus_perturbation"
+    assert own[evidence.SERVER_READS].to_list() == pytest.approx(
+        [10e6 - 2048, 10e6 - 2048, 10e6 - 2048]
+    )
+    unknown = base.with_columns(pl.Series("perturbation_read_bps", [0.0, None, 1.0]))
+    assert evidence.server_reads(unknown)[1] is None
+
+
+def test_tail_is_p99_only_with_200_requests_in_every_window():
+    assert evidence.tail_quantile(_runs(n_steady_ok=[200, 250, 300])) == ("p99", [])
+    short = evidence.tail_quantile(_runs(n_steady_ok=[200, 199, 300]))
+    assert short == ("p95", ["tail_p95_fewer_than_200_requests"])
+    table = pl.DataFrame(
+        {
+            "hyp": ["H"] * 3,
+            "stack": ["B"] * 3,
+            "point": ["a", "b", "c"],
+            "tail": ["p99", "p95", None],  # c: no usable run
+            "min_steady_ok": [250, 150, None],
+        }
+    )
+    g = evidence.tail_report(table)
+    assert g.passed is False and g.effect == "report" and g.value == 150
+    assert g.reasons == ["tail_p95_fewer_than_200_requests"]
+    assert g.details["points"] == ["H/B/b"]
+    assert evidence.tail_report(table.filter(pl.col("point") != "b")).passed is True

@@ -52,11 +52,9 @@ def test_storage_knee_first_share_at_half():
     assert knee.storage_knee([0.1, 0.49]) is None
 
 
-def test_storage_knee_without_fetch_latency_needs_all_three():
-    idle = [1.0] * 4
-    reads = [1.0, 1.2, 2.0, 3.0]
-    await_ = [1.0, 1.0, 1.6, 2.0]
-    p95 = [10.0, 11.0, 16.0, 20.0]
-    assert knee.storage_knee_without_fetch(reads, idle, await_, idle, p95) == 2
-    assert knee.storage_knee_without_fetch(reads, idle, [1.0] * 4, idle, p95) is None
-    assert knee.storage_knee_without_fetch(reads, idle, await_, idle, [10.0] * 4) is None
+def test_storage_knee_without_fetch_latency_decides_on_the_ci_lower_bound():
+    # per step: the lower CI bound of min(reads/idle, await/idle, p95/p95 at step 0)
+    assert knee.storage_knee_without_fetch([1.0, 1.2, 1.6, 2.5]) == 2
+    # a point estimate of 1.7 whose CI reaches down to 1.4 is no knee
+    assert knee.storage_knee_without_fetch([1.0, 1.4, 1.45]) is None
+    assert knee.storage_knee_without_fetch([float("nan"), 1.51]) == 1

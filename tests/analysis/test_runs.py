@@ -7,8 +7,8 @@ from polars.testing import assert_frame_equal
 
 from spark_harness.analysis import runs as runs_mod
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 
 def _load(tmp_path, *specs: RunSpec) -> runs_mod.Runs:
@@ -40,14 +40,17 @@ PLANTED = RunSpec(
 def test_window_metrics_match_the_plant(tmp_path):
     data = _load(tmp_path, PLANTED)
     r = data.runs.row(0, named=True)
-    assert r["g3_onboard_blocks"] == pytest.approx(4000, rel=0.01)
-    assert r["offload_g2_g3_blocks"] == pytest.approx(3000, rel=0.01)
-    assert r["server_read_bytes"] == pytest.approx(5e8, rel=0.01)
+    # counters grow evenly over the 4 s load window; the analysed window is its steady part
+    assert r["window_s"] + r["warmup_s"] == pytest.approx(4.0)
+    assert r["warmup_s"] <= 2.0
+    share = r["window_s"] / 4.0
+    assert r["g3_onboard_blocks"] == pytest.approx(4000 * share, rel=0.02)
+    assert r["offload_g2_g3_blocks"] == pytest.approx(3000 * share, rel=0.02)
+    assert r["server_read_bytes"] == pytest.approx(5e8 * share, rel=0.02)
     assert r["iowait_pct"] == pytest.approx(3.0, rel=0.02)
     assert r["idle_iowait_pct"] == pytest.approx(0.5, rel=0.02)
     assert r["read_await_ms"] == pytest.approx(2.0, rel=0.02)
-    assert r["read_bytes"] == pytest.approx(6400 * 1024 * 4.0, rel=0.06)
-    assert r["window_s"] == pytest.approx(4.0)
+    assert r["read_bytes"] == pytest.approx(6400 * 1024 * r["window_s"], rel=0.06)
     assert r["error_share"] == pytest.approx(0.05, abs=0.02)
     assert r["marked"] is False  # run.json said ok; the error share is what marks it later
     assert r["g3_fetch_share_p95"] == pytest.approx(0.5, rel=1e-6)
@@ -69,8 +72,12 @@ def test_simulator_clock_overrun_from_its_step_counters(tmp_path):
 def test_ttft_percentiles_recomputed_from_the_ingested_rows(tmp_path):
     data = _load(tmp_path, PLANTED)
     req = pl.read_parquet(tmp_path / "ingest" / "requests.parquet")
-    ok = np.sort(req.filter(pl.col("in_window") & pl.col("ok"))["ttft_ms"].to_numpy())
     r = data.runs.row(0, named=True)
+    steady = pl.col("in_window") & pl.col("ok") & (pl.col("done_ns") >= r["window_start_ns"])
+    ok = np.sort(req.filter(steady)["ttft_ms"].to_numpy())
+    assert r["n_steady_ok"] == len(ok)
+    # counts of the whole load window stay: errors are reported, never dropped
+    assert r["n_window_ok"] == req.filter(pl.col("in_window") & pl.col("ok")).height
     for q, name in ((0.5, "ttft_p50"), (0.95, "ttft_p95"), (0.99, "ttft_p99")):
         assert r[name] == percentile(ok, q)
     assert r["ttft_p50"] == pytest.approx(50, rel=0.05)
@@ -130,3 +137,42 @@ def test_row_order_of_the_tables_does_not_matter(tmp_path):
         pl.read_parquet(path).sample(fraction=1.0, shuffle=True, seed=3).write_parquet(path)
     again = runs_mod.load({("H2B", "B"): tmp_path / "ingest"})
     assert_frame_equal(again.runs, data.runs, check_exact=False, rel_tol=1e-12)
+
+
+def _with_ttft_trend(tmp_path, factor, steady: bool = True) -> runs_mod.Runs:
+    """PLANTED with each request's TTFT scaled by factor(share of the load window done)."""
+    data = _load(tmp_path, PLANTED)
+    path = tmp_path / "ingest" / "requests.parquet"
+    p = data.points.row(0, named=True)
+    start, end = p["window_start_ns"], p["window_end_ns"]
+    req = pl.read_parquet(path)
+    at = ((req["done_ns"] - start) / (end - start)).clip(0, 1).to_numpy()
+    req.with_columns(pl.Series("ttft_ms", req["ttft_ms"].to_numpy() * factor(at))).write_parquet(
+        path
+    )
+    return runs_mod.load({("H2B", "B"): tmp_path / "ingest"}, steady=steady)
+
+
+def test_warm_up_is_dropped_until_ttft_settles(tmp_path):
+    """TTFT 4x at the start decaying to steady by 20 % of the window: the analysed window
+    starts near there, and its p99 is the steady one."""
+    r = _with_ttft_trend(tmp_path, lambda at: 1 + 3 * np.clip(1 - at / 0.2, 0, 1)).runs
+    r = r.row(0, named=True)
+    assert 0.15 * 4 <= r["warmup_s"] <= 0.35 * 4
+    assert r["steady_reason"] is None
+    assert r["ttft_p99"] == pytest.approx(70, rel=0.1)
+    assert r["throughput_rps"] == pytest.approx(r["n_steady_ok"] / r["window_s"])
+
+
+def test_a_run_that_never_settles_is_capped_at_half_its_window(tmp_path):
+    r = _with_ttft_trend(tmp_path, lambda at: np.exp(3 * (1 - at))).runs.row(0, named=True)
+    assert r["steady_reason"] == "no_steady_state"
+    assert r["warmup_s"] == pytest.approx(2.0, abs=0.01)
+
+
+def test_a_transient_plan_entry_keeps_the_whole_window(tmp_path):
+    data = _with_ttft_trend(tmp_path, lambda at: np.exp(3 * (1 - at)), steady=False)
+    r = data.runs.row(0, named=True)
+    assert r["warmup_s"] == 0 and r["steady_reason"] is None
+    assert r["window_s"] == pytest.approx(4.0)
+    assert r["n_steady_ok"] == data.points.row(0, named=True)["n_window_ok"]

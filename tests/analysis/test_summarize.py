@@ -8,9 +8,10 @@ import pytest
 
 from spark_harness.analysis import AnalysisError, summarize
 from spark_harness.analysis.hypotheses import EVALUATORS
-from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.synthetic import World, write_plan
+from spark_harness.analysis.runs import load
+from spark_harness.analysis.stats import mser_truncation, percentile
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import World, write_plan
 
 FAILED = ("H2B", "B", "ctx-512", 1)
 
@@ -19,7 +20,9 @@ FAILED = ("H2B", "B", "ctx-512", 1)
 def h_all(tmp_path_factory, plan_of):
     """The default plan synthesised (one point's repetition retried), ingested, summarised."""
     root = tmp_path_factory.mktemp("h_all")
-    plan = plan_of({h: {} for h in EVALUATORS})
+    # H9 balances two run orders: a t CI per order needs two repetitions of each
+    over = {h: {"repetitions": 4} if h == "H9" else {} for h in EVALUATORS}
+    plan = plan_of(over, repetitions=3)
     dirs = write_plan(plan, root / "results", World(retry=frozenset({FAILED})))
     for (h, s), d in dirs.items():
         ingest(d, root / "ingest" / h / s)
@@ -75,14 +78,22 @@ def test_h0_p99_recomputed_from_requests(h_all):
     req = pl.read_parquet(root / "ingest" / "H0" / "A" / "requests.parquet")
     summary = pl.read_csv(root / "summary" / "H0" / "summary.csv")
     row = summary.filter((pl.col("stack") == "A") & (pl.col("load.users") == u)).row(0, named=True)
+    points = pl.read_parquet(root / "ingest" / "H0" / "A" / "points.parquet")
     per_rep = []
-    for rep in (0, 1):
-        ttft = req.filter(
+    for rep in (0, 1, 2):
+        ok = req.filter(
             (pl.col("point") == row["point"])
             & (pl.col("rep") == rep)
             & pl.col("in_window")
             & pl.col("ok")
-        )["ttft_ms"]
+        ).sort("done_ns", "ttft_ms")
+        # the analysed window: after the MSER-5 warm-up, at most half the load window
+        run = points.filter((pl.col("point") == row["point"]) & (pl.col("rep") == rep))
+        start, end = run.select("window_start_ns", "window_end_ns").row(0)
+        cut, _ = mser_truncation(ok["ttft_ms"].to_numpy())
+        if cut:
+            start = min(ok["done_ns"][cut - 1] + 1, start + (end - start) // 2)
+        ttft = ok.filter(pl.col("done_ns") >= start)["ttft_ms"]
         per_rep.append(percentile(np.sort(ttft.to_numpy()), 0.99))
     assert row["ttft_p99_ms"] == pytest.approx(np.mean(per_rep), rel=1e-12)
     assert row["ttft_p99_ci_lo"] <= row["ttft_p99_ms"] <= row["ttft_p99_ci_hi"]
@@ -119,3 +130,24 @@ def test_bad_calls_are_clear_errors(h_all, tmp_path):
         summarize("H0", {}, {}, tmp_path)
     with pytest.raises(FileNotFoundError, match="ingested table missing"):
         summarize("H0", {}, {("H0", "A"): tmp_path / "nowhere"}, tmp_path)
+
+
+def test_summary_records_the_window_used_and_the_tail_it_supports(h_all):
+    root, _ = h_all
+    summary = pl.read_csv(root / "summary" / "H0" / "summary.csv")
+    assert summary["n_reps"].min() == 3
+    # the analysed window: at most half the load window dropped as warm-up
+    load_s = summary["window_s"] + summary["warmup_s"]
+    assert ((summary["warmup_s"] >= 0) & (summary["warmup_s"] <= load_s / 2)).all()
+    assert summary["no_steady_state_reps"].sum() == 0
+    enough = summary["min_steady_ok"] >= 200
+    assert summary.filter(enough)["tail"].unique().to_list() in ([], ["p99"])
+    assert summary.filter(~enough)["tail"].unique().to_list() in ([], ["p95"])
+    # each point's 95 % CI is the t-interval on its repetitions' p99
+    runs = load({("H0", "A"): root / "ingest" / "H0" / "A"}).runs
+    row = summary.filter(pl.col("stack") == "A").row(0, named=True)
+    p99 = runs.filter(pl.col("point") == row["point"])["ttft_p99"].to_numpy()
+    half = 4.302652729911275 * p99.std(ddof=1) / np.sqrt(3)  # t_{0.975, 2}
+    assert (row["ttft_p99_ci_lo"], row["ttft_p99_ci_hi"]) == pytest.approx(
+        (p99.mean() - half, p99.mean() + half), rel=0.02
+    )

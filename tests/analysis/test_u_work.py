@@ -4,11 +4,20 @@ import json
 
 import pytest
 
-from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.analysis.u_work import UWorkError, write_u_work
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import World, write_plan
 
-USERS = {"sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16, 32, 64]}]}
+USERS = {
+    "sweep": [
+        {
+            "key": "load.users",
+            "role": "concurrency",
+            "name": "users",
+            "values": [1, 2, 4, 8, 16, 32, 64],
+        }
+    ]
+}
 
 
 def _h0(tmp_path, plan_of, world):

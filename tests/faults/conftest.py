@@ -42,7 +42,7 @@ def plan(
     cfg = copy.deepcopy(SMALL)
     cfg["defaults"]["phases"] = {**PHASES, **(phases or {})}
     cfg["stacks"] = {stack: {"file": stack_file}}
-    sweep = [{"key": "load.users", "name": "users", "values": users or [2]}]
+    sweep = [{"key": "load.users", "role": "concurrency", "name": "users", "values": users or [2]}]
     cfg["hypotheses"] = {"H0": {"stacks": [stack], "sweep": sweep}}
     return cfg
 

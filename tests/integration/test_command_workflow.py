@@ -58,7 +58,12 @@ def test_onerror_runs_the_teardown_of_command_stacks(tmp_path):
     (root / "config/stacks/never-ready.yaml").write_text(yaml.safe_dump(stack))
     cfg = copy.deepcopy(PLAN)
     cfg["stacks"] = {"N": {"file": "config/stacks/never-ready.yaml"}}
-    cfg["hypotheses"] = {"H0": {"stacks": ["N"], "sweep": [{"key": "load.users", "values": [1]}]}}
+    cfg["hypotheses"] = {
+        "H0": {
+            "stacks": ["N"],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": [1]}],
+        }
+    }
     write_config(root, cfg)
     out = snakemake(root, "H0")
     assert out.returncode != 0
@@ -103,7 +108,10 @@ def test_external_stack_is_measured_and_left_running(tmp_path, outside_server):
     cfg = copy.deepcopy(PLAN)
     cfg["stacks"] = {"X": {"file": "config/stacks/outside.yaml"}}
     cfg["hypotheses"] = {
-        "H0": {"stacks": ["X"], "sweep": [{"key": "load.users", "values": [1, 2]}]}
+        "H0": {
+            "stacks": ["X"],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": [1, 2]}],
+        }
     }
     write_config(root, cfg)
     out = snakemake(root, "H0")

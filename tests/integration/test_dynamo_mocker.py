@@ -49,7 +49,8 @@ PLAN = {
     },
     "hypotheses": {
         "H0": {"stacks": ["M"],
-               "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}]},
+               "sweep": [{"key": "load.users", "role": "concurrency", "name": "users",
+                          "values": [1, 2]}]},
         "H9": {
             "stacks": ["B0", "B1", "B2"],
             "order": "alternate",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spark_harness.analysis.synthetic import write_plan
 from spark_harness.archive import ArchiveError, restore
 from spark_harness.plan import Plan
+from spark_harness_testkit.synthetic import write_plan
 from tests.conftest import copy_workflow
 from tests.workflow.smk import snakemake
 
@@ -43,7 +43,7 @@ def fresh_clone(dest: Path) -> Path:
 def archived(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_workflow(tmp_path_factory.mktemp("made"))
     cfg = small_v25(root)
-    # measured runs stand in as synthetic raw runs (analysis.synthetic): no load here
+    # measured runs stand in as synthetic raw runs (spark_harness_testkit.synthetic): no load here
     write_plan(Plan(cfg, base_dir=root), root / RESULTS)
     made = snakemake(root, "archive", "--configfile", "config/small.yaml")
     assert made.returncode == 0, made.out[-4000:]

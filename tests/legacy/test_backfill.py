@@ -77,7 +77,11 @@ def test_imported_runs_reach_ingest_and_the_summary(tmp_path: Path) -> None:
     assert [r.name for r in runs] == ["r0", "r0"]
     ingest(runs, tmp_path / "ingest" / "H0" / "A")
     out = tmp_path / "summary" / "H0"
-    cfg = {"title": "H0", "stacks": ["A"], "sweep": [{"key": "load.users", "values": [2, 8]}]}
+    cfg = {
+        "title": "H0",
+        "stacks": ["A"],
+        "sweep": [{"key": "load.users", "role": "concurrency", "values": [2, 8]}],
+    }
     summarize("H0", cfg, {("H0", "A"): tmp_path / "ingest" / "H0" / "A"}, out)
     summary = pl.read_csv(out / "summary.csv")
     assert set(summary["point"]) == {"legacy-c2", "legacy-c8"}

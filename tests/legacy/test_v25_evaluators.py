@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from spark_harness.analysis import AnalysisError, summarize
-from spark_harness.analysis.synthetic import Levels, RunSpec, write_run
 from spark_harness.analysis.verdict import NOT_SUPPORTED, SUPPORTED
 from spark_harness.ingest import ingest
+from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 MEMORY = [512, 256, 96, 64]  # 4 users x 33 blocks = 132: pressure 0.26, 0.52, 1.38, 2.06
 QOS = ["none", "moderate", "heavy"]
@@ -78,7 +78,10 @@ def _paging_points(knee: bool) -> list[tuple[str, dict, dict]]:
     return pts
 
 
-H2_CFG = {"title": "H2", "sweep": [{"key": "server.sim.resident_blocks", "values": MEMORY}]}
+H2_CFG = {
+    "title": "H2",
+    "sweep": [{"key": "server.sim.resident_blocks", "role": "memory", "values": MEMORY}],
+}
 
 
 def test_h2_finds_the_planted_paging_knee(tmp_path: Path) -> None:
@@ -128,7 +131,7 @@ def test_h4_qos_effect_planted_and_absent(tmp_path: Path, heavy_p99: float, stat
         for q in QOS
     ]
     src = _write(tmp_path, "H4", "P", pts)
-    cfg = {"title": "H4", "sweep": [{"key": "qos.profile", "values": QOS}]}
+    cfg = {"title": "H4", "sweep": [{"key": "qos.profile", "role": "qos_profile", "values": QOS}]}
     v = _verdict(tmp_path, "H4", cfg, {("H4", "P"): src})
     assert _criterion(v, "p99_ratio_worst_qos")["status"] == status
 
@@ -150,7 +153,13 @@ def test_h5_slope_and_h6_storm_and_h7_device_reads(tmp_path: Path) -> None:
     src5 = _write(tmp_path, "H5", "A", h5)
     cfg5 = {
         "title": "H5",
-        "sweep": [{"key": "workload.adapters", "values": [LISTS.format(n) for n in sizes]}],
+        "sweep": [
+            {
+                "key": "workload.adapters",
+                "role": "adapters",
+                "values": [LISTS.format(n) for n in sizes],
+            }
+        ],
     }
     v5 = _verdict(tmp_path, "H5", cfg5, {("H5", "A"): src5})
     assert v5["status"] == SUPPORTED, v5["reasons"]
@@ -170,7 +179,13 @@ def test_h5_slope_and_h6_storm_and_h7_device_reads(tmp_path: Path) -> None:
     src6 = _write(tmp_path, "H6", "A", h6)
     cfg6 = {
         "title": "H6",
-        "sweep": [{"key": "workload.adapters", "values": [LISTS.format(n) for n in (1, 64)]}],
+        "sweep": [
+            {
+                "key": "workload.adapters",
+                "role": "adapters",
+                "values": [LISTS.format(n) for n in (1, 64)],
+            }
+        ],
     }
     v6 = _verdict(tmp_path, "H6", cfg6, {("H6", "A"): src6})
     assert v6["status"] == SUPPORTED, v6["reasons"]

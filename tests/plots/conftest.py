@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 from tests.plans import make_plan
 from tests.plots.synth import Results
 

@@ -1,5 +1,5 @@
 """Synthetic results folders for the figure and notebook tests: the repository's plan,
-synthetic runs with planted effects (``analysis.synthetic``), ingested and summarised
+synthetic runs with planted effects (``spark_harness_testkit.synthetic``), ingested and summarised
 exactly as the workflow does."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from spark_harness.analysis import summarize
-from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan
 from spark_harness.plots.data import Ingested, Summary
+from spark_harness_testkit.synthetic import World, write_plan
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,12 +15,12 @@ from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from spark_harness.analysis.synthetic import World
 from spark_harness.plots import style
 from spark_harness.plots.data import Summary
 from spark_harness.plots.hypotheses import FIGURES
 from spark_harness.plots.verdicts import PlotError
 from spark_harness.registry import BUILTIN
+from spark_harness_testkit.synthetic import World
 
 FIGURE_NAMES = {h.id: h.figure_names for h in BUILTIN}
 
@@ -85,7 +85,14 @@ def test_h0_marks_u_work_and_the_knee_where_they_were_planted(default_results, r
     assert {float(c.get_offsets()[0][0]) for c in knees} == {8.0}
     assert table.filter(pl.col("is_u_work"))["users"].to_list() == [4, 4]
     # a knee planted one step later moves the marks with it
-    sweep = [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16, 32]}]
+    sweep = [
+        {
+            "key": "load.users",
+            "role": "concurrency",
+            "name": "users",
+            "values": [1, 2, 4, 8, 16, 32],
+        }
+    ]
     later = results_of({"H0": {"sweep": sweep}}, World(knee_users=16))
     fig, _ = draw(later.summary("H0"), "latency_vs_concurrency")
     assert {x for x, _ in marks(fig.axes[0])} == {8.0}

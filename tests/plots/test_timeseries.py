@@ -8,13 +8,13 @@ import polars as pl
 import pytest
 from matplotlib.collections import PathCollection
 
-from spark_harness.analysis.synthetic import RunSpec, World, write_run
 from spark_harness.ingest import ingest
 from spark_harness.plots import style
 from spark_harness.plots.data import Ingested
 from spark_harness.plots.timeseries import draw_point
 from spark_harness.plots.verdicts import PlotError, Verdict
 from spark_harness.verdict_contract import SCHEMA_VERSION
+from spark_harness_testkit.synthetic import RunSpec, World, write_run
 
 VERDICT = Verdict.from_dict(
     {

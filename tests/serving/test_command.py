@@ -200,8 +200,12 @@ def test_plan_prints_resolved_commands_without_running(tmp_path, repo_root):
     cfg = yaml.safe_load((repo_root / "config/config.yaml").read_text())
     cfg["stacks"] = {"C": {"file": str(f)}}
     cfg["hypotheses"] = {
-        "H0": {"stacks": ["C"], "sweep": [{"key": "load.users", "values": [1, 2]}]}
+        "H0": {
+            "stacks": ["C"],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": [1, 2]}],
+        }
     }
+    cfg["track"] = "v3"  # a whole plan, as Snakemake takes it: not layered over config.yaml
     c = tmp_path / "c.yaml"
     c.write_text(yaml.safe_dump(cfg))
     out = subprocess.run(

@@ -95,14 +95,19 @@ def test_stack_a_command_is_trtllm_serve_in_the_spark_container(tmp_path):
     out = commands("H0", env={**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"})
     a = block(out, "H0/A/users-1/r0")
     assert "docker run --rm --name spark-harness-trtllm --gpus all" in a
-    assert "nvcr.io/nvidia/tensorrt-llm/release:spark-single-gpu-dev trtllm-serve" in a
+    assert "nvcr.io/nvidia/ai-dynamo/tensorrtllm-runtime:1.6.1 trtllm-serve" in a
     assert "nvidia/Llama-3.1-8B-Instruct-NVFP4" in a
     assert "--max_batch_size 64 --max_num_tokens 8192 --max_seq_len 8192" in a
-    workdir = REPO / "results/scratch/H0/A/users-1/r0/server"  # absolute: docker -v needs it
+    # absolute: docker -v needs it
+    workdir = REPO / "results/spark/scratch/H0/A/users-1/r0/server"
     assert f"--extra_llm_api_options {workdir}/extra-llm-api-options.yaml" in a
     engine = yaml.safe_load(a.split("extra-llm-api-options.yaml]\n", 1)[1].split("\n[", 1)[0])
     kv = engine["kv_cache_config"]
-    assert kv == {"free_gpu_memory_fraction": 0.9, "enable_block_reuse": False}
+    assert kv == {
+        "free_gpu_memory_fraction": 0.6,
+        "enable_block_reuse": True,
+        "enable_partial_reuse": False,
+    }
     assert engine["enable_iter_perf_stats"] is True
     assert "/metrics (trtllm)" in a and "[teardown] docker rm -f spark-harness-trtllm" in a
     assert out.count("# H0/A/") == 9 * 3  # 9 concurrency steps x 3 repetitions
@@ -138,6 +143,7 @@ def test_prompt_over_the_engine_limit_fails_the_plan_before_anything_runs(tmp_pa
     over.write_text(
         yaml.safe_dump(
             {"hypotheses": {"H2A": {"sweep": [{"key": "workload.context_tokens",
+                                               "role": "context",
                                                "name": "ctx", "values": [4096, 9000]}]}}}
         )
     )  # fmt: skip

@@ -66,12 +66,39 @@ def test_dynamo_worker_kv_stats() -> None:
     assert _map("dynamo_worker.prom") == pytest.approx(
         {
             "server_inflight": 3,
-            "kv_g1_active_blocks": 128,
             "kv_g1_total_blocks": 512,
             "kv_g1_usage": 0.25,
             "kv_g1_prefix_hit_rate": 0.375,
         }
     )
+
+
+def _dynamo_names() -> set[str]:
+    """Every full metric name ai-dynamo's installed ``prometheus_names`` defines for the
+    families the table maps: worker (component prefix), frontend, KVBM."""
+    names = pytest.importorskip("dynamo.prometheus_names")  # tools/install_dynamo.sh
+
+    def consts(cls: type) -> set[str]:
+        return {v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str)}
+
+    component = names.name_prefix.COMPONENT
+    frontend = names.name_prefix.FRONTEND
+    return (
+        {f"{component}_{n}" for n in consts(names.kvstats) | consts(names.work_handler)}
+        | {f"{frontend}_{n}" for n in consts(names.frontend_service)}
+        | {f"kvbm_{n}" for n in consts(names.kvbm)}
+    )
+
+
+def test_dynamo_and_kvbm_rules_name_metrics_the_installed_wheels_define() -> None:
+    defined = _dynamo_names()
+    ours = {n for n in PROMETHEUS_RULES if n.startswith(("dynamo_", "kvbm_"))}
+    assert sorted(ours - defined) == []
+    # every KV stat a 1.6.1 worker publishes is mapped
+    names = pytest.importorskip("dynamo.prometheus_names")
+    kvstats = {v for k, v in vars(names.kvstats).items() if k.isupper()}
+    assert {f"dynamo_component_{n}" for n in kvstats} <= set(PROMETHEUS_RULES)
+    assert rule_for("dynamo_component_kv_cache_hit_rate").field == "kv_g1_prefix_hit_rate"
 
 
 def test_kvbm_counters_without_total_suffix() -> None:
@@ -150,6 +177,7 @@ def test_trtllm_iteration_stats_polls() -> None:
             "kv_prefix_hits_tokens": 4 * 32,
             "kv_prefix_queries_tokens": (4 + 3121) * 32,
             "kv_block_tokens": 32,
+            "server_iter_stats_lost": 0,
         }
     )
     # an idle engine reports no iterations: cumulative and block state carry over,
@@ -159,6 +187,7 @@ def test_trtllm_iteration_stats_polls() -> None:
     assert idle["kv_prefix_hits_tokens"] == 128 and idle["server_iterations"] == 155
     third = state.update(polls[2])
     assert third["kv_running"] == 4 and third["kv_prefix_queries_tokens"] == 3200 * 32
+    assert third["server_iter_stats_lost"] == 5  # iterations 155-159 never arrived
 
 
 def test_trtllm_body_that_is_not_an_array_is_rejected() -> None:

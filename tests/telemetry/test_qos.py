@@ -206,3 +206,9 @@ def test_a_prepared_perturbation_that_never_starts_leaves_nothing(tmp_path: Path
     p.prepare()
     result = p.stop()
     assert "summary" not in result and list(g3.iterdir()) == []
+
+
+def test_fio_runs_at_the_lowest_cpu_priority(tmp_path: Path) -> None:
+    """The profile perturbs the device, not the CPU the server and client need."""
+    argv = qos.fio_command(qos.PROFILES["heavy"], "h", tmp_path, tmp_path / "r.json")
+    assert "--nice=19" in argv and "--direct=1" in argv

@@ -5,6 +5,7 @@ and a server whose endpoint is not up yet."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -160,6 +161,71 @@ def test_live_trtllm_json_is_consumed_on_read() -> None:
         "kv_running" not in idle and idle["kv_prefix_hits_tokens"] == first["kv_prefix_hits_tokens"]
     )
     assert third["server_iterations"] == 161 and third["kv_g1_active_blocks"] == 40
+
+
+class FakeTrtllmStats:
+    """trtllm-serve's ``/metrics`` as upstream serves it: a read with nothing queued waits
+    up to 2 s for an entry, takes everything queued, and the server forgets it whether
+    or not the answer reaches the client (``respond_s``: a busy server's late answer)."""
+
+    WAIT_S = 2.0
+
+    def __init__(self, respond_s: float = 0.0) -> None:
+        self.queued: list[dict] = []
+        self.handed_out: list[int] = []
+        self.respond_s = respond_s
+        self._arrived = asyncio.Event()
+
+    def put(self, entry: dict) -> None:
+        self.queued.append(entry)
+        self._arrived.set()
+
+    async def handler(self, _: web.Request) -> web.Response:
+        if not self.queued:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), self.WAIT_S)
+        taken, self.queued = self.queued, []
+        self._arrived.clear()
+        self.handed_out += [e["iter"] for e in taken]
+        await asyncio.sleep(self.respond_s)
+        return web.json_response(taken)
+
+
+def _entry(it: int) -> dict:
+    return {"iter": it, "numActiveRequests": 1, "iterLatencyMS": 5.0}
+
+
+def test_trtllm_read_outlasts_the_servers_2s_wait_and_counts_lost_entries() -> None:
+    """At a 200 ms cadence the sidecar passes a 2 s timeout: an entry that arrives late in
+    the server's wait must still be delivered, not taken and dropped with the read."""
+    fake = FakeTrtllmStats(respond_s=0.3)
+
+    async def scenario() -> tuple[dict, dict]:
+        app = web.Application()
+        app.router.add_get("/metrics", fake.handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        port = _free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        url = f"http://127.0.0.1:{port}/metrics"
+        s = MetricsSampler(MetricsSource(url=url, format="trtllm-json", source="trtllm"), 2.0, 5.0)
+        try:
+            loop = asyncio.get_running_loop()
+            loop.call_later(1.9, fake.put, _entry(10))  # late in the 2 s wait
+            first = await s.sample()
+            # the engine's queue overflowed: iterations 11-13 never reach any reader
+            for it in (14, 15):
+                fake.put(_entry(it))
+            second = await s.sample()
+        finally:
+            await s.aclose()
+            await runner.cleanup()
+        return first, second
+
+    first, second = asyncio.run(scenario())
+    assert fake.handed_out == [10, 14, 15]
+    assert first["server_iterations"] == 11 and first["server_iter_stats_lost"] == 0
+    assert second["server_iterations"] == 16 and second["server_iter_stats_lost"] == 3
 
 
 def test_unknown_format_is_rejected() -> None:

@@ -41,12 +41,21 @@ SMALL: dict[str, Any] = {
     "hypotheses": {
         "H0": {
             "stacks": ["A", "B"],
-            "sweep": [{"key": "load.users", "name": "users", "values": [1, 2]}],
+            "sweep": [
+                {"key": "load.users", "role": "concurrency", "name": "users", "values": [1, 2]}
+            ],
         },
         "H2B": {
             "stacks": ["B"],
             "load": {"kind": "closed", "users": "u_work"},
-            "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [64, 128]}],
+            "sweep": [
+                {
+                    "key": "workload.context_tokens",
+                    "role": "context",
+                    "name": "ctx",
+                    "values": [64, 128],
+                }
+            ],
         },
         "H3": {"analytical": {"from": ["H0"]}},
     },

@@ -2,7 +2,7 @@
 every hypothesis.
 
 The measurements are synthetic runs in the exact data-contract format (planted effects,
-``analysis.synthetic``), laid out as finished loadgen jobs would leave them: Snakemake
+``spark_harness_testkit.synthetic``), laid out as finished loadgen jobs would leave them: Snakemake
 sees every point measured and runs the rest of the DAG itself (ingest, summaries,
 figures), then the report. So the report is checked against every hypothesis's verdict
 without minutes of simulated load, and the staleness rules of the figure jobs are
@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from spark_harness import layout, plots, registry, verdict_table
-from spark_harness.analysis.synthetic import World, write_plan
 from spark_harness.analysis.u_work import write_u_work
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan
 from spark_harness.plots.verdicts import Verdict
+from spark_harness_testkit.synthetic import World, write_plan
 from tests.conftest import REPO, copy_workflow
 from tests.workflow.smk import snakemake, write_config
 
@@ -34,15 +34,35 @@ pytestmark = pytest.mark.workflow
 
 #: The repository's plan with the smallest sweeps that still locate every planted effect.
 SWEEPS = {
-    "H0": [{"key": "load.users", "name": "users", "values": [2, 4, 8, 16]}],
-    "H2A": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 1024]}],
-    "H2B": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 1024]}],
-    "H4A": [{"key": "qos.profile", "name": "qos", "values": ["none", "heavy"]}],
-    "H4B": [{"key": "qos.profile", "name": "qos", "values": ["none", "heavy"]}],
-    "H5": [{"key": "workload.sessions", "name": "sessions", "values": [4, 64]}],
+    "H0": [{"key": "load.users", "role": "concurrency", "name": "users", "values": [2, 4, 8, 16]}],
+    "H2A": [
+        {"key": "workload.context_tokens", "role": "context", "name": "ctx", "values": [256, 1024]}
+    ],
+    "H2B": [
+        {"key": "workload.context_tokens", "role": "context", "name": "ctx", "values": [256, 1024]}
+    ],
+    "H4A": [
+        {"key": "qos.profile", "role": "qos_profile", "name": "qos", "values": ["none", "heavy"]}
+    ],
+    "H4B": [
+        {"key": "qos.profile", "role": "qos_profile", "name": "qos", "values": ["none", "heavy"]}
+    ],
+    "H5": [
+        {"key": "workload.sessions", "role": "working_set", "name": "sessions", "values": [4, 64]}
+    ],
     "H6": [
-        {"key": "server.sim.g2_blocks", "name": "g2", "values": [128, 512]},
-        {"key": "server.sim.eviction", "name": "policy", "values": ["lru", "fifo"]},
+        {
+            "key": "server.sim.g2_blocks",
+            "role": "tier_capacity",
+            "name": "g2",
+            "values": [128, 512],
+        },
+        {
+            "key": "server.sim.eviction",
+            "role": "eviction_policy",
+            "name": "policy",
+            "values": ["lru", "fifo"],
+        },
     ],
 }
 

@@ -160,7 +160,12 @@ def test_server_never_ready_fails_with_log_tail_and_leaves_no_orphans(tmp_path):
     (root / "config/stacks/never-ready.yaml").write_text(yaml.safe_dump(NEVER_READY))
     cfg = copy.deepcopy(SMALL)
     cfg["stacks"] = {"N": {"file": "config/stacks/never-ready.yaml"}}
-    cfg["hypotheses"] = {"H0": {"stacks": ["N"], "sweep": [{"key": "load.users", "values": [1]}]}}
+    cfg["hypotheses"] = {
+        "H0": {
+            "stacks": ["N"],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": [1]}],
+        }
+    }
     write_config(root, cfg)
     out = snakemake(root, "H0")
     assert out.returncode != 0
@@ -175,7 +180,12 @@ def test_server_never_ready_fails_with_log_tail_and_leaves_no_orphans(tmp_path):
 def test_ctrl_c_keeps_partial_data_and_leaves_no_orphans(tmp_path):
     cfg = copy.deepcopy(SMALL)
     cfg["defaults"]["phases"] = {**PHASES, "load_s": 60.0}
-    cfg["hypotheses"] = {"H0": {"stacks": ["B"], "sweep": [{"key": "load.users", "values": [2]}]}}
+    cfg["hypotheses"] = {
+        "H0": {
+            "stacks": ["B"],
+            "sweep": [{"key": "load.users", "role": "concurrency", "values": [2]}],
+        }
+    }
     root = make_repo(tmp_path, cfg)
     proc = start_snakemake(root, "H0")
     part = root / "results/raw/H0/B/users-2/r0/requests.jsonl.part"

@@ -90,3 +90,17 @@ def test_output_spread_draws_lengths_in_range_reproducibly(prompts: Prompts) -> 
     assert {fixed.next("load", u).request.max_tokens for u in range(20)} == {20}
     with pytest.raises(WorkloadError, match="output_tokens_spread"):
         FixedContext(prompts, 16, 20, nonce=True, output_tokens_spread=1.0)
+
+
+def test_per_request_nonce_makes_every_prompt_unique_from_token_zero(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, context_tokens=64, output_tokens=4, nonce="request")
+    sent = [wl.next("load", u).request for _ in range(3) for u in range(4)]
+    toks = [tokens.text_tokens(r.prompt) for r in sent]
+    assert all(len(t) == 64 and r.prompt_tokens == 64 for t, r in zip(toks, sent, strict=True))
+    assert len({t[0] for t in toks}) == len(sent)  # one nonce per request, users repeating
+    assert all(t[1:] == toks[0][1:] for t in toks)  # the same body: the same work per request
+
+
+def test_nonce_scope_rejects_unknown_values(prompts: Prompts) -> None:
+    with pytest.raises(WorkloadError, match="workload.nonce"):
+        FixedContext(prompts, 16, 4, nonce="session")

@@ -46,7 +46,7 @@ def run_of(w):
 
 def in_plan(hyp):
     if hyp not in PLAN.hypotheses:
-        raise WorkflowError(f"{hyp} is not in the plan (config `hypotheses`)")
+        raise WorkflowError(f"{hyp} is not in the plan (config `hypotheses`: {', '.join(PLAN.hypotheses)})")
     return hyp
 
 

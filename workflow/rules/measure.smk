@@ -1,6 +1,10 @@
 # The measurement of one point. Its params hold exactly the resolved point spec, so
 # editing a sweep or a stack file reruns only the points whose spec changed.
 
+from spark_harness import plan_progress
+
+plan_progress.export(PLAN)  # each point starts by printing points done / total and an ETA
+
 
 rule loadgen:
     input:
@@ -25,7 +29,7 @@ rule loadgen:
     log:
         point_log("loadgen"),
     shell:
-        "exec spark-harness loadgen --endpoint-file {input.endpoint}"
+        "spark-harness progress || true; exec spark-harness loadgen --endpoint-file {input.endpoint}"
         " --sidecar-file {input.sidecar} --spec-json {params.spec:q} {params.u_work}"
         " --out {params.out} --failed-dir {params.failed} --scratch {params.scratch}"
         " > {log} 2>&1"

@@ -40,8 +40,10 @@ def summarize(
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
+    steady = bool(hyp_config.get("steady_state", True))
     # the claim as the registry states it, unless the plan words it
-    ctx = Context(hyp, {"title": entry.title, **hyp_config}, load(sources), out_dir)
+    config = {"title": entry.title, **hyp_config}
+    ctx = Context(hyp, config, load(sources, steady=steady), out_dir)
     if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
         result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
     else:

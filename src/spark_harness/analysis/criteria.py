@@ -1,10 +1,10 @@
 """Building blocks of the rules: values per run or per point with their replicates.
 
-A *quantity* is either a TTFT percentile name (``p50``, ``p95``, ``p99``: resampled
-within each run) or a column of the runs table (a telemetry mean, a counter increase:
-fixed per run, resampled with the run). Every helper returns the estimate on the data as
-measured plus its bootstrap replicates, so a derived statistic gets a CI from the same
-resamples as its parts.
+A *quantity* is either a TTFT percentile name (``p50``, ``p95``, ``p99``: the run's
+percentile over its analysed window) or a column of the runs table (a telemetry mean, a
+counter increase); either way one value per run. Every helper returns the estimate on the data as
+measured plus its replicates (the repetition is the unit, :class:`~.stats.Resampler`), so
+a derived statistic gets a CI from the same draws as its parts.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ Pair = tuple[np.ndarray, np.ndarray]  # (estimate, replicates)
 
 
 def per_run(ps: PointStats, quantity: str) -> Pair:
-    """Per-run values (n_runs,) and per-slot replicates (RESAMPLES, n_slots)."""
+    """Per-run values (n_runs,) and per-slot replicates (RESAMPLES, n_runs)."""
     if quantity in QUANTILES:
         est = ps.runs[f"ttft_{quantity}"].to_numpy().astype(float)
         return est, ps.slots(quantity)
@@ -48,17 +48,20 @@ def complete(ps: PointStats, *quantities: str) -> bool:
 def across_runs(
     ps: PointStats, x: str, y: str, fn: Callable[[np.ndarray, np.ndarray], np.ndarray | float]
 ) -> Stat:
-    """A statistic of (x, y) over runs, e.g. a slope or a correlation, with its CI."""
+    """A statistic of (x, y) over runs, e.g. a slope or a correlation, with its CI: the
+    run as the unit (regression t, Fisher z: :data:`~.stats.RUN_INTERVALS`), else the
+    statistic of the per-run replicates."""
     (x0, xb), (y0, yb) = per_run(ps, x), per_run(ps, y)
-    return Stat.of(float(fn(x0, y0)), np.asarray(fn(xb, yb)))
+    interval = stats.RUN_INTERVALS.get(fn)
+    reps = interval(x0, y0) if interval else np.asarray(fn(xb, yb))
+    return Stat.of(float(fn(x0, y0)), reps)
 
 
 def swing(ps: PointStats, x: str, y: str) -> Stat:
-    """Change of y across the observed range of x, from the OLS slope of y on x."""
-    (x0, xb), (y0, yb) = per_run(ps, x), per_run(ps, y)
-    span0 = np.nanmax(x0) - np.nanmin(x0)
-    spanb = np.nanmax(xb, axis=1) - np.nanmin(xb, axis=1)
-    return Stat.of(float(stats.slope(x0, y0)) * span0, np.asarray(stats.slope(xb, yb)) * spanb)
+    """Change of y across the observed range of x (the design's), from the OLS slope."""
+    x0, y0 = per_run(ps, x)[0], per_run(ps, y)[0]
+    span = np.nanmax(x0) - np.nanmin(x0)
+    return Stat.of(float(stats.slope(x0, y0)) * span, stats.slope_replicates(x0, y0) * span)
 
 
 def material_slope(
@@ -101,10 +104,19 @@ def material_slope(
 
 
 def difference(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
-    """quantity at point a minus at point b (means over repetitions), with its CI."""
-    est, rep = per_point(ps, quantity)
-    i, j = ps.index(a), ps.index(b)
-    return Stat.of(est[i] - est[j], rep[:, i] - rep[:, j])
+    """quantity at point a minus at point b (means over repetitions), with the two-sample
+    t CI on the repetitions (:func:`~.stats.two_sample_replicates`)."""
+    v = per_run(ps, quantity)[0]
+    va, vb = v[ps.members(a)], v[ps.members(b)]
+    return Stat.of(va.mean() - vb.mean(), stats.two_sample_replicates(va, vb))
+
+
+def ratio(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
+    """quantity at point a over at point b (means over repetitions), with the two-sample
+    t CI of the ratio (:func:`~.stats.ratio_replicates`)."""
+    v = per_run(ps, quantity)[0]
+    va, vb = v[ps.members(a)], v[ps.members(b)]
+    return Stat.of(va.mean() / vb.mean(), stats.ratio_replicates(va, vb))
 
 
 def total(frame: pl.DataFrame, column: str) -> float | None:

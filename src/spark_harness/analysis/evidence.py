@@ -2,9 +2,10 @@
 
 An evaluator turns :class:`Context` (its hypothesis, plan entry and :class:`~.runs.Runs`)
 into a :class:`~.verdict.Verdict`. Per-point numbers come from :class:`PointStats`, which
-keeps the bootstrap replicates so any derived statistic (a ratio, a slope, a difference)
-gets its CI from the same resamples. :func:`standard_gates` applies the quality gates of
-``HYPOTHESES.md`` to the runs an evaluator used.
+keeps the replicates (the repetition is the unit, :class:`~.stats.Resampler`) so any
+derived statistic (a ratio, a slope, a difference) gets its CI from the same draws.
+:func:`standard_gates` applies the quality gates of ``HYPOTHESES.md`` to the runs an
+evaluator used.
 """
 
 from __future__ import annotations
@@ -22,13 +23,24 @@ import polars as pl
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.runs import QUANTILES, Runs
 from spark_harness.analysis.stats import Resampler, ci
-from spark_harness.analysis.verdict import INCONCLUSIVE, INVALID, Criterion, Gate, Row, Verdict
+from spark_harness.analysis.verdict import (
+    INCONCLUSIVE,
+    INVALID,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    Criterion,
+    Gate,
+    Row,
+    Verdict,
+)
 from spark_harness.files import atomic_writer
 
 POINT_KEYS = ("hyp", "stack", "point")
 
 #: Run metrics averaged per point in ``summary.csv`` (besides TTFT percentiles).
 MEAN_COLUMNS = (
+    "window_s",
+    "warmup_s",
     "ttft_mean",
     "throughput_rps",
     "error_share",
@@ -59,12 +71,14 @@ MEAN_COLUMNS = (
     "prompt_tokens",
     "sim_step_overrun",
 )
+#: Why a rule reports p95 instead of p99.
+TAIL_P95_REASON = f"tail_p95_fewer_than_{T.TAIL_P99_MIN_REQUESTS}_requests"
 SUM_COLUMNS = ("n_window", "n_window_ok", "n_window_errors", "n_window_rejected")
 
 
 @dataclass(frozen=True)
 class Stat:
-    """A point estimate with its bootstrap CI."""
+    """A point estimate with its CI (None: no spread to judge, e.g. one repetition)."""
 
     value: float | None
     ci: tuple[float, float] | None
@@ -73,6 +87,15 @@ class Stat:
     def of(cls, estimate: float, replicates: np.ndarray) -> Stat:
         v = float(estimate)
         return cls(None if math.isnan(v) else v, ci(replicates))
+
+
+def tail_quantile(runs: pl.DataFrame) -> tuple[str, list[str]]:
+    """'p99' when every run has ≥ TAIL_P99_MIN_REQUESTS ok requests in its analysed
+    (steady) window, else
+    'p95' and the reason (docs/PLAN.md: "otherwise report p95 and say so")."""
+    if runs.height and runs["n_steady_ok"].min() >= T.TAIL_P99_MIN_REQUESTS:
+        return "p99", []
+    return "p95", [TAIL_P95_REASON]
 
 
 def rows(frame: pl.DataFrame) -> list[Row]:
@@ -144,7 +167,7 @@ class Context:
 
 
 class PointStats:
-    """TTFT percentiles per point (mean over repetitions) with their bootstrap replicates."""
+    """TTFT percentiles per point (mean over repetitions) with their replicates."""
 
     def __init__(self, data: Runs, runs: pl.DataFrame, by: Sequence[str] = POINT_KEYS):
         self.runs = runs
@@ -160,15 +183,15 @@ class PointStats:
         return self.labels.index(label)
 
     def slots(self, q: str) -> np.ndarray:
-        """Resampled per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_slots)."""
+        """Replicates of the per-run percentile q ('p50', 'p95', 'p99'): (RESAMPLES, n_runs)."""
         return self._slots[..., list(QUANTILES).index(q)]
 
     def fixed_slots(self, column: str) -> np.ndarray:
-        """A per-run column as chosen by the resampled slots: (RESAMPLES, n_slots)."""
+        """Replicates of a per-run column: (RESAMPLES, n_runs)."""
         return self.res.fixed(self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy())
 
     def replicates(self, q: str) -> np.ndarray:
-        """Per-point percentile q, resampled: (RESAMPLES, n_points)."""
+        """Replicates of the per-point percentile q: (RESAMPLES, n_points)."""
         return self.res.by_stratum(self.slots(q))
 
     def fixed_replicates(self, column: str) -> np.ndarray:
@@ -179,6 +202,16 @@ class PointStats:
         v = self.runs[column].cast(pl.Float64).fill_null(math.nan).to_numpy()
         return np.array([v[m].mean() if m.any() else math.nan for m in self._members])
 
+    def members(self, label: tuple[Any, ...]) -> np.ndarray:
+        """Which runs (rows of ``runs``) belong to the point ``label``."""
+        return self._members[self.index(label)]
+
+    def tail(self) -> tuple[str, list[str]]:
+        """The tail percentile these points support: 'p99' when every run completed at
+        least TAIL_P99_MIN_REQUESTS ok requests in its analysed window, else 'p95' with
+        its reason."""
+        return tail_quantile(self.runs)
+
     def point_runs(self, label: tuple[Any, ...]) -> pl.DataFrame:
         return self.runs.filter(pl.Series(self._members[self.index(label)]))
 
@@ -186,7 +219,7 @@ class PointStats:
 def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) -> pl.DataFrame:
     """``summary.csv``: one row per (hyp, stack, point), failed points included.
 
-    TTFT percentiles are means over repetitions with bootstrap CIs; other metrics are means
+    TTFT percentiles are means over repetitions with t CIs; other metrics are means
     (counts are sums); ``cov_p99`` is the CoV of the per-run p99 across repetitions.
     """
     ps = ps or PointStats(data, runs)
@@ -197,6 +230,12 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         pl.col("rep").sort().cast(pl.String).str.join(";").alias("reps"),
         pl.col("marked").any().alias("marked"),
         *[pl.col(a).first() for a in axes],
+        pl.col("n_steady_ok").min().alias("min_steady_ok"),
+        pl.col("steady_reason").is_not_null().sum().alias("no_steady_state_reps"),
+        pl.when(pl.col("n_steady_ok").min() >= T.TAIL_P99_MIN_REQUESTS)
+        .then(pl.lit("p99"))
+        .otherwise(pl.lit("p95"))
+        .alias("tail"),
         *[pl.col(c).sum() for c in SUM_COLUMNS],
         *[pl.col(c).mean() for c in present],
         # sample SD over mean; null for a single repetition
@@ -217,7 +256,7 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
     failed = _failed_points(data, runs)
     if failed.height:
         table = pl.concat([table, failed], how="diagonal_relaxed")
-    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99"]
+    first = [*POINT_KEYS, "n_reps", "reps", "marked", *axes, *list(cols)[3:], "cov_p99", "tail"]
     rest = [c for c in table.columns if c not in first]
     return table.select(*first, *rest).sort(*POINT_KEYS[:2], *axes, "point", nulls_last=True)
 
@@ -232,6 +271,20 @@ def _failed_points(data: Runs, runs: pl.DataFrame) -> pl.DataFrame:
         pl.lit(0).alias("n_reps"),
         *[pl.col(a).first() for a in axes],
         pl.col("exclude_reason").unique().sort().str.join(";").alias("failed_reasons"),
+    )
+
+
+def tail_report(table: pl.DataFrame) -> Gate:
+    """Points whose window is too short for p99 are reported; their rules use p95."""
+    short = table.filter(pl.col("tail") == "p95")
+    return Gate(
+        "tail",
+        short.height == 0,
+        "report",
+        value=table["min_steady_ok"].min() if table.height else None,
+        threshold=T.TAIL_P99_MIN_REQUESTS,
+        reasons=[TAIL_P95_REASON] if short.height else [],
+        details={"points": [f"{h}/{s}/{p}" for h, s, p in short.select(POINT_KEYS).iter_rows()]},
     )
 
 
@@ -258,7 +311,7 @@ def repetitions_gate(table: pl.DataFrame) -> Gate:
     few = table.filter(pl.col("n_reps") < T.MIN_REPETITIONS)
     reasons = []
     if few.height:
-        reasons.append("too_few_repetitions")
+        reasons.append(f"fewer_than_{T.MIN_REPETITIONS}_repetitions")
     if few.filter(pl.col("n_reps") == 0).height:
         reasons.append("point_without_usable_runs")
     return Gate(
@@ -371,48 +424,172 @@ def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[
     ]
 
 
-def _total(runs: pl.DataFrame, columns: Sequence[str]) -> float | None:
-    present = [c for c in columns if c in runs.columns and runs[c].drop_nulls().len() > 0]
+#: Tier counters of the mechanism gate: (offload columns, onboard columns) per scope.
+TIER_COUNTERS = {
+    "g3": (("offload_g2_g3_blocks", "offload_g1_g3_blocks"), ("g3_onboard_blocks",)),
+    "any": (
+        ("offload_g1_g2_blocks", "offload_g2_g3_blocks", "offload_g1_g3_blocks"),
+        ("g2_onboard_blocks", "g3_onboard_blocks"),
+    ),
+}
+
+
+def run_sums(runs: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
+    """Each run's sum of the columns it recorded; null where it recorded none of them."""
+    present = [c for c in columns if c in runs.columns]
     if not present:
-        return None
-    return float(sum(runs[c].fill_null(0).sum() for c in present))
+        return pl.Series([None] * runs.height, dtype=pl.Float64)
+    return runs.select(
+        pl.when(pl.any_horizontal([pl.col(c).is_not_null() for c in present]))
+        .then(pl.sum_horizontal([pl.col(c).cast(pl.Float64) for c in present]))
+        .alias("v")
+    )["v"]
+
+
+def engaged(runs: pl.DataFrame) -> pl.DataFrame:
+    """Runs whose window shows G3 onboards (NVMe engaged); unknown counts as not."""
+    if "g3_onboard_blocks" not in runs.columns:
+        return runs.clear()
+    return runs.filter(pl.col("g3_onboard_blocks").fill_null(0) > 0)
 
 
 def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
-    """Tier effects need their mechanism: offloads and onboards > 0 in the window.
+    """Tier effects need their mechanism in every run used: offloads and onboards > 0 in
+    that run's own window (a sum over runs would let one busy run cover idle ones).
 
     ``tiers`` is ``g3`` (blocks written to and read back from NVMe) or ``any`` (any tier
-    below G1). ``scope`` says which runs were checked, for the report.
+    below G1). A run without the counters is missing evidence, not zero: the gate is then
+    inconclusive (``no_kv_tier_telemetry``); a run whose counters show no traffic makes it
+    invalid. ``scope`` says which runs were checked, for the report.
     """
-    if tiers == "g3":
-        off, on = ("offload_g2_g3_blocks", "offload_g1_g3_blocks"), ("g3_onboard_blocks",)
-    else:
-        off = ("offload_g1_g2_blocks", "offload_g2_g3_blocks", "offload_g1_g3_blocks")
-        on = ("g2_onboard_blocks", "g3_onboard_blocks")
-    offloads, onboards = _total(runs, off), _total(runs, on)
+    off_cols, on_cols = TIER_COUNTERS[tiers]
+    off, on = run_sums(runs, off_cols), run_sums(runs, on_cols)
     tag = "g3" if tiers == "g3" else "tier"
+    unknown = runs.filter((off.is_null() | on.is_null()).to_numpy())
     reasons = []
     if runs.height == 0:
         reasons.append("mechanism_no_runs")
-    elif offloads is None or onboards is None:
+    elif unknown.height:
         reasons.append("no_kv_tier_telemetry")
     else:
-        if offloads <= 0:
+        if (off <= 0).any():
             reasons.append(f"no_{tag}_offloads")
-        if onboards <= 0:
+        if (on <= 0).any():
             reasons.append(f"no_{tag}_onboards")
+    failing = [
+        [*r, o, n]
+        for r, o, n in zip(rows(runs), off, on, strict=True)
+        if o is None or n is None or o <= 0 or n <= 0
+    ]
     return Gate(
         "mechanism",
         not reasons,
-        INVALID,
-        value=onboards,
+        INCONCLUSIVE if reasons == ["no_kv_tier_telemetry"] else INVALID,
+        value=None if on.null_count() else float(on.min()) if runs.height else None,
+        threshold=0.0,
         reasons=reasons,
         details={
             "scope": scope,
-            "offload_blocks": offloads,
-            "onboard_blocks": onboards,
+            "per_run": True,
+            "statistic": "min over runs of the onboards in the run's window",
+            "failing_runs": failing,
+            "offload_blocks": off.to_list(),
+            "onboard_blocks": on.to_list(),
             "runs": rows(runs),
         },
+    )
+
+
+#: The server's own device read bytes over a run's window (:func:`server_reads`).
+SERVER_READS = "server_own_read_bytes"
+
+
+def server_reads(frame: pl.DataFrame) -> tuple[pl.DataFrame, str | None]:
+    """Add each run's own device reads (``SERVER_READS``), apart from the perturbation's.
+
+    The per-process counter (``server_read_bytes``) where every run recorded it, method
+    ``server_read_bytes``; otherwise the watched devices' reads over the window minus
+    the idle rate and minus what the perturbation (fio) reported reading itself, method
+    ``device_minus_perturbation``. Neither known: the column is null, method None.
+    """
+    if "server_read_bytes" in frame.columns and frame["server_read_bytes"].null_count() == 0:
+        return frame.with_columns(pl.col("server_read_bytes").alias(SERVER_READS)), (
+            "server_read_bytes"
+        )
+    needed = {"perturbation_read_bps", "read_bytes", "idle_read_kbps"}
+    if needed <= set(frame.columns) and frame.select(needed).null_count().sum_horizontal()[0] == 0:
+        idle = pl.col("idle_read_kbps") * 1024 * pl.col("window_s")
+        fio = pl.col("perturbation_read_bps") * pl.col("window_s")
+        own = (pl.col("read_bytes") - idle - fio).alias(SERVER_READS)
+        return frame.with_columns(own), "device_minus_perturbation"
+    return frame.with_columns(pl.lit(None, pl.Float64).alias(SERVER_READS)), None
+
+
+def server_reads_report(runs: pl.DataFrame, source: str) -> Criterion:
+    """The server's own device reads per run (info): under a perturbation the device
+    counters also count fio's I/O; these, and the method that separated them, do not."""
+    frame, method = server_reads(runs)
+    own = frame[SERVER_READS]
+    if method is None:
+        return Criterion.missing(
+            "server_own_reads",
+            "the server's own device read bytes per run",
+            source,
+            "no_server_read_bytes_nor_perturbation_report",
+            role="info",
+            rows=rows(runs),
+        )
+    return Criterion(
+        name="server_own_reads",
+        statistic="min over runs of the server's own device read bytes in the window",
+        value=float(own.min()),  # type: ignore[arg-type]
+        ci=None,
+        threshold=None,
+        op="",
+        source=source,
+        status=SUPPORTED,
+        unit="bytes",
+        rows=rows(runs),
+        role="info",
+        details={"method": method, "per_run": own.to_list()},
+    )
+
+
+def no_tier_traffic(runs: pl.DataFrame, tiers: str, name: str, source: str) -> Criterion:
+    """A stack that must not use its KV tiers: no run onboards from them in its window.
+
+    Missing counters are missing, not zero: inconclusive (``no_kv_tier_telemetry``),
+    unless the stack has no tier below G1 at all (no G3 directory and no tier counters),
+    where the criterion is reported only (``stack_without_kv_tiers``).
+    """
+    what = f"KV blocks onboarded from {'G3' if tiers == 'g3' else 'G2/G3'}, max over runs"
+    onboards = run_sums(runs, TIER_COUNTERS[tiers][1])
+    if runs.height == 0 or onboards.null_count():
+        tierless = runs.height > 0 and runs["g3_dir"].is_null().all()
+        return Criterion.missing(
+            name,
+            what,
+            source,
+            "stack_without_kv_tiers" if tierless else "no_kv_tier_telemetry",
+            threshold=0.0,
+            op="==",
+            role="info" if tierless else "rule",
+            rows=rows(runs),
+        )
+    worst = float(onboards.max())  # type: ignore[arg-type]
+    return Criterion(
+        name=name,
+        statistic=what,
+        value=worst,
+        ci=None,
+        threshold=0.0,
+        op="==",
+        source=source,
+        status=SUPPORTED if worst == 0 else NOT_SUPPORTED,
+        reasons=[] if worst == 0 else ["kv_tier_traffic_present"],
+        unit="blocks",
+        rows=rows(runs),
+        details={"per_run": onboards.to_list()},
     )
 
 

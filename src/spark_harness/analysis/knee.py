@@ -74,22 +74,12 @@ def storage_knee(fetch_share_p95: Sequence[float]) -> int | None:
     return None
 
 
-def storage_knee_without_fetch(
-    reads: Sequence[float],
-    idle_reads: Sequence[float],
-    read_await: Sequence[float],
-    idle_await: Sequence[float],
-    ttft_p95: Sequence[float],
-) -> int | None:
-    """Storage knee where the server gives no fetch latency: device reads and read await
-    both above 1.5 × idle, and p95 TTFT above 1.5 × its baseline (the first step)."""
-    f = T.STORAGE_KNEE_BASELINE_FACTOR
-    base = ttft_p95[0] if ttft_p95 else math.nan
-    for i in range(len(reads)):
-        if (
-            _over(reads[i], f * idle_reads[i])
-            and _over(read_await[i], f * idle_await[i])
-            and _over(ttft_p95[i], f * base)
-        ):
+def storage_knee_without_fetch(ratio_ci_lo: Sequence[float]) -> int | None:
+    """Storage knee where the server gives no fetch latency: the first step where device
+    reads and read await both exceed 1.5 × idle and p95 TTFT exceeds 1.5 × its baseline
+    (the first step). Decided on CIs: ``ratio_ci_lo`` is, per step, the lower CI bound of
+    the smallest of the three ratios, so noise around 1.5 never makes a knee."""
+    for i, lo in enumerate(ratio_ci_lo):
+        if _over(lo, T.STORAGE_KNEE_BASELINE_FACTOR):
             return i
     return None

@@ -4,8 +4,10 @@ Every evaluator reads the same :class:`Runs`: the points table of its sources (f
 attempts included, so they can be reported), and for every usable run its request
 statistics over the analysed window (TTFT percentiles, errors, throughput, G3 fetch
 time), telemetry means over the window and the idle baseline, and counter increases
-over the window. A value is null when its source field was never recorded: missing
-evidence stays visibly missing, it never becomes a zero.
+over the window. The analysed window is the steady part of the load window: it starts
+once TTFT has settled (:func:`steady_starts`), never later than its middle. A value is
+null when its source field was never recorded: missing evidence stays visibly missing,
+it never becomes a zero.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis.stats import percentile
+from spark_harness.analysis.stats import mser_truncation, percentile
 from spark_harness.ingest import POINTS, REQUESTS, TELEMETRY
 
 #: Run-level percentiles of TTFT kept as columns.
@@ -115,7 +117,9 @@ def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
     cols = set(tel.collect_schema().names())
     win = points.select("run_id", "window_phase", "window_start_ns", "window_end_ns")
     tel = tel.join(win.lazy(), on="run_id", how="inner")
-    in_window = pl.col("phase") == pl.col("window_phase")
+    in_window = (pl.col("phase") == pl.col("window_phase")) & (
+        pl.col("t_ns") >= pl.col("window_start_ns")
+    )
     idle = pl.col("phase") == "idle"
 
     def mean(field: str, where: pl.Expr) -> pl.Expr:
@@ -153,12 +157,75 @@ def _split(frame: pl.DataFrame, value: str) -> dict[str, np.ndarray]:
     return {str(ids[s]): part for s, part in zip(starts, np.split(vals, cuts), strict=True)}
 
 
-def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
-    """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir)."""
+#: Why a run's analysed window is capped at the middle of its load window.
+NO_STEADY_STATE = "no_steady_state"
+
+
+def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame, steady: bool = True) -> pl.DataFrame:
+    """Per run, where its analysed window starts: MSER-5 on the ok requests' TTFT in
+    completion order (:func:`~.stats.mser_truncation`), capped at the middle of the load
+    window. Columns: ``run_id``, ``window_start_ns`` (analysed), ``load_start_ns``,
+    ``warmup_s`` and ``steady_reason`` (``no_steady_state`` where TTFT never settled in
+    the first half; the window then starts at the cap). ``steady=False`` keeps every
+    run's whole load window (a plan entry whose points measure a transient)."""
+    done = (
+        req.filter(pl.col("in_window") & pl.col("ok") & pl.col("ttft_ms").is_not_null())
+        .select("run_id", "done_ns", "ttft_ms")
+        .sort("run_id", "done_ns", "ttft_ms")
+        .collect()
+    )
+    by_run = done.partition_by("run_id", as_dict=True)
+    out = []
+    for run_id, start, end in usable.select(
+        "run_id", "window_start_ns", "window_end_ns"
+    ).iter_rows():
+        part = by_run.get((run_id,))
+        cut, settled = (
+            mser_truncation(part["ttft_ms"].to_numpy())
+            if steady and part is not None
+            else (0, None)
+        )
+        begin = start
+        if cut and start is not None and end is not None:
+            # just after the last dropped completion, never past the middle of the window
+            begin = min(int(part["done_ns"][cut - 1]) + 1, start + (end - start) // 2)
+        out.append(
+            {
+                "run_id": run_id,
+                "window_start_ns": begin,
+                "load_start_ns": start,
+                "warmup_s": None if start is None else (begin - start) / 1e9,
+                "steady_reason": None if settled is not False else NO_STEADY_STATE,
+            }
+        )
+    schema = {
+        "run_id": pl.String,
+        "window_start_ns": pl.Int64,
+        "load_start_ns": pl.Int64,
+        "warmup_s": pl.Float64,
+        "steady_reason": pl.String,
+    }
+    return pl.DataFrame(out, schema=schema)
+
+
+def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
+    """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir);
+    ``steady``: analyse each run's steady window (:func:`steady_starts`)."""
     points = _scan(sources, POINTS).collect()
-    usable = points.filter(~pl.col("excluded"))
-    req = _scan(sources, REQUESTS).join(usable.lazy().select("run_id"), on="run_id")
-    win = req.filter(pl.col("in_window"))
+    req = _scan(sources, REQUESTS).join(
+        points.lazy().filter(~pl.col("excluded")).select("run_id"), on="run_id"
+    )
+    starts = steady_starts(req, points.filter(~pl.col("excluded")), steady)
+    usable = (
+        points.filter(~pl.col("excluded"))
+        .drop("window_start_ns")
+        .join(starts, on="run_id", how="left")
+    )
+    # a request belongs to the analysed window when it completed in it (unknown: kept)
+    after = (pl.coalesce("done_ns", "sent_ns") >= pl.col("window_start_ns")).fill_null(True)
+    win = req.join(usable.lazy().select("run_id", "window_start_ns"), on="run_id").filter(
+        pl.col("in_window") & after
+    )
     ok_ttft = (
         win.filter(pl.col("ok") & pl.col("ttft_ms").is_not_null())
         .select("run_id", "ttft_ms")
@@ -181,6 +248,7 @@ def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
         _present_sum("cached_tokens").alias("cached_tokens"),
         _present_sum("prompt_tokens").alias("prompt_tokens"),
         pl.col("ttft_ms").filter(pl.col("ok")).mean().alias("ttft_mean"),
+        pl.col("ok").fill_null(False).sum().alias("n_steady_ok"),
     )
     session = (
         req.filter(pl.col("session_id").is_not_null())
@@ -199,7 +267,7 @@ def load(sources: Mapping[tuple[str, str], Path]) -> Runs:
         usable.with_columns(window_s.alias("window_s"))
         .join(per_req, on="run_id", how="left")
         .join(tel, on="run_id", how="left")
-        .with_columns((pl.col("n_window_ok") / pl.col("window_s")).alias("throughput_rps"))
+        .with_columns((pl.col("n_steady_ok") / pl.col("window_s")).alias("throughput_rps"))
     )
     pct = {
         f"ttft_{k}": [percentile(ttft.get(r, np.empty(0)), q) for r in runs["run_id"]]

@@ -1,15 +1,19 @@
-"""Statistics behind every verdict: percentiles, bootstrap CIs, correlations, slopes.
+"""Statistics behind every verdict: percentiles, CIs with the repetition as the unit,
+correlations and slopes.
 
 Conventions (docs/ANALYSIS.md explains why):
 
 - A percentile is the "inverted CDF" order statistic: ``pq = x_(ceil(q * n))`` of the sorted
-  sample. Its bootstrap distribution is drawn exactly and cheaply: the k-th order statistic
-  of a resample of n is ``x_(ceil(n * U_(k)))`` with ``U_(k) ~ Beta(k, n - k + 1)`` (the k-th
-  of n uniforms), so one percentile replicate costs O(1), not O(n). Several percentiles of
-  one resample are drawn jointly (uniform order statistics are built up in rank order).
-- The resampling unit is the repetition: :class:`Resampler` resamples the runs of each
-  point (stratum) with replacement and, within each chosen run, its requests. A point's
-  value is the mean over its repetitions of the per-run statistic.
+  sample, computed per run. A point's value is the mean over its repetitions of the
+  per-run value; the requests of one closed loop are never treated as independent.
+- The unit is the repetition (docs/PLAN.md, Statistics). :class:`Resampler` draws
+  replicates whose per-point mean is ``mean + s / sqrt(n) * t_(n-1)``, so a point's
+  percentile interval IS the t-interval on its repetition values; all quantities share
+  the draws, so ratios, maxima and paired differences inherit consistent replicates.
+  The difference and the ratio of two points get the two-sample t-interval
+  (:func:`two_sample_replicates`, :func:`ratio_replicates`); slopes and correlations
+  over runs the regression-t and Fisher-z intervals (:data:`RUN_INTERVALS`).
+- A run's analysed window starts after its warm-up (:func:`mser_truncation`).
 - CIs are percentile intervals at :data:`CI_LEVEL` from :data:`RESAMPLES` replicates drawn
   with a fixed seed, so a verdict is reproducible bit for bit.
 """
@@ -23,15 +27,13 @@ import numpy as np
 
 #: Two-sided confidence level of every CI ("mean difference with 95 % CI", HYPOTHESES.md).
 CI_LEVEL = 0.95
-#: Bootstrap replicates per CI.
+#: Replicates per CI.
 RESAMPLES = 2000
-#: Seed of every bootstrap, so verdicts are reproducible.
+#: Seed of every replicate draw, so verdicts are reproducible.
 SEED = 20261126
 #: A CI is not reported when more than this share of replicates is undefined (e.g. a
 #: correlation of a resample whose x values are all equal).
 MAX_UNDEFINED_SHARE = 0.1
-#: Above this many resampled values per run, a bootstrap mean uses its normal limit.
-EXACT_MEAN_LIMIT = 4_000_000
 
 
 def rank(n: int, q: float) -> int:
@@ -45,43 +47,8 @@ def percentile(sorted_x: np.ndarray, q: float) -> float:
     return float(sorted_x[rank(n, q) - 1]) if n else math.nan
 
 
-def bootstrap_percentiles(
-    sorted_x: np.ndarray, qs: Sequence[float], size: int, rng: np.random.Generator
-) -> np.ndarray:
-    """``size`` bootstrap replicates of several percentiles of one sample: (size, len(qs)).
-
-    Exact: each row is the qs-percentiles of one resample of n values with replacement.
-    """
-    n = len(sorted_x)
-    out = np.full((size, len(qs)), np.nan)
-    if n == 0 or size == 0:
-        return out
-    order = np.argsort(qs)
-    u = np.zeros(size)
-    k_prev = 0
-    for j in order:
-        k = rank(n, qs[j])
-        if k > k_prev:
-            # the next order statistic given the previous one: scaled Beta on (u, 1)
-            u = u + (1.0 - u) * rng.beta(k - k_prev, n - k + 1, size)
-            k_prev = k
-        out[:, j] = sorted_x[np.minimum((u * n).astype(np.int64), n - 1)]
-    return out
-
-
-def bootstrap_means(x: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """``size`` bootstrap replicates of the mean of x (normal limit for very large x)."""
-    n = len(x)
-    if n == 0:
-        return np.full(size, np.nan)
-    if n * size <= EXACT_MEAN_LIMIT:
-        return x[rng.integers(0, n, (size, n))].mean(axis=1)
-    sd = float(np.std(x, ddof=1)) if n > 1 else 0.0
-    return float(np.mean(x)) + sd / math.sqrt(n) * rng.standard_normal(size)
-
-
 def ci(replicates: np.ndarray, level: float = CI_LEVEL) -> tuple[float, float] | None:
-    """Percentile CI of bootstrap replicates; None when too many are undefined."""
+    """Percentile CI of replicates; None when too many are undefined."""
     r = np.asarray(replicates, dtype=float).ravel()
     finite = r[np.isfinite(r)]
     if len(r) == 0 or len(finite) < (1 - MAX_UNDEFINED_SHARE) * len(r):
@@ -135,59 +102,229 @@ def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
-# ------------------------------------------------------------------ resampling
-class Resampler:
-    """Stratified two-level bootstrap: repetitions within a point, requests within a run.
+# ------------------------------------------------------------------ replicates
+def _group_sums(a: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Sums of the last axis's columns per group (columns ``order``-sorted into groups)."""
+    return np.add.reduceat(a[..., order], starts, axis=-1)
 
-    ``strata`` holds one label per run (its point). Each replicate draws, for every
-    stratum, as many runs as it has, with replacement ("slots"); per-run statistics of
-    a chosen run are drawn again from that run's own resampling distribution.
-    Arrays returned have shape (RESAMPLES, n_slots); :meth:`by_stratum` averages slots.
+
+class Resampler:
+    """Replicates with the repetition as the unit, one set of draws for every quantity.
+
+    ``strata`` holds one label per run (its point); slot i of a replicate belongs to run
+    i's point. For a per-run value v, a point with n runs, mean m and sample SD s gets
+
+    - the replicate mean ``m + sum_i Z_i (v_i - m) / sqrt(n V)`` with ``Z ~ N(0, 1)`` per
+      run and ``V ~ chi2(n - 1)`` per point, i.e. exactly ``m + s / sqrt(n) * t_(n-1)``:
+      the percentile interval of the replicates is the t-interval on the repetitions, and
+      as ``Z`` and ``V`` are shared by every quantity, several quantities of a point vary
+      jointly with their sample covariance (a ratio of two means, a paired difference);
+    - per slot, a run of the point drawn with replacement, shifted so that the point's
+      slots average to that replicate mean: a combination of per-run values (a ratio of
+      sums over runs, a difference of two correlations) sees each point move by its own
+      uncertainty and the runs within it reshuffled. Slopes and correlations over runs
+      have their own intervals (:data:`RUN_INTERVALS`).
+
+    A point with one run has no spread and gives NaN replicates (no CI).
+    Arrays returned have shape (size, n_runs); :meth:`by_stratum` averages a point's slots.
     """
 
     def __init__(self, strata: Sequence[Hashable], size: int = RESAMPLES, seed: int = SEED):
         self.size = size
-        self.rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed)
         self.labels: list[Hashable] = list(dict.fromkeys(strata))
-        groups = {s: [i for i, v in enumerate(strata) if v == s] for s in self.labels}
-        self.slot_stratum = np.array(
-            [self.labels.index(s) for s in self.labels for _ in groups[s]], dtype=np.int64
-        )
-        cols = [
-            np.asarray(groups[s])[self.rng.integers(0, len(groups[s]), size)]
-            for s in self.labels
-            for _ in groups[s]
-        ]
-        self.idx = np.stack(cols, axis=1) if cols else np.zeros((size, 0), dtype=np.int64)
-        self.n_runs = len(strata)
+        code = {s: k for k, s in enumerate(self.labels)}
+        self.slot_stratum = np.array([code[s] for s in strata], dtype=np.int64)
+        self.n_runs = len(self.slot_stratum)
+        self._order = np.argsort(self.slot_stratum, kind="stable")
+        self._counts = np.bincount(self.slot_stratum, minlength=len(self.labels))
+        self._starts = np.concatenate([[0], np.cumsum(self._counts)[:-1]]).astype(np.int64)
+        self.idx = np.empty((size, self.n_runs), dtype=np.int64)
+        for k, n in enumerate(self._counts):
+            runs = self._order[self._starts[k] : self._starts[k] + n]
+            self.idx[:, runs] = runs[rng.integers(0, n, (size, n))]
+        self._z = rng.standard_normal((size, self.n_runs))
+        dof = np.maximum(self._counts - 1, 1)
+        with np.errstate(divide="ignore"):
+            scale = 1.0 / np.sqrt(self._counts * rng.chisquare(dof, (size, len(self.labels))))
+        self._scale = np.where(self._counts > 1, scale, np.nan)
+
+    def _point_means(self, a: np.ndarray) -> np.ndarray:
+        """Mean of each point's columns along the last axis: (..., n_points)."""
+        if self.n_runs == 0:
+            return np.zeros((*a.shape[:-1], 0))
+        return _group_sums(a, self._order, self._starts) / self._counts
 
     def fixed(self, values: Sequence[float]) -> np.ndarray:
-        """A per-run value that is not resampled within the run (e.g. a telemetry mean)."""
-        return np.asarray(values, dtype=float)[self.idx]
+        """Replicates of a per-run value (a percentile, a telemetry mean): (size, n_runs)."""
+        v = np.asarray(values, dtype=float)
+        if self.n_runs == 0:
+            return np.zeros((self.size, 0))
+        m = self._point_means(v)
+        dev = v - m[self.slot_stratum]
+        target = m + _group_sums(self._z * dev, self._order, self._starts) * self._scale
+        drawn = v[self.idx]
+        return drawn + (target - self._point_means(drawn))[:, self.slot_stratum]
 
     def percentiles(self, samples: Sequence[np.ndarray], qs: Sequence[float]) -> np.ndarray:
-        """Resampled percentiles of each chosen run: (RESAMPLES, n_slots, len(qs))."""
-        out = np.full((*self.idx.shape, len(qs)), np.nan)
-        for j in range(self.n_runs):
-            mask = self.idx == j
-            count = int(mask.sum())
-            if count:
-                out[mask] = bootstrap_percentiles(samples[j], qs, count, self.rng)
-        return out
+        """Replicates of each run's percentiles of its sorted sample: (size, n_runs, len(qs))."""
+        per_run = [[percentile(np.asarray(x), q) for x in samples] for q in qs]
+        return np.stack([self.fixed(v) for v in per_run], axis=-1)
 
     def means(self, samples: Sequence[np.ndarray]) -> np.ndarray:
-        """Resampled means of each chosen run: (RESAMPLES, n_slots)."""
-        out = np.full(self.idx.shape, np.nan)
-        for j in range(self.n_runs):
-            mask = self.idx == j
-            count = int(mask.sum())
-            if count:
-                out[mask] = bootstrap_means(np.asarray(samples[j], float), count, self.rng)
-        return out
+        """Replicates of each run's sample mean: (size, n_runs)."""
+        return self.fixed([float(np.mean(x)) if len(x) else math.nan for x in samples])
 
     def by_stratum(self, per_slot: np.ndarray) -> np.ndarray:
-        """Mean over each stratum's slots: (RESAMPLES, n_strata) in ``labels`` order."""
-        out = np.empty((per_slot.shape[0], len(self.labels)))
-        for s in range(len(self.labels)):
-            out[:, s] = per_slot[:, self.slot_stratum == s].mean(axis=1)
-        return out
+        """Mean over each point's slots: (size, n_points) in ``labels`` order."""
+        return self._point_means(per_slot)
+
+
+def two_sample_replicates(
+    a: np.ndarray,
+    b: np.ndarray,
+    wa: float = 1.0,
+    wb: float = -1.0,
+    size: int = RESAMPLES,
+    seed: int = SEED,
+) -> np.ndarray:
+    """Replicates of the contrast ``wa·mean(a) + wb·mean(b)`` over the last axis (by
+    default the difference a − b) whose percentile interval is the two-sample (pooled)
+    t-interval ``c ± t_(n_a+n_b−2) · s_p · sqrt(wa²/n_a + wb²/n_b)``: (size, ...).
+
+    Subtracting two points' own t replicates gives the Behrens-Fisher interval, which is
+    conservative (simulated 99 % for a nominal 95 % at 3 + 3 repetitions), and Welch's
+    interval still covers 96-97 % there; the pooled interval holds 95 % and is robust to
+    unequal spreads when both sides have the same number of repetitions (the plan's
+    design). Other weights give e.g. a mean balanced over two run orders (½, ½) and the
+    order effect (½, −½). NaN where either side has a single value.
+    """
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = a.shape[-1], b.shape[-1]
+    shape = (size, *np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
+    if min(na, nb) < 2:
+        return np.full(shape, np.nan)
+    ss = (_centered(a) ** 2).sum(axis=-1) + (_centered(b) ** 2).sum(axis=-1)
+    se = np.sqrt(ss / (na + nb - 2) * (wa**2 / na + wb**2 / nb))
+    t = np.random.default_rng(seed).standard_t(na + nb - 2, shape)
+    return wa * a.mean(axis=-1) + wb * b.mean(axis=-1) + se * t
+
+
+def ratio_replicates(
+    a: np.ndarray, b: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of mean(a) / mean(b) over the last axis: the two-sample t-interval on
+    the log scale, ``r · exp(± t_(n_a+n_b−2) · s_rel · sqrt(1/n_a + 1/n_b))`` with the
+    pooled relative spread ``s_rel`` (delta method): (size, ...). A ratio of the two
+    points' own t replicates would be conservative, as for a difference. NaN where
+    either side has a single value or a mean that is not positive."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    na, nb = a.shape[-1], b.shape[-1]
+    shape = (size, *np.broadcast_shapes(a.shape[:-1], b.shape[:-1]))
+    if min(na, nb) < 2:
+        return np.full(shape, np.nan)
+    ma, mb = a.mean(axis=-1), b.mean(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rel = (_centered(a) ** 2).sum(axis=-1) / ma**2 + (_centered(b) ** 2).sum(axis=-1) / mb**2
+        se = np.sqrt(rel / (na + nb - 2) * (1 / na + 1 / nb))
+        log_r = np.log(np.where((ma > 0) & (mb > 0), ma / mb, np.nan))
+    t = np.random.default_rng(seed).standard_t(na + nb - 2, shape)
+    return np.exp(log_r + se * t)
+
+
+# ----------------------------------------------------- across runs: run as unit
+def _complete(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y broadcast along the last axis, and where a row is missing a value (NaN)."""
+    x, y = np.broadcast_arrays(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return x, y, np.isnan(x).any(axis=-1) | np.isnan(y).any(axis=-1)
+
+
+def slope_replicates(
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of the OLS slope of y on x over runs (last axis) whose percentile
+    interval is the regression t-interval ``b ± t_(N-2) · se(b)``: (size, ...)."""
+    x, y, missing = _complete(x, y)
+    n = x.shape[-1]
+    b = slope(x, y)
+    xc = _centered(x)
+    resid = _centered(y) - np.expand_dims(b, -1) * xc
+    with np.errstate(invalid="ignore", divide="ignore"):
+        se = np.sqrt((resid**2).sum(axis=-1) / (n - 2) / (xc**2).sum(axis=-1))
+    t = np.random.default_rng(seed).standard_t(max(n - 2, 1), (size, *np.shape(b)))
+    return np.where(missing | (n < 3), np.nan, b + se * t)
+
+
+def _fisher_z_replicates(
+    r: np.ndarray | float,
+    sd: np.ndarray | float,
+    n: int,
+    missing: np.ndarray,
+    size: int,
+    seed: int,
+) -> np.ndarray:
+    """``tanh(atanh(r) + sd * Z)``: a correlation's Fisher-z replicates."""
+    z = np.random.default_rng(seed).standard_normal((size, *np.shape(r)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.tanh(np.arctanh(np.clip(r, -1, 1)) + sd * z)
+    return np.where(missing | (n < 4), np.nan, out)
+
+
+def pearson_replicates(
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of Pearson r over runs whose percentile interval is the Fisher-z
+    interval ``tanh(atanh(r) ± z / sqrt(N - 3))``: (size, ...)."""
+    x, y, missing = _complete(x, y)
+    n = x.shape[-1]
+    sd = 1 / math.sqrt(max(n - 3, 1))
+    return _fisher_z_replicates(pearson(x, y), sd, n, missing, size, seed)
+
+
+def spearman_replicates(
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+) -> np.ndarray:
+    """Replicates of Spearman rho over runs: Fisher z with the Bonett-Wright (2000)
+    variance ``(1 + rho^2 / 2) / (N - 3)``: (size, ...)."""
+    x, y, missing = _complete(x, y)
+    n = x.shape[-1]
+    rho = spearman(x, y)
+    sd = np.sqrt((1 + np.asarray(rho) ** 2 / 2) / max(n - 3, 1))
+    return _fisher_z_replicates(rho, sd, n, missing, size, seed)
+
+
+#: Across-run statistics with their own interval, the run as the unit (the runs of a
+#: sweep are independent experiments; docs/ANALYSIS.md says why not the redraws).
+RUN_INTERVALS = {
+    slope: slope_replicates,
+    pearson: pearson_replicates,
+    spearman: spearman_replicates,
+}
+
+
+# ------------------------------------------------------------------ steady state
+#: MSER-5: observations per batch mean.
+MSER_BATCH = 5
+
+
+def mser_truncation(x: np.ndarray, batch: int = MSER_BATCH) -> tuple[int, bool | None]:
+    """Warm-up to drop from a series in time order (MSER-5, White 1997), capped at half.
+
+    Batch means ``Y_1..Y_B``; the truncation ``d`` (in batches) minimises
+    ``sum_(j>d) (Y_j - mean(Y_(>d)))^2 / (B - d)^2`` over ``0 <= d <= B // 2``. Returns
+    (observations to drop, settled): settled is False when the minimum sits on the cap
+    (the series never settled within its first half) and None when there are fewer
+    than two batches to compare.
+    """
+    n_batches = len(x) // batch
+    if n_batches < 2:
+        return 0, None
+    y = np.asarray(x[: n_batches * batch], dtype=float).reshape(n_batches, batch).mean(axis=1)
+    cap = n_batches // 2
+    # suffix sums give every candidate's tail mean and squared deviations at once
+    tail_n = n_batches - np.arange(cap + 1)
+    s1 = np.cumsum(y[::-1])[::-1][: cap + 1]
+    s2 = np.cumsum((y**2)[::-1])[::-1][: cap + 1]
+    mser = (s2 - s1**2 / tail_n) / tail_n**2
+    d = int(np.argmin(mser))
+    return d * batch, not (d == cap and cap > 0)

@@ -46,8 +46,12 @@ MARK_ERROR_SHARE = 0.01
 #: scheduling and the run cannot stand for the modeled stack. Real servers report no
 #: such series and are not gated.
 SIM_STEP_OVERRUN_MAX = 1.05
-#: Fewest repetitions per point: the CoV gate and any spread between repetitions need two.
-MIN_REPETITIONS = 2
+#: docs/PLAN.md, Statistics: "≥ 3 repetitions wherever a verdict depends on the point"
+#: (the repetition is the unit; a t-interval on 2 values has 1 degree of freedom).
+MIN_REPETITIONS = 3
+#: docs/PLAN.md, Statistics: "p99 needs ≥ 200 completed requests in the window; otherwise
+#: report p95 and say so".
+TAIL_P99_MIN_REQUESTS = 200
 
 # ----------------------------------------- this project's choices (ANALYSIS.md)
 #: Collapse by throughput: a fall larger than this share counts ("throughput falls while

@@ -20,9 +20,6 @@ from spark_harness.analysis.runs import Runs, load
 from spark_harness.files import write_json
 from spark_harness.ingest import POINTS
 
-#: The sweep axis of H0 (config: ``{key: load.users, ...}``).
-USERS_AXIS = "load.users"
-
 
 class UWorkError(ValueError):
     """U_work cannot be computed (no concurrency axis, or no usable step)."""
@@ -33,6 +30,7 @@ class Sweep:
     """One stack's concurrency sweep: steps with data in order, with their statistics."""
 
     stack: str
+    axis: str  # the concurrency axis (dotted key)
     users: list[int]
     labels: list[tuple[Any, ...]]
     ps: PointStats
@@ -52,23 +50,23 @@ class Sweep:
         return est, self.replicates("p99") / self.replicates("p50")
 
 
-def sweep(data: Runs, stack: str, hyp: str | None = None) -> Sweep:
-    """The concurrency sweep of one stack (failed points listed, not dropped)."""
+def sweep(data: Runs, stack: str, axis: str, hyp: str | None = None) -> Sweep:
+    """The concurrency sweep (along ``axis``) of one stack, failed points listed."""
     runs = data.runs.filter(pl.col("stack") == stack)
     pts = data.points.filter(pl.col("stack") == stack)
     if hyp is not None:
         runs, pts = runs.filter(pl.col("hyp") == hyp), pts.filter(pl.col("hyp") == hyp)
-    if USERS_AXIS not in data.points.columns:
-        raise UWorkError(f"stack {stack}: the points carry no {USERS_AXIS} axis")
+    if axis not in data.points.columns:
+        raise UWorkError(f"stack {stack}: the points carry no {axis} axis")
     if runs.height == 0:
         raise UWorkError(f"stack {stack}: no usable run in the concurrency sweep")
-    runs = runs.sort(USERS_AXIS, "rep")
+    runs = runs.sort(axis, "rep")
     ps = PointStats(data, runs)
-    order = runs.select("hyp", "stack", "point", USERS_AXIS).unique(maintain_order=True)
+    order = runs.select("hyp", "stack", "point", axis).unique(maintain_order=True)
     labels = [tuple(r[:3]) for r in order.iter_rows()]
-    users = [int(u) for u in order[USERS_AXIS]]
+    users = [int(u) for u in order[axis]]
     failed = sorted(set(pts["point"]) - set(runs["point"]))
-    return Sweep(stack, users, labels, ps, failed)
+    return Sweep(stack, axis, users, labels, ps, failed)
 
 
 def result(sw: Sweep) -> dict[str, Any]:
@@ -122,4 +120,8 @@ def write_u_work(ingest_dir: Path, out_json: Path) -> None:
         raise UWorkError(f"{ingest_dir}: expected one (hypothesis, stack), found {pts.rows()}")
     hyp, stack = pts.row(0)
     data = load({(hyp, stack): Path(ingest_dir)})
-    write_json(out_json, result(sweep(data, stack)))
+    # H0 sweeps concurrency alone: its one axis is the concurrency axis, whatever its key
+    swept = data.axis_columns()
+    if len(swept) != 1:
+        raise UWorkError(f"{ingest_dir}: expected one sweep axis (concurrency), found {swept}")
+    write_json(out_json, result(sweep(data, stack, swept[0])))

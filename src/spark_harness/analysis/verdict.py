@@ -272,7 +272,7 @@ class Verdict:
                 "bootstrap": {
                     "resamples": RESAMPLES,
                     "seed": SEED,
-                    "unit": "repetitions within a point, requests within a run",
+                    "unit": "the repetition: t replicates per point, runs redrawn within points",
                 },
                 "notes": self.notes,
             }

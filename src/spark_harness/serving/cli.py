@@ -34,7 +34,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", help="stack label in the endpoint file (default: the spec's name)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=0, help="port (default 0: any free port)")
-    p.add_argument("--endpoint-file", type=Path, default=Path("endpoint.json"))
+    p.add_argument(
+        "--endpoint-file",
+        type=Path,
+        default=Path("endpoint.json"),
+        help="where to write the endpoint (URL, model, pid) once the port is known "
+        "(default endpoint.json)",
+    )
     p.add_argument("--workdir", type=Path, default=Path("serve-work"), help="scratch directory")
     p.add_argument("--log", type=Path, help="this service's log file (shown when not ready)")
     p.set_defaults(func=run)

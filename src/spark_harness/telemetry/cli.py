@@ -33,8 +33,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p = subparsers.add_parser(
         "sidecar",
         help="sample system, block-device, GPU and server metrics into a spool",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="The telemetry service of one measured point, started by Snakemake with "
+        "the server and the load generator: it waits for the server's endpoint file, picks "
+        "the devices to watch, spools samples (the idle baseline first), writes its service "
+        "file and samples until SIGTERM or SIGINT. SIGUSR1 asks for an immediate sample and "
+        "a flush marker.",
     )
     p.add_argument(
         "--endpoint-file",

@@ -78,17 +78,14 @@ PROMETHEUS_RULES: dict[str, Rule] = {
         "kvbm_host_cache_hit_rate": "kv_g2_hit_rate",
         "kvbm_disk_cache_hit_rate": "kv_g3_hit_rate",
     }),
-    # Dynamo worker (system port); older releases prefix the KV stats with kvstats_
+    # Dynamo worker (system port): ``name_prefix.COMPONENT`` + the ``kvstats`` and
+    # ``work_handler`` names of ai-dynamo 1.6.1's ``dynamo/prometheus_names.py``; a
+    # TensorRT-LLM worker publishes the KV stats only with ``--publish-metrics``
     **_rules("mean", {
-        "dynamo_component_kvstats_gpu_cache_usage_percent": "kv_g1_usage",
         "dynamo_component_gpu_cache_usage_percent": "kv_g1_usage",
-        "dynamo_component_kvstats_gpu_prefix_cache_hit_rate": "kv_g1_prefix_hit_rate",
-        "dynamo_component_gpu_prefix_cache_hit_rate": "kv_g1_prefix_hit_rate",
+        "dynamo_component_kv_cache_hit_rate": "kv_g1_prefix_hit_rate",
     }),
     **_rules("sum", {
-        "dynamo_component_kvstats_active_blocks": "kv_g1_active_blocks",
-        "dynamo_component_active_blocks": "kv_g1_active_blocks",
-        "dynamo_component_kvstats_total_blocks": "kv_g1_total_blocks",
         "dynamo_component_total_blocks": "kv_g1_total_blocks",
         "dynamo_component_inflight_requests": "server_inflight",
     }),
@@ -192,6 +189,11 @@ class TrtllmState:
     blocks x ``tokensPerBlock``. A poll with no iterations (idle engine) keeps the last
     cumulative and KV-block values, which cannot change without an iteration, and
     reports no request gauges.
+
+    The endpoint hands each entry out once: entries a read took but never delivered (a
+    client timeout) or that overflowed the engine's stats queue are gone. Iterations are
+    numbered, so every gap after the first entry seen is counted in
+    ``server_iter_stats_lost`` (cumulative): a sample then says what it misses.
     """
 
     _CARRIED = (
@@ -203,18 +205,30 @@ class TrtllmState:
         "kv_g1_prefix_hit_rate",
         "kv_block_tokens",
         "server_iterations",
+        "server_iter_stats_lost",
     )
 
     def __init__(self) -> None:
         self._carried: Fields = {}
+        self._last_iter: int | None = None
+        self._lost = 0
+
+    def _count_lost(self, entries: list[dict[str, Any]]) -> None:
+        """Add the iteration numbers missing since the last entry seen."""
+        for it in sorted(e["iter"] for e in entries if "iter" in e):
+            if self._last_iter is not None and it > self._last_iter + 1:
+                self._lost += it - self._last_iter - 1
+            if self._last_iter is None or it > self._last_iter:
+                self._last_iter = it
 
     def update(self, entries: list[dict[str, Any]]) -> Fields:
         if not isinstance(entries, list):
             raise ValueError(f"TensorRT-LLM /metrics should be a JSON array, got {type(entries)}")
         if not entries:
             return dict(self._carried)
+        self._count_lost(entries)
         last = max(entries, key=lambda e: e.get("iter", 0))
-        out: Fields = {}
+        out: Fields = {"server_iter_stats_lost": self._lost}
         for key, field in (
             ("numActiveRequests", "kv_running"),
             ("numQueuedRequests", "kv_waiting"),

@@ -90,12 +90,17 @@ def lay_out(path: Path, mib: int) -> None:
 
 
 def fio_command(profile: Profile, name: str, workdir: Path, json_out: Path) -> list[str]:
-    """The fio command line for ``profile`` (threads, so one process holds all jobs)."""
+    """The fio command line for ``profile`` (threads, so one process holds all jobs).
+
+    fio runs at the lowest CPU priority (``--nice=19``): the profile perturbs the
+    device, and on a machine with few cores an unniced fio would also take CPU from the
+    server and the load generator, so a QoS effect would mix storage with CPU contention.
+    """
     return [
         "fio", f"--name={name}", f"--directory={workdir}", "--rw=randrw",
         f"--rwmixread={profile.read_pct}", f"--bs={profile.block_kib}k",
         f"--iodepth={profile.iodepth}", f"--numjobs={profile.jobs}",
-        f"--size={profile.file_mib}m", "--direct=1", "--ioengine=libaio", "--thread",
+        f"--size={profile.file_mib}m", "--direct=1", "--ioengine=libaio", "--thread", "--nice=19",
         "--group_reporting", "--time_based", f"--runtime={RUNTIME_S}",
         "--output-format=json", f"--output={json_out}",
     ]  # fmt: skip

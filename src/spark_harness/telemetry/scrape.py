@@ -4,6 +4,12 @@ A server's metrics endpoint is usually not up when the sidecar starts (the serve
 still loading), so failed scrapes are retried every tick. Only if a source has never
 answered within the server's start-up timeout is it recorded as unavailable, and even
 then scraping goes on: a late answer still becomes data.
+
+TensorRT-LLM's JSON ``/metrics`` waits up to :data:`TRTLLM_STATS_WAIT_S` for an entry
+when none is queued and hands each entry out once: a client that gives up at that wait
+makes the server drop what the read took. Its reads therefore get a timeout well past
+the wait (the sidecar never starts a second read while one is in flight), and
+:class:`~spark_harness.telemetry.mapping.TrtllmState` counts any entries lost anyway.
 """
 
 from __future__ import annotations
@@ -17,6 +23,11 @@ from spark_harness.telemetry.mapping import TrtllmState, map_prometheus
 from spark_harness.telemetry.sampler import AsyncSampler, Fields
 
 FORMATS = ("prometheus", "trtllm-json")
+#: how long trtllm-serve's ``/metrics`` waits for the next stats entry
+#: (``get_stats_async(2)`` in its ``openai_server.py``)
+TRTLLM_STATS_WAIT_S = 2.0
+#: a TensorRT-LLM read's timeout beyond that wait: serialization on a busy server
+TRTLLM_MARGIN_S = 3.0
 
 
 class MetricsSampler(AsyncSampler):
@@ -30,6 +41,8 @@ class MetricsSampler(AsyncSampler):
             )
         self.name = f"metrics:{source.source}"
         self.source = source
+        if source.format == "trtllm-json":
+            timeout_s = max(timeout_s, TRTLLM_STATS_WAIT_S + TRTLLM_MARGIN_S)
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._grace_s = grace_s
         self._t0 = time.monotonic()

@@ -72,7 +72,7 @@ def build_workload(spec: Mapping[str, Any], server_is_sim: bool) -> tuple[Worklo
             prompts,
             ctx,
             out,
-            bool(wl.get("nonce", False)),
+            wl.get("nonce", False),
             float(wl.get("output_tokens_spread", 0.0)),
         )
     elif kind == "shared_prefix":

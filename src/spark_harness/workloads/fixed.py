@@ -2,10 +2,13 @@
 
 fixed_context: each closed-loop user ``u`` has one prompt of ``context_tokens`` tokens and
 re-sends it on every request: a nonce unique to (run seed, ``u``) at the **start** (when
-``nonce`` is true), then a body shared by all users. So each user's prompt is a reusable
-prefix (a tiered server may serve it from G1/G2/G3) and the KV working set is
+``nonce`` is true or ``user``), then a body shared by all users. So each user's prompt is a
+reusable prefix (a tiered server may serve it from G1/G2/G3) and the KV working set is
 users x context_tokens. Without the nonce every user sends the same prompt from token 0.
-Open-loop arrivals have no user: each gets its own nonce (``arrival:i``).
+With ``nonce: request`` every request gets its own nonce, so nothing is reusable on any
+stack: the fair A-vs-B comparison of H0, where a stack that reuses KV and one that does not
+must do the same work. Open-loop arrivals have no user: each gets its own nonce
+(``arrival:i``).
 ``output_tokens_spread`` s > 0 draws each request's output length uniformly from
 ``[n(1-s), n(1+s)]`` (seeded per user, so repetitions with one seed agree): real requests
 differ in length, and identical ones make a saturated closed loop run in lock-step
@@ -25,6 +28,17 @@ from itertools import chain
 from spark_harness.workloads.base import Job, Prompt, Prompts, Request, Workload, WorkloadError
 
 
+def nonce_scope(nonce: bool | str) -> str | None:
+    """``workload.nonce`` as a scope: None (no nonce), ``user`` (true) or ``request``."""
+    if nonce in (False, None):
+        return None
+    if nonce is True or nonce == "user":
+        return "user"
+    if nonce == "request":
+        return "request"
+    raise WorkloadError(f"workload.nonce must be true, false, 'user' or 'request', got {nonce!r}")
+
+
 class FixedContext(Workload):
     """Each user re-sends one prompt; see the module docstring."""
 
@@ -33,7 +47,7 @@ class FixedContext(Workload):
         prompts: Prompts,
         context_tokens: int,
         output_tokens: int,
-        nonce: bool,
+        nonce: bool | str,
         output_tokens_spread: float = 0.0,
     ):
         if not 0.0 <= output_tokens_spread < 1.0:
@@ -44,7 +58,8 @@ class FixedContext(Workload):
         self.context_tokens = context_tokens
         self.output_tokens = output_tokens
         self.spread = output_tokens_spread
-        self.nonce = nonce
+        self.nonce = nonce_scope(nonce)
+        self._sent = 0
         self._by_user: dict[int | None, tuple[Prompt, int]] = {}
         self._lengths: dict[int | None, random.Random] = {}
         self._arrivals = 0
@@ -62,6 +77,11 @@ class FixedContext(Workload):
 
     def prompt_for(self, user: int | None) -> tuple[Prompt, int]:
         """The prompt user ``user`` sends (None: the next open-loop arrival's prompt)."""
+        if self.nonce == "request":
+            self._sent += 1
+            return self.prompts.with_nonce(
+                f"request:{user}:{self._sent}", "body", self.context_tokens
+            )
         if user is None and self.nonce:
             key: str | None = f"arrival:{self._arrivals}"
             self._arrivals += 1

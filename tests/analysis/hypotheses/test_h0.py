@@ -1,8 +1,20 @@
 """H0: the U_work knee and B-vs-A p50 parity, on planted sweeps."""
 
-from spark_harness.analysis.synthetic import World
+import pytest
 
-SWEEP = {"sweep": [{"key": "load.users", "name": "users", "values": [1, 2, 4, 8, 16, 32, 64]}]}
+from spark_harness.analysis.axes import AxisRoleError
+from spark_harness_testkit.synthetic import World
+
+SWEEP = {
+    "sweep": [
+        {
+            "key": "load.users",
+            "role": "concurrency",
+            "name": "users",
+            "values": [1, 2, 4, 8, 16, 32, 64],
+        }
+    ]
+}
 
 
 def test_knee_planted_at_32_gives_u_work_16(verdict_of, criterion):
@@ -33,10 +45,10 @@ def test_dynamo_overhead_of_15_percent_refutes_parity(verdict_of, criterion):
 
 
 def test_failed_point_is_reported_not_dropped(verdict_of):
-    lost = frozenset({("H0", "A", "users-4", 0), ("H0", "A", "users-4", 1)})
+    lost = frozenset(("H0", "A", "users-4", r) for r in range(3))
     v = verdict_of("H0", World(knee_users=32, fail=lost), **SWEEP)
     failed = {(r["stack"], r["point"], r["rep"]) for r in v["failed_runs"]}
-    assert failed == {("A", "users-4", 0), ("A", "users-4", 1)}
+    assert failed == {("A", "users-4", r) for r in range(3)}
     assert all(
         not r["used"] and r["excluded_reason"].startswith("run_failed") for r in v["failed_runs"]
     )
@@ -57,22 +69,39 @@ def test_retried_point_counts_once_and_its_failed_attempt_is_listed(verdict_of):
 def test_single_repetition_is_inconclusive(verdict_of):
     v = verdict_of("H0", World(knee_users=32), repetitions=1, **SWEEP)
     assert v["status"] == "inconclusive"
-    assert "too_few_repetitions" in v["reasons"]
+    assert "fewer_than_3_repetitions" in v["reasons"]
 
 
 def test_stack_without_any_usable_run(verdict_of, criterion):
-    lost = frozenset(("H0", "B", f"users-{u}", r) for u in (1, 2, 4, 8, 16) for r in (0, 1))
+    lost = frozenset(("H0", "B", f"users-{u}", r) for u in (1, 2, 4, 8, 16) for r in range(3))
     v = verdict_of("H0", World(fail=lost))
     assert criterion(v, "knee_B")["reasons"] == ["no_usable_runs:B"]
     assert v["status"] == "inconclusive"
-    assert len(v["failed_runs"]) == 10
+    assert len(v["failed_runs"]) == 15
 
 
 def test_every_run_failed_is_invalid_and_reported(verdict_of):
     lost = frozenset(
-        ("H0", s, f"users-{u}", r) for s in "AB" for u in (1, 2, 4, 8, 16) for r in (0, 1)
+        ("H0", s, f"users-{u}", r) for s in "AB" for u in (1, 2, 4, 8, 16) for r in range(3)
     )
     v = verdict_of("H0", World(fail=lost))
     assert v["status"] == "invalid"
     assert "no_usable_runs" in v["reasons"] and "failed_runs_excluded" in v["reasons"]
-    assert len(v["failed_runs"]) == 20
+    assert len(v["failed_runs"]) == 30
+
+
+def test_prefix_reuse_makes_parity_inconclusive(verdict_of, criterion):
+    """Parity measures serving overhead only without KV reuse: B reusing the prompts
+    (no per-request nonce) made the old rule compare reuse, not overhead."""
+    v = verdict_of("H0", World(knee_users=32, h0_prefix_reuse=True), **SWEEP)
+    c = criterion(v, "p50_parity_B_vs_A")
+    assert (c["status"], c["reasons"]) == ("inconclusive", ["prefix_reuse_confounds_parity"])
+    assert c["details"]["cached_tokens_per_stack"]["A"] == 0
+    assert c["details"]["cached_tokens_per_stack"]["B"] > 0
+    assert v["status"] == "inconclusive"
+
+
+def test_plan_without_a_concurrency_axis_names_hypothesis_and_role(verdict_of):
+    sweep = [{"key": "load.users", "role": "context", "name": "users", "values": [1, 2, 4]}]
+    with pytest.raises(AxisRoleError, match=r"H0: .*role 'concurrency'"):
+        verdict_of("H0", sweep=sweep)

@@ -1,9 +1,16 @@
 """H2A (no KV storage traffic on A) and H2B (a storage knee on B), on planted sweeps."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 CTX = {
-    "sweep": [{"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]}]
+    "sweep": [
+        {
+            "key": "workload.context_tokens",
+            "role": "context",
+            "name": "ctx",
+            "values": [256, 512, 1024, 2048],
+        }
+    ]
 }
 
 
@@ -38,11 +45,50 @@ def test_no_storage_knee_is_not_supported(verdict_of, criterion):
     assert v["status"] == "not supported"
 
 
-def test_missing_kv_tier_telemetry_is_invalid(verdict_of):
+def test_missing_kv_tier_telemetry_is_inconclusive_not_zero(verdict_of):
     v = verdict_of("H2B", World(kv_telemetry=False), **CTX)
-    assert v["status"] == "invalid"
+    assert v["status"] == "inconclusive"
     assert "no_kv_tier_telemetry" in v["reasons"]
-    assert v["gates"]["mechanism"]["passed"] is False
+    gate = v["gates"]["mechanism"]
+    assert (gate["passed"], gate["effect"]) == (False, "inconclusive")
+
+
+def test_h2a_without_g3_counters_is_missing_not_zero(verdict_of, criterion):
+    """The old rule read a missing G3 counter as 0 onboards and passed; now the counter
+    is missing evidence: inconclusive on a stack that has a G3 directory."""
+    v = verdict_of("H2A", World(kv_telemetry=False), **CTX)
+    c = criterion(v, "no_g3_traffic")
+    # stack A of the demo has no G3 directory: the criterion is reported, not decisive
+    assert (c["status"], c["reasons"], c["role"]) == (
+        "inconclusive",
+        ["stack_without_kv_tiers"],
+        "info",
+    )
+    assert v["status"] == "supported"
+
+
+def test_mechanism_is_checked_in_every_run_at_and_beyond_the_knee(verdict_of):
+    """One run without G3 onboards fails the gate even though the summed onboards of the
+    other runs are large (the old gate summed over runs and passed)."""
+    v = verdict_of(
+        "H2B",
+        World(storage_knee_ctx=1024, zero_g3_runs=frozenset({("H2B", "B", "ctx-2048", 1)})),
+        **CTX,
+    )
+    assert v["status"] == "invalid"
+    gate = v["gates"]["mechanism"]
+    assert gate["reasons"] == ["no_g3_offloads", "no_g3_onboards"]
+    assert [r[:4] for r in gate["details"]["failing_runs"]] == [["H2B", "B", "ctx-2048", 1]]
+
+
+def test_fallback_knee_without_fetch_latency_decides_on_cis(verdict_of, criterion):
+    """Without a G3 fetch latency (KVBM), the knee is where the CI of the smallest of the
+    three ratios lies above 1.5."""
+    v = verdict_of("H2B", World(spark=True, storage_knee_ctx=1024), **CTX)
+    knee = criterion(v, "storage_knee")
+    assert knee["details"]["method"] == "device_counters"
+    assert knee["status"] == "supported" and knee["ci"][0] > 1.5
+    assert v["status"] == "supported"
 
 
 def test_zero_onboards_and_offloads_are_invalid(verdict_of):

@@ -1,6 +1,6 @@
 """H4A (A's p99 barely moves under QoS) and H4B (B's p99 slope on read await)."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_h4a_p99_flat_while_await_rises(verdict_of, criterion):
@@ -41,3 +41,19 @@ def test_noisy_repetitions_make_h4b_inconclusive(verdict_of):
     v = verdict_of("H4B", World(qos_slope=0.5, rep_noise=0.3))
     assert v["status"] == "inconclusive"
     assert "cov_p99_over_10pct" in v["reasons"]
+
+
+def test_h4b_reports_the_servers_own_reads_apart_from_fios(verdict_of, criterion):
+    fio = {"none": 0.0, "moderate": 200.0, "heavy": 800.0}  # MiB/s fio reads itself
+    for world, method in (
+        (World(qos_read_mib_s=fio), "server_read_bytes"),
+        (World(qos_read_mib_s=fio, server_io=False), "device_minus_perturbation"),
+    ):
+        v = verdict_of("H4B", world)
+        c = criterion(v, "server_own_reads")
+        assert c["details"]["method"] == method
+        # H4B runs at 2048 tokens with G3 at 60 % of TTFT: 300 x 0.6 x 2048 / 16 blocks
+        # of 64 KiB each run, never the 800 MiB/s x 4 s fio read beside them
+        planted = 300 * 0.6 * 2048 / 16 * 65536
+        assert all(abs(b / planted - 1) < 0.05 for b in c["details"]["per_run"])
+        assert v["status"] == "supported"

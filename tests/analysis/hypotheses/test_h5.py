@@ -1,6 +1,6 @@
 """H5: p95/p99 rise with the measured KV working set."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_planted_working_set_effect_is_supported(verdict_of, criterion):

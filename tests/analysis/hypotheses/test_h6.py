@@ -1,6 +1,6 @@
 """H6: larger G2 or a better policy shifts the knee (p99 at the demo plan's fixed load)."""
 
-from spark_harness.analysis.synthetic import World
+from spark_harness_testkit.synthetic import World
 
 
 def test_capacity_effect_supports_via_one_alternative(verdict_of, criterion):
@@ -25,11 +25,33 @@ def test_neither_alternative_is_not_supported(verdict_of):
 
 def test_knee_located_on_a_load_axis(verdict_of, criterion):
     sweep = [
-        {"key": "server.sim.g2_blocks", "name": "g2", "values": [128, 512]},
-        {"key": "workload.context_tokens", "name": "ctx", "values": [256, 512, 1024, 2048]},
+        {
+            "key": "server.sim.g2_blocks",
+            "role": "tier_capacity",
+            "name": "g2",
+            "values": [128, 512],
+        },
+        {
+            "key": "workload.context_tokens",
+            "role": "context",
+            "name": "ctx",
+            "values": [256, 512, 1024, 2048],
+        },
     ]
     # the toy world's storage knee sits at 1024 whatever the capacity: located, not shifted
     v = verdict_of("H6", World(storage_knee_ctx=1024), sweep=sweep)
     c = criterion(v, "capacity_shifts_knee")
     assert c["details"]["knees"]["lru"] == [1024.0, 1024.0]
     assert c["status"] == "not supported"
+
+
+def test_spark_capacity_axis_is_found_by_its_role(verdict_of, criterion):
+    """config/spark.yaml sweeps KVBM's host tier as server.params.cpu_cache_gb; the old
+    evaluator looked for server.*_blocks and never found it."""
+    sweep = [
+        {"key": "server.params.cpu_cache_gb", "role": "tier_capacity", "name": "g2gb",
+         "values": [8, 16, 32, 64]},
+    ]  # fmt: skip
+    v = verdict_of("H6", World(spark=True), sweep=sweep)
+    assert criterion(v, "capacity_lowers_p99")["status"] == "supported"
+    assert v["status"] == "supported"

@@ -1,9 +1,12 @@
 """H0: queueing sets the usable concurrency U_work (stacks A and B).
 
 Rule (HYPOTHESES.md): p50/p95/p99 vs concurrency; U_work per stack; below the knee B's
-p50 TTFT is within ±5 % of A's. Criteria: per stack, a knee exists (the smaller p99/p50
-of the two knee steps has its CI above 2); across stacks, the largest |p50_B/p50_A - 1|
-over the steps below both knees has its CI within 5 %.
+p50 TTFT is within ±5 % of A's. Parity measures the serving path's own overhead only when
+neither stack reuses KV (the plan's per-request nonce): with cached tokens > 0 on either
+stack in the window, or not counted, parity is inconclusive with the reason. Criteria:
+per stack, a knee exists (the smaller p99/p50 of the two knee steps has its CI above 2);
+across stacks, the largest |p50_B/p50_A - 1| over the steps below both knees has its CI
+within 5 %. The concurrency axis is found by its role.
 """
 
 from __future__ import annotations
@@ -13,8 +16,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from spark_harness.analysis import axes, u_work
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis import u_work
 from spark_harness.analysis.evidence import (
     Context,
     PointStats,
@@ -72,17 +75,46 @@ def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:
     return c
 
 
-def parity_criterion(ctx: Context, u: dict[str, int]) -> Criterion:
-    """B's p50 vs A's at every concurrency below both knees."""
+def reuse_criterion(used: pl.DataFrame) -> Criterion | None:
+    """None when neither stack reused KV in any window (cached tokens 0 everywhere);
+    otherwise the inconclusive parity criterion that says why parity is not judged."""
+    cached = used["cached_tokens"] if "cached_tokens" in used.columns else None
+    if cached is not None and cached.null_count() == 0 and (cached == 0).all():
+        return None
+    reason = (
+        "no_cached_token_counts"
+        if cached is None or cached.null_count()
+        else ("prefix_reuse_confounds_parity")
+    )
+    per_stack = (
+        used.group_by("stack").agg(pl.col("cached_tokens").sum()).sort("stack").rows()
+        if cached is not None
+        else []
+    )
+    return Criterion.missing(
+        "p50_parity_B_vs_A",
+        "max |p50_B/p50_A - 1| below the knee",
+        SOURCE_PARITY,
+        reason,
+        threshold=T.H0_P50_PARITY,
+        op="<",
+        rows=rows(used),
+        details={"cached_tokens_per_stack": dict(per_stack)},
+    )
+
+
+def parity_criterion(ctx: Context, axis: str, u: dict[str, int]) -> Criterion:
+    """B's p50 vs A's at every concurrency below both knees, where neither reuses KV."""
     name = "p50_parity_B_vs_A"
     limit = min(u["A"], u["B"])
-    used = ctx.used(hyp=ctx.hyp).filter(
-        pl.col("stack").is_in(["A", "B"]) & (pl.col(u_work.USERS_AXIS) <= limit)
-    )
+    used = ctx.used(hyp=ctx.hyp).filter(pl.col("stack").is_in(["A", "B"]) & (pl.col(axis) <= limit))
+    reuse = reuse_criterion(used)
+    if reuse is not None:
+        return reuse
     common = (
-        used.group_by(u_work.USERS_AXIS)
+        used.group_by(axis)
         .agg(pl.col("stack").n_unique().alias("n"))
-        .filter(pl.col("n") == 2)[u_work.USERS_AXIS]
+        .filter(pl.col("n") == 2)[axis]
         .sort()
         .to_list()
     )
@@ -94,8 +126,8 @@ def parity_criterion(ctx: Context, u: dict[str, int]) -> Criterion:
             "no_common_steps_below_knee",
             threshold=T.H0_P50_PARITY,
         )
-    used = used.filter(pl.col(u_work.USERS_AXIS).is_in(common)).sort("stack", u_work.USERS_AXIS)
-    ps = PointStats(ctx.data, used, by=("stack", u_work.USERS_AXIS))
+    used = used.filter(pl.col(axis).is_in(common)).sort("stack", axis)
+    ps = PointStats(ctx.data, used, by=("stack", axis))
     est, rep = ps.estimate("ttft_p50"), ps.replicates("p50")
     a = [ps.index(("A", c)) for c in common]
     b = [ps.index(("B", c)) for c in common]
@@ -149,8 +181,9 @@ def evaluate(ctx: Context) -> Verdict:
     used = ctx.used(hyp=ctx.hyp)
     present = set(used["stack"])
     planned = list(ctx.config.get("stacks", [])) or sorted(present)
+    axis = axes.require(ctx.hyp, ctx.config, "concurrency")
     sweeps = {
-        s: (sw := u_work.sweep(ctx.data, s, ctx.hyp), u_work.result(sw))
+        s: (sw := u_work.sweep(ctx.data, s, axis, ctx.hyp), u_work.result(sw))
         for s in planned
         if s in present
     }
@@ -163,7 +196,7 @@ def evaluate(ctx: Context) -> Verdict:
     notes = []
     u = {s: res["u_work"] for s, (_, res) in sweeps.items()}
     if {"A", "B"} <= set(u):
-        criteria.append(parity_criterion(ctx, u))
+        criteria.append(parity_criterion(ctx, axis, u))
     else:
         notes.append("p50 parity needs stacks A and B; not evaluated")
     ctx.write_table("fig_latency_vs_concurrency.csv", figure_table(sweeps))

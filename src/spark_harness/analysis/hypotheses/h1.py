@@ -11,12 +11,12 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis.criteria import complete, difference, total
-from spark_harness.analysis.evidence import Context, PointStats, rows, verdict
+from spark_harness.analysis import axes
+from spark_harness.analysis.criteria import complete, difference
+from spark_harness.analysis.evidence import Context, PointStats, no_tier_traffic, rows, verdict
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.verdict import NOT_SUPPORTED, SUPPORTED, Criterion, Verdict
+from spark_harness.analysis.verdict import Criterion, Verdict
 
-AXIS = "workload.adapter_cache"
 SOURCE = "HYPOTHESES.md H1: TTFT cold vs warm; cold excess explained by adapter bytes read"
 #: Quantiles of the distribution table (1 % steps).
 GRID = [round(q / 100, 2) for q in range(1, 101)]
@@ -35,14 +35,15 @@ def distribution(ctx: Context, ps: PointStats, state: dict[str, tuple]) -> pl.Da
 def evaluate(ctx: Context) -> Verdict:
     used = ctx.used(hyp=ctx.hyp)
     gates = ctx.gates(used)
-    if AXIS not in used.columns or not {"cold", "warm"} <= set(used[AXIS]):
+    axis = axes.require(ctx.hyp, ctx.config, "adapter_cache")
+    if axis not in used.columns or not {"cold", "warm"} <= set(used[axis]):
         c = Criterion.missing(
             "cold_p99_excess", "p99 cold - warm", SOURCE, "no_cold_and_warm_points"
         )
         return verdict(ctx, [c], gates, used)
     ps = PointStats(ctx.data, used)
     state = {
-        s: next(lab for lab in ps.labels if ps.point_runs(lab)[AXIS][0] == s)
+        s: next(lab for lab in ps.labels if ps.point_runs(lab)[axis][0] == s)
         for s in ("cold", "warm")
     }
     d = difference(ps, "p99", state["cold"], state["warm"])
@@ -84,26 +85,10 @@ def evaluate(ctx: Context) -> Verdict:
                 details={"counter": column},
             )
         )
-    onboards = [total(used, c) for c in ("g2_onboard_blocks", "g3_onboard_blocks")]
-    seen = [v for v in onboards if v is not None]
-    kv_status = SUPPORTED if sum(seen) == 0 else NOT_SUPPORTED
     criteria.append(
-        Criterion(
-            name="no_kv_tier_traffic",
-            statistic="KV blocks onboarded from G2/G3 in the window",
-            value=sum(seen),
-            ci=None,
-            threshold=0.0,
-            op="==",
-            source="HYPOTHESES.md H1: KV does not drive these tails",
-            status=kv_status,
-            reasons=[] if kv_status == SUPPORTED else ["kv_tier_traffic_present"],
-            unit="blocks",
-            rows=rows(used),
-            details={"kv_tier_telemetry": bool(seen)},
+        no_tier_traffic(
+            used, "any", "no_kv_tier_traffic", "HYPOTHESES.md H1: KV does not drive these tails"
         )
     )
-    if not seen:
-        criteria[-1].reasons.append("no_kv_tier_telemetry:stack_without_tiers")
     ctx.write_table("fig_ttft_cold_vs_warm.csv", distribution(ctx, ps, state))
     return verdict(ctx, criteria, gates, used)

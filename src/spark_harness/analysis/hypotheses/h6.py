@@ -1,8 +1,10 @@
 """H6: larger G1+G2 or a better eviction policy shifts the knee (stack B).
 
 Rule (HYPOTHESES.md): knee position and hit ratio per configuration. A configuration is
-one combination of the capacity axes (``server.*_blocks``; their sum orders them) and
-the eviction policy axis. Two alternatives, one of which must hold (role ``any``):
+one combination of the capacity axes (role ``tier_capacity``, e.g. ``server.sim.g2_blocks``
+or ``server.params.cpu_cache_gb``; their sum orders them) and the eviction policy axis
+(role ``eviction_policy``; a plan without one, like KVBM's, has the baseline policy).
+Two alternatives, one of which must hold (role ``any``):
 
 - capacity: under every policy, the largest capacity shifts the knee against the
   smallest;
@@ -23,7 +25,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis import knee
+from spark_harness.analysis import axes, knee
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import complete, per_point
 from spark_harness.analysis.evidence import Context, PointStats, Stat, mechanism_gate, rows, verdict
@@ -38,16 +40,19 @@ from spark_harness.analysis.verdict import (
 )
 
 SOURCE = "HYPOTHESES.md H6: knee position and hit ratio per configuration"
-LOAD_AXES = ("workload.context_tokens", "load.users")
+LOAD_ROLES = ("context", "concurrency")
 BASELINE_POLICY = "lru"
 
 
-def _axes(frame: pl.DataFrame) -> tuple[list[str], str | None, str | None]:
-    cap = [c for c in frame.columns if c.startswith("server.") and c.endswith("_blocks")]
-    pol = next(
-        (c for c in frame.columns if c.startswith("server.") and c.endswith(".eviction")), None
+def _axes(ctx: Context) -> tuple[list[str], str | None, str | None]:
+    """Capacity axes, the policy axis and a load axis, found by their roles."""
+    cap = axes.keys(ctx.hyp, ctx.config, "tier_capacity")
+    pol = axes.find(ctx.hyp, ctx.config, "eviction_policy")
+    if not cap and pol is None:
+        axes.require(ctx.hyp, ctx.config, "tier_capacity")  # raises, naming the role
+    load = next(
+        (k for r in LOAD_ROLES if (k := axes.find(ctx.hyp, ctx.config, r)) is not None), None
     )
-    load = next((c for c in LOAD_AXES if c in frame.columns), None)
     return cap, pol, load
 
 
@@ -216,7 +221,7 @@ def config_table(ps: PointStats, used: pl.DataFrame, knees: dict) -> pl.DataFram
 
 def evaluate(ctx: Context) -> Verdict:
     used = ctx.used(hyp=ctx.hyp)
-    cap, pol, load = _axes(used)
+    cap, pol, load = _axes(ctx)
     used = with_tier_shares(_configs(used, cap, pol)).sort("capacity", "policy", "rep")
     gates = ctx.gates(used)
     ps = PointStats(ctx.data, used)

@@ -2,8 +2,8 @@
 correlations over runs and the "mechanism engaged" gate.
 
 Every number keeps the v3 analysis's conventions (``analysis.criteria``): a statistic is
-computed on the runs as measured and on the same bootstrap resamples, so its CI comes
-from the two-level bootstrap (repetitions within a point, requests within a run).
+computed on the runs as measured and on the same replicates, so its CI has the
+repetition as the unit (``analysis.stats.Resampler``; docs/ANALYSIS.md, Statistics).
 """
 
 from __future__ import annotations

@@ -91,6 +91,11 @@ class RunSpec:
     #: Increase of each canonical counter over the analysed window (flat elsewhere).
     counters: dict[str, float] = field(default_factory=dict)
     kv_telemetry: bool = True  # False: no kv_* fields, one "unavailable" record instead
+    g3_dir: bool = False  # the server reports a G3 directory (it has a disk tier)
+    #: Canonical counters the stack exports (None: every one); the others are never written.
+    exported: frozenset[str] | None = None
+    #: MiB/s the QoS perturbation (fio) reports reading itself; None: no perturbation ran.
+    perturbation_read_mib_s: float | None = None
     #: Part of the window (fractions) without any telemetry sample: breaks alignment.
     telemetry_gap: tuple[float, float] | None = None
     block_bytes: int | None = 65536
@@ -263,6 +268,8 @@ def _telemetry(
     for name in COUNTERS:
         if name.startswith(KV_PREFIX) and not rs.kv_telemetry:
             continue
+        if rs.exported is not None and name not in rs.exported:
+            continue
         base = 1000.0 if name.startswith(KV_PREFIX) else 1e6
         cols[name] = np.round(base + rs.counters.get(name, 0.0) * frac)
     return pl.DataFrame(cols)
@@ -280,6 +287,14 @@ def _unavailable(rs: RunSpec, t_ns: int) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _qos(rs: RunSpec) -> dict[str, Any]:
+    """run.json's ``qos`` entry as measure.py leaves it: fio's own report when one ran."""
+    if rs.perturbation_read_mib_s is None:
+        return {}
+    summary = {"runtime_s": rs.window_s, "read_mib_s": rs.perturbation_read_mib_s}
+    return {"qos": {"stopped": {"tool": "fio", "summary": summary}}}
 
 
 def run_dir(results: Path, rs: RunSpec) -> Path:
@@ -319,7 +334,7 @@ def run_json(rs: RunSpec, phases: dict[str, list[int | None]], counts: dict[str,
         "base_url": "http://127.0.0.1:0",
         "model": "sim-llama",
         "pid": 0,
-        "g3_dir": "/scratch/g3" if sim["mode"] == "tiered" else None,
+        "g3_dir": "/scratch/g3" if rs.g3_dir else None,
         "block_bytes": rs.block_bytes,
     }
     return {
@@ -342,6 +357,7 @@ def run_json(rs: RunSpec, phases: dict[str, list[int | None]], counts: dict[str,
             "unavailable": ["gpu"] + ([] if rs.kv_telemetry else ["server_metrics"]),
         },
         "counts": counts,
+        **_qos(rs),
         "outcome": rs.outcome,
         "reasons": list(rs.reasons),
     }
@@ -374,6 +390,37 @@ def write_run(results: Path, rs: RunSpec) -> Path:
 
 RunId = tuple[str, str, str, int]  # (hypothesis, stack, point, rep)
 
+#: H6's capacity axes and the size that is the stack file's own (the p50 baseline).
+CAPACITY_BASE = {"server.sim.g2_blocks": 256, "server.params.cpu_cache_gb": 16}
+#: What KVBM and the Dynamo frontend export on the Spark (REFERENCE.md): block counters
+#: of every tier move, matched tokens, the frontend's histograms; no fetch latency and
+#: no tier byte counters.
+KVBM_COUNTERS = frozenset(
+    {
+        "kv_offload_blocks_g1_g2",
+        "kv_offload_blocks_g2_g3",
+        "kv_offload_blocks_g1_g3",
+        "kv_onboard_blocks_g2",
+        "kv_onboard_blocks_g3",
+        "kv_matched_tokens",
+        "frontend_ttft_seconds_sum",
+        "frontend_ttft_seconds_count",
+        "frontend_cached_tokens_sum",
+        "frontend_cached_tokens_count",
+    }
+)
+#: What the telemetry sidecar measures itself on any host (per-process and cgroup I/O).
+SIDECAR_COUNTERS = frozenset(
+    {
+        "server_read_bytes",
+        "server_write_bytes",
+        "cgroup_read_bytes",
+        "cgroup_write_bytes",
+        "cgroup_read_ios",
+        "cgroup_write_ios",
+    }
+)
+
 
 @dataclass
 class World:
@@ -384,8 +431,14 @@ class World:
     (queueing); on the tiered stack, contexts from ``engage_ctx`` fetch KV from G3 and
     from ``storage_knee_ctx`` the fetch is ``knee_share`` of TTFT; degraded QoS adds read
     await, which slows G3 fetches by ``qos_slope`` ms of TTFT per ms of await; iowait
-    follows G3 traffic on B and stays flat on A. The defaults make every hypothesis of
-    the demo plan hold; change one field to plant its absence or a fault.
+    follows G3 traffic on B and on A moves with the QoS profile only (fio's own I/O),
+    never with A's p99. The defaults make every hypothesis of the demo plan hold; change
+    one field to plant its absence or a fault.
+
+    ``spark=True`` writes only what the Spark's stacks really export (REFERENCE.md,
+    ``telemetry.mapping``): KVBM's block counters on B, no G3 fetch latency, no tier
+    byte counters, no simulator counters, no tier counters at all on A (TensorRT-LLM
+    has no tier below G1); the stacks' tiers come from their ``params`` there.
     """
 
     u_work: int = 4
@@ -413,6 +466,30 @@ class World:
     device_read_factor: float = 1.0  # device bytes read per byte of G3 onboards (H7)
     g3_counter_scale: float = 1.0  # 0: the server's tier counters never move
     kv_telemetry: bool = True
+    h0_prefix_reuse: bool = False  # True: B reuses H0's prompts (no per-request nonce)
+    #: MiB/s fio reads itself per QoS profile: device reads, never the server's own.
+    qos_read_mib_s: dict[str, float] = field(
+        default_factory=lambda: {"none": 0.0, "moderate": 20.0, "heavy": 80.0}
+    )
+    server_io: bool = True  # False: no per-process read counter (server_read_bytes)
+    #: iowait pp on A per QoS profile (fio's own I/O waits), independent of A's p99
+    qos_iowait_a: dict[str, float] = field(
+        default_factory=lambda: {"none": 0.0, "moderate": 1.0, "heavy": 3.0}
+    )
+    iowait_a_per_ms: float = 0.0  # iowait pp on A per ms of p50 (H8A refuted when > 0)
+    a_read_kbps: float = 0.0  # A reads this from NVMe in its window (H2A refuted when > 0)
+    a_qos_slope: float = 0.0  # ms of A's TTFT per ms of read await (H4A refuted when large)
+    disk_reload_factor: float = 0.25  # H9: disk reload time / recompute time (> 1: slower)
+    b1_disk_onboards: bool = False  # B1 (host tier only) shows disk onboards (a fault)
+    b1_missing_counters: bool = False  # B1 exports no disk-onboard counter
+    a_tier_onboards: float = 0.0  # A's window shows this many G2 onboards (H1 refuted)
+    a_g3_dir: bool = False  # A reports a G3 directory (a stack with tiers, for H1/H2A)
+    os_sees_b: bool = False  # B's KV also lowers the OS's available memory (H3)
+    #: B's G3 counters do not follow its load: the same in every point, varying by
+    #: repetition only (H3's B half refuted when the OS sees B's KV)
+    b_onboards_untied: bool = False
+    zero_g3_runs: frozenset[RunId] = frozenset()  # runs whose tier counters never move
+    spark: bool = False
     odd_rep_ms: float = 0.0  # added to TTFT on odd repetitions of the disk mode (H9)
     rep_noise: float = 0.0  # relative SD of a per-repetition TTFT factor
     n_requests: int = 300
@@ -423,35 +500,44 @@ class World:
     def run_spec(self, spec: dict[str, Any]) -> RunSpec:
         """The synthetic run of one resolved point spec (``plan.Run.spec``)."""
         wl, load = spec.get("workload", {}), spec.get("load", {})
-        sim = (spec.get("server") or {}).get("sim", {})
-        tiered = sim.get("mode") == "tiered"
-        disk = tiered and sim.get("g3_blocks", 1) > 0
+        server = spec.get("server") or {}
+        sim = server.get("sim", {})
+        tiered, g2, disk = self._tiers(spec["stack"], server)
         users = self.u_work if load.get("users") == "u_work" else int(load.get("users", 4))
         chat = wl.get("kind") == "chat"
         rehydrate = wl.get("kind") == "rehydrate"
         turns = int(wl.get("turns", 4))
         ctx = turns * int(wl.get("turn_tokens", 64)) if chat else int(wl.get("context_tokens", 256))
-        qos = self.qos_await_ms.get((spec.get("qos") or {}).get("profile", "none"), 0.1)
+        profile = (spec.get("qos") or {}).get("profile", "none")
+        qos = self.qos_await_ms.get(profile, 0.1)
         if rehydrate:  # replayed sessions: reloaded from disk (B2) or recomputed
-            p50, share = self._replay(disk and sim.get("g2_blocks", 1) > 0, ctx)
+            p50, share = self._replay(disk and g2, ctx)
             p50 += self.odd_rep_ms * (spec["rep"] % 2) * (share > 0)
         else:
             share = self._share(disk, ctx, int(wl["sessions"]) if chat else None)
             p50 = (self.base_ms + self.per_token_ms * ctx) * (1 + self.b_overhead * tiered)
-            if tiered and "server.sim.g2_blocks" in spec.get("axes", {}) and sim["g2_blocks"]:
+            cap = next((k for k in CAPACITY_BASE if k in spec.get("axes", {})), None)
+            if tiered and cap and spec["axes"][cap]:
                 # H6 only: the stack file's own G2 size is the baseline elsewhere
-                p50 *= (256 / sim["g2_blocks"]) ** self.capacity_exponent
+                p50 *= (CAPACITY_BASE[cap] / spec["axes"][cap]) ** self.capacity_exponent
             p50 *= self.policy_factor.get(sim.get("eviction", "lru"), 1.0) if tiered else 1.0
-            p50 = p50 / (1 - share) + self.qos_slope * (qos - self.qos_await_ms["none"]) * (
-                share > 0
-            )
+            slope = self.qos_slope if share > 0 else 0.0 if tiered else self.a_qos_slope
+            p50 = p50 / (1 - share) + slope * (qos - self.qos_await_ms["none"])
         noise = np.random.default_rng([int(spec.get("seed", 0)), 7]).standard_normal()
         p50 *= 1 + self.rep_noise * noise
         tail = self.tail_high if users >= self.knee_users else self.tail_low
         tail *= self.cold_tail if wl.get("adapter_cache") == "cold" else 1.0
         g3 = self.n_requests * (1.0 if rehydrate and share else share) * ctx / 16
         tiers = g3 * self.g3_counter_scale
+        if tiered and self.b_onboards_untied:
+            tiers = 1000.0 * (1 + 0.2 * (spec["rep"] % 3))
+        if (spec["hypothesis"], spec["stack"], spec["point"], spec["rep"]) in self.zero_g3_runs:
+            tiers = 0.0
+        kv_in_memory = users * ctx * self.kv_bytes_per_token
         window_s = 4.0
+        fio = self.qos_read_mib_s.get(profile, 0.0)
+        b1_fault = self.b1_disk_onboards and spec["stack"] == "B1"
+        iowait_a = self.qos_iowait_a.get(profile, 0.0) + self.iowait_a_per_ms * p50
         return RunSpec(
             hyp=spec["hypothesis"],
             stack=spec["stack"],
@@ -470,30 +556,64 @@ class World:
             ttft_p99_ms=p50 * tail,
             prompt_tokens=ctx // turns if chat else ctx,
             sessions=int(wl["sessions"]) if chat else None,
-            cached_share=0.9 if tiered else 0.0,
-            g3_fetch_share=share if tiered else None,
+            cached_share=0.9
+            if tiered and (spec["hypothesis"] != "H0" or self.h0_prefix_reuse)
+            else 0.0,
+            g3_fetch_share=share if tiered and not self.spark else None,
             window=Levels(
-                iowait_pct=0.5 + self.iowait_per_share * share * tiered,
+                iowait_pct=0.5 + (self.iowait_per_share * share if tiered else iowait_a),
                 read_iops=2.0 + g3 * self.device_read_factor / window_s,
-                read_kbps=8.0 + g3 * self.device_read_factor * 65536 / window_s / 1024,
+                read_kbps=8.0
+                + (0.0 if tiered else self.a_read_kbps)
+                + g3 * self.device_read_factor * 65536 / window_s / 1024
+                + fio * 1024,
                 read_await_ms=0.1 + qos + 0.5 * share,
-                mem_available_bytes=20e9
-                - (0.0 if tiered else users * ctx * self.kv_bytes_per_token),
+                mem_available_bytes=20e9 - (kv_in_memory if not tiered or self.os_sees_b else 0.0),
                 kv_g1_usage=min(users * ctx / 16384, 1.0),
             ),
             counters={
-                "kv_onboard_blocks_g3": tiers,
+                "kv_onboard_blocks_g3": tiers + 50.0 * b1_fault,
                 "kv_offload_blocks_g2_g3": tiers,
                 "kv_offload_blocks_g1_g2": 2 * tiers,
-                "kv_onboard_blocks_g2": 0.1 * tiers,
+                "kv_onboard_blocks_g2": 0.1 * tiers + (0.0 if tiered else self.a_tier_onboards),
                 "server_read_bytes": self.cold_read_bytes * (wl.get("adapter_cache") == "cold")
-                + g3 * 65536,
+                + g3 * self.device_read_factor * 65536,
             },
             kv_telemetry=self.kv_telemetry,
+            exported=self._exported(spec["stack"], tiered),
+            g3_dir=disk or (self.a_g3_dir and not tiered),
+            perturbation_read_mib_s=None if profile == "none" else fio,
             telemetry_gap=self.telemetry_gap,
             block_bytes=65536,
             seed=int(spec.get("seed", 0)),
         )
+
+    def _tiers(self, stack: str, server: dict[str, Any]) -> tuple[bool, bool, bool]:
+        """(tiered, has G2, has G3): from the simulator's settings, else from KVBM's
+        params (a null cache size switches that tier off, as the variants do)."""
+        sim = server.get("sim")
+        if sim:
+            tiered = sim.get("mode") == "tiered"
+            return (
+                tiered,
+                tiered and sim.get("g2_blocks", 1) > 0,
+                tiered and sim.get("g3_blocks", 1) > 0,
+            )
+        params = server.get("params") or {}
+        g2, g3 = bool(params.get("cpu_cache_gb")), bool(params.get("disk_cache_gb"))
+        return stack.startswith("B") and (g2 or g3), g2, g3
+
+    def _exported(self, stack: str, tiered: bool) -> frozenset[str] | None:
+        """The counters the stack exports: all (the simulator), or the Spark's own."""
+        if self.spark:
+            out = SIDECAR_COUNTERS | (KVBM_COUNTERS if tiered else frozenset())
+        else:
+            out = frozenset(COUNTERS)
+        if not self.server_io:
+            out -= {"server_read_bytes"}
+        if self.b1_missing_counters and stack == "B1":
+            out -= {"kv_onboard_blocks_g3"}
+        return None if out == frozenset(COUNTERS) else out
 
     def _share(self, disk: bool, ctx: int, sessions: int | None) -> float:
         """Share of TTFT spent fetching KV from G3 (0 where G3 is not engaged)."""
@@ -507,10 +627,10 @@ class World:
 
     def _replay(self, disk: bool, ctx: int) -> tuple[float, float]:
         """H9: (p50, G3 fetch share): B0/B1 recompute the replayed context; B2 reloads
-        it from disk in a quarter of the recompute time."""
+        it from disk in ``disk_reload_factor`` of the recompute time."""
         compute = 4 * self.per_token_ms * ctx
         if disk:
-            fetch = 0.25 * compute
+            fetch = self.disk_reload_factor * compute
             return self.base_ms + fetch, fetch / (self.base_ms + fetch)
         return self.base_ms + compute, 0.0
 

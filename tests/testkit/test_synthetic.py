@@ -7,8 +7,9 @@ import pytest
 
 from spark_harness import contract
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.synthetic import RunSpec, World, write_plan, write_run
 from spark_harness.files import read_jsonl
+from spark_harness_testkit.synthetic import RunSpec, World, write_plan, write_run
+from tests.plans import make_plan
 
 
 def test_files_follow_the_contract(tmp_path):
@@ -58,8 +59,8 @@ def test_errors_have_no_ttft(tmp_path):
     assert bad and all(r["ttft_ms"] is None and r["error_kind"] == "http" for r in bad)
 
 
-def test_world_covers_the_default_plan(tmp_path, plan_of):
-    plan = plan_of({"H0": {}, "H2B": {}, "H9": {}})
+def test_world_covers_the_default_plan(tmp_path):
+    plan = make_plan({"H0": {}, "H2B": {}, "H9": {}})
     dirs = write_plan(plan, tmp_path, World(retry=frozenset({("H9", "B2", "base", 0)})))
     assert sum(len(v) for v in dirs.values()) == len(plan.runs()) + 1
     h2b = json.loads((dirs[("H2B", "B")][0] / "run.json").read_text())

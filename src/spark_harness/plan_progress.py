@@ -1,0 +1,115 @@
+"""``spark-harness progress``: how far a plan has got, and when it should end.
+
+The loadgen rule calls it as each point starts, so a person watching Snakemake sees
+points done / total and an ETA without opening a log. A point is done when its
+``run.json`` exists; the pace is measured from the gaps between their times, or taken
+from the plan's own estimate until a few points have run.
+
+The Snakefile hands it the plan's size through the environment (:func:`export`): a
+rule's shell text and params are rerun triggers, so a plan edit put there would rerun
+every measured point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from spark_harness import layout
+
+if TYPE_CHECKING:  # the progress line runs at every point's start: no YAML/schema imports
+    from spark_harness.plan import Plan
+
+#: points whose gaps give the measured pace (recent ones: a campaign resumed after a
+#: pause must not count the pause)
+PACE_WINDOW = 10
+#: gaps needed before the measured pace replaces the plan's estimate
+MIN_GAPS = 2
+#: the plan's results folder, points and estimated seconds per point, as JSON
+ENV = "SPARK_HARNESS_PROGRESS"
+
+
+def export(plan: Plan) -> None:
+    """Put the plan's size where every loadgen job's ``spark-harness progress`` finds it."""
+    runs = plan.runs()
+    per_point = sum(r.expected_s for r in runs) / len(runs) if runs else 0.0
+    os.environ[ENV] = json.dumps(
+        {"results": plan.results, "total": len(runs), "per_point_s": round(per_point, 1)}
+    )
+
+
+def finished_times(results: Path) -> list[float]:
+    """Modification times of every point's ``run.json`` under ``results``, oldest first."""
+    pattern = layout.RUN.format(hyp="*", stack="*", point="*", rep="*")
+    return sorted(p.stat().st_mtime for p in results.glob(pattern))
+
+
+def pace_s(times: list[float], estimate_s: float) -> tuple[float, str]:
+    """Seconds per point: the median recent gap between finished points (what the
+    machine actually does, start-ups and parallel jobs included), else the estimate."""
+    gaps = [b - a for a, b in itertools.pairwise(times)][-PACE_WINDOW:]
+    if len(gaps) >= MIN_GAPS:
+        return statistics.median(gaps), "measured"
+    return estimate_s, "planned"
+
+
+def status(results: Path, total: int, estimate_s: float) -> str:
+    """One line: points done / total, the pace and the time left."""
+    times = finished_times(results)
+    done = min(len(times), total)
+    per_point, source = pace_s(times, estimate_s)
+    left = (total - done) * per_point
+    end = time.strftime("%H:%M", time.localtime(time.time() + left))
+    return (
+        f"progress: {done}/{total} points done, about {duration(per_point)} a point "
+        f"({source}), ETA {duration(left)} (at {end})"
+    )
+
+
+def duration(seconds: float) -> str:
+    """Seconds as a person reads them: 40 s, 12 min, 3.5 h."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "progress",
+        help="points done / total and an ETA for a results folder",
+        description="Count the finished points of a plan (run.json files) and estimate the "
+        "time left. The loadgen rule prints this line as each point starts.",
+    )
+    p.add_argument("results", type=Path, nargs="?", help="the plan's results folder")
+    p.add_argument("--total", type=int, help="points in the plan")
+    p.add_argument(
+        "--per-point-s",
+        type=float,
+        help="the plan's estimate of seconds per point, until enough points have run",
+    )
+    p.epilog = f"Inside the workflow all three come from ${ENV}."
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    given = json.loads(os.environ.get(ENV, "{}"))
+    results = args.results or given.get("results")
+    total = args.total if args.total is not None else given.get("total")
+    per_point = args.per_point_s if args.per_point_s is not None else given.get("per_point_s")
+    if results is None or total is None or per_point is None:
+        print(
+            f"spark-harness progress: give RESULTS, --total and --per-point-s (or set ${ENV})",
+            file=sys.stderr,
+        )
+        return 2
+    print(status(Path(results), int(total), float(per_point)), file=sys.stderr)
+    return 0
