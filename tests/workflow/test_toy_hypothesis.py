@@ -12,6 +12,7 @@ import copy
 import csv
 import hashlib
 import json
+import os
 import textwrap
 from pathlib import Path
 
@@ -99,12 +100,15 @@ def test_a_toy_hypothesis_gets_target_verdict_figure_and_table_row(
 ) -> None:
     site = tmp_path / "site"
     install_plugin(site)
-    monkeypatch.setenv("PYTHONPATH", str(site))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]))
     root = copy_workflow(tmp_path / "repo")
     # Step 3: the plan names the hypothesis (the plan is the run's input, not code)
     plan = copy.deepcopy(SMALL)
     plan["hypotheses"] = {
-        "H10": {"stacks": ["A"], "sweep": [{"key": "load.users", "name": "users", "values": [1]}]}
+        "H10": {
+            "stacks": ["A"],
+            "sweep": [{"key": "load.users", "role": "concurrency", "name": "users", "values": [1]}],
+        }
     }
     write_config(root, plan)
     before = digest(root)
