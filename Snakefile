@@ -1,9 +1,13 @@
-# DGX Spark LLM storage harness: the experiment plan of HYPOTHESES.md as a DAG.
+# DGX Spark LLM storage harness: the experiment plan (docs/PLAN.md) as a DAG.
 #
 #   per (hypothesis, stack, point, repetition):
 #       server_up (service) -> telemetry_sidecar (service) -> loadgen
 #   per (hypothesis, stack):  ingest
 #   per hypothesis:           summary (statistics + verdict), figures
+#   per plan:                 verdicts (the table at a glance), A-vs-B charts
+#
+# The hypotheses come from spark_harness.registry (workflow/rules/hypotheses.smk makes
+# one target rule each), so this file names none of them.
 #
 # `snakemake --cores 1 H_all` runs the whole plan; `snakemake --cores 1 H2B` one
 # hypothesis; `snakemake --cores 1 figures` redraws figures from the summaries.
@@ -28,87 +32,30 @@ include: "workflow/rules/measure.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/hypotheses.smk"
 include: "workflow/rules/archive.smk"
 
 
-report: "workflow/report/workflow.rst"
+# the front page with the verdict table once the `verdicts` rule has written it
+report: front_page()
 
 
 rule H_all:
-    """Every hypothesis of the plan: summaries, verdicts and figures."""
+    """Every hypothesis of the plan: summaries, verdicts, figures, the verdict table."""
+    default_target: True
     input:
-        [hypothesis_targets(h) for h in PLAN.hypotheses],
-
-
-rule H0:
-    input:
-        lambda w: hypothesis_targets("H0"),
-
-
-rule H1:
-    input:
-        lambda w: hypothesis_targets("H1"),
-
-
-rule H2A:
-    input:
-        lambda w: hypothesis_targets("H2A"),
-
-
-rule H2B:
-    input:
-        lambda w: hypothesis_targets("H2B"),
-
-
-rule H3:
-    input:
-        lambda w: hypothesis_targets("H3"),
-
-
-rule H4A:
-    input:
-        lambda w: hypothesis_targets("H4A"),
-
-
-rule H4B:
-    input:
-        lambda w: hypothesis_targets("H4B"),
-
-
-rule H5:
-    input:
-        lambda w: hypothesis_targets("H5"),
-
-
-rule H6:
-    input:
-        lambda w: hypothesis_targets("H6"),
-
-
-rule H7:
-    input:
-        lambda w: hypothesis_targets("H7"),
-
-
-rule H8A:
-    input:
-        lambda w: hypothesis_targets("H8A"),
-
-
-rule H8B:
-    input:
-        lambda w: hypothesis_targets("H8B"),
-
-
-rule H9:
-    input:
-        lambda w: hypothesis_targets("H9"),
+        plan_targets(),
 
 
 rule figures:
     """Redraw every figure from the summaries (no measurement reruns)."""
     input:
         [figure_targets(h) for h in PLAN.hypotheses],
+        compare_targets(),
+
+
+onsuccess:
+    print_verdicts()
 
 
 onerror:

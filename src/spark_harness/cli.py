@@ -24,6 +24,7 @@ SUBCOMMANDS = {
     "progress": "spark_harness.plan_progress",
     "import": "spark_harness.backfill",
     "restore": "spark_harness.archive",
+    "verdicts": "spark_harness.verdict_table",
 }
 
 

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from spark_harness import __version__
+from spark_harness.analysis.thresholds import MARK_ERROR_SHARE
 from spark_harness.clock import Clock
 from spark_harness.contract import (
     SCHEMA_VERSION,
@@ -50,8 +51,6 @@ from spark_harness.secrets import redact
 from spark_harness.serving.process import pid_alive, set_parent_death_signal
 from spark_harness.serving.readiness import ServerNotReady, endpoint_logs, log_tail, wait_ready
 
-#: A point whose load window has more than this share of failed requests is "marked".
-MARK_ERROR_SHARE = 0.01
 SIDECAR_WAIT_S = 30.0
 
 log = logging.getLogger("spark_harness.measure")

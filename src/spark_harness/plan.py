@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from spark_harness import layout
+from spark_harness import layout, registry
 from spark_harness.contract import U_WORK_SENTINEL
 from spark_harness.schemas import schema_path
 from spark_harness.serving.budget import BudgetError, check_budget
@@ -245,6 +245,12 @@ class Plan:
 
     # --------------------------------------------------------------- building
     def _check_references(self) -> None:
+        known = registry.load(self.track)  # the ids of the plan's track, plugins included
+        if unknown := [h for h in self.hypotheses if h not in known]:
+            raise PlanError(
+                f"hypotheses {', '.join(unknown)}: not in the {self.track} registry"
+                f" (known: {', '.join(known)})"
+            )
         stacks = self.config["stacks"]
         for hyp, cfg in self.hypotheses.items():
             if "analytical" in cfg:

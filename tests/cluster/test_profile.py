@@ -47,9 +47,10 @@ def test_profile_sets_resources_for_exactly_the_rules_that_run(dry_run, name):
     profile = yaml.safe_load((PROFILE.parents[1] / name / "config.yaml").read_text())
     groups, single, _ = dry_run_jobs(dry_run)
     action_rules = {r for g in groups for r in g.rules} | (set(single) - {"H_all"})
-    # figures_<hyp>: one rule per hypothesis, declaring its small resources itself
+    # figures_<hyp>, compare_<chart>: one rule per hypothesis or chart, declaring its
+    # small resources itself
     assert set(profile["set-resources"]) == {
-        r for r in action_rules if not r.startswith("figures_")
+        r for r in action_rules if not r.startswith(("figures_", "compare_"))
     }
     # string resources must be equal on all rules of a group, or Snakemake refuses it
     point = [profile["set-resources"][r] for r in POINT_RULES]

@@ -6,14 +6,12 @@ from pathlib import Path
 
 from spark_harness import plots
 from spark_harness.plots import draw
-from spark_harness.plots.v25 import FIGURES
+from spark_harness.registry import load
 from tests.legacy.test_v25_evaluators import H2_CFG, _paging_points, _verdict, _write
 
 
-def test_names_match_the_drawing_code() -> None:
-    assert {h: tuple(s.name for s in specs) for h, specs in FIGURES.items()} == dict(
-        plots.V25_FIGURE_NAMES
-    )
+def test_names_come_from_the_legacy_registry() -> None:
+    assert {h: e.figure_names for h, e in load("v2.5").items()}["H4"] == ("p99_vs_qos",)
     assert plots.figure_names("H2", "v2.5") == ["p99_vs_pressure"]
     assert plots.figure_names("H2") == []  # no v3 hypothesis is called H2
     assert "p99_vs_pressure.png" in plots.files("H2", [("P", "mem-64")], "v2.5")

@@ -15,11 +15,14 @@ from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from spark_harness.plots import FIGURE_NAMES, style
+from spark_harness.plots import style
 from spark_harness.plots.data import Summary
 from spark_harness.plots.hypotheses import FIGURES
 from spark_harness.plots.verdicts import PlotError
+from spark_harness.registry import BUILTIN
 from spark_harness_testkit.synthetic import World
+
+FIGURE_NAMES = {h.id: h.figure_names for h in BUILTIN}
 
 MIB = 1024**2
 ALL = [(h, n) for h, names in FIGURE_NAMES.items() for n in names]
@@ -51,10 +54,11 @@ def slope_of(line: Line2D) -> float:
     return float((y[-1] - y[0]) / (x[-1] - x[0]))
 
 
-def test_the_name_catalogue_matches_the_drawing_code():
-    assert {h: [s.name for s in specs] for h, specs in FIGURES.items()} == {
-        h: list(n) for h, n in FIGURE_NAMES.items()
-    }
+def test_the_registry_names_exactly_the_tables_each_evaluator_writes(default_results):
+    """The fig_*.csv names of the registry and of the analysis are one set."""
+    for h in BUILTIN:
+        written = set(default_results.summary(h.id).verdict.tables) - {"summary.csv"}
+        assert written == set(h.tables), h.id
 
 
 @pytest.mark.parametrize(("hyp", "name"), ALL)

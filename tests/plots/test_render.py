@@ -11,6 +11,7 @@ from docutils.core import publish_parts
 
 from spark_harness import plots
 from spark_harness.plots.verdicts import PlotError
+from spark_harness.verdict_contract import ContractError
 
 
 def listing(root: Path) -> list[str]:
@@ -46,7 +47,7 @@ def test_a_summary_of_another_hypothesis_is_refused(default_results, tmp_path):
 
 
 def test_a_missing_summary_is_refused_naming_it(tmp_path):
-    with pytest.raises(PlotError, match="verdict missing"):
+    with pytest.raises(ContractError, match="verdict missing"):
         plots.draw("H0", tmp_path / "nowhere", tmp_path / "out")
 
 

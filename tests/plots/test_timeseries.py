@@ -13,9 +13,19 @@ from spark_harness.plots import style
 from spark_harness.plots.data import Ingested
 from spark_harness.plots.timeseries import draw_point
 from spark_harness.plots.verdicts import PlotError, Verdict
+from spark_harness.verdict_contract import SCHEMA_VERSION
 from spark_harness_testkit.synthetic import RunSpec, World, write_run
 
-VERDICT = Verdict.from_dict({"hypothesis": "H0", "title": "t", "status": "supported"})
+VERDICT = Verdict.from_dict(
+    {
+        "schema_version": SCHEMA_VERSION,
+        "hypothesis": "H0",
+        "title": "t",
+        "status": "supported",
+        "reasons": [],
+        "criteria": [],
+    }
+)
 
 
 def panel(ingested: Ingested, stack: str, point: str, verdict: Verdict = VERDICT):

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from docutils.core import publish_parts
 
-from spark_harness.plots.verdicts import PlotError, Verdict, fmt, fmt_ci
+from spark_harness.plots.verdicts import Verdict, fmt, fmt_ci
+from spark_harness.verdict_contract import SCHEMA_VERSION, ContractError
 
 CRITERION = {
     "name": "slope_p99_vs_read_await_ms",
@@ -26,6 +27,7 @@ CRITERION = {
 
 def verdict(**over) -> dict:
     base = {
+        "schema_version": SCHEMA_VERSION,
         "hypothesis": "H4B",
         "title": "Degraded NVMe QoS raises Stack B's TTFT p99 roughly in proportion",
         "status": "supported",
@@ -131,14 +133,15 @@ def test_labels_carry_the_verdict():
 
 
 def test_bad_verdict_files_name_the_file(tmp_path: Path):
-    with pytest.raises(PlotError, match="verdict missing"):
-        Verdict.read(tmp_path / "verdict.json")
-    (tmp_path / "verdict.json").write_text("{not json")
-    with pytest.raises(PlotError, match="not valid JSON"):
-        Verdict.read(tmp_path / "verdict.json")
-    (tmp_path / "verdict.json").write_text(json.dumps({"title": "x"}))
-    with pytest.raises(PlotError, match="no hypothesis, status"):
-        Verdict.read(tmp_path / "verdict.json")
-    (tmp_path / "verdict.json").write_text(json.dumps(verdict(status="maybe")))
-    with pytest.raises(PlotError, match="unknown status 'maybe'"):
-        Verdict.read(tmp_path / "verdict.json")
+    path = tmp_path / "verdict.json"
+    with pytest.raises(ContractError, match="verdict missing"):
+        Verdict.read(path)
+    path.write_text("{not json")
+    with pytest.raises(ContractError, match="not valid JSON"):
+        Verdict.read(path)
+    path.write_text(json.dumps(verdict(status="maybe")))
+    with pytest.raises(ContractError, match=rf"{path}: not a verdict.json: status: 'maybe'"):
+        Verdict.read(path)
+    path.write_text(json.dumps(verdict(schema_version=0)))
+    with pytest.raises(ContractError, match="schema_version 0, this harness reads 1"):
+        Verdict.read(path)

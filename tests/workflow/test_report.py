@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from spark_harness import layout, plots
+from spark_harness import layout, plots, registry, verdict_table
 from spark_harness.analysis.u_work import write_u_work
 from spark_harness.ingest import ingest
 from spark_harness.plan import Plan
@@ -140,7 +140,7 @@ def test_report_has_a_category_per_hypothesis_with_every_figure_and_its_verdict(
     assert rep.returncode == 0, rep.out[-4000:]
     html = (root / "results" / "report.html").read_text()
     results, categories = report_data(html)
-    assert set(categories) == set(plan.hypotheses)
+    assert set(categories) == {*plan.hypotheses, registry.COMPARE}
     for hyp in plan.hypotheses:
         verdict = Verdict.read(root / "results" / "summary" / hyp / "verdict.json")
         evidence = [Path(p).stem for p in categories[hyp]["evidence"]]
@@ -160,6 +160,28 @@ def test_report_has_a_category_per_hypothesis_with_every_figure_and_its_verdict(
                 number = verdict.measured(primary).split(" (")[0]
                 assert number in caption, (hyp, number)
     assert not re.search(r"<(script|link|img)[^>]+(src|href)=\"https?:", html)
+
+
+def test_the_report_opens_on_the_verdict_table_and_compares_the_stacks(built):
+    root, plan, run = built
+    rows = verdict_table.collect(root / "results")
+    assert [r.hypothesis for r in rows] == list(plan.hypotheses)
+    table = (root / "results" / verdict_table.VERDICTS_MD).read_text()
+    assert f"Verdicts at a glance (results/{verdict_table.VERDICTS_MD}):" in run.out
+    assert table in run.out  # printed when the run ended
+    rep = snakemake(root, "--report", "results/report.html", "H_all")
+    assert rep.returncode == 0, rep.out[-4000:]
+    html = (root / "results" / "report.html").read_text()
+    front = json.loads(re.search(r"var workflow_desc = (\".*?\");\n", html).group(1))
+    assert front.index("Verdicts at a glance") < front.index("How to read the figures")
+    for r in rows:
+        assert f"<td>{r.hypothesis}</td>" in front and f"<td>{r.status}</td>" in front
+    results, categories = report_data(html)
+    charts = sorted(Path(p).stem for p in categories[registry.COMPARE]["Other"])
+    planned = sorted(c.name for c in registry.comparisons(plan.hypotheses))
+    assert charts == planned and "H2_p99_vs_context" in planned
+    for path in categories[registry.COMPARE]["Other"]:
+        assert results[path]["data_uri"].startswith("data:image/png")
 
 
 def test_editing_the_plotting_script_reruns_only_the_figures(built):

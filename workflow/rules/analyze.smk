@@ -7,6 +7,8 @@ rule u_work:
         points=res("ingest/H0/{stack}/points.parquet"),
     output:
         res(layout.U_WORK),
+    conda:
+        CONDA_ENV
     log:
         res("logs/u_work/{stack}.log"),
     script:
@@ -27,6 +29,8 @@ rule summary:
         hypothesis=lambda w: PLAN.hypotheses[w.hyp],
         sources=lambda w: {f"{h}/{s}": d for (h, s), d in ingest_dirs(w.hyp).items()},
         track=PLAN.track,
+    conda:
+        CONDA_ENV
     log:
         res("logs/summary/{hyp}.log"),
     script:

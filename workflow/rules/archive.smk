@@ -10,14 +10,16 @@ ARCHIVE_NAME = ARCHIVE.get("name") or Path(RESULTS).name
 rule archive:
     """Bundle the results of every hypothesis into archives/<name>.tar.gz."""
     input:
-        [hypothesis_targets(h) for h in PLAN.hypotheses],
+        plan_targets(),
     output:
         f"{ARCHIVE.get('dir', 'archives')}/{ARCHIVE_NAME}.tar.gz",
     params:
-        results=RESULTS,
+        results=lambda w: RESULTS,
         config=lambda w: dict(config),
         track=PLAN.track,
-        name=ARCHIVE_NAME,
+        name=lambda w: ARCHIVE_NAME,
+    conda:
+        CONDA_ENV
     log:
         f"{ARCHIVE.get('dir', 'archives')}/{ARCHIVE_NAME}.log",
     script:

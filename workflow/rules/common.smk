@@ -1,14 +1,17 @@
 # Shared helpers: validate the config, expand the plan, name every file.
 
+import importlib.util
 import json
 from pathlib import Path
 
 from snakemake.utils import validate
 
 from spark_harness import layout
+from spark_harness import plots
+from spark_harness import registry
+from spark_harness import verdict_table
 from spark_harness.backfill import imported_runs
 from spark_harness.plan import Plan, PlanError
-from spark_harness import plots
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -19,10 +22,14 @@ except PlanError as e:
     raise WorkflowError(str(e))
 
 RESULTS = PLAN.results
+#: the registry entry of every hypothesis of the plan (its track's; plugins included)
+ENTRIES = {h: registry.lookup(h, PLAN.track) for h in PLAN.hypotheses}
+#: the software of every rule that runs something (`--software-deployment-method conda`)
+CONDA_ENV = "../envs/harness.yaml"
 
 
 wildcard_constraints:
-    hyp="H[0-9][AB]?",
+    hyp="|".join(sorted(PLAN.hypotheses, key=len, reverse=True)),
     stack="[A-Za-z][A-Za-z0-9]*",
     point="[A-Za-z0-9._-]+",
     rep="[0-9]+",
@@ -67,6 +74,57 @@ def hypothesis_targets(hyp):
         str(PLAN.path(layout.VERDICT, hyp=hyp)),
         *figure_targets(hyp),
     ]
+
+
+def point_log(name):
+    """The log file of one of a point's processes (server, sidecar, loadgen)."""
+    return res(str(Path(layout.LOG_DIR, f"{name}.log")))
+
+
+def u_work_input(w):
+    """H2A/H2B read U_work from H0 at run time: a new U_work reruns them."""
+    run = run_of(w)
+    return [str(PLAN.path(layout.U_WORK, stack=w.stack))] if PLAN.needs_u_work(run) else []
+
+
+def order_input(w):
+    """Under `order: alternate` (H9's AB/BA pairs) each run waits for the previous one."""
+    prev = PLAN.previous_in_order(run_of(w))
+    return [str(PLAN.path(layout.RUN, **prev.wildcards))] if prev else []
+
+
+COMPARE_DIR = f"{RESULTS}/figures/{registry.COMPARE}"
+COMPARISONS = registry.comparisons(PLAN.hypotheses)
+#: the report's introduction (workflow/report/workflow.rst)
+INTRO = "workflow/report/workflow.rst"
+
+
+def compare_targets():
+    """The PNG of every A-vs-B chart of the plan."""
+    return [f"{COMPARE_DIR}/{c.name}.png" for c in COMPARISONS]
+
+
+def plan_targets():
+    """Everything `H_all` builds (and `archive` bundles): every hypothesis's targets, the
+    A-vs-B charts and the verdict table."""
+    return [
+        *(f for h in PLAN.hypotheses for f in hypothesis_targets(h)),
+        *compare_targets(),
+        res(verdict_table.VERDICTS_CSV),
+    ]
+
+
+def front_page():
+    """The report's front page: the verdict table where it was written, else the intro."""
+    page = Path(RESULTS, verdict_table.FRONT_PAGE)
+    return str(page.resolve()) if page.is_file() else INTRO
+
+
+def print_verdicts():
+    """The verdict table at the end of a run that wrote it (the Snakefile's `onsuccess:`)."""
+    table = Path(RESULTS, verdict_table.VERDICTS_MD)
+    if table.is_file():
+        print(f"\nVerdicts at a glance ({table}):\n\n{table.read_text()}")
 
 
 def teardown_command_stacks():

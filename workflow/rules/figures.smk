@@ -11,8 +11,20 @@ PLOTS_SOURCES = sorted(str(p) for p in Path(plots.__file__).parent.rglob("*.py")
 CAPTIONS = Path(workflow.basedir) / "workflow" / "report" / "figures"
 
 
+def figure_code(hyp):
+    """The plots package and any figure code of the entry outside it (a plugin's, the
+    legacy track's): editing one reruns the figures job."""
+    modules = {f.draw.partition(":")[0] for f in ENTRIES[hyp].figures}
+    own = [importlib.util.find_spec(m).origin for m in modules if not m.startswith("spark_harness.plots")]
+    return PLOTS_SOURCES + sorted(own)
+
+
 def caption(hyp, name):
-    """A figure's caption template (relative to this file), else the generic one."""
+    """A figure's caption: its registry entry's, else its file under workflow/report/figures
+    (relative to this file), else the generic one."""
+    own = next((f.caption for f in ENTRIES[hyp].figures if f.name == name and f.caption), "")
+    if own:
+        return str(Path(own).resolve())
     own = "timeseries.rst" if name == "timeseries" else f"{hyp}/{name}.rst"
     return str(Path("../report/figures") / (own if (CAPTIONS / own).is_file() else "figure.rst"))
 
@@ -40,7 +52,8 @@ def figure_outputs(hyp):
             continue
         name, figure, stack, point, sub = shown[f]
         labels = report_labels(figure, stack, point)
-        flagged = report(str(d / f), caption=caption(hyp, name), category=hyp, subcategory=sub, labels=labels)
+        category = ENTRIES[hyp].report_category
+        flagged = report(str(d / f), caption=caption(hyp, name), category=category, subcategory=sub, labels=labels)
         out.append(flagged)
     return out
 
@@ -58,7 +71,7 @@ for _hyp in PLAN.hypotheses:
                 for s in PLAN.stacks_of(_hyp)
                 for pattern in (layout.INGEST_REQUESTS, layout.INGEST_TELEMETRY, layout.INGEST_POINTS)
             ],
-            code=PLOTS_SOURCES,
+            code=figure_code(_hyp),
         output:
             *figure_outputs(_hyp),
             verdict_rst=str(PLAN.path(layout.FIGURE_DIR, hyp=_hyp) / plots.VERDICT_RST),
@@ -77,6 +90,8 @@ for _hyp in PLAN.hypotheses:
         resources:
             mem_mb=2000,
             runtime=10,
+        conda:
+            CONDA_ENV
         log:
             res(f"logs/figures/{_hyp}.log"),
         script:

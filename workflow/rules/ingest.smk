@@ -11,7 +11,9 @@ rule ingest:
         telemetry=res(layout.INGEST_TELEMETRY),
         points=res(layout.INGEST_POINTS),
     params:
-        results=RESULTS,
+        results=lambda w: RESULTS,
+    conda:
+        CONDA_ENV
     log:
         res("logs/ingest/{hyp}/{stack}.log"),
     script:

@@ -18,8 +18,10 @@ rule server_up:
     params:
         stack=lambda w: json.dumps(run_of(w).spec["server"], sort_keys=True),
         workdir=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "server",
+    conda:
+        CONDA_ENV
     log:
-        res(layout.LOG_DIR + "/server.log"),
+        point_log("server"),
     threads: 0
     shell:
         "rm -rf {params.workdir} && "
@@ -35,8 +37,10 @@ rule telemetry_sidecar:
         cadence_ms=lambda w: run_of(w).spec["telemetry"].get("cadence_ms", 200),
         devices=lambda w: ",".join(d) if isinstance(d := run_of(w).spec["telemetry"].get("devices", "auto"), list) else d,
         spool=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "telemetry.spool.jsonl",
+    conda:
+        CONDA_ENV
     log:
-        res(layout.LOG_DIR + "/sidecar.log"),
+        point_log("sidecar"),
     threads: 0
     shell:
         "exec spark-harness sidecar --endpoint-file {params.endpoint} --service-file {output}"

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-SUMMARY_CSV = "summary.csv"
-VERDICT_JSON = "verdict.json"
+from spark_harness.verdict_contract import SUMMARY_CSV, VERDICT_JSON
+
+if TYPE_CHECKING:
+    from spark_harness.registry import Hypothesis
 
 
 class AnalysisError(ValueError):
@@ -30,37 +32,38 @@ def summarize(
     """Evaluate ``hyp`` and write its summary, verdict and figure tables into ``out_dir``.
 
     ``track`` is the plan's (``v3``, or ``v2.5`` for the legacy plan, whose ids mean
-    other hypotheses): it picks the evaluators."""
+    other hypotheses): it picks the registry the evaluator comes from."""
     from spark_harness.analysis.evidence import Context, failed_report, verdict
     from spark_harness.analysis.runs import load
 
-    evaluators = _evaluators(track)
-    if hyp not in evaluators:
-        raise AnalysisError(
-            f"no evaluator for hypothesis {hyp!r} in the {track} plan"
-            f" (have: {', '.join(evaluators)})"
-        )
+    entry = _entry(hyp, track)
     if not sources:
         raise AnalysisError(f"{hyp}: no ingested sources given")
     out_dir = Path(out_dir)
     steady = bool(hyp_config.get("steady_state", True))
-    ctx = Context(hyp, hyp_config, load(sources, steady=steady), out_dir)
+    # the claim as the registry states it, unless the plan words it
+    config = {"title": entry.title, **hyp_config}
+    ctx = Context(hyp, config, load(sources, steady=steady), out_dir)
     if ctx.data.runs.height == 0:  # every attempt failed: invalid, and each one reported
         result = verdict(ctx, [], [failed_report(ctx.data)], ctx.data.runs)
     else:
-        result = evaluators[hyp](ctx)
+        result = entry.evaluate()(ctx)
     result.sources = {f"{h}/{s}": str(p) for (h, s), p in sources.items()}
     ctx.write_table(SUMMARY_CSV, ctx.summary)
     result.tables = list(ctx.tables)
     result.write(out_dir / VERDICT_JSON)
 
 
-def _evaluators(track: str) -> Mapping[str, Any]:
-    """The evaluators of a plan track."""
-    if track == "v3":
-        from spark_harness.analysis.hypotheses import EVALUATORS
-    elif track == "v2.5":
-        from spark_harness.analysis.v25 import EVALUATORS
-    else:
-        raise AnalysisError(f"unknown plan track {track!r} (have: v3, v2.5)")
-    return EVALUATORS
+def _entry(hyp: str, track: str) -> Hypothesis:
+    """The registry entry of ``hyp`` in a plan track (its evaluator, its claim)."""
+    from spark_harness.registry import RegistryError, load
+
+    try:
+        known = load(track)
+    except RegistryError as e:
+        raise AnalysisError(str(e)) from e
+    if hyp not in known:
+        raise AnalysisError(
+            f"no evaluator for hypothesis {hyp!r} in the {track} plan (have: {', '.join(known)})"
+        )
+    return known[hyp]

@@ -22,12 +22,33 @@ from typing import Any
 
 from spark_harness.analysis.stats import CI_LEVEL, RESAMPLES, SEED
 from spark_harness.files import write_json
+from spark_harness.verdict_contract import (
+    CI_SPANS_THRESHOLD,
+    INCONCLUSIVE,
+    INVALID,
+    MISSING_EVIDENCE,
+    NO_CI,
+    NO_USABLE_RUNS,
+    NOT_SUPPORTED,
+    SCHEMA_VERSION,
+    SUPPORTED,
+    validate,
+)
 
-SUPPORTED = "supported"
-NOT_SUPPORTED = "not supported"
-INCONCLUSIVE = "inconclusive"
-INVALID = "invalid"
-VERDICT_SCHEMA_VERSION = 1
+#: the statuses are re-exported: the evaluators import them from here
+__all__ = [
+    "INCONCLUSIVE",
+    "INF",
+    "INVALID",
+    "NOT_SUPPORTED",
+    "SUPPORTED",
+    "Criterion",
+    "Gate",
+    "Interval",
+    "Row",
+    "Verdict",
+    "judge",
+]
 
 INF = math.inf
 Interval = tuple[float, float]
@@ -48,15 +69,15 @@ def judge(
     degenerate CI sitting exactly on the threshold (e.g. zero extra bytes) refutes.
     """
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return INCONCLUSIVE, ["missing_evidence"]
+        return INCONCLUSIVE, [MISSING_EVIDENCE]
     if ci is None:
-        return INCONCLUSIVE, ["no_ci"]
+        return INCONCLUSIVE, [NO_CI]
     lo, hi = ci
     if any(a < lo and hi < b for a, b in supported):
         return SUPPORTED, []
     if any(a <= lo and hi <= b for a, b in refuted):
         return NOT_SUPPORTED, []
-    return INCONCLUSIVE, ["ci_spans_threshold"]
+    return INCONCLUSIVE, [CI_SPANS_THRESHOLD]
 
 
 @dataclass
@@ -212,7 +233,7 @@ class Verdict:
     def reasons(self) -> list[str]:
         out: list[str] = []
         if not self.runs_used():
-            out.append("no_usable_runs")
+            out.append(NO_USABLE_RUNS)
         for g in self.gates:
             if g.passed is False or g.effect == "report":
                 out += g.reasons
@@ -228,7 +249,7 @@ class Verdict:
         p = self.primary()
         return _clean(
             {
-                "schema_version": VERDICT_SCHEMA_VERSION,
+                "schema_version": SCHEMA_VERSION,
                 "hypothesis": self.hypothesis,
                 "title": self.title,
                 "status": self.status,
@@ -258,7 +279,8 @@ class Verdict:
         )
 
     def write(self, path: Path) -> None:
-        write_json(path, self.to_dict())
+        """Write ``verdict.json``; a verdict outside the contract is never written."""
+        write_json(path, validate(self.to_dict(), f"{path} ({self.hypothesis})"))
 
 
 def _any_of(statuses: Sequence[str]) -> str:

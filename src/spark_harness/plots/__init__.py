@@ -1,12 +1,12 @@
 """Figures drawn from the summaries: one PNG (and SVG) per figure, with the CSV it plots.
 
 ``draw(hyp, summary_dir, out_dir, ingest_dirs, points)`` draws every figure of one
-hypothesis into ``out_dir`` (``results/figures/{hyp}/``): the evidence figures of
-``HYPOTHESES.md`` from the summary folder alone (``verdict.json`` and the ``fig_*.csv``
-tables of ``analysis.summarize``), a time-series panel per measured point from the
-ingested Parquet, and ``verdict.rst`` (the verdict with its numbers, which the report's
-captions include). ``files(hyp, points)`` names everything it writes, so the workflow
-can declare it.
+hypothesis into ``out_dir`` (``results/figures/{hyp}/``): the evidence figures its entry
+in :mod:`spark_harness.registry` names, from the summary folder alone (``verdict.json``
+and the ``fig_*.csv`` tables of ``analysis.summarize``), a time-series panel per
+measured point from the ingested Parquet, and ``verdict.rst`` (the verdict with its
+numbers, which the report's captions include). ``files(hyp, points)`` names everything
+it writes, so the workflow can declare it.
 
 The names here are plain data: the workflow asks for them at every parse, and the
 drawing code (matplotlib takes a second to import) is loaded only by :func:`draw`.
@@ -18,47 +18,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from spark_harness.plots.verdicts import Verdict
+from spark_harness.registry import load
 
-#: The evidence figures of each hypothesis (file stems under results/figures/{hyp}/).
-#: ``plots.hypotheses.FIGURES`` holds the code that draws them, in this order.
-FIGURE_NAMES: dict[str, tuple[str, ...]] = {
-    "H0": ("latency_vs_concurrency",),
-    "H1": ("ttft_cold_vs_warm",),
-    "H2A": ("p99_vs_context",),
-    "H2B": ("p99_vs_context", "tier_hit_shares"),
-    "H3": ("p99_vs_context", "p99_vs_counters"),
-    "H4A": ("p99_vs_read_await",),
-    "H4B": ("p99_vs_read_await",),
-    "H5": ("p99_vs_working_set",),
-    "H6": ("knee_vs_capacity",),
-    "H7": ("predicted_vs_observed_reads", "p99_vs_g3_fetch_p95"),
-    "H8A": ("iowait_vs_p99",),
-    "H8B": ("iowait_vs_p99",),
-    "H9": ("replay_ttft_by_mode",),
-}
-#: The legacy v2.5 plan's figures (``track: v2.5``; ``plots.v25`` draws them).
-V25_FIGURE_NAMES: dict[str, tuple[str, ...]] = {
-    "H0": FIGURE_NAMES["H0"],
-    "H1": FIGURE_NAMES["H1"],
-    "H2": ("p99_vs_pressure",),
-    "H3": ("p99_vs_os_paging",),
-    "H4": ("p99_vs_qos",),
-    "H5": ("p99_vs_adapters",),
-    "H6": ("p99_storm_vs_baseline",),
-    "H7": ("device_vs_lora_bytes",),
-    "H8": ("iowait_vs_p99",),
-}
-#: Figure names per plan track (``Plan.track``).
-TRACKS: dict[str, dict[str, tuple[str, ...]]] = {"v3": FIGURE_NAMES, "v2.5": V25_FIGURE_NAMES}
 #: The verdict with its numbers, as reStructuredText: the report's captions include it.
 VERDICT_RST = "verdict.rst"
 TIMESERIES_DIR = "timeseries"
 
 
 def figure_names(hyp: str, track: str = "v3") -> list[str]:
-    """The evidence figures of ``hyp`` in a plan track (none for one this package does not
-    know)."""
-    return list(TRACKS[track].get(hyp, ()))
+    """The evidence figures of ``hyp`` in a plan track (none for one without figures)."""
+    known = load(track)
+    return list(known[hyp].figure_names) if hyp in known else []
 
 
 def timeseries_name(stack: str, point: str) -> str:

@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
 from spark_harness.plots.verdicts import PlotError, Verdict
+from spark_harness.verdict_contract import VERDICT_JSON
 
-VERDICT_JSON = "verdict.json"
+
+def number(value: Any) -> float | None:
+    """A polars aggregate (``mean``, ``max``: typed as any literal) as a float, or None."""
+    return None if value is None else float(value)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.typing import LegendLocType, LineStyleType
 
 from spark_harness.plots import style
 from spark_harness.plots.data import Summary
@@ -110,7 +111,7 @@ def legend(
     stacks: Sequence[str] = (),
     quantiles: Sequence[str] = (),
     extra: Sequence[tuple[str, dict]] = (),
-    loc: str = "best",
+    loc: LegendLocType = "best",
     lines: bool = True,
 ) -> None:
     """One legend: stacks by colour, percentiles by line style, then any extra entries.
@@ -196,7 +197,12 @@ def scatter_runs(
 
 
 def ols_line(
-    ax: Axes, x: np.ndarray, y: np.ndarray, colour: str, label: str = "", linestyle: str = "--"
+    ax: Axes,
+    x: np.ndarray,
+    y: np.ndarray,
+    colour: str,
+    label: str = "",
+    linestyle: LineStyleType = "--",
 ) -> None:
     """The least-squares line over the observed x range (what a slope criterion fits)."""
     ok = np.isfinite(x) & np.isfinite(y)

@@ -14,11 +14,11 @@ import polars as pl
 from spark_harness.files import atomic_writer
 from spark_harness.plots import VERDICT_RST, timeseries_name
 from spark_harness.plots.data import Ingested, Summary
-from spark_harness.plots.hypotheses import FIGURES
 from spark_harness.plots.panels import FigureSpec
 from spark_harness.plots.style import save, styled
 from spark_harness.plots.timeseries import draw_point
 from spark_harness.plots.verdicts import PlotError
+from spark_harness.registry import load, resolve
 
 
 def write_csv(frame: pl.DataFrame, path: Path) -> None:
@@ -26,13 +26,10 @@ def write_csv(frame: pl.DataFrame, path: Path) -> None:
         frame.write_csv(fh)
 
 
-def figures(track: str) -> dict[str, list[FigureSpec]]:
-    """The figure code of a plan track."""
-    if track == "v2.5":
-        from spark_harness.plots.v25 import FIGURES as V25
-
-        return V25
-    return FIGURES
+def figures(hyp: str, track: str) -> list[FigureSpec]:
+    """The figure code of ``hyp`` in a plan track, as its registry entry names it."""
+    known = load(track)
+    return [FigureSpec(f.name, resolve(f.draw)) for f in known[hyp].figures] if hyp in known else []
 
 
 def render(
@@ -48,7 +45,7 @@ def render(
         raise PlotError(f"{summary_dir}: verdict.json is for {summary.hyp}, not {hyp}")
     written: list[Path] = []
     with styled():
-        for spec in figures(track).get(hyp, []):
+        for spec in figures(hyp, track):
             fig, table = spec.draw(summary)
             png, svg, csv = (out_dir / f"{spec.name}.{ext}" for ext in ("png", "svg", "csv"))
             save(fig, png, svg)

@@ -21,6 +21,7 @@ from typing import Any
 import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.typing import LineStyleType, RcKeyType
 
 from spark_harness.files import atomic_writer
 
@@ -41,7 +42,8 @@ GREY = "#7F7F7F"
 def tint(colour: str, amount: float) -> str:
     """``colour`` mixed with white (0: unchanged, 1: white)."""
     rgb = matplotlib.colors.to_rgb(colour)
-    return matplotlib.colors.to_hex([c + (1 - c) * amount for c in rgb])
+    r, g, b = (c + (1 - c) * amount for c in rgb)
+    return matplotlib.colors.to_hex((r, g, b))
 
 
 #: Fixed colours per stack name. B0/B1/B2 are H9's KVBM modes of Stack B.
@@ -58,7 +60,7 @@ STACK_MARKERS = {"A": "o", "B": "s", "B0": "^", "B1": "D", "B2": "s"}
 STACK_HATCHES = {"B0": "", "B1": "//", "B2": "xx"}
 
 #: TTFT percentiles: the tail is the solid line.
-PERCENTILE_STYLES = {"p50": ":", "p95": "--", "p99": "-"}
+PERCENTILE_STYLES: dict[str, LineStyleType] = {"p50": ":", "p95": "--", "p99": "-"}
 
 #: KV tiers (and prompt tokens computed afresh, "miss").
 TIER_COLOURS = {
@@ -77,7 +79,11 @@ TIER_LABELS = {
 #: Storage QoS (fio contention) profiles and H6 eviction policies: shape, not colour,
 #: so the stack colour stays free to say which stack a point belongs to.
 PROFILE_MARKERS = {"none": "o", "moderate": "s", "heavy": "^"}
-POLICY_STYLES = {"lru": ("-", "o"), "lfu": ("--", "s"), "fifo": (":", "^")}
+POLICY_STYLES: dict[str, tuple[LineStyleType, str]] = {
+    "lru": ("-", "o"),
+    "lfu": ("--", "s"),
+    "fifo": (":", "^"),
+}
 #: Source hypotheses of the analytical ones (H3, H7, H8): marker per source.
 SOURCE_MARKERS = {"H2A": "o", "H2B": "o", "H4A": "s", "H4B": "s", "H0": "D"}
 #: Sequence for categories without a fixed marker.
@@ -88,7 +94,7 @@ WIDTH = 7.5
 PANEL_HEIGHT = 2.7
 DPI = 110
 
-RC: dict[str, Any] = {
+RC: dict[RcKeyType, Any] = {
     "font.size": 9,
     "axes.titlesize": 9,
     "axes.labelsize": 9,

@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
+from matplotlib.typing import LineStyleType
 
 from spark_harness.plots import style
 from spark_harness.plots.data import Ingested
@@ -29,7 +30,7 @@ from spark_harness.plots.verdicts import Verdict
 WHAT = "Time series of one run: TTFT per request, KV tier activity, device reads, iowait"
 MIB = 1024.0  # kB/s -> MiB/s
 #: KV tier counters drawn as rates: (delta column, label, tier colour, line style).
-KV_SERIES = [
+KV_SERIES: list[tuple[str, str, str, LineStyleType]] = [
     ("kv_onboard_blocks_g2_delta", "onboard G2→G1", "g2", "-"),
     ("kv_onboard_blocks_g3_delta", "onboard G3→G1", "g3", "-"),
     ("kv_offload_blocks_g1_g2_delta", "offload G1→G2", "g2", "--"),
@@ -73,7 +74,8 @@ def draw_point(ingested: Ingested, stack: str, point: str, verdict: Verdict) -> 
         requests = ingested.run(stack, "requests.parquet", run["run_id"])
         telemetry = ingested.run(stack, "telemetry.parquet", run["run_id"]).sort("t_ns")
         phases = _phases(run, requests, telemetry)
-        t0 = min([v[0] for v in phases.values()] or [int(telemetry["t_ns"].min() or 0)])
+        first: Any = telemetry["t_ns"].min()  # epoch ns: an int, never through a float
+        t0 = min([v[0] for v in phases.values()] or [int(first or 0)])
         for ax in axes:
             _shade_phases(ax, phases, t0)
         _label_phases(axes[0], phases, t0)
@@ -96,17 +98,18 @@ def _phases(
 ) -> dict[str, list[int]]:
     """The run's phase windows; a phase a failure cut short ends at the last evidence."""
     phases = {k: v for k, v in json.loads(run["phases_json"] or "{}").items() if v and v[0]}
-    evidence = [
+    evidence: list[Any] = [  # epoch ns: ints, never through a float
         frame[col].max()
         for frame, col in ((telemetry, "t_ns"), (requests, "done_ns"), (requests, "sent_ns"))
         if col in frame.columns and frame.height
     ]
     last = max([int(t) for t in evidence if t is not None], default=None)
-    return {
-        (k if end is not None else f"{k} (cut short)"): [start, end if end is not None else last]
-        for k, (start, end) in phases.items()
-        if end is not None or last is not None
-    }
+    windows = {}
+    for k, (start, end) in phases.items():
+        stop = end if end is not None else last
+        if stop is not None:
+            windows[k if end is not None else f"{k} (cut short)"] = [start, stop]
+    return windows
 
 
 def _which(run: dict[str, Any] | None) -> str:

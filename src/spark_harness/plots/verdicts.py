@@ -2,12 +2,12 @@
 
 Every figure states its hypothesis's verdict in its title, and the report's captions
 state the verdict with its numbers. Both are written from ``verdict.json`` alone (the
-analysis's output, docs/ANALYSIS.md), here, so a title and a caption never disagree.
+analysis's output, checked against :mod:`spark_harness.verdict_contract`), here, so a
+title and a caption never disagree.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import textwrap
 from collections.abc import Mapping
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spark_harness import verdict_contract as contract
 from spark_harness.files import atomic_writer
 
-STATUSES = ("supported", "not supported", "inconclusive", "invalid")
 MIB = 1024**2
 GIB = 1024**3
 OPS = {">=": "≥", "<=": "≤", "==": "="}
@@ -58,7 +58,7 @@ def fmt_ci(ci: list[float] | tuple[float, float] | None, unit: str = "") -> str:
     return f"95 % CI {lo} to {hi}"
 
 
-def _threshold(c: Mapping[str, Any]) -> str:
+def threshold_text(c: Mapping[str, Any]) -> str:
     """What the criterion needs, e.g. ``> 2.00`` or ``within 0.500 to 2.00``."""
     op, value, unit = c.get("op", ""), c.get("threshold"), c.get("unit", "")
     band = (c.get("details") or {}).get("band")
@@ -85,28 +85,19 @@ class Verdict:
 
     @classmethod
     def read(cls, path: Path) -> Verdict:
-        try:
-            data = json.loads(Path(path).read_text())
-        except FileNotFoundError as e:
-            raise PlotError(f"{path}: verdict missing (the summary rule writes it)") from e
-        except json.JSONDecodeError as e:
-            raise PlotError(f"{path}: not valid JSON: {e}") from e
-        return cls.from_dict(data, str(path))
+        """A ``verdict.json``; one outside the contract raises :class:`ContractError`."""
+        return cls.from_dict(contract.read(Path(path)), str(path))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "verdict") -> Verdict:
-        missing = [k for k in ("hypothesis", "status") if k not in data]
-        if missing:
-            raise PlotError(f"{where}: no {', '.join(missing)} (not a verdict.json)")
-        if data["status"] not in STATUSES:
-            raise PlotError(f"{where}: unknown status {data['status']!r}")
+        data = contract.validate(data, where)
         return cls(
             hypothesis=str(data["hypothesis"]),
-            title=str(data.get("title") or data["hypothesis"]),
+            title=str(data["title"] or data["hypothesis"]),
             status=str(data["status"]),
-            criteria=list(data.get("criteria") or []),
+            criteria=list(data["criteria"]),
             gates=dict(data.get("gates") or {}),
-            reasons=list(data.get("reasons") or []),
+            reasons=list(data["reasons"]),
             stacks=dict(data.get("stacks") or {}),
             tables=list(data.get("tables") or []),
             notes=list(data.get("notes") or []),
@@ -131,7 +122,7 @@ class Verdict:
         text = fmt(c.get("value"), unit)
         if c.get("ci"):
             text += f" ({fmt_ci(c['ci'], unit)})"
-        need = _threshold(c)
+        need = threshold_text(c)
         return f"{text}, needs {need}" if need else text
 
     @classmethod
@@ -168,14 +159,14 @@ class Verdict:
 
     def rst(self) -> str:
         """The verdict with its numbers as reStructuredText (included by the captions)."""
-        out = [f"**Verdict: {self.status}.** {_rst_escape(self.title)}.", ""]
+        out = [f"**Verdict: {self.status}.** {rst_escape(self.title)}.", ""]
         for c in self.criteria:
             role = " (evidence only)" if c.get("role") == "info" else ""
             role = " (one alternative must hold)" if c.get("role") == "any" else role
             out.append(
                 f"- ``{c['name']}``{role}: **{c.get('status', '?')}**, "
-                f"{_rst_escape(self.measured(c))}"
-                f" — {_rst_escape(c.get('statistic', ''))}"
+                f"{rst_escape(self.measured(c))}"
+                f" — {rst_escape(c.get('statistic', ''))}"
             )
             if c.get("reasons"):
                 out[-1] += f"; reasons: {', '.join(f'``{r}``' for r in c['reasons'])}"
@@ -193,7 +184,7 @@ class Verdict:
         if self.reasons:
             out += [f"Reason codes: {', '.join(f'``{r}``' for r in self.reasons)}.", ""]
         for n in self.notes:
-            out += [f"Note: {_rst_escape(n)}.", ""]
+            out += [f"Note: {rst_escape(n)}.", ""]
         return "\n".join(out)
 
     def write_rst(self, path: Path) -> None:
@@ -201,7 +192,7 @@ class Verdict:
             fh.write(self.rst())
 
 
-def _rst_escape(text: str) -> str:
+def rst_escape(text: str) -> str:
     """Plain text safe inside RST paragraphs (``*``, backquotes and ``|`` are markup)."""
     for ch in ("\\", "*", "`", "|", "_"):
         text = text.replace(ch, "\\" + ch)

@@ -1,22 +1,14 @@
-"""The evidence figures of every hypothesis of HYPOTHESES.md: ``FIGURES[hyp]``."""
+"""The evidence figures of every hypothesis of docs/PLAN.md: one module per hypothesis.
+
+Which function draws which figure is stated in :mod:`spark_harness.registry`;
+``FIGURES[hyp]`` is that code, resolved (for benchmarks and tests).
+"""
 
 from __future__ import annotations
 
-from spark_harness.plots.hypotheses import h0, h1, h2, h3, h4, h5, h6, h7, h8, h9
 from spark_harness.plots.panels import FigureSpec
+from spark_harness.registry import BUILTIN, resolve
 
 FIGURES: dict[str, list[FigureSpec]] = {
-    "H0": h0.FIGURES,
-    "H1": h1.FIGURES,
-    "H2A": h2.FIGURES_A,
-    "H2B": h2.FIGURES_B,
-    "H3": h3.FIGURES,
-    "H4A": h4.FIGURES_A,
-    "H4B": h4.FIGURES_B,
-    "H5": h5.FIGURES,
-    "H6": h6.FIGURES,
-    "H7": h7.FIGURES,
-    "H8A": h8.FIGURES_A,
-    "H8B": h8.FIGURES_B,
-    "H9": h9.FIGURES,
+    h.id: [FigureSpec(f.name, resolve(f.draw)) for f in h.figures] for h in BUILTIN
 }

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import polars as pl
 
+from spark_harness.analysis import thresholds as T
 from spark_harness.plots import panels, style
-from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.data import Summary, number
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_latency_vs_concurrency.csv"
+TABLE = figure_table("latency_vs_concurrency")
 WHAT = "TTFT p50/p95/p99 vs concurrency (closed loop); U_work, knee and collapse per stack"
-#: HYPOTHESES.md, U_work: the knee is where p99 > 2 x p50 (and at the next step).
-KNEE_RATIO = 2.0
-#: HYPOTHESES.md, collapse point: p99 TTFT > 1000 ms.
-COLLAPSE_P99_MS = 1000.0
 
 
 def latency_vs_concurrency(summary: Summary) -> Drawn:
@@ -44,9 +42,11 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
         if knee.height:
             top.scatter(knee["users"], knee["p99_ms"], marker="X", s=90, color=colour, zorder=4)
             bottom.scatter(knee["users"], knee["p99_over_p50"], marker="X", s=90, color=colour)
-    panels.threshold_line(bottom, KNEE_RATIO, "knee rule: p99 > 2 × p50 at two steps")
-    if table["p99_ms"].max() >= COLLAPSE_P99_MS / 2:  # only where the curves come near it
-        panels.threshold_line(top, COLLAPSE_P99_MS, "collapse: p99 > 1000 ms", "right")
+    panels.threshold_line(bottom, T.KNEE_P99_OVER_P50, "knee rule: p99 > 2 × p50 at two steps")
+    if (
+        number(table["p99_ms"].max()) or 0.0
+    ) >= T.COLLAPSE_P99_MS / 2:  # only where the curves come near it
+        panels.threshold_line(top, T.COLLAPSE_P99_MS, "collapse: p99 > 1000 ms", "right")
     users = sorted(table["users"].unique().to_list())
     for ax in (top, bottom):
         panels.log2_axis(ax, users)
@@ -61,6 +61,3 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
         loc="upper left",
     )
     return panels.finish(fig, summary, WHAT), table
-
-
-FIGURES = [FigureSpec("latency_vs_concurrency", latency_vs_concurrency)]

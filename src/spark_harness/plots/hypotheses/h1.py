@@ -6,10 +6,11 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
 from spark_harness.plots.verdicts import fmt
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_ttft_cold_vs_warm.csv"
+TABLE = figure_table("ttft_cold_vs_warm")
 WHAT = "TTFT distribution (CDF, pooled repetitions) with cold vs warm LoRA adapters, Stack A"
 CACHE_STYLES = {"warm": "-", "cold": "--"}
 
@@ -52,6 +53,3 @@ def ttft_cold_vs_warm(summary: Summary) -> Drawn:
     ax.set_ylim(0, 1.02)
     ax.legend(loc="center right")
     return panels.finish(fig, summary, WHAT), table
-
-
-FIGURES = [FigureSpec("ttft_cold_vs_warm", ttft_cold_vs_warm)]

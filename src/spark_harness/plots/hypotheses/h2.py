@@ -11,21 +11,16 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from spark_harness.analysis import thresholds as T
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-CURVE = "fig_p99_vs_context.csv"
-SHARES = "fig_tier_hit_shares.csv"
+CURVE = figure_table("p99_vs_context")
+SHARES = figure_table("tier_hit_shares")
 CTX = "workload.context_tokens"
 CTX_LABEL = "context (prompt tokens)"
-#: HYPOTHESES.md H2A: device reads within 10 % of idle; docs/ANALYSIS.md: the idle
-#: baseline counts as at least 64 kB/s.
-READS_OVER_IDLE = 0.10
-IDLE_FLOOR_KBPS = 64.0
-#: HYPOTHESES.md storage knee: G3 fetch >= 50 % of TTFT at p95; H2B: G3 hit share >= 20 %.
-KNEE_FETCH_SHARE = 0.5
-G3_HIT_SHARE = 0.20
 WHAT_A = "TTFT vs context at U_work, and device reads vs their idle baseline, Stack A"
 WHAT_B = "TTFT vs context at U_work with the storage knee; G3 fetch share; read await, Stack B"
 WHAT_SHARES = "Where prompt tokens came from, per context: G1, G2, G3 or computed, Stack B"
@@ -63,7 +58,7 @@ def p99_vs_context_a(summary: Summary) -> Drawn:
         idle = sub["idle_read_kbps"].to_numpy()
         bottom.plot(xs, sub["read_kbps"], "-", color=colour, marker="o", label="load window")
         bottom.plot(xs, idle, ":", color=style.GREY, marker=".", label="idle baseline")
-        limit = idle + READS_OVER_IDLE * np.maximum(idle, IDLE_FLOOR_KBPS)
+        limit = idle + T.H2A_READS_OVER_IDLE * np.maximum(idle, T.IDLE_READ_FLOOR_KBPS)
         bottom.plot(xs, limit, "--", color=style.GREY, linewidth=1.0, label="idle + 10 % (rule)")
     values = sorted(table[CTX].unique().to_list())
     for ax in (top, bottom):
@@ -95,7 +90,7 @@ def p99_vs_context_b(summary: Summary) -> Drawn:
             for ax in (top, mid, bottom):
                 label = f"storage knee: {knee:g} tokens" if ax is top else ""
                 panels.mark_x(ax, knee, colour, label, left=left)
-    panels.threshold_line(mid, KNEE_FETCH_SHARE, "knee: G3 fetch ≥ 50 % of p95 TTFT")
+    panels.threshold_line(mid, T.STORAGE_KNEE_FETCH_SHARE, "knee: G3 fetch ≥ 50 % of p95 TTFT")
     if knee is None:
         style.note(top, "no storage knee in the sweep")
     values = sorted(table[CTX].unique().to_list())
@@ -133,7 +128,7 @@ def tier_hit_shares(summary: Summary) -> Drawn:
         bottom += vals
     hit = table["g3_hit_share"].cast(pl.Float64).fill_null(np.nan).to_numpy()
     ax.plot(pos, hit, "-", color="black", marker="D", ms=4, label="G3 share of reused tokens")
-    panels.threshold_line(ax, G3_HIT_SHARE, "rule: G3 hit share ≥ 20 % at the knee")
+    panels.threshold_line(ax, T.H2B_G3_HIT_SHARE, "rule: G3 hit share ≥ 20 % at the knee")
     knee = knee_context(summary)
     if knee is not None and knee in table[CTX].to_list():
         i = table[CTX].to_list().index(knee)
@@ -151,10 +146,3 @@ def tier_hit_shares(summary: Summary) -> Drawn:
     ax.set_ylim(0, 1.08)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     return panels.finish(fig, summary, WHAT_SHARES), table
-
-
-FIGURES_A = [FigureSpec("p99_vs_context", p99_vs_context_a)]
-FIGURES_B = [
-    FigureSpec("p99_vs_context", p99_vs_context_b),
-    FigureSpec("tier_hit_shares", tier_hit_shares),
-]

@@ -7,10 +7,11 @@ import polars as pl
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
 from spark_harness.plots.hypotheses.h2 import CTX, CTX_LABEL
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-CURVE = "fig_p99_vs_context.csv"
-COUNTERS = "fig_p99_vs_counters.csv"
+CURVE = figure_table("p99_vs_context")
+COUNTERS = figure_table("p99_vs_counters")
 WHAT_CONTEXT = "TTFT p99 vs context at U_work: Stack A (H2A) against Stack B (H2B)"
 WHAT_COUNTERS = "TTFT p99 per run vs OS memory used (left) and vs G3 onboards (right)"
 GIB = 1024**3
@@ -62,9 +63,3 @@ def p99_vs_counters(summary: Summary) -> Drawn:
         ax.set_ylabel("TTFT p99 per run (ms)")
     panels.legend(left, plotted["stack"].unique(maintain_order=True).to_list(), lines=False)
     return panels.finish(fig, summary, WHAT_COUNTERS), plotted
-
-
-FIGURES = [
-    FigureSpec("p99_vs_context", p99_vs_context),
-    FigureSpec("p99_vs_counters", p99_vs_counters),
-]

@@ -10,15 +10,15 @@ from __future__ import annotations
 import polars as pl
 from matplotlib.axes import Axes
 
+from spark_harness.analysis import thresholds as T
 from spark_harness.plots import panels, style
-from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.data import Summary, number
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_p99_vs_read_await.csv"
+TABLE = figure_table("p99_vs_read_await")
 PROFILE = "qos.profile"
 BASELINE = "none"
-#: HYPOTHESES.md H4A: p99 change < 10 %.
-P99_CHANGE = 0.10
 WHAT_A = "TTFT p99 per run vs device read await under fio profiles, Stack A"
 WHAT_B = "TTFT p99 per run vs device read await under fio profiles, Stack B"
 X_LABELS = {
@@ -67,9 +67,14 @@ def p99_vs_read_await_a(summary: Summary) -> Drawn:
         return panels.placeholder(summary, WHAT_A)
     fig, (ax,) = style.new_figure(1, height=4.4)
     _scatter(ax, table, "read_await_ms")
-    base = table.filter(pl.col(PROFILE) == BASELINE)["ttft_p99"].mean()
+    base = number(table.filter(pl.col(PROFILE) == BASELINE)["ttft_p99"].mean())
     if base is not None:
-        ax.axhspan(base * (1 - P99_CHANGE), base * (1 + P99_CHANGE), color=style.GREY, alpha=0.12)
+        ax.axhspan(
+            base * (1 - T.H4A_P99_CHANGE),
+            base * (1 + T.H4A_P99_CHANGE),
+            color=style.GREY,
+            alpha=0.12,
+        )
         panels.threshold_line(ax, base, "p99 without contention; band: ±10 % (rule)", "right")
     panels.criterion_title(ax, summary.verdict, "read_await_rises", "await rise, heaviest − none")
     panels.legend(
@@ -102,7 +107,3 @@ def p99_vs_read_await_b(summary: Summary) -> Drawn:
         loc="lower right",
     )
     return panels.finish(fig, summary, WHAT_B), table
-
-
-FIGURES_A = [FigureSpec("p99_vs_read_await", p99_vs_read_await_a)]
-FIGURES_B = [FigureSpec("p99_vs_read_await", p99_vs_read_await_b)]

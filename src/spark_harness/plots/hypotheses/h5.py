@@ -6,9 +6,10 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_p99_vs_working_set.csv"
+TABLE = figure_table("p99_vs_working_set")
 WHAT = "TTFT p95/p99 and device read IOPS per run vs KV working set (multi-turn chat), Stack B"
 MIB = 1024**2
 
@@ -70,6 +71,3 @@ def p99_vs_working_set(summary: Summary) -> Drawn:
         loc="upper left",
     )
     return panels.finish(fig, summary, WHAT), table
-
-
-FIGURES = [FigureSpec("p99_vs_working_set", p99_vs_working_set)]

@@ -8,9 +8,10 @@ from matplotlib.lines import Line2D
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_knee_vs_capacity.csv"
+TABLE = figure_table("knee_vs_capacity")
 WHAT = "Knee vs KV tier capacity per eviction policy, and hit ratios, Stack B"
 #: Sideways nudge between policies, in doublings of capacity.
 DODGE = 0.06
@@ -77,6 +78,3 @@ def knee_vs_capacity(summary: Summary) -> Drawn:
         loc="center right",
     )
     return panels.finish(fig, summary, WHAT), table
-
-
-FIGURES = [FigureSpec("knee_vs_capacity", knee_vs_capacity)]

@@ -8,10 +8,11 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-READS = "fig_predicted_vs_observed_reads.csv"
-FETCH = "fig_p99_vs_g3_fetch_p95.csv"
+READS = figure_table("predicted_vs_observed_reads")
+FETCH = figure_table("p99_vs_g3_fetch_p95")
 WHAT_READS = "Device read bytes per run: predicted from G3 onboards × block bytes vs observed"
 WHAT_FETCH = "TTFT p99 per run vs G3 fetch time p95 (server-reported), Stack B"
 #: docs/ANALYSIS.md H7_RATIO_BAND: observed / predicted within [0.5, 2].
@@ -76,9 +77,3 @@ def p99_vs_g3_fetch_p95(summary: Summary) -> Drawn:
         extra=[("least-squares fit", {"color": "black", "linestyle": "--", "linewidth": 1.1})],
     )
     return panels.finish(fig, summary, WHAT_FETCH), table
-
-
-FIGURES = [
-    FigureSpec("predicted_vs_observed_reads", predicted_vs_observed_reads),
-    FigureSpec("p99_vs_g3_fetch_p95", p99_vs_g3_fetch_p95),
-]

@@ -7,14 +7,14 @@ drawn hollow. H8A shows the ±1 pp band within which iowait counts as flat.
 
 from __future__ import annotations
 
+from spark_harness.analysis import thresholds as T
 from spark_harness.plots import panels, style
-from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.data import Summary, number
+from spark_harness.plots.panels import Drawn
 from spark_harness.plots.verdicts import fmt, fmt_ci
+from spark_harness.verdict_contract import figure_table
 
-TABLE = "fig_iowait_vs_p99.csv"
-#: docs/ANALYSIS.md FLAT_IOWAIT_PP: iowait within ±1 pp across the p99 range is flat.
-FLAT_PP = 1.0
+TABLE = figure_table("iowait_vs_p99")
 WHAT_A = "CPU iowait and device read await per run vs TTFT p99, Stack A (runs of H2A and H4A)"
 WHAT_B = "CPU iowait and device read await per run vs TTFT p99, Stack B (runs of H2B and H4B)"
 
@@ -43,9 +43,15 @@ def _draw(summary: Summary, what: str, engaged_only: bool) -> Drawn:
                 top, "hollow: runs without G3 onboards (not in the correlation)", "lower right"
             )
     else:
-        mean = table["iowait_pct"].mean()
+        mean = number(table["iowait_pct"].mean())
         if mean is not None:
-            top.axhspan(max(mean - FLAT_PP, 0), mean + FLAT_PP, color=style.GREY, alpha=0.12, lw=0)
+            top.axhspan(
+                max(mean - T.FLAT_IOWAIT_PP, 0),
+                mean + T.FLAT_IOWAIT_PP,
+                color=style.GREY,
+                alpha=0.12,
+                lw=0,
+            )
         c = v.criterion("iowait_vs_p99_near_zero") or {}
         change = (c.get("details") or {}).get("change_of_iowait_pct_over_p99_range")
         if change:
@@ -71,7 +77,3 @@ def iowait_vs_p99_a(summary: Summary) -> Drawn:
 
 def iowait_vs_p99_b(summary: Summary) -> Drawn:
     return _draw(summary, WHAT_B, engaged_only=True)
-
-
-FIGURES_A = [FigureSpec("iowait_vs_p99", iowait_vs_p99_a)]
-FIGURES_B = [FigureSpec("iowait_vs_p99", iowait_vs_p99_b)]

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 import polars as pl
+from matplotlib.artist import Artist
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
+from spark_harness.verdict_contract import figure_table
 
-MODES_TABLE = "fig_replay_ttft_by_mode.csv"
-PAIRS_TABLE = "fig_replay_pairs.csv"
+MODES_TABLE = figure_table("replay_ttft_by_mode")
+PAIRS_TABLE = figure_table("replay_pairs")
 WHAT = "Mean replay TTFT per mode with 95 % CI; lines: repetition pairs (AB/BA order)"
 MODE_LABELS = {"B0": "B0: no offload", "B1": "B1: host tier", "B2": "B2: host + disk"}
 ORDER_MARKERS = {"listed": "o", "reversed": "s"}
@@ -83,7 +85,7 @@ def replay_ttft_by_mode(summary: Summary) -> Drawn:
     ax.set_xticks(pos, [MODE_LABELS.get(m, m) for m in names])
     ax.set_xlabel("KV offload mode of Stack B")
     ax.set_ylabel("mean TTFT of replayed sessions (ms)")
-    handles = [
+    handles: list[Artist] = [
         Patch(
             facecolor=style.stack_colour(m),
             hatch=style.STACK_HATCHES.get(m, ""),
@@ -99,6 +101,3 @@ def replay_ttft_by_mode(summary: Summary) -> Drawn:
     ]
     ax.legend(handles=handles, loc="upper right")
     return panels.finish(fig, summary, WHAT), pl.DataFrame(long, infer_schema_length=None)
-
-
-FIGURES = [FigureSpec("replay_ttft_by_mode", replay_ttft_by_mode)]

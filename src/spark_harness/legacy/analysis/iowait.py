@@ -13,8 +13,8 @@ import polars as pl
 
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.evidence import Context, PointStats, verdict
-from spark_harness.analysis.v25.common import correlation_criterion, present
 from spark_harness.analysis.verdict import INCONCLUSIVE, Criterion, Gate, Verdict
+from spark_harness.legacy.analysis.common import correlation_criterion, present
 
 SOURCE = "LEGACY.md v2.5 H8: iowait and read await correlate with p99 once storage-bound"
 

@@ -32,7 +32,8 @@ import polars as pl
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import difference
 from spark_harness.analysis.evidence import Context, PointStats, rows, verdict
-from spark_harness.analysis.v25.common import (
+from spark_harness.analysis.verdict import INF, Criterion, Verdict
+from spark_harness.legacy.analysis.common import (
     X,
     correlation_criterion,
     engaged_gate,
@@ -42,7 +43,6 @@ from spark_harness.analysis.v25.common import (
     rise_criterion,
     sweep_runs,
 )
-from spark_harness.analysis.verdict import INF, Criterion, Verdict
 
 MEMORY_AXIS = "server.sim.resident_blocks"
 QOS_AXIS = "qos.profile"

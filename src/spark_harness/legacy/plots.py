@@ -2,12 +2,14 @@
 
 H0 and H1 are the v3 rules, so they keep the v3 figures. Every other v2.5 figure is one
 per-run scatter in up to two panels over the table its evaluator wrote
-(``analysis.v25``): TTFT p50/p99 (and a storage counter below) against the quantity the
-rule is about, with the per-point means joined and the rule's criterion in each title.
+(:mod:`spark_harness.legacy.analysis`): TTFT p50/p99 (and a storage counter below)
+against the quantity the rule is about, with the per-point means joined and the rule's
+criterion in each title.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 
@@ -16,8 +18,7 @@ import polars as pl
 
 from spark_harness.plots import panels, style
 from spark_harness.plots.data import Summary
-from spark_harness.plots.hypotheses import h0, h1
-from spark_harness.plots.panels import Drawn, FigureSpec
+from spark_harness.plots.panels import Drawn
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,16 @@ SCATTERS: dict[str, dict[str, Scatter]] = {
     },
 }
 
-FIGURES: dict[str, list[FigureSpec]] = {
-    "H0": h0.FIGURES,
-    "H1": h1.FIGURES,
-    **{
-        hyp: [FigureSpec(name, partial(draw_scatter, spec)) for name, spec in specs.items()]
-        for hyp, specs in SCATTERS.items()
-    },
-}
+
+def _scatter(hyp: str, name: str) -> Callable[[Summary], Drawn]:
+    return partial(draw_scatter, SCATTERS[hyp][name])
+
+
+# one name per figure, so the registry (spark_harness.legacy.HYPOTHESES) can refer to it
+p99_vs_pressure = _scatter("H2", "p99_vs_pressure")
+p99_vs_os_paging = _scatter("H3", "p99_vs_os_paging")
+p99_vs_qos = _scatter("H4", "p99_vs_qos")
+p99_vs_adapters = _scatter("H5", "p99_vs_adapters")
+p99_storm_vs_baseline = _scatter("H6", "p99_storm_vs_baseline")
+device_vs_lora_bytes = _scatter("H7", "device_vs_lora_bytes")
+iowait_vs_p99 = _scatter("H8", "iowait_vs_p99")

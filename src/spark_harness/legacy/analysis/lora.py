@@ -30,7 +30,9 @@ import polars as pl
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import material_slope
 from spark_harness.analysis.evidence import Context, PointStats, rows, verdict
-from spark_harness.analysis.v25.common import (
+from spark_harness.analysis.verdict import SUPPORTED, Criterion, Gate, Verdict
+from spark_harness.inputs import InputError, read_adapters
+from spark_harness.legacy.analysis.common import (
     X,
     correlation_criterion,
     engaged_gate,
@@ -40,8 +42,6 @@ from spark_harness.analysis.v25.common import (
     rise_criterion,
     sweep_runs,
 )
-from spark_harness.analysis.verdict import SUPPORTED, Criterion, Gate, Verdict
-from spark_harness.inputs import InputError, read_adapters
 
 AXIS = "workload.adapters"
 SRC_H5 = "LEGACY.md v2.5 H5: p99 and device IOPS rise with the LoRA working set"
