@@ -55,6 +55,7 @@ class SimConfig:
     g3_queue_depth: int = 4
     byte_scale: float = 1.0
     prefix_reuse: bool = False
+    resident_kv: bool = False  # G1 blocks with content are real memory (unified memory)
     eviction: str = "lru"
     disk_offload_filter: bool = False
     admission: str = "queue"
@@ -192,7 +193,7 @@ class SimConfig:
             "kv_allocation",
             "must be reserve or on_demand",
         )
-        for key in ("prefix_reuse", "disk_offload_filter"):
+        for key in ("prefix_reuse", "disk_offload_filter", "resident_kv"):
             need(isinstance(getattr(self, key), bool), key, "must be true or false")
         if self.natural_output_tokens is not None:
             need(

@@ -31,6 +31,7 @@ from spark_harness.sim.diskio import BlockFile
 from spark_harness.sim.eviction import make_policy
 from spark_harness.sim.link import LinkTransfer, SharedLink
 from spark_harness.sim.pool import Block, BlockPool
+from spark_harness.sim.resident import ResidentMemory
 from spark_harness.sim.tiers import DiskTier, Entry, Tier
 
 log = logging.getLogger(__name__)
@@ -115,7 +116,8 @@ class KVCache:
 
     def __init__(self, cfg: SimConfig, g3_dir: Path | None) -> None:
         self.cfg = cfg
-        self.pool = BlockPool(cfg.g1_blocks, make_policy(cfg.eviction), cfg.prefix_reuse)
+        memory = ResidentMemory(cfg.g1_blocks, cfg.block_bytes) if cfg.resident_kv else None
+        self.pool = BlockPool(cfg.g1_blocks, make_policy(cfg.eviction), cfg.prefix_reuse, memory)
         self.g2 = Tier("g2", cfg.g2_blocks, cfg.eviction) if cfg.tiered and cfg.g2_blocks else None
         self.g3 = DiskTier(cfg.g3_blocks, cfg.eviction) if cfg.has_g3 else None
         self.link = SharedLink(cfg.hardware.host_link_gbps * 1e9)
@@ -344,3 +346,5 @@ class KVCache:
                 )
         if self.file is not None:
             self.file.close(remove=True)
+        if self.pool.memory is not None:
+            self.pool.memory.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from spark_harness.sim.eviction import EvictionPolicy
+from spark_harness.sim.resident import ResidentMemory
 
 
 @dataclass(eq=False, slots=True)
@@ -28,9 +29,16 @@ class Block:
 class BlockPool:
     """Fixed number of G1 blocks with prefix lookup, reference counts and eviction."""
 
-    def __init__(self, capacity: int, policy: EvictionPolicy, reuse: bool) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        policy: EvictionPolicy,
+        reuse: bool,
+        memory: ResidentMemory | None = None,
+    ) -> None:
         self.capacity = capacity
         self.reuse = reuse
+        self.memory = memory  # real pages behind blocks with content (``resident_kv``)
         self._policy = policy
         self._free = [Block(i) for i in range(capacity - 1, -1, -1)]
         self._cached: dict[bytes, Block] = {}
@@ -80,6 +88,8 @@ class BlockPool:
         while len(out) < n:
             if self._free:
                 block = self._free.pop()
+                if self.memory is not None:
+                    self.memory.occupy(block.index)
             else:
                 victim = self._policy.pop_victim()
                 if victim is None:
@@ -116,3 +126,5 @@ class BlockPool:
                 self._policy.add(b.hash, b.hits)
             else:
                 self._free.append(b)
+                if self.memory is not None:
+                    self.memory.vacate(b.index)
