@@ -102,5 +102,30 @@ def test_per_request_nonce_makes_every_prompt_unique_from_token_zero(prompts: Pr
 
 
 def test_nonce_scope_rejects_unknown_values(prompts: Prompts) -> None:
-    with pytest.raises(WorkloadError, match="workload.nonce"):
+    with pytest.raises(WorkloadError, match=r"workload\.nonce"):
         FixedContext(prompts, 16, 4, nonce="session")
+
+
+def test_prompts_per_user_are_sent_in_turn(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=3)
+    sent = [wl.next("load", 0).request.prompt for _ in range(7)]
+    assert len(set(sent[:3])) == 3  # three distinct prompts (own nonces) ...
+    assert sent[3:6] == sent[:3] and sent[6] == sent[0]  # ... re-sent in turn
+    other = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=3).next("load", 1)
+    assert other.request.prompt not in sent  # and none shared with another user
+
+
+def test_reuse_ratio_renews_that_share_of_prompts(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
+    sent = [wl.next("load", 0).request.prompt for _ in range(2002)]
+    reused = sum(sent[i] == sent[i - 2] for i in range(2, len(sent)))
+    assert 0.70 < reused / 2000 < 0.80  # about 3 in 4 sends find their prompt again
+    again = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
+    assert [again.next("load", 0).request.prompt for _ in range(50)] == sent[:50]  # seeded
+
+
+def test_prompt_counts_and_ratios_are_checked(prompts: Prompts) -> None:
+    with pytest.raises(WorkloadError, match="prompts_per_user"):
+        FixedContext(prompts, 16, 4, nonce=True, prompts_per_user=0)
+    with pytest.raises(WorkloadError, match="reuse_ratio"):
+        FixedContext(prompts, 16, 4, nonce=True, reuse_ratio=1.5)

@@ -74,6 +74,8 @@ def build_workload(spec: Mapping[str, Any], server_is_sim: bool) -> tuple[Worklo
             out,
             wl.get("nonce", False),
             float(wl.get("output_tokens_spread", 0.0)),
+            int(wl.get("prompts_per_user", 1)),
+            float(wl.get("reuse_ratio", 1.0)),
         )
     elif kind == "shared_prefix":
         workload = SharedPrefix(

@@ -5,6 +5,13 @@ re-sends it on every request: a nonce unique to (run seed, ``u``) at the **start
 ``nonce`` is true or ``user``), then a body shared by all users. So each user's prompt is a
 reusable prefix (a tiered server may serve it from G1/G2/G3) and the KV working set is
 users x context_tokens. Without the nonce every user sends the same prompt from token 0.
+``prompts_per_user`` k > 1 gives each user k prompts (own nonces) sent in turn, so the
+working set is users x k x context_tokens while only ``users`` sequences run at once: it
+can overflow G1 + G2 into G3 without G1 being too small for the running sequences.
+``reuse_ratio`` r < 1 renews a prompt's nonce before a send with probability 1 - r, so a
+share of the requests brings new blocks that are offloaded later: a tiered stack then
+shows offloads as well as onboards in every window (its copies are inclusive, so a
+working set that only cycles would be onboarded but never offloaded again).
 With ``nonce: request`` every request gets its own nonce, so nothing is reusable on any
 stack: the fair A-vs-B comparison of H0, where a stack that reuses KV and one that does not
 must do the same work. Open-loop arrivals have no user: each gets its own nonce
@@ -49,10 +56,17 @@ class FixedContext(Workload):
         output_tokens: int,
         nonce: bool | str,
         output_tokens_spread: float = 0.0,
+        prompts_per_user: int = 1,
+        reuse_ratio: float = 1.0,
     ):
         if not 0.0 <= output_tokens_spread < 1.0:
             raise WorkloadError(
                 f"workload.output_tokens_spread must be in [0, 1), got {output_tokens_spread}"
+            )
+        if prompts_per_user < 1 or not 0.0 <= reuse_ratio <= 1.0:
+            raise WorkloadError(
+                "workload.prompts_per_user must be >= 1 and workload.reuse_ratio in [0, 1],"
+                f" got {prompts_per_user} and {reuse_ratio}"
             )
         self.prompts = prompts
         self.context_tokens = context_tokens
@@ -60,7 +74,12 @@ class FixedContext(Workload):
         self.spread = output_tokens_spread
         self.nonce = nonce_scope(nonce)
         self._sent = 0
-        self._by_user: dict[int | None, tuple[Prompt, int]] = {}
+        self.prompts_per_user = prompts_per_user
+        self.reuse_ratio = reuse_ratio
+        self._turn: dict[int | None, int] = {}  # user -> sends so far (picks the prompt)
+        self._epochs: dict[tuple[int | None, int], int] = {}  # (user, prompt) -> renewals
+        self._renew: dict[int | None, random.Random] = {}
+        self._by_user: dict[tuple[int | None, int], tuple[int, tuple[Prompt, int]]] = {}
         self._lengths: dict[int | None, random.Random] = {}
         self._arrivals = 0
 
@@ -83,17 +102,34 @@ class FixedContext(Workload):
                 f"request:{user}:{self._sent}", "body", self.context_tokens
             )
         if user is None and self.nonce:
-            key: str | None = f"arrival:{self._arrivals}"
             self._arrivals += 1
-        else:
-            cached = self._by_user.get(user)
-            if cached is not None:
-                return cached
-            key = f"user:{user}" if self.nonce else None
+            return self.prompts.with_nonce(
+                f"arrival:{self._arrivals - 1}", "body", self.context_tokens
+            )
+        slot, epoch = self._pick(user)
+        cached = self._by_user.get((user, slot))
+        if cached is not None and cached[0] == epoch:
+            return cached[1]
+        key = None
+        if self.nonce:
+            key = f"user:{user}" if (slot, epoch) == (0, 0) else f"user:{user}:{slot}:{epoch}"
         built = self.prompts.with_nonce(key, "body", self.context_tokens)
-        if key is None or user is not None:
-            self._by_user[user] = built
+        self._by_user[(user, slot)] = (epoch, built)
         return built
+
+    def _pick(self, user: int | None) -> tuple[int, int]:
+        """The user's next prompt (in turn) and its nonce epoch, renewed at 1 - reuse_ratio."""
+        turn = self._turn.get(user, 0)
+        self._turn[user] = turn + 1
+        slot = turn % self.prompts_per_user
+        epoch = self._epochs.get((user, slot), 0)
+        if self.reuse_ratio < 1.0 and turn >= self.prompts_per_user:  # first sends are new
+            rng = self._renew.get(user)
+            if rng is None:
+                rng = self._renew[user] = random.Random(f"{self.prompts.seed}:renew:{user}")
+            if rng.random() >= self.reuse_ratio:
+                epoch = self._epochs[(user, slot)] = epoch + 1
+        return slot, epoch
 
     def adapter_for(self, phase: str, user: int | None) -> str | None:
         """The LoRA adapter of the next request; the base model here."""
