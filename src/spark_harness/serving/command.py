@@ -64,10 +64,13 @@ from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint, MetricsSource
 from spark_harness.files import atomic_writer
 from spark_harness.serving.process import (
+    StackGuard,
     StopSignal,
+    become_subreaper,
     child_preexec,
     free_port,
     free_port_in,
+    kill_stack,
     port_is_free,
 )
 
@@ -284,8 +287,11 @@ def process_env(proc: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def launch(resolved: dict[str, Any], workdir: Path, log_base: Path) -> list[Launched]:
-    """Start every process; on any failure stop those already started and raise."""
+def launch(
+    resolved: dict[str, Any], workdir: Path, log_base: Path, guard: StackGuard | None = None
+) -> list[Launched]:
+    """Start every process (in ``guard``'s stack, when given); on any failure stop those
+    already started and raise."""
     started: list[Launched] = []
     write_files(resolved.get("files") or {})
     try:
@@ -294,7 +300,7 @@ def launch(resolved: dict[str, Any], workdir: Path, log_base: Path) -> list[Laun
             log = log_base.with_name(f"{log_base.stem}.{name}.log")
             log.parent.mkdir(parents=True, exist_ok=True)
             fh = open(log, "ab")  # noqa: SIM115 — lives as long as the process
-            env = process_env(p)
+            env = process_env(p) | (guard.env() if guard else {})
             cwd = Path(p.get("cwd") or workdir)
             cwd.mkdir(parents=True, exist_ok=True)
             argv = _argv(p)
@@ -306,7 +312,7 @@ def launch(resolved: dict[str, Any], workdir: Path, log_base: Path) -> list[Laun
                     stdout=fh,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
-                    preexec_fn=child_preexec,
+                    preexec_fn=guard.preexec if guard else child_preexec,
                     start_new_session=True,
                 )
             except FileNotFoundError as e:
@@ -316,7 +322,7 @@ def launch(resolved: dict[str, Any], workdir: Path, log_base: Path) -> list[Laun
                 ) from e
             started.append(Launched(name, proc, log, fh))
     except BaseException:
-        stop(started, grace_s=2.0)
+        stop(started, grace_s=2.0, guard=guard)
         raise
     return started
 
@@ -326,11 +332,14 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def stop(procs: list[Launched], grace_s: float) -> None:
-    """SIGTERM each process group, wait up to ``grace_s``, then SIGKILL what is left."""
+def stop(procs: list[Launched], grace_s: float, guard: StackGuard | None = None) -> None:
+    """SIGTERM each process group (and, with ``guard``, every process of the stack), wait
+    up to ``grace_s``, then SIGKILL what is left."""
     for lp in procs:
         if lp.proc.poll() is None:
             _signal_group(lp.proc.pid, signal.SIGTERM)
+    if guard is not None:
+        kill_stack(guard.tag, guard.cgroup, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     for lp in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -339,6 +348,8 @@ def stop(procs: list[Launched], grace_s: float) -> None:
         _signal_group(lp.proc.pid, signal.SIGKILL)
         lp.proc.wait()
         lp.log_fh.close()
+    if guard is not None:
+        guard.close()  # what left its group (setsid) and the sentinel
 
 
 def run_teardown(command: str | None, workdir: Path) -> None:
@@ -402,7 +413,10 @@ def serve_command(
         if resolved.get("g3_dir"):
             # ours before a container creates it as root; the sidecar watches its device
             Path(resolved["g3_dir"]).mkdir(parents=True, exist_ok=True)
-        procs = launch(resolved, workdir, Path(log_base))
+        become_subreaper()  # orphans of the stack stay ours to reap
+        guard = StackGuard()
+        guard.start_sentinel()
+        procs = launch(resolved, workdir, Path(log_base), guard)
     except CommandStackError as e:
         print(f"spark-harness serve: {e}", file=sys.stderr, flush=True)
         endpoint.write(endpoint_file)  # the consumer sees our exit and reports the log
@@ -424,6 +438,6 @@ def serve_command(
                 code = 1
                 break
     finally:
-        stop(procs, float(resolved.get("stop_grace_s", 10)))
+        stop(procs, float(resolved.get("stop_grace_s", 10)), guard)
         run_teardown(resolved.get("teardown"), workdir)
     return code
