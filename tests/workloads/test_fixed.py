@@ -115,13 +115,18 @@ def test_prompts_per_user_are_sent_in_turn(prompts: Prompts) -> None:
     assert other.request.prompt not in sent  # and none shared with another user
 
 
-def test_reuse_ratio_renews_that_share_of_prompts(prompts: Prompts) -> None:
-    wl = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
-    sent = [wl.next("load", 0).request.prompt for _ in range(2002)]
-    reused = sum(sent[i] == sent[i - 2] for i in range(2, len(sent)))
-    assert 0.70 < reused / 2000 < 0.80  # about 3 in 4 sends find their prompt again
-    again = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
-    assert [again.next("load", 0).request.prompt for _ in range(50)] == sent[:50]  # seeded
+def test_reuse_ratio_renews_the_tail_of_that_share_of_prompts(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, 128, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
+    sent = [wl.next("load", 0).request for _ in range(2002)]
+    toks = [tokens.text_tokens(r.prompt) for r in sent]
+    assert all(len(t) == 128 and r.prompt_tokens == 128 for t, r in zip(toks, sent, strict=True))
+    reused = sum(toks[i] == toks[i - 2] for i in range(2, len(toks)))
+    assert 0.70 < reused / 2000 < 0.80  # about 3 in 4 sends find their prompt again ...
+    renewed = [i for i in range(2, len(toks)) if toks[i] != toks[i - 2]]
+    # ... the others keep their context and get a new question: the last 32 tokens
+    assert all(common_prefix(toks[i], toks[i - 2]) == 96 for i in renewed)
+    again = FixedContext(prompts, 128, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
+    assert [again.next("load", 0).request for _ in range(50)] == sent[:50]  # seeded
 
 
 def test_prompt_counts_and_ratios_are_checked(prompts: Prompts) -> None:

@@ -123,10 +123,17 @@ class Prompts:
             return messages, self.counter.count_chat(messages)
         return text, self.counter.count_text(text)
 
-    def with_nonce(self, key: str | None, body_key: str, n: int) -> tuple[Prompt, int]:
-        """``n`` tokens: a nonce for ``key`` first (when given), then the shared body."""
+    def with_nonce(
+        self, key: str | None, body_key: str, n: int, tail: tuple[str, int] | None = None
+    ) -> tuple[Prompt, int]:
+        """``n`` tokens: a nonce for ``key`` first (when given), then the shared body; with
+        ``tail`` (stream key, k) the body's last k tokens are words of that stream instead."""
         head = [self.nonce(key)] if key is not None else []
-        return self.single(chain(head, self.head(body_key, n)), n)
+        if tail is None:
+            return self.single(chain(head, self.head(body_key, n)), n)
+        stream, k = tail
+        body = self.head(body_key, max(0, n - len(head) - k))
+        return self.single(chain(head, body, self.stream(stream)), n)
 
     def count(self, prompt: Prompt) -> int:
         if isinstance(prompt, str):

@@ -8,10 +8,11 @@ users x context_tokens. Without the nonce every user sends the same prompt from 
 ``prompts_per_user`` k > 1 gives each user k prompts (own nonces) sent in turn, so the
 working set is users x k x context_tokens while only ``users`` sequences run at once: it
 can overflow G1 + G2 into G3 without G1 being too small for the running sequences.
-``reuse_ratio`` r < 1 renews a prompt's nonce before a send with probability 1 - r, so a
-share of the requests brings new blocks that are offloaded later: a tiered stack then
-shows offloads as well as onboards in every window (its copies are inclusive, so a
-working set that only cycles would be onboarded but never offloaded again).
+``reuse_ratio`` r < 1 renews a prompt's last RENEWED_TAIL_TOKENS before a send with
+probability 1 - r (a new question on the same context): the prefix is still reused, and
+the new tail brings new blocks that are offloaded later, so a tiered stack shows offloads
+as well as onboards in every window (its copies are inclusive, so a working set that
+only cycles would be onboarded but never offloaded again).
 With ``nonce: request`` every request gets its own nonce, so nothing is reusable on any
 stack: the fair A-vs-B comparison of H0, where a stack that reuses KV and one that does not
 must do the same work. Open-loop arrivals have no user: each gets its own nonce
@@ -33,6 +34,15 @@ import random
 from itertools import chain
 
 from spark_harness.workloads.base import Job, Prompt, Prompts, Request, Workload, WorkloadError
+
+#: Tokens at the end of a prompt that a renewal replaces (``reuse_ratio``): two blocks of
+#: 16, a new question on the same context.
+RENEWED_TAIL_TOKENS = 32
+
+
+def renewed(key: str | None, epoch: int) -> tuple[str, int] | None:
+    """The tail a prompt's ``epoch``-th renewal ends with: (word stream key, tokens)."""
+    return None if key is None or epoch == 0 else (f"{key}:renewal:{epoch}", RENEWED_TAIL_TOKENS)
 
 
 def nonce_scope(nonce: bool | str) -> str | None:
@@ -112,13 +122,13 @@ class FixedContext(Workload):
             return cached[1]
         key = None
         if self.nonce:
-            key = f"user:{user}" if (slot, epoch) == (0, 0) else f"user:{user}:{slot}:{epoch}"
-        built = self.prompts.with_nonce(key, "body", self.context_tokens)
+            key = f"user:{user}" if slot == 0 else f"user:{user}:{slot}"
+        built = self.prompts.with_nonce(key, "body", self.context_tokens, renewed(key, epoch))
         self._by_user[(user, slot)] = (epoch, built)
         return built
 
     def _pick(self, user: int | None) -> tuple[int, int]:
-        """The user's next prompt (in turn) and its nonce epoch, renewed at 1 - reuse_ratio."""
+        """The user's next prompt (in turn) and its epoch, renewed at 1 - reuse_ratio."""
         turn = self._turn.get(user, 0)
         self._turn[user] = turn + 1
         slot = turn % self.prompts_per_user
