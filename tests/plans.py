@@ -33,8 +33,63 @@ PINNED: dict[str, dict[str, Any]] = {
             "nonce": True,
         }
     },
+    "H4B": {
+        "workload": {
+            "kind": "fixed_context",
+            "context_tokens": 2048,
+            "output_tokens": 16,
+            "nonce": True,
+        },
+        "sweep": [
+            {
+                "key": "qos.profile",
+                "role": "qos_profile",
+                "name": "qos",
+                "values": ["none", "moderate", "heavy"],
+            }
+        ],
+    },
+    "H5": {
+        "sweep": [
+            {
+                "key": "workload.sessions",
+                "role": "working_set",
+                "name": "sessions",
+                "values": [4, 16, 64],
+            }
+        ]
+    },
+    "H6": {
+        "workload": {
+            "kind": "fixed_context",
+            "context_tokens": 2048,
+            "output_tokens": 16,
+            "nonce": True,
+        },
+        "sweep": [
+            {
+                "key": "server.sim.g2_blocks",
+                "role": "tier_capacity",
+                "name": "g2",
+                "values": [128, 1024],
+            },
+            {
+                "key": "server.sim.eviction",
+                "role": "eviction_policy",
+                "name": "policy",
+                "values": ["lru", "lfu", "fifo"],
+            },
+        ],
+    },
     **{
         h: {
+            "workload": {
+                "kind": "fixed_context",
+                "context_tokens": 256,
+                "output_tokens": 16,
+                "output_tokens_spread": 0.5,
+                "nonce": True,
+            },
             "sweep": [
                 {
                     "key": "workload.context_tokens",
@@ -42,7 +97,7 @@ PINNED: dict[str, dict[str, Any]] = {
                     "name": "ctx",
                     "values": [256, 512, 1024, 2048],
                 }
-            ]
+            ],
         }
         for h in ("H2A", "H2B")
     },

@@ -252,3 +252,14 @@ def test_deep_merge_merges_mappings_and_replaces_the_rest():
 def test_resolve_stack_by_hand_applies_overrides():
     spec = resolve_stack(REPO / "config/stacks/sim-tiered.yaml", "B1", {"sim": {"g1_blocks": 8}})
     assert spec["sim"]["g3_blocks"] == 0 and spec["sim"]["g1_blocks"] == 8
+
+
+def test_spark_plan_carries_none_of_the_demo_worlds_simulator_settings():
+    """The demo plan sizes simulated tiers per hypothesis (`server.sim`), warms its tiered
+    world up for 1 s and cycles prompts; config/spark.yaml, layered over it, must not pass
+    any of that to the real servers' points."""
+    plan = Plan(layered_config([REPO / "config" / "spark.yaml"], REPO), base_dir=REPO)
+    for run in plan.runs():
+        assert "sim" not in run.spec["server"], (run.hyp, run.point)
+        assert run.spec["phases"]["warmup_s"] == 30, (run.hyp, run.point)
+        assert run.spec["workload"].get("prompts_per_user", 1) == 1, (run.hyp, run.point)

@@ -105,7 +105,11 @@ def resolve_stack(
     overrides: Mapping[str, Any] | None = None,
     base_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Read a stack file, apply a variant and point overrides, and validate the result."""
+    """Read a stack file, apply a variant and point overrides, and validate the result.
+
+    An override's ``sim`` block holds simulator settings: it applies to ``kind: sim``
+    stacks only, so a plan layered over the demo plan (config/spark.yaml) does not carry
+    the demo's simulated tier sizes into a real server's spec."""
     path = Path(file)
     if base_dir is not None and not path.is_absolute():
         path = base_dir / path
@@ -121,6 +125,8 @@ def resolve_stack(
             )
         spec = deep_merge(spec, variants[variant])
         spec["variant"] = variant
+    if overrides and spec.get("kind") != "sim":
+        overrides = {k: v for k, v in overrides.items() if k != "sim"}
     if overrides:
         spec = deep_merge(spec, overrides)
     check = {k: v for k, v in spec.items() if k != "variant"}

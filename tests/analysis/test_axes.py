@@ -6,6 +6,7 @@ import yaml
 from spark_harness.analysis import axes
 from spark_harness.plan import deep_merge, load_config
 from tests.conftest import REPO
+from tests.plans import PINNED
 
 SCHEMA = REPO / "src/spark_harness/schemas/config.schema.yaml"
 
@@ -26,7 +27,8 @@ def test_spark_h6_capacity_axis_is_found_by_role():
     assert axes.find("H6", h6, "eviction_policy") is None
     demo = load_config(REPO / "config/config.yaml")["hypotheses"]["H6"]
     assert axes.keys("H6", demo, "tier_capacity") == ["server.sim.g2_blocks"]
-    assert axes.require("H6", demo, "eviction_policy") == "server.sim.eviction"
+    swept = PINNED["H6"]  # the planted-effect tests' H6 sweeps policies too
+    assert axes.require("H6", swept, "eviction_policy") == "server.sim.eviction"
 
 
 def test_missing_role_is_a_clear_error_naming_hypothesis_and_role():

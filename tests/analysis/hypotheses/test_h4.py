@@ -52,8 +52,9 @@ def test_h4b_reports_the_servers_own_reads_apart_from_fios(verdict_of, criterion
         v = verdict_of("H4B", world)
         c = criterion(v, "server_own_reads")
         assert c["details"]["method"] == method
-        # H4B runs at 2048 tokens with G3 at 60 % of TTFT: 300 x 0.6 x 2048 / 16 blocks
-        # of 64 KiB each run, never the 800 MiB/s x 4 s fio read beside them
+        # H4B runs at 2048 tokens with G3 at 60 % of TTFT: at most 300 x 0.6 x 2048 / 16
+        # blocks of 64 KiB each run (less where the steady-state window drops a warm-up),
+        # never with the 800 MiB/s x 4 s (3.2 GB) fio read beside them
         planted = 300 * 0.6 * 2048 / 16 * 65536
-        assert all(abs(b / planted - 1) < 0.05 for b in c["details"]["per_run"])
+        assert all(0.7 < b / planted < 1.02 for b in c["details"]["per_run"])
         assert v["status"] == "supported"

@@ -6,10 +6,13 @@ show none (a B1 run without the counter is unknown, not zero: inconclusive).
 
 The analysed window is the replay phase. Per run: the mean replay TTFT. Repetition r
 of all modes forms a pair (run one after another, in listed order on even r and reversed
-on odd r). The effect is the mean over orders of the per-order mean difference B2 - B0
-(balanced against order); its CI resamples pairs within each order and requests within
-each run. Supported when the CI lies below 0. The order effect (half the difference of
-the two orders' means) with a CI excluding 0 makes the verdict inconclusive.
+on odd r); the unit is the repetition's paired difference B2 - B0. With at least two
+repetitions of each order the effect is the mean over orders of the per-order mean
+difference (balanced against order) with the pooled two-sample t-interval, and the order
+effect (half the difference of the two orders' means) with a CI excluding 0 makes the
+verdict inconclusive; with fewer (3 repetitions: 2 listed, 1 reversed) the effect is the
+paired mean over all repetitions with its one-sample t-interval and the order effect is
+reported as unknown. Supported when the CI lies below 0.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.evidence import Context, Stat, mechanism_gate, rows, run_sums, verdict
 from spark_harness.analysis.stats import Resampler
@@ -38,36 +42,42 @@ def _modes(ctx: Context, used: pl.DataFrame) -> dict[str, str]:
 
 
 class Pairs:
-    """Complete repetitions (every mode present), resampled as pairs within each order."""
+    """Complete repetitions (every mode present): per repetition, each mode's mean replay
+    TTFT; contrasts are paired differences, the repetition the unit."""
 
     def __init__(self, ctx: Context, used: pl.DataFrame, modes: dict[str, str]):
         self.modes = modes
         by_rep = used.group_by("rep").agg(pl.col("stack").n_unique().alias("n"))
         self.reps = sorted(by_rep.filter(pl.col("n") == len(modes))["rep"].to_list())
-        self.order = ["listed" if r % 2 == 0 else "reversed" for r in self.reps]
-        self.res = Resampler(self.order)
-        self.run = {
-            (st, rep): rid for st, rep, rid in used.select("stack", "rep", "run_id").iter_rows()
+        self.order = np.array(["listed" if r % 2 == 0 else "reversed" for r in self.reps])
+        run = {(st, rep): rid for st, rep, rid in used.select("stack", "rep", "run_id").iter_rows()}
+        self.means = {
+            m: np.array([ctx.data.ttft[run[(st, r)]].mean() for r in self.reps])
+            for m, st in modes.items()
         }
-        self.means: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for m, st in modes.items():
-            samples = [ctx.data.ttft[self.run[(st, r)]] for r in self.reps]
-            est = np.array([s.mean() for s in samples])
-            self.means[m] = (est, self.res.means(samples))
 
     def difference(self, a: str, b: str) -> tuple[Stat, Stat]:
-        """Balanced mean difference a - b and the order effect, with CIs."""
-        (ea, ra), (eb, rb) = self.means[a], self.means[b]
-        d0, db = ea - eb, ra - rb
-        orders = sorted(set(self.order))
-        o = np.array(self.order)
-        slot_order = np.array(self.res.labels)[self.res.slot_stratum]
-        per0 = [d0[o == k].mean() for k in orders]
-        perb = [db[:, slot_order == k].mean(axis=1) for k in orders]
-        effect = Stat.of(np.mean(per0), np.mean(perb, axis=0))
-        if len(orders) < 2:
-            return effect, Stat(None, None)
-        return effect, Stat.of((per0[0] - per0[1]) / 2, (perb[0] - perb[1]) / 2)
+        """Mean difference a - b and the order effect, with CIs.
+
+        With at least 2 repetitions of each order the effect is balanced over the orders
+        (½·listed + ½·reversed) and the order effect is ½·(listed - reversed), both with
+        the pooled two-sample t-interval; with fewer the orders cannot be balanced and the
+        effect is the paired mean over all repetitions (one-sample t), order effect unknown.
+        """
+        d = self.means[a] - self.means[b]
+        listed, reversed_ = d[self.order == "listed"], d[self.order == "reversed"]
+        if min(len(listed), len(reversed_)) >= 2:
+            effect = Stat.of(
+                (listed.mean() + reversed_.mean()) / 2,
+                stats.two_sample_replicates(listed, reversed_, 0.5, 0.5),
+            )
+            order = Stat.of(
+                (listed.mean() - reversed_.mean()) / 2,
+                stats.two_sample_replicates(listed, reversed_, 0.5, -0.5),
+            )
+            return effect, order
+        paired = Resampler(["pairs"] * len(d)).fixed(d)[:, 0] if len(d) else np.empty(0)
+        return Stat.of(d.mean() if len(d) else np.nan, paired), Stat(None, None)
 
 
 def _mechanism(used: pl.DataFrame, modes: dict[str, str]) -> list[Gate]:
@@ -163,17 +173,21 @@ def evaluate(ctx: Context) -> Verdict:
         {
             "mode": m,
             "stack": st,
-            "mean_replay_ttft_ms": float(pairs.means[m][0].mean()) if pairs.reps else None,
+            "mean_replay_ttft_ms": float(pairs.means[m].mean()) if pairs.reps else None,
         }
         for m, st in modes.items()
     ]
     for row in table:
-        boot = pairs.res.by_stratum(pairs.means[row["mode"]][1]) if pairs.reps else None
-        ci = None if boot is None else Stat.of(0.0, boot.mean(axis=1)).ci
+        reps = pairs.means[row["mode"]]
+        ci = (
+            Stat.of(0.0, Resampler(["mode"] * len(reps)).fixed(reps)[:, 0]).ci
+            if len(reps)
+            else None
+        )
         row["ci_lo"], row["ci_hi"] = ci or (None, None)
     ctx.write_table("fig_replay_ttft_by_mode.csv", pl.DataFrame(table, infer_schema_length=None))
     pair_rows = [
-        {"rep": r, "order": o, **{m: float(pairs.means[m][0][i]) for m in modes}}
+        {"rep": r, "order": o, **{m: float(pairs.means[m][i]) for m in modes}}
         for i, (r, o) in enumerate(zip(pairs.reps, pairs.order, strict=True))
     ]
     ctx.write_table("fig_replay_pairs.csv", pl.DataFrame(pair_rows, infer_schema_length=None))
