@@ -28,6 +28,7 @@ WORLD = World(
     engaged_share=0.3,
     storage_knee_ctx=4096,
     qos_slope=60.0,
+    sessions_knee=64,  # H5: the G3 share grows over the whole 16-256 sessions sweep
 )
 
 
@@ -66,7 +67,7 @@ def test_spark_shaped_runs_carry_only_what_the_stacks_export(spark):
 
 @pytest.mark.parametrize(
     "hyp",
-    ["H0", "H1", "H2A", "H2B", "H3", "H4A", "H4B", "H5", "H6", "H7", "H8A", "H8B", "H9"],
+    ["H0", "H1", "H2A", "H2B", "H3", "H4A", "H4B", "H5", "H6", "H7", "H8B", "H9"],
 )
 def test_every_hypothesis_is_decisive_where_its_effect_is_planted(spark, hyp):
     tmp, plan, ingested = spark
@@ -74,3 +75,15 @@ def test_every_hypothesis_is_decisive_where_its_effect_is_planted(spark, hyp):
     summarize(hyp, plan.hypotheses[hyp], {k: ingested[k] for k in plan.sources_of(hyp)}, out)
     v = json.loads((out / "verdict.json").read_text())
     assert v["status"] == "supported", v["reasons"]
+
+
+def test_h8a_needs_more_runs_than_the_spark_plan_gives(spark):
+    """H8A's rule, |r(iowait, p99)| < 0.3 with a 95 % CI over runs, needs about 50 runs
+    (Fisher-z half-width 1.96 / sqrt(n - 3)); the Spark plan's H2A + H4A give 18, so H8A
+    is undecided there by construction (docs/ANALYSIS.md says how many repetitions it needs)."""
+    tmp, plan, ingested = spark
+    out = tmp / "summary" / "H8A"
+    summarize("H8A", plan.hypotheses["H8A"], {k: ingested[k] for k in plan.sources_of("H8A")}, out)
+    v = json.loads((out / "verdict.json").read_text())
+    assert v["status"] == "inconclusive"
+    assert "ci_spans_threshold:iowait_vs_p99_near_zero" in v["reasons"]

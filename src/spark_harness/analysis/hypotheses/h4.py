@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis import axes
+from spark_harness.analysis import axes, stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import complete, difference, material_slope, per_point
+from spark_harness.analysis.criteria import complete, difference, material_slope, per_point, per_run
 from spark_harness.analysis.evidence import (
     Context,
     PointStats,
@@ -78,11 +78,14 @@ def evaluate_a(ctx: Context) -> Verdict:
         return verdict(ctx, [c], gates, used)
     base = profile[BASELINE]
     others = [lab for name, lab in profile.items() if name != BASELINE]
-    est, rep = per_point(ps, "p99")
-    b = ps.index(base)
-    idx = [ps.index(lab) for lab in others]
-    change = np.abs(est[idx] / est[b] - 1)
-    change_rep = np.abs(rep[:, idx] / rep[:, [b]] - 1)
+    # each profile against none: the ratio of two independent points' repetitions
+    # (two-sample t on the log scale, :func:`~..criteria.ratio`)
+    v = per_run(ps, "p99")[0]
+    vb = v[ps.members(base)]
+    change = np.abs(np.array([v[ps.members(lab)].mean() / vb.mean() for lab in others]) - 1)
+    change_rep = np.abs(
+        np.stack([stats.ratio_replicates(v[ps.members(lab)], vb) for lab in others], axis=1) - 1
+    )
     s = Stat.of(change.max(), change_rep.max(axis=1))
     criteria = [
         Criterion.judged(
@@ -116,7 +119,7 @@ def evaluate_a(ctx: Context) -> Verdict:
             )
         )
         # the perturbation bit unless its await rise is surely below a material share
-        floor = T.MATERIAL_P99_CHANGE * float(per_point(ps, "read_await_ms")[0][b])
+        floor = T.MATERIAL_P99_CHANGE * float(per_point(ps, "read_await_ms")[0][ps.index(base)])
         bit = d.ci is None or d.ci[1] > floor
         gates.append(
             Gate(
