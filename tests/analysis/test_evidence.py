@@ -141,3 +141,22 @@ def test_tail_is_p99_only_with_200_requests_in_every_window():
     assert g.reasons == ["tail_p95_fewer_than_200_requests"]
     assert g.details["points"] == ["H/B/b"]
     assert evidence.tail_report(table.filter(pl.col("point") != "b")).passed is True
+
+
+def test_cov_gate_judges_the_tail_each_point_reports():
+    """A point whose windows are too short for p99 reports p95: its CoV is p95's."""
+    table = pl.DataFrame(
+        {
+            "hyp": ["H"] * 2,
+            "stack": ["B"] * 2,
+            "point": ["long", "short"],
+            "tail": ["p99", "p95"],
+            "cov_p99": [0.05, 0.30],  # the short windows' p99 is a near-maximum: noise
+            "cov_p95": [0.04, 0.06],
+        }
+    )
+    assert evidence.cov_gate(table).passed is True
+    noisy = table.with_columns(pl.Series("cov_p95", [0.04, 0.15]))
+    g = evidence.cov_gate(noisy)
+    assert (g.passed, g.reasons) == (False, ["cov_p95_over_10pct"])
+    assert g.details["points"] == {"H/B/short": {"tail": "p95", "cov": 0.15}}

@@ -239,7 +239,10 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         *[pl.col(c).sum() for c in SUM_COLUMNS],
         *[pl.col(c).mean() for c in present],
         # sample SD over mean; null for a single repetition
-        (pl.col("ttft_p99").std(ddof=1) / pl.col("ttft_p99").mean()).alias("cov_p99"),
+        *[
+            (pl.col(f"ttft_{q}").std(ddof=1) / pl.col(f"ttft_{q}").mean()).alias(f"cov_{q}")
+            for q in ("p95", "p99")
+        ],
     )
     cols: dict[str, list[Any]] = {
         k: [lab[i] for lab in ps.labels] for i, k in enumerate(POINT_KEYS)
@@ -330,8 +333,15 @@ def repetitions_gate(table: pl.DataFrame) -> Gate:
 
 
 def cov_gate(table: pl.DataFrame) -> Gate:
-    """CoV of p99 across repetitions below 10 % at every point."""
-    t = table.filter(pl.col("cov_p99").is_not_null() & pl.col("cov_p99").is_not_nan())
+    """CoV across repetitions of the tail each point reports below 10 % at every point:
+    p99, or p95 where a window is too short for p99 (``tail``; docs/PLAN.md)."""
+    tail = pl.col("tail") if "tail" in table.columns else pl.lit("p99")
+    cov = pl.when(tail == "p95").then(pl.col("cov_p95")) if "cov_p95" in table.columns else None
+    table = table.with_columns(
+        tail.fill_null("p99").alias("_tail"),
+        (pl.col("cov_p99") if cov is None else cov.otherwise(pl.col("cov_p99"))).alias("_cov"),
+    )
+    t = table.filter(pl.col("_cov").is_not_null() & pl.col("_cov").is_not_nan())
     if t.height == 0:
         return Gate(
             "cov_p99",
@@ -340,17 +350,18 @@ def cov_gate(table: pl.DataFrame) -> Gate:
             threshold=T.COV_P99_MAX,
             details={"note": "fewer than two repetitions everywhere"},
         )
-    bad = t.filter(pl.col("cov_p99") >= T.COV_P99_MAX)
+    bad = t.filter(pl.col("_cov") >= T.COV_P99_MAX)
     return Gate(
         "cov_p99",
         bad.height == 0,
         INCONCLUSIVE,
-        value=t["cov_p99"].max(),
+        value=t["_cov"].max(),
         threshold=T.COV_P99_MAX,
-        reasons=[] if bad.height == 0 else ["cov_p99_over_10pct"],
+        reasons=[f"cov_{q}_over_10pct" for q in sorted(set(bad["_tail"]), reverse=True)],
         details={
             "points": {
-                f"{h}/{s}/{p}": c for h, s, p, c in bad.select(*POINT_KEYS, "cov_p99").iter_rows()
+                f"{h}/{s}/{p}": {"tail": q, "cov": c}
+                for h, s, p, q, c in bad.select(*POINT_KEYS, "_tail", "_cov").iter_rows()
             }
         },
     )
