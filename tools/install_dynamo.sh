@@ -4,7 +4,7 @@
 #
 # The ai-dynamo wheel depends on `aisimulate`, which the package index cannot serve, so
 # the two Dynamo wheels go in with --no-deps and their other requirements are listed
-# here (REFERENCE.md, "Dynamo frontend + mocker on a CPU machine").
+# here (docs/REFERENCE.md, "Dynamo frontend + mocker on a CPU machine").
 #
 # Usage: tools/install_dynamo.sh [PYTHON]     (default: python3 on PATH; use the
 #        interpreter of the environment that runs spark-harness, e.g. .venv/bin/python)

@@ -46,7 +46,7 @@ from spark_harness import contract, layout
 #: ``load`` (contract.PHASES: the other phases are recorded and excluded).
 WINDOW_PHASES = ("replay", "load")
 OUTCOMES = ("ok", "marked", "failed")
-#: HYPOTHESES.md, quality gates: "Telemetry cadence 200 ms by default".
+#: docs/PLAN.md, quality gates: "Telemetry cadence 200 ms by default".
 DEFAULT_CADENCE_MS = 200.0
 #: Canonical cumulative counters (contract.TELEMETRY_FIELD_DOC says "counter").
 COUNTERS = tuple(k for k, v in contract.TELEMETRY_FIELD_DOC.items() if v.startswith("counter"))

@@ -36,7 +36,7 @@ DEFAULT_CONFIG = Path("config/config.yaml")
 STARTUP_ESTIMATE_S = {"sim": 2.0, "external": 0.0, "command": 60.0}
 #: the phases a point waits through, in order (spec ``phases``)
 TIMED_PHASES = ("idle_s", "warmup_s", "load_s", "cooldown_s")
-#: HYPOTHESES.md's plan; config/plan_v2.5.yaml sets ``track: v2.5`` (docs/LEGACY.md)
+#: docs/PLAN.md's plan; config/plan_v2.5.yaml sets ``track: v2.5`` (docs/LEGACY.md)
 DEFAULT_TRACK = "v3"
 
 

@@ -393,7 +393,7 @@ RunId = tuple[str, str, str, int]  # (hypothesis, stack, point, rep)
 
 #: H6's capacity axes and the size that is the stack file's own (the p50 baseline).
 CAPACITY_BASE = {"server.sim.g2_blocks": 256, "server.params.cpu_cache_gb": 16}
-#: What KVBM and the Dynamo frontend export on the Spark (REFERENCE.md): block counters
+#: What KVBM and the Dynamo frontend export on the Spark (docs/REFERENCE.md): block counters
 #: of every tier move, matched tokens, the frontend's histograms; no fetch latency and
 #: no tier byte counters.
 KVBM_COUNTERS = frozenset(
@@ -436,7 +436,7 @@ class World:
     never with A's p99. The defaults make every hypothesis of the demo plan hold; change
     one field to plant its absence or a fault.
 
-    ``spark=True`` writes only what the Spark's stacks really export (REFERENCE.md,
+    ``spark=True`` writes only what the Spark's stacks really export (docs/REFERENCE.md,
     ``telemetry.mapping``): KVBM's block counters on B, no G3 fetch latency, no tier
     byte counters, no simulator counters, no tier counters at all on A (TensorRT-LLM
     has no tier below G1); the stacks' tiers come from their ``params`` there.

@@ -1,4 +1,4 @@
-"""The U_work knee, the collapse point and the storage knee, as HYPOTHESES.md defines them."""
+"""The U_work knee, the collapse point and the storage knee, as docs/PLAN.md defines them."""
 
 import math
 

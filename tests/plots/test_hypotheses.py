@@ -222,7 +222,7 @@ def test_a_table_without_a_plotted_column_is_an_error_naming_it(default_results,
 
 
 def test_h0_marks_a_collapse_point(results_of):
-    # a tail 12x the median at 16 users puts p99 over 1 s: HYPOTHESES.md's collapse point
+    # a tail 12x the median at 16 users puts p99 over 1 s: docs/PLAN.md's collapse point
     res = results_of({"H0": {}}, World(base_ms=200.0, tail_high=6.0))
     summary = res.summary("H0")
     assert summary.verdict.stacks["A"]["collapse"]["reason"] == "p99_over_1000ms"

@@ -1,4 +1,4 @@
-"""The real stacks' files: valid, resolved to the commands REFERENCE.md gives, per mode.
+"""The real stacks' files: valid, resolved to the commands docs/REFERENCE.md gives, per mode.
 
 TensorRT-LLM and Dynamo + KVBM cannot run here, so these check what `spark-harness
 serve` would run on a DGX Spark: the plan of config/spark.yaml, its commands printed

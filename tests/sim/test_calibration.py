@@ -1,4 +1,4 @@
-"""Calibration end to end: llama-3.1-8b on dgx-spark against REFERENCE.md's figures."""
+"""Calibration end to end: llama-3.1-8b on dgx-spark against docs/REFERENCE.md's figures."""
 
 from __future__ import annotations
 

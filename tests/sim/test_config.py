@@ -28,7 +28,7 @@ def test_g1_is_derived_from_memory_when_not_given() -> None:
     cfg = SimConfig.from_sim(
         {"model_profile": "llama-3.1-8b", "hardware_profile": "dgx-spark", "block_tokens": 32}
     )
-    assert cfg.block_bytes_full_scale == 2 * 2**20  # REFERENCE.md: 32 tokens fp8 = 2 MiB
+    assert cfg.block_bytes_full_scale == 2 * 2**20  # docs/REFERENCE.md: 32 tokens fp8 = 2 MiB
     expected = int((128e9 * 0.9 - 5e9) // (2 * 2**20))
     assert cfg.g1_blocks == expected
     assert cfg.max_model_len == 131072

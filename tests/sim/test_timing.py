@@ -1,4 +1,4 @@
-"""The step-time model and the calibration of the published profiles (REFERENCE.md)."""
+"""The step-time model and the calibration of the published profiles (docs/REFERENCE.md)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from spark_harness.sim.profiles import ProfileError, hardware_profile, model_profile
 from spark_harness.sim.timing import TimingModel
 
-# REFERENCE.md, "Published inference figures on DGX Spark"
+# docs/REFERENCE.md, "Published inference figures on DGX Spark"
 LLAMA8B_PREFILL_TOK_S = 10_257
 LLAMA8B_DECODE_TOK_S = 38.65
 LLAMA70B_PREFILL_TOK_S = 1_000  # derived default
@@ -45,7 +45,7 @@ def test_llama_70b_on_spark_matches_published_figures() -> None:
 
 
 def test_reloading_a_prefix_from_nvme_beats_recomputing_it_on_spark() -> None:
-    # REFERENCE.md: a 2,048-token fp8 prefix is ~134 MB for 8B; at ~6 GB/s that is
+    # docs/REFERENCE.md: a 2,048-token fp8 prefix is ~134 MB for 8B; at ~6 GB/s that is
     # ~22 ms against ~200 ms of prefill.
     t = timing("llama-3.1-8b")
     kv_bytes = 2048 * model_profile("llama-3.1-8b").kv_bytes_per_token

@@ -2,7 +2,7 @@
 #
 # Both are Snakemake service() outputs living exactly as long as the point's loadgen
 # job (one server per point and repetition: clean KV tiers every time). Rules for
-# services (DESIGN.md): `shell:` with `exec` so SIGTERM reaches the process,
+# services (docs/ARCHITECTURE.md): `shell:` with `exec` so SIGTERM reaches the process,
 # `threads: 0`, endpoint/sidecar files written at once, readiness polled by the
 # consumer within the stack's start-up timeout.
 #

@@ -1,7 +1,7 @@
 """Statistics and verdicts: ingested tables -> ``summary.csv``, ``verdict.json``, figure tables.
 
 ``summarize(hyp, hyp_config, sources, out_dir)`` evaluates one hypothesis of
-HYPOTHESES.md over the ingested data of its sources ((hypothesis, stack) -> ingest dir)
+docs/PLAN.md over the ingested data of its sources ((hypothesis, stack) -> ingest dir)
 and writes ``summary.csv`` (one row per point, failed points included), ``verdict.json``
 (docs/ANALYSIS.md) and the tidy ``fig_*.csv`` tables its figures draw from.
 """

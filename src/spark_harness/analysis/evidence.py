@@ -4,7 +4,7 @@ An evaluator turns :class:`Context` (its hypothesis, plan entry and :class:`~.ru
 into a :class:`~.verdict.Verdict`. Per-point numbers come from :class:`PointStats`, which
 keeps the replicates (the repetition is the unit, :class:`~.stats.Resampler`) so any
 derived statistic (a ratio, a slope, a difference) gets its CI from the same draws.
-:func:`standard_gates` applies the quality gates of ``HYPOTHESES.md`` to the runs an
+:func:`standard_gates` applies the quality gates of ``docs/PLAN.md`` to the runs an
 evaluator used.
 """
 
@@ -424,7 +424,7 @@ def failed_report(data: Runs) -> Gate:
 
 
 def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[Gate]:
-    """The quality gates of HYPOTHESES.md for the runs and points an evaluator used."""
+    """The quality gates of docs/PLAN.md for the runs and points an evaluator used."""
     return [
         alignment_gate(runs),
         repetitions_gate(table),

@@ -1,4 +1,4 @@
-"""Knees of a sweep, exactly as HYPOTHESES.md defines them (pure functions of steps).
+"""Knees of a sweep, exactly as docs/PLAN.md defines them (pure functions of steps).
 
 Each function takes the sweep's steps in sweep order (only steps that have data) and
 returns the index of the step it finds, or None.

@@ -26,7 +26,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-#: Two-sided confidence level of every CI ("mean difference with 95 % CI", HYPOTHESES.md).
+#: Two-sided confidence level of every CI ("mean difference with 95 % CI", docs/PLAN.md).
 CI_LEVEL = 0.95
 #: Replicates per CI.
 RESAMPLES = 2000

@@ -1,44 +1,44 @@
 """Every threshold a verdict applies, named, with where its number comes from.
 
-Numbers quoted from ``HYPOTHESES.md`` are marked so; the others are this project's
-choices where ``HYPOTHESES.md`` states a rule without a number (docs/ANALYSIS.md gives
+Numbers quoted from ``docs/PLAN.md`` are marked so; the others are this project's
+choices where ``docs/PLAN.md`` states a rule without a number (docs/ANALYSIS.md gives
 the reasoning for each).
 """
 
 from __future__ import annotations
 
 # ---------------------------------------------------------------- definitions
-#: HYPOTHESES.md, U_work: "the knee is the first step where p99 TTFT > 2 × p50 TTFT and
+#: docs/PLAN.md, U_work: "the knee is the first step where p99 TTFT > 2 × p50 TTFT and
 #: the next step also satisfies it; U_work is the step below the knee".
 KNEE_P99_OVER_P50 = 2.0
-#: HYPOTHESES.md, collapse point: "p99 TTFT > 1000 ms".
+#: docs/PLAN.md, collapse point: "p99 TTFT > 1000 ms".
 COLLAPSE_P99_MS = 1000.0
-#: HYPOTHESES.md, collapse point: "errors/rejections exceed 1 %".
+#: docs/PLAN.md, collapse point: "errors/rejections exceed 1 %".
 COLLAPSE_ERROR_SHARE = 0.01
-#: HYPOTHESES.md, storage knee: "G3 fetch time reaches ≥ 50 % of TTFT at p95".
+#: docs/PLAN.md, storage knee: "G3 fetch time reaches ≥ 50 % of TTFT at p95".
 STORAGE_KNEE_FETCH_SHARE = 0.5
-#: HYPOTHESES.md, storage knee without fetch latency: "G3 reads and device read await both
+#: docs/PLAN.md, storage knee without fetch latency: "G3 reads and device read await both
 #: exceed 1.5 × their idle baseline and p95 TTFT exceeds 1.5 × its baseline".
 STORAGE_KNEE_BASELINE_FACTOR = 1.5
 
 # ---------------------------------------------------------------------- rules
-#: HYPOTHESES.md H0: "below the knee B's p50 TTFT is within ±5 % of A's".
+#: docs/PLAN.md H0: "below the knee B's p50 TTFT is within ±5 % of A's".
 H0_P50_PARITY = 0.05
-#: HYPOTHESES.md H2A: "device reads within 10 % of idle".
+#: docs/PLAN.md H2A: "device reads within 10 % of idle".
 H2A_READS_OVER_IDLE = 0.10
-#: HYPOTHESES.md H2B: "G3 hit share ≥ 20 % at the knee".
+#: docs/PLAN.md H2B: "G3 hit share ≥ 20 % at the knee".
 H2B_G3_HIT_SHARE = 0.20
-#: HYPOTHESES.md H4A: "p99 change < 10 %".
+#: docs/PLAN.md H4A: "p99 change < 10 %".
 H4A_P99_CHANGE = 0.10
 
 # -------------------------------------------------------------- quality gates
-#: HYPOTHESES.md: "≥ 95 % of load-window requests have telemetry samples within one
+#: docs/PLAN.md: "≥ 95 % of load-window requests have telemetry samples within one
 #: cadence interval".
 ALIGNMENT_SHARE = 0.95
-#: HYPOTHESES.md: "Coefficient of variation of p99 across repetitions < 10 % (else
+#: docs/PLAN.md: "Coefficient of variation of p99 across repetitions < 10 % (else
 #: inconclusive)".
 COV_P99_MAX = 0.10
-#: HYPOTHESES.md: "a point with > 1 % errors is marked".
+#: docs/PLAN.md: "a point with > 1 % errors is marked".
 MARK_ERROR_SHARE = 0.01
 #: The embedded simulator's measured engine step time over its modeled time, per run:
 #: above this the host was too busy to keep the model's clock (CPU contention, e.g. from

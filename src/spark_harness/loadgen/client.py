@@ -1,6 +1,6 @@
 """The HTTP side of the load generator: one shared aiohttp session, one streamed request.
 
-Choices that keep the numbers right (REFERENCE.md, "Measuring streamed responses"):
+Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed responses"):
 
 - one session for the run, its connector sized for the planned concurrency (aiohttp's
   default caps at 100 connections), keep-alive on, a 4 MiB read buffer (the 64 KiB

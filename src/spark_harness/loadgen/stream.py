@@ -1,6 +1,6 @@
 """What an OpenAI-compatible streamed completion said: content events, usage, the end.
 
-Rules (see REFERENCE.md, "Measuring streamed responses correctly"):
+Rules (see docs/REFERENCE.md, "Measuring streamed responses correctly"):
 
 - a *content event* carries non-empty text (``choices[].text`` for completions,
   ``choices[].delta.content`` or ``reasoning_content`` for chat); a role-only first chunk

@@ -8,7 +8,7 @@ for the others. Its duration is
   + sum over decoding seqs      KV bytes of the context / memory bandwidth
   + seq_cost * (sequences - 1)  per-sequence work (sampling, bookkeeping)
 
-which is the decode roofline of ``REFERENCE.md`` (fixed cost + KV bytes read at 80 %
+which is the decode roofline of ``docs/REFERENCE.md`` (fixed cost + KV bytes read at 80 %
 of peak bandwidth + a per-sequence cost) with a prefill rate and a quadratic attention
 term. Storage is *not* here: G3 reads are real and measured (see ``diskio``).
 """

@@ -1,6 +1,6 @@
 """Server metrics -> canonical ``kv_*`` fields, one table for every server family.
 
-Real and simulated stacks name the same quantities differently (``REFERENCE.md``); the
+Real and simulated stacks name the same quantities differently (``docs/REFERENCE.md``); the
 analysis reads only the canonical names. Prometheus text is parsed with
 prometheus-client's parser and looked up by *family* name (the parser strips a counter's
 ``_total``), so ``kvbm_offload_blocks_d2h`` and ``..._total`` spellings both match.
@@ -47,7 +47,7 @@ def _rules(agg: str, pairs: dict[str, str]) -> dict[str, Rule]:
     return {name: Rule(field, agg) for name, field in pairs.items()}
 
 
-#: Prometheus family name (without ``_total``) -> rule. Sources: REFERENCE.md, the
+#: Prometheus family name (without ``_total``) -> rule. Sources: docs/REFERENCE.md, the
 #: vLLM, Dynamo, KVBM and LMCache metric catalogues.
 PROMETHEUS_RULES: dict[str, Rule] = {
     # vLLM-style engines (also the simulator and Dynamo's mocker)
@@ -65,7 +65,7 @@ PROMETHEUS_RULES: dict[str, Rule] = {
         "vllm:num_preemptions": "kv_preemptions",
         "vllm:time_to_first_token_seconds": "server_ttft_seconds",
     }),
-    # KVBM (Dynamo's KV block manager); h2d/d2d names as REFERENCE.md explains them
+    # KVBM (Dynamo's KV block manager); h2d/d2d names as docs/REFERENCE.md explains them
     **_rules("sum", {
         "kvbm_offload_blocks_d2h": "kv_offload_blocks_g1_g2",
         "kvbm_offload_blocks_h2d": "kv_offload_blocks_g2_g3",

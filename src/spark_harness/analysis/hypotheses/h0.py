@@ -1,6 +1,6 @@
 """H0: queueing sets the usable concurrency U_work (stacks A and B).
 
-Rule (HYPOTHESES.md): p50/p95/p99 vs concurrency; U_work per stack; below the knee B's
+Rule (docs/PLAN.md): p50/p95/p99 vs concurrency; U_work per stack; below the knee B's
 p50 TTFT is within ±5 % of A's. Parity measures the serving path's own overhead only when
 neither stack reuses KV (the plan's per-request nonce): with cached tokens > 0 on either
 stack in the window, or not counted, parity is inconclusive with the reason. Criteria:
@@ -27,8 +27,8 @@ from spark_harness.analysis.evidence import (
 )
 from spark_harness.analysis.verdict import INCONCLUSIVE, INF, Criterion, Verdict
 
-SOURCE_KNEE = "HYPOTHESES.md U_work: knee = first step with p99 > 2 x p50, next step too"
-SOURCE_PARITY = "HYPOTHESES.md H0: below the knee B's p50 TTFT is within ±5 % of A's"
+SOURCE_KNEE = "docs/PLAN.md U_work: knee = first step with p99 > 2 x p50, next step too"
+SOURCE_PARITY = "docs/PLAN.md H0: below the knee B's p50 TTFT is within ±5 % of A's"
 
 
 def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:

@@ -1,6 +1,6 @@
 """H1: cold LoRA adapters raise TTFT; KV does not drive these tails (stack A).
 
-Rule (HYPOTHESES.md): TTFT distributions cold vs warm; cold excess explained by adapter
+Rule (docs/PLAN.md): TTFT distributions cold vs warm; cold excess explained by adapter
 bytes read. Criteria: p99 cold - warm > 0 (CI); bytes read (server processes, else the
 watched devices) cold - warm > 0 (CI); no KV tier traffic (G2/G3 onboards) in the
 window. The TTFT distributions per cache state go to ``fig_ttft_cold_vs_warm.csv``.
@@ -17,7 +17,7 @@ from spark_harness.analysis.evidence import Context, PointStats, no_tier_traffic
 from spark_harness.analysis.stats import percentile
 from spark_harness.analysis.verdict import Criterion, Verdict
 
-SOURCE = "HYPOTHESES.md H1: TTFT cold vs warm; cold excess explained by adapter bytes read"
+SOURCE = "docs/PLAN.md H1: TTFT cold vs warm; cold excess explained by adapter bytes read"
 #: Quantiles of the distribution table (1 % steps).
 GRID = [round(q / 100, 2) for q in range(1, 101)]
 
@@ -87,7 +87,7 @@ def evaluate(ctx: Context) -> Verdict:
         )
     criteria.append(
         no_tier_traffic(
-            used, "any", "no_kv_tier_traffic", "HYPOTHESES.md H1: KV does not drive these tails"
+            used, "any", "no_kv_tier_traffic", "docs/PLAN.md H1: KV does not drive these tails"
         )
     )
     ctx.write_table("fig_ttft_cold_vs_warm.csv", distribution(ctx, ps, state))

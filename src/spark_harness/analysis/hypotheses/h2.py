@@ -8,7 +8,7 @@ counters are missing, not zero: :func:`~..evidence.no_tier_traffic`). The p99 gr
 are reported as evidence.
 
 H2B (stack B), rule: p99 knee located; G3 hit share ≥ 20 % at the knee; device read
-await rises with it. Criteria: the storage knee (HYPOTHESES.md definition) is located;
+await rises with it. Criteria: the storage knee (docs/PLAN.md definition) is located;
 G3's share of reused tokens at the knee has its CI above 20 %; read await at the knee
 exceeds that of the smallest context (CI). Without G3 fetch latency (KVBM) the knee is
 the fallback definition, decided on CIs (:func:`_knee_fallback`). Mechanism gate: G3
@@ -38,14 +38,14 @@ from spark_harness.analysis.evidence import (
 from spark_harness.analysis.runs import with_tier_shares
 from spark_harness.analysis.verdict import INF, SUPPORTED, Criterion, Verdict
 
-SRC_A = "HYPOTHESES.md H2A: device reads within 10 % of idle"
-SRC_KNEE = "HYPOTHESES.md storage knee: G3 fetch >= 50 % of TTFT at p95"
+SRC_A = "docs/PLAN.md H2A: device reads within 10 % of idle"
+SRC_KNEE = "docs/PLAN.md storage knee: G3 fetch >= 50 % of TTFT at p95"
 SRC_KNEE_FALLBACK = (
-    "HYPOTHESES.md storage knee (no fetch latency): device reads and read await > 1.5 x idle"
+    "docs/PLAN.md storage knee (no fetch latency): device reads and read await > 1.5 x idle"
     " and p95 TTFT > 1.5 x its baseline"
 )
-SRC_HIT = "HYPOTHESES.md H2B: G3 hit share >= 20 % at the knee"
-SRC_AWAIT = "HYPOTHESES.md H2B: device read await rises with it"
+SRC_HIT = "docs/PLAN.md H2B: G3 hit share >= 20 % at the knee"
+SRC_AWAIT = "docs/PLAN.md H2B: device read await rises with it"
 CURVE_COLUMNS = [
     "hyp",
     "stack",
@@ -122,7 +122,7 @@ def evaluate_a(ctx: Context) -> Verdict:
             )
         )
     criteria.append(
-        no_tier_traffic(used, "g3", "no_g3_traffic", "HYPOTHESES.md H2A: no KV storage traffic")
+        no_tier_traffic(used, "g3", "no_g3_traffic", "docs/PLAN.md H2A: no KV storage traffic")
     )
     est, rep = per_point(ps, "p99")
     growth = Stat.of(est[-1] / est[0], rep[:, -1] / rep[:, 0])
@@ -140,7 +140,7 @@ def evaluate_a(ctx: Context) -> Verdict:
             ci=growth.ci,
             threshold=None,
             op="",
-            source="HYPOTHESES.md H2A: p99 growth explained by queue/compute (reported)",
+            source="docs/PLAN.md H2A: p99 growth explained by queue/compute (reported)",
             status=SUPPORTED,
             reasons=[],
             unit="ratio",

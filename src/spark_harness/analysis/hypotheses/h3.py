@@ -1,6 +1,6 @@
 """H3: OS memory counters explain A but not B; KV telemetry is needed for B.
 
-Analytical over H2A (stack A) and H2B (stack B). Rule (HYPOTHESES.md): correlation of
+Analytical over H2A (stack A) and H2B (stack B). Rule (docs/PLAN.md): correlation of
 p99 with OS counters vs with KV tier counters, per stack. Per run: p99, the OS memory
 pressure (idle minus window ``mem_available_bytes``) and a KV tier counter (A: G1 usage,
 its only tier; B: G3 onboards per second). Both halves are tested: on A, Pearson
@@ -27,7 +27,7 @@ from spark_harness.analysis.evidence import (
 )
 from spark_harness.analysis.verdict import Criterion, Verdict
 
-SOURCE = "HYPOTHESES.md H3: correlation of p99 with OS counters vs with KV tier counters"
+SOURCE = "docs/PLAN.md H3: correlation of p99 with OS counters vs with KV tier counters"
 OS = "os_mem_used_bytes"
 KV = {"A": "kv_g1_usage", "B": "g3_onboards_per_s"}
 

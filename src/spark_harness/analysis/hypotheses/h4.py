@@ -30,8 +30,8 @@ from spark_harness.analysis.evidence import (
 from spark_harness.analysis.verdict import INF, INVALID, Criterion, Gate, Verdict
 
 BASELINE = "none"
-SRC_A = "HYPOTHESES.md H4A: p99 change < 10 % while device await rises"
-SRC_B = "HYPOTHESES.md H4B: slope of p99 vs device read await > 0 with CI excluding 0"
+SRC_A = "docs/PLAN.md H4A: p99 change < 10 % while device await rises"
+SRC_B = "docs/PLAN.md H4B: slope of p99 vs device read await > 0 with CI excluding 0"
 
 
 def _profiles(ctx: Context) -> tuple[pl.DataFrame, PointStats | None, str]:

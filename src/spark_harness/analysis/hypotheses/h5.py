@@ -1,6 +1,6 @@
 """H5: larger KV working sets worsen p95/p99 at fixed compute (stack B).
 
-Rule (HYPOTHESES.md): p95/p99 vs working-set bytes; device IOPS vs working set. The
+Rule (docs/PLAN.md): p95/p99 vs working-set bytes; device IOPS vs working set. The
 working set of a run is measured, not assumed: every session's final context (prompt +
 completion tokens of its last turn), summed over sessions, in bytes where the KV bytes
 per token are known (``block_bytes / block_tokens``), else in tokens. Criteria: the p99
@@ -19,7 +19,7 @@ from spark_harness.analysis.evidence import Context, PointStats, mechanism_gate,
 from spark_harness.analysis.verdict import SUPPORTED, Criterion, Verdict
 
 WS = "working_set"
-SOURCE = "HYPOTHESES.md H5: p95/p99 vs working-set bytes"
+SOURCE = "docs/PLAN.md H5: p95/p99 vs working-set bytes"
 
 
 def with_working_set(frame: pl.DataFrame) -> tuple[pl.DataFrame, str]:
@@ -53,7 +53,7 @@ def evaluate(ctx: Context) -> Verdict:
                 ci=s.ci,
                 threshold=None,
                 op="",
-                source="HYPOTHESES.md H5: device IOPS vs working set",
+                source="docs/PLAN.md H5: device IOPS vs working set",
                 status=SUPPORTED,
                 reasons=[],
                 unit=f"iops/{unit}",

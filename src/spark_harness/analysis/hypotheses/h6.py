@@ -1,6 +1,6 @@
 """H6: larger G1+G2 or a better eviction policy shifts the knee (stack B).
 
-Rule (HYPOTHESES.md): knee position and hit ratio per configuration. A configuration is
+Rule (docs/PLAN.md): knee position and hit ratio per configuration. A configuration is
 one combination of the capacity axes (role ``tier_capacity``, e.g. ``server.sim.g2_blocks``
 or ``server.params.cpu_cache_gb``; their sum orders them) and the eviction policy axis
 (role ``eviction_policy``; a plan without one, like KVBM's, has the baseline policy).
@@ -39,7 +39,7 @@ from spark_harness.analysis.verdict import (
     Verdict,
 )
 
-SOURCE = "HYPOTHESES.md H6: knee position and hit ratio per configuration"
+SOURCE = "docs/PLAN.md H6: knee position and hit ratio per configuration"
 LOAD_ROLES = ("context", "concurrency")
 BASELINE_POLICY = "lru"
 

@@ -1,6 +1,6 @@
 """H7: KV telemetry predicts NVMe traffic and explains p99 (stack B; over H2B and H4B).
 
-Rule (HYPOTHESES.md): predicted read bytes (G3 onboards x block bytes) vs observed
+Rule (docs/PLAN.md): predicted read bytes (G3 onboards x block bytes) vs observed
 device reads: ratio and R²; p99 vs G3 fetch p95. Observed bytes are the server's own
 reads (:func:`with_bytes`: per-process, else device reads minus idle and minus what fio
 reported reading). The runs used are those with G3 onboards, each passing the mechanism
@@ -31,8 +31,8 @@ from spark_harness.analysis.evidence import (
 )
 from spark_harness.analysis.verdict import INF, Criterion, Verdict
 
-SOURCE = "HYPOTHESES.md H7: predicted read bytes vs observed device reads: ratio and R²"
-SRC_FETCH = "HYPOTHESES.md H7: p99 vs G3 fetch p95"
+SOURCE = "docs/PLAN.md H7: predicted read bytes vs observed device reads: ratio and R²"
+SRC_FETCH = "docs/PLAN.md H7: p99 vs G3 fetch p95"
 PRED, OBS = "predicted_read_bytes", "observed_read_bytes"
 
 

@@ -43,8 +43,8 @@ from spark_harness.analysis.verdict import (
     judge,
 )
 
-SRC_A = "HYPOTHESES.md H8A: iowait vs p99 correlation near 0"
-SRC_B = "HYPOTHESES.md H8B: positive correlations with CI excluding 0"
+SRC_A = "docs/PLAN.md H8A: iowait vs p99 correlation near 0"
+SRC_B = "docs/PLAN.md H8B: positive correlations with CI excluding 0"
 FLAT = [(-T.FLAT_IOWAIT_PP, T.FLAT_IOWAIT_PP)]
 
 

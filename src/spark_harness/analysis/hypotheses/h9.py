@@ -1,6 +1,6 @@
 """H9: re-hydrating session KV from NVMe beats recomputing it (modes B0, B1, B2).
 
-Rule (HYPOTHESES.md): replay TTFT per mode, paired repetitions (AB/BA order), mean
+Rule (docs/PLAN.md): replay TTFT per mode, paired repetitions (AB/BA order), mean
 difference with 95 % CI; mechanism gate: B2 must show disk onboards (every run), B1 must
 show none (a B1 run without the counter is unknown, not zero: inconclusive).
 
@@ -28,7 +28,7 @@ from spark_harness.analysis.evidence import Context, Stat, mechanism_gate, rows,
 from spark_harness.analysis.stats import Resampler
 from spark_harness.analysis.verdict import INCONCLUSIVE, INF, INVALID, Criterion, Gate, Verdict
 
-SOURCE = "HYPOTHESES.md H9: replay TTFT per mode, paired repetitions, mean difference, 95 % CI"
+SOURCE = "docs/PLAN.md H9: replay TTFT per mode, paired repetitions, mean difference, 95 % CI"
 MODES = ("B0", "B1", "B2")  # no offload, host tier only, host + disk
 
 

@@ -34,7 +34,7 @@ def latency_vs_concurrency(summary: Summary) -> Drawn:
             x = float(u_work[0])
             panels.mark_x(top, x, colour, f"U_work {stack} = {x:g}", level, left=x == last)
         collapse = (summary.verdict.stacks.get(stack) or {}).get("collapse")
-        if collapse:  # HYPOTHESES.md collapse point: p99 > 1 s, errors > 1 % or throughput falls
+        if collapse:  # docs/PLAN.md collapse point: p99 > 1 s, errors > 1 % or throughput falls
             x = float(collapse["users"])
             label = f"collapse {stack}: {collapse['reason']}"
             panels.mark_x(top, x, colour, label, len(stacks) + level, x == last, ":")
