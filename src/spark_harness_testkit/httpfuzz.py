@@ -106,8 +106,8 @@ _JSON = st.recursive(
     ),
     max_leaves=12,
 )
-_FIELDS = ("model", "prompt", "messages", "max_tokens", "max_completion_tokens", "n", "stream")
-_FIELDS += ("stream_options", "ignore_eos")
+_FIELDS: tuple[str, ...] = ("model", "prompt", "messages", "max_tokens", "max_completion_tokens")
+_FIELDS += ("n", "stream", "stream_options", "ignore_eos")
 
 
 def _dump(value: object) -> bytes:
