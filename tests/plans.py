@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from spark_harness.analysis.thresholds import MIN_REPETITIONS
 from spark_harness.plan import Plan, load_config
 from tests.conftest import REPO
 
@@ -104,7 +105,9 @@ PINNED: dict[str, dict[str, Any]] = {
 }
 
 
-def make_plan(hypotheses: dict[str, dict[str, Any]] | None = None, repetitions: int = 2) -> Plan:
+def make_plan(
+    hypotheses: dict[str, dict[str, Any]] | None = None, repetitions: int = MIN_REPETITIONS
+) -> Plan:
     """The repository's plan, sweeps pinned as in :data:`PINNED`; with ``hypotheses``,
     only those, their entries overriding the repository's."""
     cfg = load_config(REPO / "config" / "config.yaml")

@@ -36,16 +36,16 @@ def test_spark_yaml_alone_resolves_like_snakemake_layers_it(capsys):
         capsys, "--configfile", "config/config.yaml", "--configfile", "config/spark.yaml"
     )
     assert rc == 0 and alone == both
-    assert len(runs_of(alone)) == 129
+    assert len(runs_of(alone)) == 132
 
 
 def test_plan_states_its_expected_duration(capsys):
     rc, _, err = plan_cli(capsys, "--configfile", "config/spark.yaml")
     assert rc == 0
-    m = re.search(r"129 runs, expected ([\d.]+) h one after another \(([\d.]+) h of phases", err)
+    m = re.search(r"132 runs, expected ([\d.]+) h one after another \(([\d.]+) h of phases", err)
     assert m, err
-    # 129 points of 10 + 30 + 300 + 10 s, plus a start-up each
-    assert float(m.group(2)) == pytest.approx(129 * 350 / 3600, abs=0.05)
+    # 132 points of 10 + 30 + 300 + 10 s, plus a start-up each
+    assert float(m.group(2)) == pytest.approx(132 * 350 / 3600, abs=0.05)
     assert float(m.group(1)) > float(m.group(2))
 
 

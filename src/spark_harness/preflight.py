@@ -3,8 +3,8 @@
 A plan on a DGX Spark runs for hours; what stops it in its first minutes (no Docker, no
 NVIDIA runtime, an image not pulled, two TensorRT-LLM builds, a model not downloaded,
 too little NVMe for G3) is checked here in seconds, each failure with what to fix.
-Nothing is started but short-lived ``docker`` queries (one ``docker run`` per image to
-read its TensorRT-LLM version, under the stacks' own ``--user``, so a uid problem shows
+Nothing is started but short-lived docker queries (one `docker run` per image to
+read its TensorRT-LLM version, under the stacks' own --user, so a uid problem shows
 here too). Exit status 1 when anything must be fixed first.
 """
 

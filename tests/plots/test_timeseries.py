@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from matplotlib.collections import PathCollection
 
+from spark_harness.analysis.thresholds import MIN_REPETITIONS
 from spark_harness.ingest import ingest
 from spark_harness.plots import style
 from spark_harness.plots.data import Ingested
@@ -69,7 +70,7 @@ def test_absent_kv_telemetry_is_said_not_drawn_as_zero(results_of):
 
 
 def test_failed_points_show_their_attempt_and_retried_points_their_completed_run(results_of):
-    lost = {("H0", "A", "users-1", 0), ("H0", "A", "users-1", 1)}
+    lost = {("H0", "A", "users-1", rep) for rep in range(MIN_REPETITIONS)}  # every repetition
     res = results_of(
         {"H0": {}}, World(fail=frozenset(lost), retry=frozenset({("H0", "A", "users-2", 0)}))
     )
