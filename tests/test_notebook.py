@@ -43,7 +43,7 @@ def test_notebook_is_committed_without_outputs():
 def test_notebook_runs_and_reproduces_the_summary_from_parquet(executed):
     assert not [o for o in outputs(executed) if o.output_type == "error"]
     text = "".join(o.get("text", "") for o in outputs(executed) if o.output_type == "stream")
-    assert "points compared: 10; max |notebook - summary.csv| = 0 ms" in text
+    assert "points compared: 10; max |notebook - summary.csv| = 0.000 ms" in text
 
 
 def test_notebook_draws_its_two_figures(executed):

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from spark_harness.analysis.thresholds import MIN_REPETITIONS
 from spark_harness.analysis.u_work import UWorkError, write_u_work
 from spark_harness.ingest import ingest
 from spark_harness_testkit.synthetic import World, write_plan
@@ -28,7 +29,7 @@ def _h0(tmp_path, plan_of, world):
 
 
 def test_u_work_file(tmp_path, plan_of):
-    lost = frozenset({("H0", "A", "users-64", 0), ("H0", "A", "users-64", 1)})
+    lost = frozenset(("H0", "A", "users-64", rep) for rep in range(MIN_REPETITIONS))
     root = _h0(tmp_path, plan_of, World(knee_users=32, fail=lost))
     write_u_work(root / "A", tmp_path / "A.json")
     u = json.loads((tmp_path / "A.json").read_text())
@@ -40,9 +41,9 @@ def test_u_work_file(tmp_path, plan_of):
     b = json.loads((tmp_path / "B.json").read_text())
     assert (b["u_work"], b["knee"], b["knee_found"], b["reason"]) == (16, 32, True, "knee_found")
     step = b["steps"][0]
-    assert step["users"] == 1 and step["n_reps"] == 2
+    assert step["users"] == 1 and step["n_reps"] == MIN_REPETITIONS
     assert step["p50_ci"][0] <= step["p50_ms"] <= step["p50_ci"][1]
-    assert step["rows"] == [["H0", "B", "users-1", 0], ["H0", "B", "users-1", 1]]
+    assert step["rows"] == [["H0", "B", "users-1", rep] for rep in range(MIN_REPETITIONS)]
     assert [s["users"] for s in b["steps"]] == [1, 2, 4, 8, 16, 32, 64]
 
 

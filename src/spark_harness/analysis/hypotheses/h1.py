@@ -1,8 +1,11 @@
 """H1: cold LoRA adapters raise TTFT; KV does not drive these tails (stack A).
 
 Rule (docs/PLAN.md): TTFT distributions cold vs warm; cold excess explained by adapter
-bytes read. Criteria: p99 cold - warm > 0 (CI); bytes read (server processes, else the
-watched devices) cold - warm > 0 (CI); no KV tier traffic (G2/G3 onboards) in the
+bytes read. Criteria: the cold excess p99 cold / warm - 1 (two-sample ratio CI) is
+material: supported when its CI lies above MATERIAL_P99_CHANGE (10 %), refuted when
+below (adapters that load in a fraction of a request's time do not "raise TTFT"), the
+absolute excess p99 cold - warm reported beside it; bytes read (server processes, else
+the watched devices) cold - warm > 0 (CI); no KV tier traffic (G2/G3 onboards) in the
 window. The TTFT distributions per cache state go to ``fig_ttft_cold_vs_warm.csv``.
 """
 
@@ -12,10 +15,11 @@ import numpy as np
 import polars as pl
 
 from spark_harness.analysis import axes
-from spark_harness.analysis.criteria import complete, difference
+from spark_harness.analysis import thresholds as T
+from spark_harness.analysis.criteria import complete, difference, ratio
 from spark_harness.analysis.evidence import Context, PointStats, no_tier_traffic, rows, verdict
 from spark_harness.analysis.stats import percentile
-from spark_harness.analysis.verdict import Criterion, Verdict
+from spark_harness.analysis.verdict import INF, Criterion, Verdict
 
 SOURCE = "docs/PLAN.md H1: TTFT cold vs warm; cold excess explained by adapter bytes read"
 #: Quantiles of the distribution table (1 % steps).
@@ -47,16 +51,25 @@ def evaluate(ctx: Context) -> Verdict:
         for s in ("cold", "warm")
     }
     d = difference(ps, "p99", state["cold"], state["warm"])
+    r = ratio(ps, "p99", state["cold"], state["warm"])
+    excess = T.MATERIAL_P99_CHANGE
     criteria = [
-        Criterion.positive(
+        Criterion.judged(
             "cold_p99_excess",
-            "p99 TTFT cold - warm",
-            d.value,
-            d.ci,
+            "p99 TTFT cold / warm - 1",
+            None if r.value is None else r.value - 1,
+            None if r.ci is None else (r.ci[0] - 1, r.ci[1] - 1),
+            threshold=excess,
+            op=">",
             source=SOURCE,
-            unit="ms",
+            supported=[(excess, INF)],
+            refuted=[(-INF, excess)],
+            unit="ratio",
             rows=rows(used),
-            details={"p50_excess": difference(ps, "p50", state["cold"], state["warm"]).__dict__},
+            details={
+                "p99_excess_ms": d.__dict__,
+                "p50_excess_ms": difference(ps, "p50", state["cold"], state["warm"]).__dict__,
+            },
         )
     ]
     column = next((c for c in ("server_read_bytes", "read_bytes") if complete(ps, c)), None)
