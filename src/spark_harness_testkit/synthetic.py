@@ -459,7 +459,8 @@ class World:
     qos_slope: float = 8.0  # ms of TTFT per ms of read await while G3 is engaged (H4B)
     iowait_per_share: float = 6.0  # iowait pp per unit of G3 fetch share (B); 0: flat
     cold_tail: float = 1.6  # H1: p99/p50 multiplier of cold adapters
-    cold_read_bytes: float = 50e6
+    cold_read_bytes: float = 50e6  # H1: the server's extra reads in a cold window
+    cold_system_read_bytes: float = 0.0  # H1: other processes' reads after the cache drop
     capacity_exponent: float = 0.4  # H6: p50 x (256 / g2_blocks) ** exponent
     policy_factor: dict[str, float] = field(default_factory=dict)  # H6: p50 x factor
     sessions_knee: int = 16  # H5: the G3 share grows with sessions / (4 x this)
@@ -538,6 +539,7 @@ class World:
         window_s = 4.0
         fio = self.qos_read_mib_s.get(profile, 0.0)
         b1_fault = self.b1_disk_onboards and spec["stack"] == "B1"
+        cold = wl.get("adapter_cache") == "cold"
         iowait_a = self.qos_iowait_a.get(profile, 0.0) + self.iowait_a_per_ms * p50
         return RunSpec(
             hyp=spec["hypothesis"],
@@ -567,6 +569,7 @@ class World:
                 read_kbps=8.0
                 + (0.0 if tiered else self.a_read_kbps)
                 + g3 * self.device_read_factor * 65536 / window_s / 1024
+                + cold * (self.cold_read_bytes + self.cold_system_read_bytes) / window_s / 1024
                 + fio * 1024,
                 read_await_ms=0.1 + qos + 0.5 * share,
                 mem_available_bytes=20e9 - (kv_in_memory if not tiered or self.os_sees_b else 0.0),
@@ -577,7 +580,7 @@ class World:
                 "kv_offload_blocks_g2_g3": tiers,
                 "kv_offload_blocks_g1_g2": 2 * tiers,
                 "kv_onboard_blocks_g2": 0.1 * tiers + (0.0 if tiered else self.a_tier_onboards),
-                "server_read_bytes": self.cold_read_bytes * (wl.get("adapter_cache") == "cold")
+                "server_read_bytes": self.cold_read_bytes * cold
                 + g3 * self.device_read_factor * 65536,
             },
             kv_telemetry=self.kv_telemetry,

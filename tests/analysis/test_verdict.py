@@ -74,3 +74,25 @@ def test_reasons_and_json(tmp_path):
     assert d["threshold"] == {"op": ">", "value": 0.0, "source": "src"}
     assert d["gates"]["failed_runs"]["effect"] == "report"
     assert d["bootstrap"]["seed"] == 20261126
+
+
+def test_the_statistic_shown_is_the_criterion_that_decides(tmp_path):
+    """A verdict not supported names its refuted criterion (H0 in the oracle world where
+    B's p50 parity fails showed knee_A, a supported one, before)."""
+
+    def named(name: str, status: str) -> Criterion:
+        c = _criterion(status)
+        c.name, c.reasons = name, [f"r_{name}"]
+        return c
+
+    knee, undecided, parity = (
+        named("knee_A", SUPPORTED),
+        named("knee_B", INCONCLUSIVE),
+        named("parity", NOT_SUPPORTED),
+    )
+    assert _verdict([knee, undecided, parity]).primary().name == "parity"
+    assert _verdict([knee, undecided]).primary().name == "knee_B"
+    assert _verdict([knee]).primary().name == "knee_A"
+    v = _verdict([knee, undecided, parity])
+    v.write(tmp_path / "v.json")
+    assert json.loads((tmp_path / "v.json").read_text())["statistic"]["name"] == "parity"

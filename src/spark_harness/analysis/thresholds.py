@@ -68,6 +68,11 @@ FLAT_IOWAIT_PP = 1.0
 #: H4B/H5/H6: an effect on p99 smaller than this share of its baseline is not material
 #: (the same 10 % that H4A calls "barely moves").
 MATERIAL_P99_CHANGE = H4A_P99_CHANGE
+#: H1: the cold excess is "explained by adapter bytes read" when the server's own reads
+#: are at least this share of the device reads in the cold windows: the adapters, not a
+#: cold system (other processes re-reading what the page-cache drop evicted), are what
+#: the cold start read.
+H1_SERVER_READ_SHARE = 0.5
 #: H7: telemetry "predicts" device reads when observed/predicted bytes lie within this
 #: band (read-ahead, alignment and metadata make exact equality impossible)...
 H7_RATIO_BAND = (0.5, 2.0)

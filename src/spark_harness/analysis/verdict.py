@@ -243,7 +243,12 @@ class Verdict:
         return list(dict.fromkeys(out))
 
     def primary(self) -> Criterion | None:
-        return next((c for c in self.criteria if c.role != "info"), None)
+        """The criterion that decides the status: the first refuted one of a verdict not
+        supported, the first undecided one of an inconclusive verdict, else the first."""
+        deciding = [c for c in self.criteria if c.role != "info"]
+        want = {NOT_SUPPORTED: (NOT_SUPPORTED,), INCONCLUSIVE: (INCONCLUSIVE,)}.get(self.status)
+        picked = next((c for c in deciding if want and c.status in want), None)
+        return picked or next(iter(deciding), None)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.primary()

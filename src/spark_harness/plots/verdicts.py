@@ -82,6 +82,7 @@ class Verdict:
     stacks: dict[str, Any] = field(default_factory=dict)
     tables: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    deciding: str | None = None  # verdict.json's statistic: the deciding criterion's name
 
     @classmethod
     def read(cls, path: Path) -> Verdict:
@@ -101,6 +102,7 @@ class Verdict:
             stacks=dict(data.get("stacks") or {}),
             tables=list(data.get("tables") or []),
             notes=list(data.get("notes") or []),
+            deciding=(data.get("statistic") or {}).get("name"),
         )
 
     # ------------------------------------------------------------------ lookups
@@ -108,8 +110,12 @@ class Verdict:
         return next((c for c in self.criteria if c.get("name") == name), None)
 
     def primary(self) -> dict[str, Any] | None:
-        """The first criterion that decides (not an ``info`` one), as verdict.json does."""
-        return next((c for c in self.criteria if c.get("role") != "info"), None)
+        """The criterion that decides the status, as verdict.json's ``statistic`` names it
+        (older files: the first that is not ``info``)."""
+        deciding = [c for c in self.criteria if c.get("role") != "info"]
+        return next(
+            (c for c in deciding if c.get("name") == self.deciding), next(iter(deciding), None)
+        )
 
     def failed_gates(self) -> list[dict[str, Any]]:
         return [g for g in self.gates.values() if g.get("passed") is False]

@@ -32,6 +32,29 @@ def test_an_excess_below_ten_percent_is_not_a_raise(verdict_of, criterion):
     assert excess["details"]["p99_excess_ms"]["ci"][0] > 0  # the absolute excess, reported
 
 
+def test_a_cold_system_is_not_cold_adapters(verdict_of, criterion):
+    """Tiny adapters and a page-cache drop that makes other processes re-read 12 MB: the
+    cold window is slower, and the server did read its adapters (a few kB), but the
+    excess is not explained by adapter bytes. The old rule (bytes cold - warm > 0)
+    supported H1 here; the server's share of the cold reads refutes it."""
+    v = verdict_of("H1", World(cold_read_bytes=2e4, cold_system_read_bytes=12e6))
+    assert criterion(v, "cold_p99_excess")["status"] == "supported"
+    assert criterion(v, "cold_bytes_read")["status"] == "supported"
+    share = criterion(v, "cold_reads_are_the_servers")
+    assert share["ci"][1] < 0.01 and share["status"] == "not supported"
+    assert v["status"] == "not supported"
+    planted = verdict_of("H1")  # 50 MB of adapters, nothing else read
+    assert criterion(planted, "cold_reads_are_the_servers")["ci"][0] > 0.9
+
+
+def test_without_per_process_bytes_the_share_is_missing_not_zero(verdict_of, criterion):
+    v = verdict_of("H1", World(server_io=False))
+    share = criterion(v, "cold_reads_are_the_servers")
+    assert (share["status"], share["reasons"]) == ("inconclusive", ["no_server_read_bytes"])
+    assert criterion(v, "cold_bytes_read")["details"]["counter"] == "read_bytes"
+    assert v["status"] == "inconclusive"
+
+
 def test_tier_traffic_on_a_refutes_h1(verdict_of, criterion):
     v = verdict_of("H1", World(a_tier_onboards=40.0))
     c = criterion(v, "no_kv_tier_traffic")

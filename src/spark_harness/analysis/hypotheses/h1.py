@@ -5,7 +5,10 @@ bytes read. Criteria: the cold excess p99 cold / warm - 1 (two-sample ratio CI) 
 material: supported when its CI lies above MATERIAL_P99_CHANGE (10 %), refuted when
 below (adapters that load in a fraction of a request's time do not "raise TTFT"), the
 absolute excess p99 cold - warm reported beside it; bytes read (server processes, else
-the watched devices) cold - warm > 0 (CI); no KV tier traffic (G2/G3 onboards) in the
+the watched devices) cold - warm > 0 (CI); the server's share of the cold windows'
+device reads (server / device read bytes, mean over cold repetitions, t CI) above
+H1_SERVER_READ_SHARE (an excess that other processes' reads after the page-cache drop
+cause is not explained by adapter bytes); no KV tier traffic (G2/G3 onboards) in the
 window. The TTFT distributions per cache state go to ``fig_ttft_cold_vs_warm.csv``.
 """
 
@@ -14,10 +17,17 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis import axes
+from spark_harness.analysis import axes, stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import complete, difference, ratio
-from spark_harness.analysis.evidence import Context, PointStats, no_tier_traffic, rows, verdict
+from spark_harness.analysis.criteria import complete, difference, per_run, ratio
+from spark_harness.analysis.evidence import (
+    Context,
+    PointStats,
+    Stat,
+    no_tier_traffic,
+    rows,
+    verdict,
+)
 from spark_harness.analysis.stats import percentile
 from spark_harness.analysis.verdict import INF, Criterion, Verdict
 
@@ -34,6 +44,36 @@ def distribution(ctx: Context, ps: PointStats, state: dict[str, tuple]) -> pl.Da
         pooled = np.sort(np.concatenate([ctx.data.ttft[r] for r in ids]))
         out += [{"cache": name, "q": q, "ttft_ms": percentile(pooled, q)} for q in GRID]
     return pl.DataFrame(out)
+
+
+def server_share(ps: PointStats, cold: tuple) -> Criterion:
+    """What share of the cold windows' device reads the server's own reads are."""
+    name, statistic = "cold_reads_are_the_servers", "server / device read bytes, cold windows"
+    share = T.H1_SERVER_READ_SHARE
+    if not complete(ps, "server_read_bytes", "read_bytes"):
+        return Criterion.missing(
+            name, statistic, SOURCE, "no_server_read_bytes", threshold=share, op=">"
+        )
+    members = ps.members(cold)
+    server = per_run(ps, "server_read_bytes")[0][members]
+    device = per_run(ps, "read_bytes")[0][members]
+    runs = server / np.maximum(device, 1.0)
+    reps = stats.Resampler([cold] * len(runs)).fixed(runs).mean(axis=-1)
+    s = Stat.of(float(runs.mean()), reps)
+    return Criterion.judged(
+        name,
+        statistic,
+        s.value,
+        s.ci,
+        threshold=share,
+        op=">",
+        source=SOURCE,
+        supported=[(share, INF)],
+        refuted=[(-INF, share)],
+        unit="ratio",
+        rows=rows(ps.runs.filter(pl.Series(members))),
+        details={"server_read_bytes": server.tolist(), "device_read_bytes": device.tolist()},
+    )
 
 
 def evaluate(ctx: Context) -> Verdict:
@@ -98,6 +138,7 @@ def evaluate(ctx: Context) -> Verdict:
                 details={"counter": column},
             )
         )
+    criteria.append(server_share(ps, state["cold"]))
     criteria.append(
         no_tier_traffic(
             used, "any", "no_kv_tier_traffic", "docs/PLAN.md H1: KV does not drive these tails"
