@@ -82,7 +82,7 @@ def test_the_statistic_shown_is_the_criterion_that_decides(tmp_path):
 
     def named(name: str, status: str) -> Criterion:
         c = _criterion(status)
-        c.name, c.reasons = name, [f"r_{name}"]
+        c.name, c.reasons = name, [f"r:{name}"]
         return c
 
     knee, undecided, parity = (
