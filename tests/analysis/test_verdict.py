@@ -96,3 +96,8 @@ def test_the_statistic_shown_is_the_criterion_that_decides(tmp_path):
     v = _verdict([knee, undecided, parity])
     v.write(tmp_path / "v.json")
     assert json.loads((tmp_path / "v.json").read_text())["statistic"]["name"] == "parity"
+    alternatives = [named("capacity", SUPPORTED), named("policy", INCONCLUSIVE)]
+    for c in alternatives:
+        c.role = "any"
+    cov = Gate("cov_p99", False, INCONCLUSIVE, reasons=["cov_p99_over_10pct"])
+    assert _verdict(alternatives, [cov]).primary().name == "capacity"

@@ -246,6 +246,9 @@ class Verdict:
         """The criterion that decides the status: the first refuted one of a verdict not
         supported, the first undecided one of an inconclusive verdict, else the first."""
         deciding = [c for c in self.criteria if c.role != "info"]
+        if any(c.role == "any" and c.status == SUPPORTED for c in deciding):
+            # one alternative holds: the others decide nothing
+            deciding = [c for c in deciding if c.role != "any" or c.status == SUPPORTED]
         want = {NOT_SUPPORTED: (NOT_SUPPORTED,), INCONCLUSIVE: (INCONCLUSIVE,)}.get(self.status)
         picked = next((c for c in deciding if want and c.status in want), None)
         return picked or next(iter(deciding), None)
