@@ -125,8 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="runs of each world (default 1)")
     ap.add_argument("--world", action="append", help="run only this world (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "oracle")
+    ap.add_argument("--worlds", type=Path, default=WORLDS, help="the worlds file")
     args = ap.parse_args(argv)
-    worlds = [w for w in load_worlds() if not args.world or w.name in args.world]
+    worlds = [w for w in load_worlds(args.worlds) if not args.world or w.name in args.world]
     rows: list[list[str]] = []
     counts = {"right": 0, "WRONG": 0, "undecided": 0}
     for w in worlds:

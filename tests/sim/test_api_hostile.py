@@ -176,3 +176,41 @@ def sim(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-de
         while open_fds() > before and time.monotonic() < deadline:
             time.sleep(0.1)
         assert open_fds() <= before
+
+
+def test_a_client_that_stops_reading_a_stream_loses_it_and_its_slot(tmp_path: Path) -> None:
+    """A stream whose client reads nothing fills the socket's buffers; after
+    write_timeout_s the server cuts it, so the slot (one here) serves the next client."""
+    body = json.dumps(
+        {"model": "m", "prompt": "a b c", "max_tokens": 4000, "stream": True}
+    ).encode()
+    with SimThread(
+        {**FAST, "max_concurrent_requests": 1, "write_timeout_s": 0.5, "max_model_len": 8192},
+        tmp_path,
+    ) as sim:
+        # small kernel buffers on both ends (accepted sockets inherit the listener's)
+        sim.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        before = open_fds()
+        stalled = socket.socket()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.settimeout(5)
+        stalled.connect((sim.host, sim.port))
+        stalled.sendall(post(body).wire())  # and never reads
+        time.sleep(0.3)
+        status, _ = answer(sim, post(b'{"model": "m", "prompt": "a", "max_tokens": 1}'))
+        assert status == 429  # the stalled stream holds the only slot ...
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status, _ = answer(sim, post(b'{"model": "m", "prompt": "a", "max_tokens": 1}'))
+            if status == 200:
+                break
+            time.sleep(0.2)
+        assert status == 200  # ... until the write timeout cuts it
+        stalled.settimeout(2)
+        with pytest.raises((ConnectionError, TimeoutError, OSError)):
+            while stalled.recv(1 << 20):  # what was buffered, then the reset
+                pass
+            raise ConnectionResetError  # an orderly close counts as cut too
+        stalled.close()
+        time.sleep(0.2)
+        assert open_fds() <= before

@@ -565,16 +565,24 @@ class SimApi:
         head = self._head(p, seq)
         head["object"] = "chat.completion.chunk" if p.chat else "text_completion"
         frames = SseFrames(head, p.chat)
+        limit = self.cfg.write_timeout_s
+
+        async def send(data: bytes) -> None:
+            # a write waits while the socket's buffers are full: a client that stops
+            # reading would hold its slot and its sequence forever
+            async with asyncio.timeout(limit):  # a timer, not a task: cheap per event
+                await resp.write(data)
+
         try:
             if p.chat:
-                await resp.write(frames.role())
+                await send(frames.role())
             per_event = self.cfg.tokens_per_event
             sent = 0
             while True:
                 ready = seq.generated - sent
                 while ready >= per_event or (seq.done and ready > 0):
                     n = min(per_event, ready)
-                    await resp.write(frames.content(self._text(seq, sent, n)))
+                    await send(frames.content(self._text(seq, sent, n)))
                     sent += n
                     ready -= n
                 if seq.done:
@@ -589,14 +597,18 @@ class SimApi:
                         "code": None,
                     }
                 }
-                await resp.write(f"data: {json.dumps(err)}\n\n".encode())
+                await send(f"data: {json.dumps(err)}\n\n".encode())
             else:
-                await resp.write(frames.finish(seq.finish_reason))
+                await send(frames.finish(seq.finish_reason))
                 if p.include_usage:
                     usage = head | {"choices": [], "usage": self._usage(seq)}
-                    await resp.write(f"data: {json.dumps(usage)}\n\n".encode())
-            await resp.write(b"data: [DONE]\n\n")
+                    await send(f"data: {json.dumps(usage)}\n\n".encode())
+            await send(b"data: [DONE]\n\n")
             await resp.write_eof()
         except ConnectionError:
             log.debug("client of %s went away", seq.rid)
+        except TimeoutError:
+            log.info("client of %s read nothing for %g s: stream cut", seq.rid, limit)
+            if request.transport is not None:
+                request.transport.abort()  # unsent bytes dropped, the slot freed
         return resp

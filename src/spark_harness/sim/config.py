@@ -75,6 +75,7 @@ class SimConfig:
     max_concurrent_requests: int = 512
     body_timeout_s: float = 10.0  # a request body must arrive within this (else 408)
     idle_timeout_s: float = 30.0  # a connection without a complete request is closed
+    write_timeout_s: float = 30.0  # a stream its client does not read for this long is cut
     natural_output_tokens: int | None = None
     resident_blocks: int = 0  # paging: G1 blocks that fit in memory (the rest pages)
     swap_dir: str | None = None  # paging: directory of the swap file (default workdir/swap)
@@ -180,7 +181,7 @@ class SimConfig:
             "g1_blocks",
             "must be >= 1 (memory_fraction leaves no room for KV after the weights?)",
         )
-        for key in ("body_timeout_s", "idle_timeout_s"):
+        for key in ("body_timeout_s", "idle_timeout_s", "write_timeout_s"):
             value = getattr(self, key)
             ok = isinstance(value, int | float) and not isinstance(value, bool)
             need(ok and 0 < value < math.inf, key, "must be a number of seconds > 0")
