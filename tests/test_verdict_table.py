@@ -69,6 +69,11 @@ def test_markdown_and_the_report_front_page(tmp_path):
     assert "Verdicts at a glance" in html["html_body"] and "Intro text." in html["html_body"]
     assert html["title"] == "Title"
     assert page.index("list-table") < page.index("Intro text.")
+    # four columns that wrap: statistic, CI and threshold in one cell; long codes breakable
+    body = html["html_body"]
+    assert "storage_knee = 31.0 % (95 % CI 20.0 to 40.0 %), needs ≥ 50.0 %" in body
+    assert "cov_\u200bp99_\u200bover_\u200b10pct" in body
+    assert body.count("<th class") == 4
 
 
 def test_the_cli_prints_the_table_of_any_results_folder(tmp_path, capsys):

@@ -112,10 +112,30 @@ def markdown(rows: Sequence[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The report's column is narrow (the rule graph sits beside it): four columns, the
+#: statistic with its CI and threshold in one cell.
+RST_HEADER = ("hypothesis", "status", "deciding statistic (95 % CI), threshold", "reasons")
+#: Zero-width space: lets a browser wrap a long reason code after ``_`` or ``:``.
+_WRAP = "\u200b"
+
+
+def _rst_cells(r: Row) -> tuple[str, ...]:
+    statistic = r.statistic + (f" ({r.ci})" if r.ci else "")
+    if r.threshold:
+        statistic += f", needs {r.threshold}"
+    reasons = r.reasons.replace("_", "_" + _WRAP).replace(":", ":" + _WRAP)
+    return (r.hypothesis, r.status, statistic, reasons or "—")
+
+
 def rst(rows: Sequence[Row]) -> str:
     """The table as an RST ``list-table`` (the report's front page)."""
-    out = [".. list-table:: Verdicts at a glance", "   :header-rows: 1", ""]
-    for cells in (HEADER, *(_cells(r) for r in rows)):
+    out = [
+        ".. list-table:: Verdicts at a glance",
+        "   :header-rows: 1",
+        "   :widths: 10 14 44 32",
+        "",
+    ]
+    for cells in (RST_HEADER, *(_rst_cells(r) for r in rows)):
         out.append("   * - " + _rst_cell(cells[0]))
         out += ["     - " + _rst_cell(c) for c in cells[1:]]
     return "\n".join(out) + "\n"

@@ -101,3 +101,4 @@ def test_the_statistic_shown_is_the_criterion_that_decides(tmp_path):
         c.role = "any"
     cov = Gate("cov_p99", False, INCONCLUSIVE, reasons=["cov_p99_over_10pct"])
     assert _verdict(alternatives, [cov]).primary().name == "capacity"
+    assert "r:policy" not in _verdict(alternatives, [cov]).reasons  # it decides nothing

@@ -237,18 +237,23 @@ class Verdict:
         for g in self.gates:
             if g.passed is False or g.effect == "report":
                 out += g.reasons
-        for c in self.criteria:
-            if c.status != SUPPORTED and c.role != "info":
+        for c in self._deciding():
+            if c.status != SUPPORTED:
                 out += c.reasons
         return list(dict.fromkeys(out))
+
+    def _deciding(self) -> list[Criterion]:
+        """The criteria that bear on the status: not ``info``, and of the ``any``
+        alternatives only the supported ones once one of them holds."""
+        deciding = [c for c in self.criteria if c.role != "info"]
+        if any(c.role == "any" and c.status == SUPPORTED for c in deciding):
+            deciding = [c for c in deciding if c.role != "any" or c.status == SUPPORTED]
+        return deciding
 
     def primary(self) -> Criterion | None:
         """The criterion that decides the status: the first refuted one of a verdict not
         supported, the first undecided one of an inconclusive verdict, else the first."""
-        deciding = [c for c in self.criteria if c.role != "info"]
-        if any(c.role == "any" and c.status == SUPPORTED for c in deciding):
-            # one alternative holds: the others decide nothing
-            deciding = [c for c in deciding if c.role != "any" or c.status == SUPPORTED]
+        deciding = self._deciding()
         want = {NOT_SUPPORTED: (NOT_SUPPORTED,), INCONCLUSIVE: (INCONCLUSIVE,)}.get(self.status)
         picked = next((c for c in deciding if want and c.status in want), None)
         return picked or next(iter(deciding), None)

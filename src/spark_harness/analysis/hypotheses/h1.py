@@ -70,7 +70,7 @@ def server_share(ps: PointStats, cold: tuple) -> Criterion:
         source=SOURCE,
         supported=[(share, INF)],
         refuted=[(-INF, share)],
-        unit="ratio",
+        unit="share",
         rows=rows(ps.runs.filter(pl.Series(members))),
         details={"server_read_bytes": server.tolist(), "device_read_bytes": device.tolist()},
     )
@@ -104,7 +104,7 @@ def evaluate(ctx: Context) -> Verdict:
             source=SOURCE,
             supported=[(excess, INF)],
             refuted=[(-INF, excess)],
-            unit="ratio",
+            unit="share",
             rows=rows(used),
             details={
                 "p99_excess_ms": d.__dict__,
