@@ -345,7 +345,7 @@ def convert(
         "server": {"kind": "legacy", "model": cfg.get("model")},
         "legacy_config": redact(cfg),  # no hf_token or password in run.json
     }
-    run = {
+    run: dict[str, Any] = {
         "schema_version": contract.SCHEMA_VERSION,
         "hypothesis": hyp,
         "stack": stack,

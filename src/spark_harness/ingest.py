@@ -36,7 +36,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypedDict, cast
 
 import polars as pl
 
@@ -54,9 +54,18 @@ COUNTERS = tuple(k for k, v in contract.TELEMETRY_FIELD_DOC.items() if v.startsw
 DEVICE_RATES = ("r_s", "w_s", "rkb_s", "wkb_s")
 REQUIRED_RUN_KEYS = ("hypothesis", "stack", "point", "rep", "phases", "outcome")
 ID_COLUMNS = ("hyp", "stack", "point", "rep", "run_id")
+
+
+class _Compression(TypedDict):
+    """The parquet writers' compression keywords."""
+
+    compression: Literal["zstd"]
+    compression_level: int
+
+
 #: Output compression: zstd at its fastest level costs half of the default level's time
 #: for files about 15 % larger (benchmarks/README.md). Per-run parts are uncompressed.
-COMPRESSION = {"compression": "zstd", "compression_level": 1}
+COMPRESSION: _Compression = {"compression": "zstd", "compression_level": 1}
 REQUESTS = "requests.parquet"
 #: the load generator's typed copy of a run's ``requests.jsonl``, beside it
 RAW_REQUESTS = "requests.parquet"
@@ -406,12 +415,15 @@ def point_row(
     aligned = int(win["tel_aligned"].sum())
     start, end = meta.phases.get(meta.window_phase, [None, None])
     if end is None and start is not None:  # a run that died in its window: last evidence
-        ends = [requests["done_ns"].max(), samples["t_ns"].max() if samples.height else None]
+        ends = [
+            cast("int | None", requests["done_ns"].max()),
+            cast("int | None", samples["t_ns"].max()) if samples.height else None,
+        ]
         end = max([e for e in ends if e is not None], default=start)
     idle = meta.phases.get("idle", [None, None])
     achieved = tel.get("achieved_cadence_ms")
     if achieved is None and samples.height > 1:
-        achieved = float(samples["dt_s"].median()) * 1000
+        achieved = float(cast(float, samples["dt_s"].median())) * 1000
     reasons = [str(r) for r in raw.get("reasons") or []]
     excluded = None
     if meta.outcome == "failed":

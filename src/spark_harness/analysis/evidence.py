@@ -15,7 +15,7 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -93,7 +93,7 @@ def tail_quantile(runs: pl.DataFrame) -> tuple[str, list[str]]:
     """'p99' when every run has ≥ TAIL_P99_MIN_REQUESTS ok requests in its analysed
     (steady) window, else
     'p95' and the reason (docs/PLAN.md: "otherwise report p95 and say so")."""
-    if runs.height and runs["n_steady_ok"].min() >= T.TAIL_P99_MIN_REQUESTS:
+    if runs.height and cast(int, runs["n_steady_ok"].min()) >= T.TAIL_P99_MIN_REQUESTS:
         return "p99", []
     return "p95", [TAIL_P95_REASON]
 
@@ -253,7 +253,10 @@ def point_table(data: Runs, runs: pl.DataFrame, ps: PointStats | None = None) ->
         cols[f"ttft_{q}_ms"] = [x.value for x in st]
         cols[f"ttft_{q}_ci_lo"] = [x.ci[0] if x.ci else None for x in st]
         cols[f"ttft_{q}_ci_hi"] = [x.ci[1] if x.ci else None for x in st]
-    dtypes = {**{k: runs.schema[k] for k in POINT_KEYS}, **{c: pl.Float64 for c in list(cols)[3:]}}
+    dtypes: dict[str, pl.DataType | type[pl.DataType]] = {
+        **{k: runs.schema[k] for k in POINT_KEYS},
+        **{c: pl.Float64 for c in list(cols)[3:]},
+    }
     pct = pl.DataFrame(cols, schema_overrides=dtypes)
     table = agg.join(pct, on=list(POINT_KEYS), how="left")
     failed = _failed_points(data, runs)
@@ -284,7 +287,7 @@ def tail_report(table: pl.DataFrame) -> Gate:
         "tail",
         short.height == 0,
         "report",
-        value=table["min_steady_ok"].min() if table.height else None,
+        value=cast("float | None", table["min_steady_ok"].min()) if table.height else None,
         threshold=T.TAIL_P99_MIN_REQUESTS,
         reasons=[TAIL_P95_REASON] if short.height else [],
         details={"points": [f"{h}/{s}/{p}" for h, s, p in short.select(POINT_KEYS).iter_rows()]},
@@ -295,7 +298,7 @@ def tail_report(table: pl.DataFrame) -> Gate:
 def alignment_gate(runs: pl.DataFrame) -> Gate:
     """≥ 95 % of window requests with a telemetry sample within one cadence (per run)."""
     bad = runs.filter(pl.col("aligned_share") < T.ALIGNMENT_SHARE)
-    worst = runs["aligned_share"].min() if runs.height else None
+    worst = cast("float | None", runs["aligned_share"].min()) if runs.height else None
     return Gate(
         "alignment",
         bad.height == 0,
@@ -321,7 +324,7 @@ def repetitions_gate(table: pl.DataFrame) -> Gate:
         "repetitions",
         few.height == 0,
         INCONCLUSIVE,
-        value=table["n_reps"].min() if table.height else 0,
+        value=cast("float | None", table["n_reps"].min()) if table.height else 0,
         threshold=T.MIN_REPETITIONS,
         reasons=reasons,
         details={
@@ -355,7 +358,7 @@ def cov_gate(table: pl.DataFrame) -> Gate:
         "cov_p99",
         bad.height == 0,
         INCONCLUSIVE,
-        value=t["_cov"].max(),
+        value=cast("float | None", t["_cov"].max()),
         threshold=T.COV_P99_MAX,
         reasons=[f"cov_{q}_over_10pct" for q in sorted(set(bad["_tail"]), reverse=True)],
         details={
@@ -376,7 +379,7 @@ def sim_clock_gate(runs: pl.DataFrame) -> Gate:
         "sim_clock",
         bad.height == 0,
         INVALID,
-        value=runs["sim_step_overrun"].max(),
+        value=cast("float | None", runs["sim_step_overrun"].max()),
         threshold=T.SIM_STEP_OVERRUN_MAX,
         reasons=[] if bad.height == 0 else ["sim_behind_model"],
         details={
@@ -394,7 +397,7 @@ def errors_report(runs: pl.DataFrame) -> Gate:
         "errors",
         marked.height == 0,
         "report",
-        value=runs["error_share"].max(),
+        value=cast("float | None", runs["error_share"].max()),
         threshold=T.MARK_ERROR_SHARE,
         reasons=[] if marked.height == 0 else ["points_marked_errors_over_1pct"],
         details={
@@ -496,7 +499,7 @@ def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
         "mechanism",
         not reasons,
         INCONCLUSIVE if reasons == ["no_kv_tier_telemetry"] else INVALID,
-        value=None if on.null_count() else float(on.min()) if runs.height else None,
+        value=None if on.null_count() else float(cast(float, on.min())) if runs.height else None,
         threshold=0.0,
         reasons=reasons,
         details={

@@ -187,6 +187,7 @@ def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame, steady: bool = True) 
         )
         begin = start
         if cut and start is not None and end is not None:
+            assert part is not None  # a cut comes only from a run's own completions
             # just after the last dropped completion, never past the middle of the window
             begin = min(int(part["done_ns"][cut - 1]) + 1, start + (end - start) // 2)
         out.append(

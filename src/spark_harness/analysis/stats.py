@@ -21,7 +21,7 @@ Conventions (docs/ANALYSIS.md explains why):
 from __future__ import annotations
 
 import math
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -156,7 +156,7 @@ class Resampler:
             return np.zeros((*a.shape[:-1], 0))
         return _group_sums(a, self._order, self._starts) / self._counts
 
-    def fixed(self, values: Sequence[float]) -> np.ndarray:
+    def fixed(self, values: Sequence[float] | np.ndarray) -> np.ndarray:
         """Replicates of a per-run value (a percentile, a telemetry mean): (size, n_runs)."""
         v = np.asarray(values, dtype=float)
         if self.n_runs == 0:
@@ -321,7 +321,10 @@ def correlation_difference(
 
 #: Across-run statistics with their own interval, the run as the unit (the runs of a
 #: sweep are independent experiments; docs/ANALYSIS.md says why not the redraws).
-RUN_INTERVALS = {
+RUN_INTERVALS: dict[
+    Callable[[np.ndarray, np.ndarray], np.ndarray | float],
+    Callable[[np.ndarray, np.ndarray], np.ndarray],
+] = {
     slope: slope_replicates,
     pearson: pearson_replicates,
     spearman: spearman_replicates,

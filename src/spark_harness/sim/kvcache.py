@@ -18,6 +18,7 @@ time. The counters mirror KVBM's (``kvbm_offload_blocks_d2h`` = G1->G2,
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import deque
@@ -342,7 +343,7 @@ class KVCache:
         for pool in (self._readers, self._writer):
             if pool is not None:
                 await loop.run_in_executor(
-                    None, lambda p=pool: p.shutdown(True, cancel_futures=True)
+                    None, functools.partial(pool.shutdown, True, cancel_futures=True)
                 )
         if self.file is not None:
             self.file.close(remove=True)

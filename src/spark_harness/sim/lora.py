@@ -94,7 +94,7 @@ class LoraCache:
         if load is None:
             fut = asyncio.get_running_loop().run_in_executor(self._io, read_file, self.path(name))
             load = AdapterLoad(name, fut)
-            fut.add_done_callback(lambda f, ld=load: self._loaded(ld))
+            fut.add_done_callback(lambda _f: self._loaded(load))
             self._loading[name] = load
         return load
 

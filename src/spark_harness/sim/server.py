@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 #: Seconds aiohttp waits for handlers at shutdown; streams are ended before that.
 SHUTDOWN_TIMEOUT_S = 5.0
 
-SIMULATOR = web.AppKey("simulator", "Simulator")
+# the type named, not passed: Simulator is defined below (aiohttp only shows it in repr)
+SIMULATOR: web.AppKey[Simulator] = web.AppKey("simulator", "Simulator")  # type: ignore[arg-type]
 
 
 class Simulator:

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -139,7 +140,9 @@ def _run_tool(argv: list[str], package: str) -> dict[str, Any]:
         }
 
 
-def facts(paths: list[Path], sys_dev_block: Path = SYS_DEV_BLOCK) -> dict[str, Any]:
+def facts(
+    paths: Sequence[str | os.PathLike[str]], sys_dev_block: Path = SYS_DEV_BLOCK
+) -> dict[str, Any]:
     """Facts of the devices holding ``paths``: which device each path is on, and per
     device its sysfs queue settings and ``lsblk``/``nvme``/``smartctl`` output, each
     recorded as absent (with the package to install) where the tool is missing."""

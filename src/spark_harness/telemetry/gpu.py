@@ -38,7 +38,9 @@ class GpuSampler(Sampler):
     def __init__(self, nvml: ModuleType | None = None) -> None:
         super().__init__()
         if nvml is None:
-            import pynvml as nvml  # nvidia-ml-py
+            import pynvml  # nvidia-ml-py
+
+            nvml = pynvml
         self._nvml = nvml
         try:
             nvml.nvmlInit()

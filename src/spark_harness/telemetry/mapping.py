@@ -21,6 +21,7 @@ rejections) keeps its name.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
@@ -112,7 +113,7 @@ PROMETHEUS_RULES: dict[str, Rule] = {
     **_rules("mean", {"lmcache:retrieve_hit_rate": "kv_lmcache_hit_rate"}),
 }  # fmt: skip
 
-_AGG = {"sum": sum, "mean": fmean, "max": max}
+_AGG: dict[str, Callable[[list[float]], float]] = {"sum": sum, "mean": fmean, "max": max}
 
 
 def rule_for(family: str) -> Rule | None:

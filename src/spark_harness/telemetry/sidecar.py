@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -250,7 +251,7 @@ class Sidecar:
                 self._apply(s, _outcome(started[s]), row)
             elif s in started:
                 self._in_flight[s] = started[s]
-                started[s].add_done_callback(lambda f, s=s: self._late(s, t_ns, f))
+                started[s].add_done_callback(functools.partial(self._late, s, t_ns))
         self.spool.write(row)
         self.samples += 1
 

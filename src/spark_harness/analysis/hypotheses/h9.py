@@ -17,7 +17,7 @@ reported as unknown. Supported when the CI lies below 0.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -98,7 +98,7 @@ def _mechanism(used: pl.DataFrame, modes: dict[str, str]) -> list[Gate]:
         "b1_no_disk",
         passed,
         effect,
-        value=None if disk.null_count() else float(disk.max() or 0.0),
+        value=None if disk.null_count() else float(cast("float | None", disk.max()) or 0.0),
         threshold=0.0,
         reasons=reasons,
         details={"per_run": [[*r, v] for r, v in zip(rows(b1), disk, strict=True)]},
@@ -169,7 +169,7 @@ def evaluate(ctx: Context) -> Verdict:
                 details={"ci": main.ci},
             )
         )
-    table = [
+    table: list[dict[str, Any]] = [
         {
             "mode": m,
             "stack": st,
