@@ -184,7 +184,9 @@ class _Run:
             self._tg = None
             self.recorder.close()  # the run's last records are written before it returns
         if self.recorder.error is not None:  # failed while the last records were written
-            raise ExceptionGroup("a record could not be written", [self.recorder.error])
+            # the writer thread catches BaseException: an ExceptionGroup cannot hold a
+            # KeyboardInterrupt or SystemExit, a BaseExceptionGroup holds either kind
+            raise BaseExceptionGroup("a record could not be written", [self.recorder.error])
         log.info(
             "event stamps: kernel receive time for %d of %d streams (the rest: event loop)",
             self.recorder.kernel_stamped,
@@ -239,6 +241,8 @@ class _Run:
             if s.kind == "trace"
             else arrivals(s.kind, float(s.rate or 0), s.seed, s.burstiness)
         )
+        # a trace workload always has arrivals: run_standalone refuses trace load without one
+        assert offsets is not None
         start = time.monotonic_ns()
         for offset in offsets:
             due = start + offset
