@@ -55,3 +55,17 @@ def test_spark_capacity_axis_is_found_by_its_role(verdict_of, criterion):
     v = verdict_of("H6", World(spark=True), sweep=sweep)
     assert criterion(v, "capacity_lowers_p99")["status"] == "supported"
     assert v["status"] == "supported"
+
+
+def test_a_plan_without_a_policy_axis_decides_on_capacity_alone(verdict_of, criterion):
+    """The demo and the Spark plan sweep capacity only. A policy alternative the plan
+    never tests is reported, not undecided: it used to hold every such verdict at
+    inconclusive (no_policy_lowers_p99_contrast) whatever capacity showed."""
+    sweep = [{"key": "server.sim.g2_blocks", "role": "tier_capacity", "name": "g2",
+              "values": [32, 1024]}]  # fmt: skip
+    flat = verdict_of("H6", World(capacity_exponent=0.0), sweep=sweep)
+    policy = criterion(flat, "policy_lowers_p99")
+    assert (policy["role"], policy["reasons"]) == ("info", ["no_policy_axis_in_plan"])
+    assert criterion(flat, "capacity_lowers_p99")["status"] == "not supported"
+    assert flat["status"] == "not supported"
+    assert verdict_of("H6", sweep=sweep)["status"] == "supported"

@@ -10,6 +10,10 @@ Two alternatives, one of which must hold (role ``any``):
   smallest;
 - policy: under some capacity, some policy shifts it against the baseline (LRU).
 
+An alternative whose axis the plan does not sweep (the demo and the Spark plan have no
+eviction-policy axis) is reported as ``info`` (``no_policy_axis_in_plan``): the verdict
+then rests on the other alternative alone.
+
 Where the points also sweep a load axis (context or users), each configuration's knee
 is located on it (storage knee, else the U_work knee) and a shift is a later knee.
 Without a load axis (one load per configuration, as in the demo plan) the knee cannot
@@ -246,6 +250,13 @@ def evaluate(ctx: Context) -> Verdict:
         ]
     for c in criteria:
         c.rows = rows(used)
+    untested = {"capacity": not cap, "policy": pol is None}
+    for c in criteria:
+        kind = c.name.split("_", 1)[0]
+        if untested[kind] and c.status == INCONCLUSIVE:
+            # the plan does not sweep this alternative (KVBM has no eviction policy): it
+            # is not undecided, it is not tested, and cannot keep the other from deciding
+            c.role, c.reasons = "info", [f"no_{kind}_axis_in_plan"]
     ctx.write_table("fig_knee_vs_capacity.csv", config_table(ps, used, knees))
     smallest = used.filter(pl.col("capacity") == used["capacity"].min())
     gates.append(mechanism_gate(smallest, "any", "runs at the smallest capacity"))
