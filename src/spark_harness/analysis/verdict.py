@@ -254,9 +254,11 @@ class Verdict:
         """The criterion that decides the status: the first refuted one of a verdict not
         supported, the first undecided one of an inconclusive verdict, else the first."""
         deciding = self._deciding()
-        want = {NOT_SUPPORTED: (NOT_SUPPORTED,), INCONCLUSIVE: (INCONCLUSIVE,)}.get(self.status)
-        picked = next((c for c in deciding if want and c.status in want), None)
-        return picked or next(iter(deciding), None)
+        if self.status in (NOT_SUPPORTED, INCONCLUSIVE):
+            picked = next((c for c in deciding if c.status == self.status), None)
+            if picked is not None:
+                return picked
+        return next(iter(deciding), None)
 
     def to_dict(self) -> dict[str, Any]:
         p = self.primary()
