@@ -7,7 +7,8 @@ without load and load without telemetry are both impossible:
    start-up timeout (the log tail is the error if the server never comes up);
 2. wait for the sidecar, record the idle baseline (no requests);
 3. run the load phases (:func:`spark_harness.loadgen.run_load`), streaming every
-   finished request to disk, with the storage-QoS perturbation around the load window;
+   finished request to disk, with the storage-QoS perturbation running from before the
+   warm-up until after the cool-down (started and stopped outside the event loop);
 4. ask the sidecar to flush and keep the telemetry of the whole window;
 5. write ``requests.jsonl``, ``telemetry.jsonl`` and, last, ``run.json``.
 
@@ -295,20 +296,19 @@ class Point:
 
         def on_phase(name: str, edge: str, t_ns: int) -> None:
             span = self.run["phases"].setdefault(name, [t_ns, None])
-            if edge == "start":
-                span[0] = t_ns
-                if name == "load" and qos is not None:
-                    self.run["qos"]["started"] = qos.start()
-            else:
-                span[1] = t_ns
-                if name == "load" and qos is not None:
-                    self.run["qos"]["stopped"] = qos.stop()
+            span[0 if edge == "start" else 1] = t_ns
 
+        if qos is not None:
+            # before the warm-up, outside the load generator's event loop: starting fio
+            # takes a blocking moment that, inside the loop, held up every request in
+            # flight at the load window's first edge, and its start-up transient belongs
+            # to the warm-up, not to the window
+            self.run["qos"]["started"] = qos.start()
         try:
             returned = asyncio.run(self.load(ep, on_phase))
             self.run["phases"].update({k: list(v) for k, v in returned.items()})
         finally:
-            if qos is not None and "stopped" not in self.run.get("qos", {"stopped": 1}):
+            if qos is not None:  # after the cool-down: the window's last requests ran under it
                 self.run["qos"]["stopped"] = qos.stop()
             self.run["counts"] = self.sink.counts
             self.collect_telemetry(info)

@@ -44,6 +44,13 @@ def test_byte_scale_shrinks_disk_blocks_but_not_the_model() -> None:
     assert scaled_bytes(3 * IO_ALIGN, 1.0) == 3 * IO_ALIGN
 
 
+def test_a_read_cap_is_a_least_time_per_read() -> None:
+    cfg = SimConfig.from_sim({"max_read_mb_s": 125})
+    assert cfg.read_floor_s(cfg.block_bytes) == pytest.approx(cfg.block_bytes / 125e6)
+    assert cfg.read_floor_s(cfg.lora_file_bytes) == pytest.approx(cfg.lora_file_bytes / 125e6)
+    assert SimConfig.from_sim({}).read_floor_s(cfg.block_bytes) == 0.0
+
+
 @pytest.mark.parametrize(
     ("sim", "message"),
     [
@@ -51,6 +58,8 @@ def test_byte_scale_shrinks_disk_blocks_but_not_the_model() -> None:
         ({"mode": "fancy"}, "sim.mode"),
         ({"eviction": "random"}, "sim.eviction"),
         ({"byte_scale": 2}, "sim.byte_scale"),
+        ({"max_read_mb_s": -1}, "sim.max_read_mb_s"),
+        ({"max_read_mb_s": True}, "sim.max_read_mb_s"),
         ({"max_num_seqs": 0}, "sim.max_num_seqs"),
         ({"g1_blocks": -1}, "sim.g1_blocks"),
         ({"typo_key": 1}, "unknown key"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,26 @@ def test_blocks_round_trip_through_the_device(tmp_path: Path) -> None:
     finally:
         f.close()
     assert not f.path.exists()
+
+
+def test_a_read_floor_holds_fast_reads_but_still_reads_the_device(tmp_path: Path) -> None:
+    floor = 0.03
+    f = BlockFile(tmp_path / "g3.blocks", slot_bytes=64 * 1024, slots=4, min_read_s=floor)
+    try:
+        tag = os.urandom(16)
+        f.write(0, tag)
+        before = proc_read_bytes()
+        t0 = time.perf_counter()
+        seconds = [f.read(0, tag) for _ in range(3)]
+        wall = time.perf_counter() - t0
+        assert all(s >= floor for s in seconds) and wall >= 3 * floor
+        assert wall < 3 * floor + 0.5  # the floor, not a multiple of it
+        if device_backed(tmp_path):
+            assert proc_read_bytes() - before >= 3 * 64 * 1024
+        with pytest.raises(OSError, match="does not hold the expected block"):
+            f.read(0, os.urandom(16))  # the check still runs under the floor
+    finally:
+        f.close()
 
 
 def test_direct_io_is_used_where_the_filesystem_allows(tmp_path: Path) -> None:

@@ -61,3 +61,10 @@ def test_relative_inputs_resolve_from_another_directory(monkeypatch, tmp_path) -
     monkeypatch.chdir(tmp_path)
     wl, _ = build_workload({"workload": {"kind": "lora"}}, server_is_sim=True)
     assert wl.next("load", 0).request.adapter
+
+
+def test_a_lora_mix_spreads_output_lengths_as_fixed_context_does() -> None:
+    spec = {"workload": {"kind": "lora", "output_tokens": 20, "output_tokens_spread": 0.5}}
+    wl, _ = build_workload({**spec, "seed": 1}, server_is_sim=True)
+    lengths = {wl.next("load", u % 2).request.max_tokens for u in range(200)}
+    assert min(lengths) == 10 and max(lengths) == 30 and len(lengths) > 10

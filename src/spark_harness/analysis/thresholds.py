@@ -58,8 +58,11 @@ TAIL_P99_MIN_REQUESTS = 200
 #: offered load rises"); smaller changes are the noise of a closed loop at saturation.
 THROUGHPUT_FALL = 0.05
 #: H2A: device read rates below this (kB/s) count as idle, so an idle baseline of zero
-#: does not turn a few stray reads into an infinite relative increase.
-IDLE_READ_FLOOR_KBPS = 64.0
+#: does not turn a few stray reads into an infinite relative increase. 1 MB/s: below
+#: one KV block a second of the smallest model profile (2 MiB at 16 tokens for an 8B
+#: model), above what the OS and neighbours read on an idle machine (tens of kB/s on
+#: the demo's VMs, where 64 kB/s left 6 kB/s of tolerance and held H2A undecided).
+IDLE_READ_FLOOR_KBPS = 1024.0
 #: H3/H8A: |Pearson r| below this is "near 0" (conventionally "weak" below 0.3).
 NEAR_ZERO_R = 0.3
 #: H8A/H8B: iowait is "flat" when the change it shows across the observed p99 range is

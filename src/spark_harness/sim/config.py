@@ -53,6 +53,7 @@ class SimConfig:
     g3_blocks: int = 0
     g3_dir: str | None = None
     g3_queue_depth: int = 4
+    max_read_mb_s: float = 0.0  # the modeled drive's read rate cap; 0: the device alone
     byte_scale: float = 1.0
     prefix_reuse: bool = False
     resident_kv: bool = False  # G1 blocks with content are real memory (unified memory)
@@ -94,6 +95,12 @@ class SimConfig:
     @property
     def lora_file_bytes(self) -> int:
         return scaled_bytes(self.lora_adapter_bytes, self.byte_scale)
+
+    def read_floor_s(self, nbytes: int) -> float:
+        """The least a storage read of ``nbytes`` (a G3 block, a LoRA adapter) lasts under
+        ``max_read_mb_s``; 0 without a cap."""
+        cap = self.max_read_mb_s
+        return nbytes / (cap * 1e6) if cap else 0.0
 
     @property
     def tiered(self) -> bool:
@@ -187,6 +194,12 @@ class SimConfig:
             need(ok and 0 < value < math.inf, key, "must be a number of seconds > 0")
         need(0 < self.memory_fraction <= 1, "memory_fraction", "must be in (0, 1]")
         need(0 < self.byte_scale <= 1, "byte_scale", "must be in (0, 1]")
+        cap = self.max_read_mb_s
+        need(
+            isinstance(cap, int | float) and not isinstance(cap, bool) and 0 <= cap < math.inf,
+            "max_read_mb_s",
+            "must be a number of MB/s >= 0 (0: no cap)",
+        )
         need(self.eviction in ("lru", "lfu", "fifo"), "eviction", "must be lru, lfu or fifo")
         need(self.admission in ("queue", "reject"), "admission", "must be queue or reject")
         need(

@@ -66,12 +66,18 @@ def create_preallocated(path: Path, nbytes: int, what: str) -> tuple[int, bool]:
 class BlockFile:
     """``slots`` blocks of ``slot_bytes`` in one preallocated file; thread-safe I/O."""
 
-    def __init__(self, path: Path, slot_bytes: int, slots: int, seed: int = 0) -> None:
+    def __init__(
+        self, path: Path, slot_bytes: int, slots: int, seed: int = 0, min_read_s: float = 0.0
+    ) -> None:
+        """``min_read_s``: the least a block read lasts (a modeled drive no faster than
+        that): the real read always runs, and a faster one waits out the rest while it
+        holds its place in the queue; a slower one (a busy device) shows its own time."""
         if slot_bytes % IO_ALIGN:
             raise ValueError(f"slot_bytes must be a multiple of {IO_ALIGN}")
         self.path = path
         self.slot_bytes = slot_bytes
         self.slots = slots
+        self.min_read_s = min_read_s
         self._fd, self.direct = create_preallocated(path, slot_bytes * slots, "G3")
         # one content pattern for every block; the hash goes in front of it per write
         self._pattern = random.Random(seed).randbytes(min(slot_bytes, 1 << 16))
@@ -110,12 +116,11 @@ class BlockFile:
         n = os.preadv(self._fd, [buf], offset)
         if not self.direct:
             os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
-        elapsed = time.perf_counter() - t0
         if n != self.slot_bytes:
             raise OSError(errno.EIO, f"short read from G3 slot {slot}: {n} bytes")
         if buf[: len(tag)] != tag:
             raise OSError(errno.EIO, f"G3 slot {slot} does not hold the expected block")
-        return elapsed
+        return _lasting(t0, self.min_read_s)
 
     def write_many(self, blocks: list[tuple[int, bytes]]) -> list[OSError | None]:
         """Write (slot, tag) pairs in order; one error (or None) per block."""
@@ -164,11 +169,21 @@ def write_cold_file(path: Path, nbytes: int) -> None:
         os.posix_fadvise(fh.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
-def read_file(path: Path) -> tuple[int, float]:
-    """Read a whole file through the page cache; return (bytes, seconds)."""
+def read_file(path: Path, min_read_s: float = 0.0) -> tuple[int, float]:
+    """Read a whole file through the page cache; return (bytes, seconds). A read faster
+    than ``min_read_s`` waits out the rest (a modeled drive; see :class:`BlockFile`)."""
     t0 = time.perf_counter()
     total = 0
     with open(path, "rb", buffering=0) as fh:
         while chunk := fh.read(1 << 20):
             total += len(chunk)
-    return total, time.perf_counter() - t0
+    return total, _lasting(t0, min_read_s)
+
+
+def _lasting(t0: float, floor_s: float) -> float:
+    """Seconds since ``t0`` (``perf_counter``), once at least ``floor_s`` have passed."""
+    elapsed = time.perf_counter() - t0
+    if elapsed < floor_s:
+        time.sleep(floor_s - elapsed)
+        elapsed = time.perf_counter() - t0
+    return elapsed

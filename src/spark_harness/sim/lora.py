@@ -64,11 +64,14 @@ class LoraCache:
         directory: Path,
         file_bytes: int,
         max_loras: int,
+        min_read_s: float = 0.0,
     ) -> None:
+        """``min_read_s``: the least a load lasts (``sim.max_read_mb_s``)."""
         self.names = names
         self.directory = directory
         self.file_bytes = file_bytes
         self.max_loras = max_loras
+        self.min_read_s = min_read_s
         self.on_ready: Callable[[], None] = lambda: None  # a load finished
         self._resident: OrderedDict[str, None] = OrderedDict()
         self._loading: dict[str, AdapterLoad] = {}
@@ -92,7 +95,9 @@ class LoraCache:
             return None
         load = self._loading.get(name)
         if load is None:
-            fut = asyncio.get_running_loop().run_in_executor(self._io, read_file, self.path(name))
+            fut = asyncio.get_running_loop().run_in_executor(
+                self._io, read_file, self.path(name), self.min_read_s
+            )
             load = AdapterLoad(name, fut)
             fut.add_done_callback(lambda _f: self._loaded(load))
             self._loading[name] = load

@@ -74,7 +74,11 @@ class Simulator:
                 assert cfg.lora_adapters is not None
                 adapters = read_adapter_list(Path(cfg.lora_adapters), self.model)
                 lora = LoraCache(
-                    adapters, self._mkdir(lora_dir), cfg.lora_file_bytes, cfg.max_loras
+                    adapters,
+                    self._mkdir(lora_dir),
+                    cfg.lora_file_bytes,
+                    cfg.max_loras,
+                    cfg.read_floor_s(cfg.lora_file_bytes),
                 )
                 await asyncio.get_running_loop().run_in_executor(None, lora.prepare)
             swap_dir = cfg.swap_path(self.workdir)

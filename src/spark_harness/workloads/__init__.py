@@ -90,6 +90,7 @@ def build_workload(spec: Mapping[str, Any], server_is_sim: bool) -> tuple[Worklo
             bool(wl.get("nonce", False)),
             adapters,
             wl.get("adapter_cache", "cold"),
+            float(wl.get("output_tokens_spread", 0.0)),
         )
     elif kind == "chat":
         workload = ChatSessions(

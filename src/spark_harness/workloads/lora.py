@@ -4,7 +4,8 @@ The adapter list is a file (``inputs/lora/adapters.txt``): one adapter per line,
 ``name [weight]``; the weight is the adapter's share of requests (default 1). A request
 names its adapter as its ``"model"`` and records it in ``adapter``.
 
-Prompts are those of fixed_context (one per user). ``workload.adapter_cache``:
+Prompts are those of fixed_context (one per user; ``output_tokens_spread`` as there).
+``workload.adapter_cache``:
 
 - ``warm``: warm-up first touches every adapter once (round robin), so the load window
   measures cached adapters; warm-up lasts until all of those requests have finished;
@@ -53,8 +54,9 @@ class LoraMix(FixedContext):
         nonce: bool,
         adapters: list[Adapter],
         adapter_cache: str,
+        output_tokens_spread: float = 0.0,
     ):
-        super().__init__(prompts, context_tokens, output_tokens, nonce)
+        super().__init__(prompts, context_tokens, output_tokens, nonce, output_tokens_spread)
         if adapter_cache not in ("cold", "warm"):
             raise WorkloadError(f"workload.adapter_cache: {adapter_cache!r} is not cold or warm")
         self.mix = AdapterMix(adapters, prompts.seed)

@@ -21,6 +21,15 @@ def test_h2a_reads_stay_idle(verdict_of, criterion):
     assert criterion(v, "p99_growth")["value"] > 1  # reported, not gated
 
 
+def test_h2a_stray_reads_below_the_idle_floor_are_idle(verdict_of, criterion):
+    """60 kB/s over an idle device is the OS and its neighbours, not KV traffic (the
+    floor was 64 kB/s, where that counted as a 94 % rise); 400 kB/s is not idle."""
+    assert verdict_of("H2A", World(a_read_kbps=60.0), **CTX)["status"] == "supported"
+    v = verdict_of("H2A", World(a_read_kbps=400.0), **CTX)
+    assert v["status"] == "not supported"
+    assert criterion(v, "device_reads_vs_idle")["ci"][0] > 0.10
+
+
 def test_planted_storage_knee_is_found_at_its_context(verdict_of, criterion):
     v = verdict_of("H2B", World(storage_knee_ctx=1024), **CTX)
     assert v["status"] == "supported"

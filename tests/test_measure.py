@@ -1,0 +1,34 @@
+"""``spark-harness loadgen``'s order of events around a point's load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from spark_harness.plan import Plan
+from spark_harness_testkit.groundtruth import TruthConfig, TruthServer
+from tests.conftest import REPO
+from tests.faults.conftest import plan
+
+
+def test_the_qos_perturbation_runs_from_before_warmup_to_after_cooldown(tmp_path: Path) -> None:
+    """Starting fio (or the builtin generator) blocks for a moment; inside the load
+    generator's event loop, at the load window's first edge, that moment delayed every
+    request in flight, and stopping it at the window's end delayed the last ones. It
+    now runs before the warm-up and stops after the cool-down, outside the loop."""
+    cfg = plan(phases={"idle_s": 0.1, "warmup_s": 0.3, "load_s": 0.5, "cooldown_s": 0.2})
+    cfg["defaults"]["qos"] = {"profile": "moderate", "tool": "builtin"}
+    spec = Plan(cfg, REPO).runs()[0].spec_json()
+    with TruthServer(TruthConfig(ttft_ms=1, itl_ms=1)) as srv:
+        cmd = [sys.executable, "-m", "spark_harness", "loadgen", "--endpoint", srv.base_url]
+        cmd += ["--model", "truth", "--spec-json", spec, "--out", str(tmp_path / "point")]
+        cmd += ["--failed-dir", str(tmp_path / "failed"), "--scratch", str(tmp_path / "qos")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((tmp_path / "point/run.json").read_text())
+    qos, phases = run["qos"], run["phases"]
+    assert qos["started"]["tool"] == "builtin" and qos["stopped"]["summary"]
+    assert phases["idle"][1] <= qos["started"]["started_ns"] <= phases["warmup"][0]
+    assert qos["stopped"]["stopped_ns"] >= phases["cooldown"][1]
