@@ -13,7 +13,7 @@ import pytest
 from spark_harness import layout
 from spark_harness.cli import main
 from spark_harness.plan import Plan
-from spark_harness.plan_progress import ENV, export, status
+from spark_harness.plan_progress import ENV, export, report, status
 from tests.conftest import REPO, copy_workflow
 from tests.test_plan import BASE
 from tests.workflow.smk import SMALL, snakemake, write_config
@@ -60,6 +60,20 @@ def test_export_hands_the_plan_to_the_progress_command(monkeypatch, capsys, tmp_
     monkeypatch.delenv(ENV)
     assert main(["progress"]) == 2  # nothing to go on: says what to give
     assert "give RESULTS, --total and --per-point-s" in capsys.readouterr().err
+
+
+def test_the_load_generator_reports_progress_on_the_fd_it_is_given(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV, json.dumps({"results": str(tmp_path), "total": 4, "per_point_s": 9}))
+    r, w = os.pipe()
+    report(w)
+    os.close(w)
+    assert os.read(r, 200).decode().startswith("progress: 0/4 points done, about 9 s a point")
+    report(w)  # a closed fd is no error: progress is a courtesy, never a failed point
+    monkeypatch.delenv(ENV)
+    r2, w2 = os.pipe()
+    report(w2)  # outside the workflow: nothing to say
+    os.close(w2)
+    assert os.read(r2, 10) == b""
 
 
 @pytest.mark.workflow

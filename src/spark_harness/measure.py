@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from spark_harness import __version__
+from spark_harness import __version__, plan_progress
 from spark_harness.analysis.thresholds import MARK_ERROR_SHARE
 from spark_harness.clock import Clock
 from spark_harness.contract import (
@@ -84,6 +84,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory of the point")
     p.add_argument("--failed-dir", type=Path, help="where partial data goes if the point fails")
     p.add_argument("--scratch", type=Path, help="scratch directory (QoS files)")
+    p.add_argument(
+        "--progress-fd",
+        type=int,
+        help="write the plan's progress line (spark-harness progress) to this file "
+        "descriptor first; the workflow passes the job's stderr while the log takes the rest",
+    )
     p.set_defaults(func=run)
 
 
@@ -447,6 +453,8 @@ def _raise_interrupt(signum: int, _frame: object) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.progress_fd is not None:
+        plan_progress.report(args.progress_fd)
     set_parent_death_signal()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     signal.signal(signal.SIGTERM, _raise_interrupt)

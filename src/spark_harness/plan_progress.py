@@ -1,6 +1,7 @@
 """``spark-harness progress``: how far a plan has got, and when it should end.
 
-The loadgen rule calls it as each point starts, so a person watching Snakemake sees
+Each point's load generator prints it as it starts (``loadgen --progress-fd``: on the
+job's own stderr while its log takes the rest), so a person watching Snakemake sees
 points done / total and an ETA without opening a log. A point is done when its
 ``run.json`` exists; the pace is measured from the gaps between their times, or taken
 from the plan's own estimate until a few points have run.
@@ -13,6 +14,7 @@ every measured point.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -98,6 +100,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.epilog = f"Inside the workflow all three come from ${ENV}."
     p.set_defaults(func=run)
+
+
+def report(fd: int) -> None:
+    """Write the status line of the plan in the environment to ``fd``; say nothing when
+    there is none (a point run outside the workflow) or the fd is closed."""
+    given = json.loads(os.environ.get(ENV, "{}"))
+    if not {"results", "total", "per_point_s"} <= set(given):
+        return
+    line = status(Path(given["results"]), int(given["total"]), float(given["per_point_s"]))
+    with contextlib.suppress(OSError):
+        os.write(fd, (line + "\n").encode())
 
 
 def run(args: argparse.Namespace) -> int:

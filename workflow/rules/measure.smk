@@ -29,7 +29,7 @@ rule loadgen:
     log:
         point_log("loadgen"),
     shell:
-        "spark-harness progress || true; exec spark-harness loadgen --endpoint-file {input.endpoint}"
+        "exec spark-harness loadgen --endpoint-file {input.endpoint}"
         " --sidecar-file {input.sidecar} --spec-json {params.spec:q} {params.u_work}"
         " --out {params.out} --failed-dir {params.failed} --scratch {params.scratch}"
-        " > {log} 2>&1"
+        " --progress-fd 3 3>&2 > {log} 2>&1"

@@ -3,7 +3,9 @@
 Analytical over H2A (stack A) and H2B (stack B). Rule (docs/PLAN.md): correlation of
 p99 with OS counters vs with KV tier counters, per stack. Per run: p99, the OS memory
 pressure (idle minus window ``mem_available_bytes``) and a KV tier counter (A: G1 usage,
-its only tier; B: G3 onboards per second). Both halves are tested: on A, Pearson
+its only tier; B: G3 onboard blocks per completed request, the KV a request waits for; a
+rate would not do: a saturated G3 path onboards at its own throughput whatever the
+context, so the rate stays flat while p99 grows). Both halves are tested: on A, Pearson
 r(p99, OS memory) has its CI above 0; on B (runs with G3 onboards, each passing the
 mechanism gate), r(p99, KV) - r(p99, OS memory) has its CI above 0.
 """
@@ -29,13 +31,13 @@ from spark_harness.analysis.verdict import Criterion, Verdict
 
 SOURCE = "docs/PLAN.md H3: correlation of p99 with OS counters vs with KV tier counters"
 OS = "os_mem_used_bytes"
-KV = {"A": "kv_g1_usage", "B": "g3_onboards_per_s"}
+KV = {"A": "kv_g1_usage", "B": "g3_onboards_per_request"}
 
 
 def _with_predictors(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         (pl.col("idle_mem_available_bytes") - pl.col("mem_available_bytes")).alias(OS),
-        (pl.col("g3_onboard_blocks") / pl.col("window_s")).alias(KV["B"]),
+        (pl.col("g3_onboard_blocks") / pl.col("n_steady_ok")).alias(KV["B"]),
     )
 
 

@@ -47,18 +47,18 @@ def p99_vs_counters(summary: Summary) -> Drawn:
     if table is None or table.height == 0:
         return panels.placeholder(summary, WHAT_COUNTERS)
     summary.require(
-        table, COUNTERS, ["stack", "ttft_p99", "os_mem_used_bytes", "g3_onboards_per_s"]
+        table, COUNTERS, ["stack", "ttft_p99", "os_mem_used_bytes", "g3_onboards_per_request"]
     )
     table = table.sort("stack", "hyp", "point", "rep")
     plotted = table.with_columns(os_mem_used_gib=pl.col("os_mem_used_bytes") / GIB)
     fig, (left, right) = style.new_figure(1, 2, sharex=False, height=4.2)
     panels.scatter_runs(left, plotted, "os_mem_used_gib", "ttft_p99")
-    panels.scatter_runs(right, plotted, "g3_onboards_per_s", "ttft_p99")
+    panels.scatter_runs(right, plotted, "g3_onboards_per_request", "ttft_p99")
     v = summary.verdict
     panels.criterion_title(left, v, "os_counters_explain_A", "r(p99, OS memory), A", width=55)
     panels.criterion_title(right, v, "kv_counters_explain_B_better", "r(KV) − r(OS), B", width=55)
     left.set_xlabel("OS memory used in the window, idle − load available (GiB)")
-    right.set_xlabel("G3 onboards (blocks/s)")
+    right.set_xlabel("G3 onboard blocks per request")
     for ax in (left, right):
         ax.set_ylabel("TTFT p99 per run (ms)")
     panels.legend(left, plotted["stack"].unique(maintain_order=True).to_list(), lines=False)
