@@ -421,6 +421,8 @@ SIDECAR_COUNTERS = frozenset(
         "cgroup_write_ios",
     }
 )
+#: the blocks per request at which a saturated G3 path completes ``n_requests`` a window
+SATURATED_BLOCKS_PER_REQUEST = 16.0
 
 
 @dataclass
@@ -490,6 +492,10 @@ class World:
     #: B's G3 counters do not follow its load: the same in every point, varying by
     #: repetition only (H3's B half refuted when the OS sees B's KV)
     b_onboards_untied: bool = False
+    #: B's G3 path is saturated: a window completes fewer requests the more blocks each
+    #: fetches, so the onboard rate is the same at every context while p99 and the blocks
+    #: per request grow (H3's KV predictor must be per request, not per second)
+    g3_path_saturated: bool = False
     zero_g3_runs: frozenset[RunId] = frozenset()  # runs whose tier counters never move
     spark: bool = False
     odd_rep_ms: float = 0.0  # added to TTFT on odd repetitions of the disk mode (H9)
@@ -529,7 +535,11 @@ class World:
         p50 *= 1 + self.rep_noise * noise
         tail = self.tail_high if users >= self.knee_users else self.tail_low
         tail *= self.cold_tail if wl.get("adapter_cache") == "cold" else 1.0
-        g3 = self.n_requests * (1.0 if rehydrate and share else share) * ctx / 16
+        per_request = (1.0 if rehydrate and share else share) * ctx / 16
+        n = self.n_requests
+        if tiered and self.g3_path_saturated and per_request > 0:
+            n = max(20, round(self.n_requests * SATURATED_BLOCKS_PER_REQUEST / per_request))
+        g3 = n * per_request
         tiers = g3 * self.g3_counter_scale
         if tiered and self.b_onboards_untied:
             tiers = 1000.0 * (1 + 0.2 * (spec["rep"] % 3))
@@ -554,7 +564,7 @@ class World:
             },
             window_phase="replay" if rehydrate else "load",
             window_s=window_s,
-            n_requests=self.n_requests,
+            n_requests=n,
             ttft_p50_ms=p50,
             ttft_p99_ms=p50 * tail,
             prompt_tokens=ctx // turns if chat else ctx,

@@ -32,3 +32,13 @@ def test_b_half_os_counters_as_good_as_kv_refutes(verdict_of, criterion):
     b = criterion(v, "kv_counters_explain_B_better")
     assert b["status"] == "not supported" and b["ci"][1] < 0
     assert v["status"] == "not supported"
+
+
+def test_b_half_reads_blocks_per_request_when_the_g3_path_is_saturated(verdict_of, criterion):
+    """A saturated G3 path onboards at its own pace at every context: the rate is flat
+    while p99 grows with the blocks each request must fetch. KV telemetry per request
+    explains p99 (per second it explained nothing and the half stayed undecided)."""
+    v = verdict_of("H3", World(g3_path_saturated=True, rep_noise=0.02))
+    b = criterion(v, "kv_counters_explain_B_better")
+    assert b["status"] == "supported" and b["ci"][0] > 0
+    assert v["status"] == "supported"
