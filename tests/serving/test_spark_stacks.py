@@ -87,6 +87,8 @@ def test_the_smoke_plan_runs_one_short_point_of_every_hypothesis() -> None:
     assert {r.hyp for r in runs} == measured
     per_stack = Counter((r.hyp, r.stack) for r in runs)
     assert set(per_stack.values()) == {1}
+    # every window short: a hypothesis's own phases in config/spark.yaml must not leak in
+    assert {r.spec["phases"]["load_s"] for r in runs} == {30}
     seconds = sum(sum(r.spec["phases"].values()) for r in runs)
     assert seconds <= 10 * 60  # measurement; the rest of 15 minutes is start-ups
     assert plan.results == "results/spark-smoke"
