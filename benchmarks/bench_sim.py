@@ -56,6 +56,9 @@ def stack(streams: int) -> dict:
             "hardware_profile": "tiny-box",
             "mode": "uma",
             "max_num_seqs": streams,
+            # the server's guard against connection floods (512 by default) would
+            # answer the streams beyond it with 429: here every stream is wanted
+            "max_concurrent_requests": max(streams, 1),
             "max_num_batched_tokens": 65536,
             "block_tokens": 16,
             "g1_blocks": blocks * streams,
