@@ -102,27 +102,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _line(results: str | Path | None, total: int | None, per_point: float | None) -> str | None:
+    """The status line, or None when one of the three is unknown."""
+    if results is None or total is None or per_point is None:
+        return None
+    return status(Path(results), int(total), float(per_point))
+
+
 def report(fd: int) -> None:
     """Write the status line of the plan in the environment to ``fd``; say nothing when
     there is none (a point run outside the workflow) or the fd is closed."""
     given = json.loads(os.environ.get(ENV, "{}"))
-    if not {"results", "total", "per_point_s"} <= set(given):
-        return
-    line = status(Path(given["results"]), int(given["total"]), float(given["per_point_s"]))
-    with contextlib.suppress(OSError):
-        os.write(fd, (line + "\n").encode())
+    line = _line(given.get("results"), given.get("total"), given.get("per_point_s"))
+    if line is not None:
+        with contextlib.suppress(OSError):
+            os.write(fd, (line + "\n").encode())
 
 
 def run(args: argparse.Namespace) -> int:
     given = json.loads(os.environ.get(ENV, "{}"))
-    results = args.results or given.get("results")
-    total = args.total if args.total is not None else given.get("total")
-    per_point = args.per_point_s if args.per_point_s is not None else given.get("per_point_s")
-    if results is None or total is None or per_point is None:
+    line = _line(
+        args.results or given.get("results"),
+        args.total if args.total is not None else given.get("total"),
+        args.per_point_s if args.per_point_s is not None else given.get("per_point_s"),
+    )
+    if line is None:
         print(
             f"spark-harness progress: give RESULTS, --total and --per-point-s (or set ${ENV})",
             file=sys.stderr,
         )
         return 2
-    print(status(Path(results), int(total), float(per_point)), file=sys.stderr)
+    print(line, file=sys.stderr)
     return 0
