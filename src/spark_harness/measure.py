@@ -48,6 +48,7 @@ from spark_harness.contract import (
     wait_for_file,
 )
 from spark_harness.files import write_json, write_jsonl
+from spark_harness.loadgen.journal import Journal
 from spark_harness.secrets import redact
 from spark_harness.serving.process import pid_alive, set_parent_death_signal
 from spark_harness.serving.readiness import ServerNotReady, endpoint_logs, log_tail, wait_ready
@@ -129,45 +130,6 @@ def resolve_users(spec: dict[str, Any], u_work_file: Path | None) -> dict[str, A
     return spec
 
 
-class RecordSink:
-    """Appends each finished request to ``requests.jsonl.part`` as it arrives.
-
-    One unbuffered write per record: a record is on disk once the call returns, and a
-    write that fails (a full disk) is cut back to the last complete line, so the file
-    never holds a torn record.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._size = 0  # bytes of complete lines
-        self.counts: dict[str, dict[str, int]] = {}
-
-    def __call__(self, rec: dict[str, Any]) -> None:
-        assert self._fd is not None, "record after close"
-        line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
-        try:
-            if os.write(self._fd, line) != len(line):  # a short write: the disk is full
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
-        except OSError:
-            os.ftruncate(self._fd, self._size)
-            os.lseek(self._fd, self._size, os.SEEK_SET)
-            raise
-        self._size += len(line)
-        c = self.counts.setdefault(rec.get("phase", "?"), {"requests": 0, "errors": 0})
-        c["requests"] += 1
-        c["errors"] += 0 if rec.get("ok") else 1
-
-    def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
 def _server_alive(ep: Endpoint) -> bool:
     if ep.kind == "external":
         return True
@@ -229,7 +191,7 @@ class Point:
         }
         self.attempt: Path | None = None  # where a failed attempt's data went
         self.salvage_abandoned()
-        self.sink = RecordSink(self.out / "requests.jsonl.part")
+        self.journal = Journal(self.out / "requests.jsonl.part")
         self.telemetry_rows: list[dict[str, Any]] = []
 
     def attempt_dir(self) -> Path:
@@ -316,13 +278,13 @@ class Point:
         finally:
             if qos is not None:  # after the cool-down: the window's last requests ran under it
                 self.run["qos"]["stopped"] = qos.stop()
-            self.run["counts"] = self.sink.counts
+            self.run["counts"] = self.journal.counts
             self.collect_telemetry(info)
 
         reasons = []
         if not _server_alive(ep):
             raise PointFailed("server_died", "the server exited during the run")
-        share = _load_window_error_share(self.sink.counts)
+        share = _load_window_error_share(self.journal.counts)
         if share > MARK_ERROR_SHARE:
             reasons.append(f"errors_over_1pct:{share:.3f}")
         self.run["outcome"] = "marked" if reasons else "ok"
@@ -334,7 +296,7 @@ class Point:
         """Run the load phases; stop at once if the server dies (what was measured stays)."""
         from spark_harness.loadgen import run_load
 
-        load = asyncio.create_task(run_load(ep, self.spec, self.clock, self.sink, on_phase))
+        load = asyncio.create_task(run_load(ep, self.spec, self.clock, self.journal, on_phase))
         watch = asyncio.create_task(_until_server_dies(ep))
         done, _ = await asyncio.wait({load, watch}, return_when=asyncio.FIRST_COMPLETED)
         if load in done:
@@ -420,8 +382,7 @@ class Point:
 
     def finish(self) -> None:
         """Write the contract files; run.json last, since it marks the point complete."""
-        self.sink.close()
-        os.replace(self.sink.path, self.out / "requests.jsonl")
+        os.replace(self.journal.path, self.out / "requests.jsonl")
         from spark_harness.ingest import write_raw_requests
 
         write_raw_requests(self.out)  # the typed copy ingest reads instead of the JSONL
@@ -432,12 +393,11 @@ class Point:
         """Move what was measured to the failed-attempts folder, with the reason."""
         self.run["outcome"] = "failed"
         self.run["reasons"] = [reason]
-        self.run["counts"] = self.sink.counts
+        self.run["counts"] = self.journal.counts
         dest = self.attempt = self.attempt_dir()
-        self.sink.close()
         # renames and unlinks first: they need no space, so a full disk keeps them
-        if self.sink.path.exists():
-            os.replace(self.sink.path, dest / "requests.jsonl")
+        if self.journal.path.exists():
+            os.replace(self.journal.path, dest / "requests.jsonl")
         for name in ("requests.jsonl", "requests.parquet", "telemetry.jsonl", "run.json"):
             with contextlib.suppress(FileNotFoundError):
                 (self.out / name).unlink()

@@ -165,18 +165,17 @@ def test_full_results_disk_fails_the_point_and_keeps_what_was_written(truth, tmp
 def test_a_failed_record_write_leaves_only_complete_lines(tmp_path, monkeypatch):
     # In-process twin of the ENOSPC row for machines without user namespaces: the disk
     # fills in the middle of a record (a short write, then ENOSPC).
-    from spark_harness import measure
+    from spark_harness.loadgen import journal
 
-    sink = measure.RecordSink(tmp_path / "requests.jsonl.part")
-    sink({"request_id": "a", "phase": "load", "ok": True})
-    real_write = measure.os.write
-    monkeypatch.setattr(measure.os, "write", lambda fd, data: real_write(fd, data[:7]))
+    sink = journal.JournalFile(tmp_path / "requests.jsonl.part")
+    sink.write({"request_id": "a", "phase": "load", "ok": True})
+    real_write = journal.os.write
+    monkeypatch.setattr(journal.os, "write", lambda fd, data: real_write(fd, data[:7]))
     with pytest.raises(OSError) as failed:
-        sink({"request_id": "b", "phase": "load", "ok": True})
+        sink.write({"request_id": "b", "phase": "load", "ok": True})
     assert failed.value.errno == errno.ENOSPC
-    monkeypatch.setattr(measure.os, "write", real_write)
-    sink({"request_id": "c", "phase": "load", "ok": True})
+    monkeypatch.setattr(journal.os, "write", real_write)
+    sink.write({"request_id": "c", "phase": "load", "ok": True})
     sink.close()
     ids = [json.loads(line)["request_id"] for line in sink.path.read_text().splitlines()]
     assert ids == ["a", "c"]
-    assert sink.counts == {"load": {"requests": 2, "errors": 0}}

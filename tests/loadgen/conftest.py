@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint
-from spark_harness.loadgen import run_load
+from spark_harness.loadgen import Journal, run_load
 from spark_harness_testkit.groundtruth import TruthConfig, serve
 
 
@@ -20,6 +23,7 @@ class Outcome:
     records: list[dict[str, Any]] = field(default_factory=list)
     events: list[tuple[str, str, int]] = field(default_factory=list)  # on_phase calls
     windows: dict[str, list[int]] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # the journal's
     clock: Clock = field(default_factory=Clock.start)
 
     def phase(self, name: str) -> list[dict[str, Any]]:
@@ -42,10 +46,18 @@ def spec(workload: dict[str, Any], load: dict[str, Any], **phases: Any) -> dict[
 
 
 async def run_against(ep: Endpoint, point: dict[str, Any]) -> Outcome:
+    """Run a point; its records are read back from its journal (kept if the run fails)."""
     out = Outcome()
-    out.windows = await run_load(
-        ep, point, out.clock, out.records.append, lambda *a: out.events.append(a)
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = Journal(Path(tmp) / "requests.jsonl")
+        try:
+            out.windows = await run_load(
+                ep, point, out.clock, journal, lambda *a: out.events.append(a)
+            )
+        finally:
+            if journal.path.exists():
+                out.records = [json.loads(x) for x in journal.path.read_text().splitlines()]
+            out.counts = journal.counts
     return out
 
 

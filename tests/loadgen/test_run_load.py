@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import itertools
 import time
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
 from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
-from spark_harness.loadgen import LoadError, run_load
+from spark_harness.loadgen import Journal, LoadError, run_load
 from spark_harness.workloads.trace import read_trace
 from spark_harness_testkit.groundtruth import TruthConfig, serve
 
@@ -169,8 +171,14 @@ def test_rehydrate_runs_populate_thrash_replay_in_order(run_in_process) -> None:
 def test_settings_that_cannot_run_raise_before_sending(workload, load, message) -> None:
     with pytest.raises(LoadError, match=message):
         asyncio.run(
-            run_load(endpoint("http://127.0.0.1:9"), spec(workload, load), None, print, print)
-        )  # type: ignore[arg-type]
+            run_load(
+                endpoint("http://127.0.0.1:9"),
+                spec(workload, load),
+                None,  # type: ignore[arg-type]
+                Journal(Path("/nonexistent/requests.jsonl")),
+                print,
+            )
+        )
 
 
 def test_multi_token_events_are_counted_per_event(run_in_process) -> None:
@@ -187,12 +195,7 @@ def test_multi_token_events_are_counted_per_event(run_in_process) -> None:
 
 
 def test_a_record_that_cannot_be_written_stops_the_run_with_its_error() -> None:
-    written: list[str] = []
-
-    def journal(rec: dict) -> None:
-        if len(written) == 5:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        written.append(rec["request_id"])
+    journal = Journal(Path("/dev/full"))  # every write: ENOSPC
 
     async def main() -> None:
         async with serve(TruthConfig(ttft_ms=2, itl_ms=1)) as url:
@@ -205,4 +208,12 @@ def test_a_record_that_cannot_be_written_stops_the_run_with_its_error() -> None:
     assert time.monotonic() - t0 < 10  # stopped, not run to the end of its 30 s
     full = failed.value.subgroup(lambda e: isinstance(e, OSError) and e.errno == errno.ENOSPC)
     assert full is not None
-    assert len(written) == 5  # what was written before the failure stays
+    assert journal.counts == {}  # nothing counted as written
+
+
+def test_the_journal_counts_what_is_on_disk(run_in_process) -> None:
+    point = spec(FIXED, {"kind": "closed", "users": 2}, warmup_s=0.1, load_s=0.3)
+    out = run_in_process(point)
+    phases = collections.Counter(r["phase"] for r in out.records)
+    assert out.records and all(r["ok"] for r in out.records)
+    assert out.counts == {p: {"requests": n, "errors": 0} for p, n in phases.items()}

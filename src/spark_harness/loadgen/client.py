@@ -11,7 +11,7 @@ Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed resp
   out), so waiting for a connection and serializing the request are client queueing,
   never server latency;
 - each chunk is stamped on arrival with the monotonic clock and stored raw; parsing
-  happens after the stream closes (:mod:`.record`, in the writer thread); where the
+  happens after the stream closes (:mod:`.record`, in the recorder process); where the
   kernel's receive stamps are available (:mod:`.kstamp`) the socket's raw reads are kept
   with the attempt and replace the loop's stamps there, so the client's own scheduling
   delays are not in the numbers;

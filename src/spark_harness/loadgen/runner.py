@@ -11,26 +11,31 @@ Load kinds (``spec["load"]``):
 
 Phases: warm-up -> load -> cool-down (``spec["phases"]``: ``warmup_s``, ``load_s``,
 ``max_requests``, ``cooldown_s``), or populate -> thrash -> replay for ``rehydrate``.
-Each finished request is queued for the writer thread (:mod:`.recorder`), which builds
-its record and hands it to ``on_record`` in finishing order; failures are records.
+Each finished request is queued for the recorder process (:mod:`.recorder`), which
+builds its record and appends it to the point's journal (:mod:`.journal`) in finishing
+order; failures are records.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint
 from spark_harness.loadgen.client import Client
+from spark_harness.loadgen.journal import Journal
 from spark_harness.loadgen.phases import PhasePlan, Phases
 from spark_harness.loadgen.progress import progress
 from spark_harness.loadgen.record import Attempt
@@ -121,7 +126,7 @@ class _Run:
         workload: Workload,
         counter: TokenCounter,
         clock: Clock,
-        on_record: Callable[[dict[str, Any]], None],
+        journal: Journal,
         on_phase: Callable[[str, str, int], None],
     ) -> None:
         self.endpoint = endpoint
@@ -129,7 +134,7 @@ class _Run:
         self.workload = workload
         self.phases = Phases(phase_plans(settings, workload), clock, on_phase)
         self.errors: Counter[str] = Counter()
-        self.recorder = Recorder(clock, counter.count_piece, on_record, self.errors, self._failed)
+        self.recorder = Recorder(clock, counter, journal, self.errors, self._failed)
         # a workload that overrides ``finished`` wants each reply before its next request
         self.needs_reply = type(workload).finished is not Workload.finished
         self._tg: asyncio.TaskGroup | None = None
@@ -184,8 +189,7 @@ class _Run:
             self._tg = None
             self.recorder.close()  # the run's last records are written before it returns
         if self.recorder.error is not None:  # failed while the last records were written
-            # the writer thread catches BaseException: an ExceptionGroup cannot hold a
-            # KeyboardInterrupt or SystemExit, a BaseExceptionGroup holds either kind
+            # a full disk (OSError) or the recorder process's end (RecorderExited)
             raise BaseExceptionGroup("a record could not be written", [self.recorder.error])
         log.info(
             "event stamps: kernel receive time for %d of %d streams (the rest: event loop)",
@@ -201,7 +205,8 @@ class _Run:
         return self.phases.windows
 
     def _failed(self, exc: BaseException) -> None:
-        """The writer thread could not write a record: stop the run with its error."""
+        """A record could not be journaled (reported by the recorder's thread): stop the
+        run with the error."""
 
         async def fail() -> None:
             raise exc
@@ -326,10 +331,11 @@ async def run_load(
     endpoint: Endpoint,
     spec: Mapping[str, Any],
     clock: Clock,
-    on_record: Callable[[dict[str, Any]], None],
+    journal: Journal,
     on_phase: Callable[[str, str, int], None],
 ) -> dict[str, list[int]]:
-    """Run a point's load phases; return ``{phase: [start_ns, end_ns]}``.
+    """Run a point's load phases, journaling every finished request in ``journal`` (its
+    counts kept current); return ``{phase: [start_ns, end_ns]}``.
 
     Raises LoadError, WorkloadError or InputError for settings that cannot run (before
     any request is sent); request failures are records, never exceptions.
@@ -343,7 +349,7 @@ async def run_load(
             f"workload.kind {spec['workload']['kind']!r} needs load.kind `closed` "
             f"(its requests depend on earlier answers), got {settings.kind!r}"
         )
-    return await _Run(endpoint, settings, workload, counter, clock, on_record, on_phase).run()
+    return await _Run(endpoint, settings, workload, counter, clock, journal, on_phase).run()
 
 
 def run_standalone(
@@ -355,10 +361,11 @@ def run_standalone(
     clock: Clock | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Run one point outside the workflow (tests, benchmarks, a quick look at a server):
-    records are kept in memory. ``kind: sim`` makes prompt token counts exact."""
-    records: list[dict[str, Any]] = []
+    the records are read back from a temporary journal. ``kind: sim`` makes prompt token
+    counts exact."""
     ep = Endpoint(stack="standalone", kind=kind, base_url=base_url, model=model, pid=os.getpid())
-    windows = asyncio.run(
-        run_load(ep, spec, clock or Clock.start(), records.append, lambda *_: None)
-    )
+    with tempfile.TemporaryDirectory(prefix="spark-harness-load-") as tmp:
+        journal = Journal(Path(tmp) / "requests.jsonl")
+        windows = asyncio.run(run_load(ep, spec, clock or Clock.start(), journal, lambda *_: None))
+        records = [json.loads(line) for line in journal.path.read_text().splitlines()]
     return records, windows
