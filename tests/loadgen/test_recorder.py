@@ -14,6 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from spark_harness.clock import Clock
 from spark_harness.loadgen.journal import Journal
 from spark_harness.loadgen.record import Attempt
@@ -107,13 +109,14 @@ def test_a_recorder_process_that_dies_stops_the_run(tmp_path) -> None:
     assert "exited" in str(failures[0])
 
 
-def test_ctrl_c_leaves_the_process_to_finish_what_it_was_sent(tmp_path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_leaves_the_process_to_finish_what_it_was_sent(tmp_path, sig) -> None:
     journal = Journal(tmp_path / "requests.jsonl")
     rec = Recorder(CLOCK, SimCounter(), journal, Counter(), lambda e: None)
     rec.start()
     assert rec._proc is not None
     time.sleep(0.5)  # past its start-up: the signal finds its handler in place
-    os.kill(rec._proc.pid, signal.SIGINT)  # as the terminal's Ctrl-C reaches the group
+    os.kill(rec._proc.pid, sig)  # as Ctrl-C or Snakemake's SIGTERM reaches the group
     rec.put(attempt("a", [(5, DONE)]))
     rec.close()
     assert [r["request_id"] for r in lines(journal.path)] == ["a"]
@@ -124,6 +127,8 @@ KILLED_LOAD_GENERATOR = """
 import os, signal, sys, time
 from collections import Counter
 from pathlib import Path
+import pytest
+
 from spark_harness.clock import Clock
 from spark_harness.loadgen.journal import Journal
 from spark_harness.loadgen.record import Attempt

@@ -20,9 +20,9 @@ which has its own interpreter lock:
 A workload that needs each reply before its next request (chat) still builds its records
 in the loop (:meth:`Recorder.build`) and sends the finished record. A write that fails
 (a full disk) is reported back with its exception and stops the run; the records
-written before it stay, none after it are written. The process ignores Ctrl-C: it
-finishes what the load generator sends before its close and exits; it also exits when
-the load generator dies (its input pipe closes).
+written before it stay, none after it are written. The process ignores Ctrl-C and
+SIGTERM: it finishes what the load generator sends before its close and exits; it also
+exits when the load generator dies (its input pipe closes), so it is never an orphan.
 
 Run as ``python -m spark_harness.loadgen.recorder IN_FD OUT_FD`` by :class:`Recorder`
 only.
@@ -229,7 +229,10 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
 
 
 def main(argv: list[str]) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the load generator decides when to stop
+    # Ctrl-C and Snakemake's SIGTERM reach the whole process group: the load generator
+    # saves what was measured, and this process writes what it was sent before then
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     os.nice(NICENESS)
     inbox = Connection(int(argv[0]), writable=False)
     outbox = Connection(int(argv[1]), readable=False)
