@@ -14,11 +14,12 @@ its peak memory is its own:
 - ``ingest``: ``spark_harness.ingest.ingest`` of all runs into one ingest folder;
 - ``summarize``: ``spark_harness.analysis.summarize("H0", ...)`` on that folder.
 
-With ``--raw-parquet`` every run also has the ``requests.parquet`` the load generator
-writes when its point ends (``ingest.write_raw_requests``; its cost, paid once per point
-at measurement time, is printed), and ingest reads that instead of the JSONL; without
-it, any such file is removed first. Figures are wall seconds, peak RSS, and each stage's
-time as a ratio to the baseline measured in the same session. Goal (issues 6 and 15):
+With ``--raw-parquet`` every run also has the ``requests.parquet`` and
+``telemetry.parquet`` the load generator writes when its point ends
+(``ingest.write_raw_copies``; its cost, paid once per point at measurement time, is
+printed), and ingest reads those instead of the JSON lines; without it, any such file is
+removed first. Figures are wall seconds, peak RSS, and each stage's time as a ratio to
+the baseline measured in the same session. Goal (issues 6 and 15):
 ingest + summarise < 30 s, < 4 GB peak.
 """
 
@@ -39,16 +40,17 @@ CADENCE_MS = 200.0
 
 
 def raw_parquet(dirs: list[Path], wanted: bool) -> float:
-    """Give every run the load generator's ``requests.parquet`` (or take it away); return
-    the seconds spent writing them."""
-    from spark_harness.ingest import RAW_REQUESTS, write_raw_requests
+    """Give every run the load generator's ``requests.parquet`` and ``telemetry.parquet``
+    (or take them away); return the seconds spent writing them."""
+    from spark_harness.ingest import RAW_REQUESTS, RAW_TELEMETRY, write_raw_copies
 
     t0 = time.perf_counter()
     for d in dirs:
         if not wanted:
             (d / RAW_REQUESTS).unlink(missing_ok=True)
-        elif not (d / RAW_REQUESTS).exists():
-            write_raw_requests(d)
+            (d / RAW_TELEMETRY).unlink(missing_ok=True)
+        elif not (d / RAW_TELEMETRY).exists():
+            write_raw_copies(d)
     return time.perf_counter() - t0
 
 
@@ -126,7 +128,7 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the full size")
     p.add_argument("--runs", type=int, default=100)
     p.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "spark-harness-bench")
-    p.add_argument("--raw-parquet", action="store_true", help="runs carry requests.parquet")
+    p.add_argument("--raw-parquet", action="store_true", help="runs carry the Parquet copies")
     p.add_argument("--stage", help=argparse.SUPPRESS)
     a = p.parse_args()
     rows, samples = int(10_000_000 * a.scale), int(1_000_000 * a.scale)
@@ -143,7 +145,7 @@ def main() -> None:
     )
     spent = raw_parquet(dirs, a.raw_parquet)
     if a.raw_parquet:
-        print(f"load generator's requests.parquet: {spent:.1f} s to write (new files only)")
+        print(f"load generator's Parquet copies: {spent:.1f} s to write (new files only)")
     results = {}
     for name in ("parse", "ingest", "summarize"):
         cmd = [

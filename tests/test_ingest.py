@@ -9,12 +9,13 @@ import pytest
 from spark_harness import contract
 from spark_harness.ingest import (
     RAW_REQUESTS,
+    RAW_TELEMETRY,
     IngestError,
     expand_run_dirs,
     failed_attempts,
     ingest,
     request_schema,
-    write_raw_requests,
+    write_raw_copies,
 )
 from spark_harness_testkit.synthetic import RunSpec, write_run
 
@@ -88,16 +89,17 @@ def test_the_load_generators_parquet_is_read_instead_of_the_jsonl(tmp_path, runs
     lines = sum(_lines(d / "requests.jsonl") for d in dirs)
     ingest(dirs, tmp_path / "from-jsonl")
     for d in dirs[:2]:  # the completed runs; the failed attempt keeps its journal alone
-        written = write_raw_requests(d)
-        assert written == d / RAW_REQUESTS
-        assert pl.read_parquet(written).schema == pl.Schema(request_schema())
-        (d / "requests.jsonl").write_text("")  # ingest must not need it any more
+        written = write_raw_copies(d)
+        assert written == [d / RAW_REQUESTS, d / RAW_TELEMETRY]
+        assert pl.read_parquet(written[0]).schema == pl.Schema(request_schema())
+        # ingest must not need the JSON lines any more
+        (d / "requests.jsonl").write_text("")
+        (d / "telemetry.jsonl").write_text("")
     ingest(dirs, tmp_path / "from-parquet")
-    a, b = (
-        pl.read_parquet(tmp_path / o / "requests.parquet") for o in ("from-jsonl", "from-parquet")
-    )
-    assert a.height == lines
-    assert a.equals(b)
+    for table in ("requests.parquet", "telemetry.parquet", "points.parquet"):
+        a, b = (pl.read_parquet(tmp_path / o / table) for o in ("from-jsonl", "from-parquet"))
+        assert a.equals(b), table
+    assert pl.read_parquet(tmp_path / "from-jsonl" / "requests.parquet").height == lines
 
 
 def test_request_joined_to_nearest_sample_within_a_cadence(tmp_path, runs):

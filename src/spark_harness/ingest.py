@@ -19,10 +19,12 @@
 Requests are processed one run at a time and streamed into the output, so memory stays
 bounded by the largest run, not by the whole hypothesis.
 
-A run's requests are read from ``requests.parquet`` where the load generator wrote one
-at the end of its point (:func:`write_raw_requests`: the same typed table, parsed once,
-while the point's files are still in the page cache), else from ``requests.jsonl`` (the
-crash-safe journal, which failed attempts and older runs have alone).
+A run's requests and samples are read from ``requests.parquet`` and
+``telemetry.parquet`` where the load generator wrote them at the end of its point
+(:func:`write_raw_copies`: the same tables, parsed once, while the point's files are
+still in the page cache), else from ``requests.jsonl`` and ``telemetry.jsonl`` (the
+crash-safe journal and the sidecar's spool, which failed attempts and older runs have
+alone).
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ COMPRESSION: _Compression = {"compression": "zstd", "compression_level": 1}
 REQUESTS = "requests.parquet"
 #: the load generator's typed copy of a run's ``requests.jsonl``, beside it
 RAW_REQUESTS = "requests.parquet"
+RAW_TELEMETRY = "telemetry.parquet"
 TELEMETRY = "telemetry.parquet"
 POINTS = "points.parquet"
 
@@ -304,7 +307,8 @@ def _perturbation_reads(raw: dict[str, Any]) -> float | None:
 
 def read_telemetry(meta: RunMeta) -> tuple[pl.DataFrame, list[str], int]:
     """One run's samples with derived columns, its unavailable sources, bad line count."""
-    df, bad = _read_ndjson(meta.dir / "telemetry.jsonl", None)
+    raw = meta.dir / RAW_TELEMETRY
+    df, bad = (pl.read_parquet(raw), 0) if raw.is_file() else _raw_telemetry(meta.dir)
     unavailable = _unavailable_meta(meta)
     if "kind" in df.columns:
         for r in df.filter(pl.col("kind") == "unavailable").iter_rows(named=True):
@@ -355,15 +359,24 @@ def _raw_requests(run_dir: Path) -> tuple[pl.DataFrame, int]:
     return _read_ndjson(path, _schema_with_extras(path))
 
 
-def write_raw_requests(run_dir: Path) -> Path:
-    """Write ``requests.parquet`` beside a complete ``requests.jsonl`` (atomically): what
-    the load generator does when its point ends, so ingest need not parse JSON."""
-    df, _ = _raw_requests(run_dir)
-    target = run_dir / RAW_REQUESTS
-    tmp = run_dir / f".{RAW_REQUESTS}.part"
-    df.write_parquet(tmp, **COMPRESSION)
-    os.replace(tmp, target)
-    return target
+def _raw_telemetry(run_dir: Path) -> tuple[pl.DataFrame, int]:
+    """A run's telemetry lines (samples and ``unavailable`` records), types inferred from
+    every line, and how many lines could not be decoded."""
+    return _read_ndjson(run_dir / "telemetry.jsonl", None)
+
+
+def write_raw_copies(run_dir: Path) -> list[Path]:
+    """Write ``requests.parquet`` and ``telemetry.parquet`` beside a complete point's JSON
+    lines (each atomically): what the load generator does when its point ends, while the
+    files are still in the page cache, so ingest need not parse JSON."""
+    written = []
+    for name, read in ((RAW_REQUESTS, _raw_requests), (RAW_TELEMETRY, _raw_telemetry)):
+        df, _ = read(run_dir)
+        tmp = run_dir / f".{name}.part"
+        df.write_parquet(tmp, **COMPRESSION)
+        os.replace(tmp, run_dir / name)
+        written.append(run_dir / name)
+    return written
 
 
 def read_requests(meta: RunMeta, samples: pl.DataFrame) -> tuple[pl.DataFrame, int]:

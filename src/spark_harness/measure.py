@@ -383,10 +383,10 @@ class Point:
     def finish(self) -> None:
         """Write the contract files; run.json last, since it marks the point complete."""
         os.replace(self.journal.path, self.out / "requests.jsonl")
-        from spark_harness.ingest import write_raw_requests
-
-        write_raw_requests(self.out)  # the typed copy ingest reads instead of the JSONL
         write_jsonl(self.out / "telemetry.jsonl", self.telemetry_rows)
+        from spark_harness.ingest import write_raw_copies
+
+        write_raw_copies(self.out)  # the typed copies ingest reads instead of the JSONL
         write_json(self.out / "run.json", self.run)
 
     def save_failed(self, reason: str) -> Path:
@@ -398,7 +398,13 @@ class Point:
         # renames and unlinks first: they need no space, so a full disk keeps them
         if self.journal.path.exists():
             os.replace(self.journal.path, dest / "requests.jsonl")
-        for name in ("requests.jsonl", "requests.parquet", "telemetry.jsonl", "run.json"):
+        for name in (
+            "requests.jsonl",
+            "requests.parquet",
+            "telemetry.jsonl",
+            "telemetry.parquet",
+            "run.json",
+        ):
             with contextlib.suppress(FileNotFoundError):
                 (self.out / name).unlink()
         for extra in self.out.glob("qos-*"):
