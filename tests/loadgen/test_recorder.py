@@ -160,3 +160,16 @@ def test_the_process_exits_when_the_load_generator_is_killed(tmp_path) -> None:
         time.sleep(0.05)
     assert not pid_alive(pid)  # no orphan
     assert [r["request_id"] for r in lines(path)] == ["a"]  # what it was sent is kept
+
+
+def test_a_record_that_cannot_be_built_stops_the_run(tmp_path) -> None:
+    journal = Journal(tmp_path / "requests.jsonl")
+    failures: list[BaseException] = []
+    rec = Recorder(CLOCK, SimCounter(), journal, Counter(), failures.append)
+    rec.start()
+    rec.put(attempt("a", [(5, DONE)]))
+    rec.put(attempt("b", [(5, "text, not bytes")]))  # type: ignore[list-item]  # a bug's data
+    rec.put(attempt("c", [(5, DONE)]))
+    rec.close()
+    assert len(failures) == 1 and isinstance(failures[0], TypeError)
+    assert [r["request_id"] for r in lines(journal.path)] == ["a"]  # none after it

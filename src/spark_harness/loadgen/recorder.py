@@ -33,10 +33,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pickle
 import signal
 import subprocess
 import sys
 import threading
+import traceback
 from collections import Counter, deque
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -203,17 +205,19 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
                 break
             if failed:
                 continue  # the journal failed: drain without writing
-            if isinstance(item, Attempt):
-                rec = make_record(item, clock, counter.count_piece)[0]
-                streams += 1
-                kernel += any(item.kernel)
-            else:
-                rec = item
             try:
+                if isinstance(item, Attempt):
+                    rec = make_record(item, clock, counter.count_piece)[0]
+                    streams += 1
+                    kernel += any(item.kernel)
+                else:
+                    rec = item
                 journal.write(rec)
-            except OSError as e:
+            except Exception as e:  # a full disk, or a record that could not be built
                 failed = True
-                outbox.send(("failed", e))
+                if not isinstance(e, OSError):
+                    traceback.print_exc()  # into the point's log
+                _report_failure(outbox, e)
                 continue
             count(counts, rec.get("phase", "?"), bool(rec.get("ok")))
             if rec.get("error_kind"):
@@ -226,6 +230,14 @@ def _serve(inbox: Connection, outbox: Connection) -> None:
         if counts:
             outbox.send(("wrote", counts, errors))
         outbox.send(("done", streams, kernel))
+
+
+def _report_failure(outbox: Connection, e: Exception) -> None:
+    """Send the exception that stopped the journal (as its repr, if it cannot be pickled)."""
+    try:
+        outbox.send(("failed", e))
+    except (pickle.PicklingError, TypeError, AttributeError):
+        outbox.send(("failed", RuntimeError(f"recorder: {e!r}")))
 
 
 def main(argv: list[str]) -> None:
