@@ -5,10 +5,10 @@
 
 The three processes of a point run as the workflow starts them (``spark-harness serve``
 with the tiered simulator stack, ``spark-harness sidecar``, ``spark-harness loadgen``
-with a closed-loop load of ``--users`` for ``--duration`` seconds). Every
-``--interval`` seconds this process samples each one's RSS and open file descriptors
-(psutil). The first ``--settle`` share of samples is start-up (imports, allocator and
-KV-pool warm-up) and is left out of the trend.
+with a closed-loop load of ``--users`` for ``--duration`` seconds, and the load
+generator's recorder process). Every ``--interval`` seconds this process samples each
+one's RSS and open file descriptors (psutil). The first ``--settle`` share of samples
+is start-up (imports, allocator and KV-pool warm-up) and is left out of the trend.
 
 Trend test, per process and resource: the OLS slope over time with a 95 % moving-block
 bootstrap CI (blocks of 10 samples, since consecutive samples are correlated). Growth is
@@ -22,6 +22,7 @@ Writes the samples and the verdicts as JSON to ``--out``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -109,6 +110,15 @@ def trend(t: np.ndarray, y: np.ndarray, floor: float, seed: int = 0) -> dict[str
     }
 
 
+def recorder_pid(loadgen: int) -> int | None:
+    """The load generator's recorder process (it starts with the load phases)."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(loadgen).children():
+            if "spark_harness.loadgen.recorder" in child.cmdline():
+                return int(child.pid)
+    return None
+
+
 def soak(duration: float, users: int, interval: float, settle: float, work: Path) -> dict:
     endpoint, sidecar = work / "endpoint.json", work / "sidecar.json"
     log = open(work / "processes.log", "wb")  # noqa: SIM115 — closed below
@@ -133,12 +143,15 @@ def soak(duration: float, users: int, interval: float, settle: float, work: Path
             stdout=log,
             stderr=log,
         )
-        samples: dict[str, list[tuple[float, float, int]]] = {name: [] for name in procs}
+        samples: dict[str, list[tuple[float, float, int]]] = {n: [] for n in [*procs, "recorder"]}
         t0 = time.monotonic()
+        recorder: int | None = None
         while procs["loadgen"].poll() is None:
             now = time.monotonic() - t0
-            for name, proc in procs.items():
-                got = resources(proc.pid)
+            recorder = recorder or recorder_pid(procs["loadgen"].pid)
+            pids = {name: proc.pid for name, proc in procs.items()} | {"recorder": recorder}
+            for name, pid in pids.items():
+                got = resources(pid) if pid is not None else None
                 if got is not None:
                     samples[name].append((now, *got))
             time.sleep(interval)
@@ -214,7 +227,7 @@ def main() -> None:
     print(f"load {os.cpu_count()} cpus, load average {os.getloadavg()}")
     print(f"{'process':8} {'resource':8} {'start':>9} {'end':>9} {'slope/h':>9} "
           f"{'95% CI per h':>21} verdict")  # fmt: skip
-    for name in ("server", "sidecar", "loadgen"):
+    for name in ("server", "sidecar", "loadgen", "recorder"):
         for res in ("rss_mib", "fds"):
             r = result[name][res]
             lo, hi = r["ci95_per_h"]

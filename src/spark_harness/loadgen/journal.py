@@ -22,9 +22,7 @@ Counts = dict[str, dict[str, int]]
 
 def count(counts: Counts, phase: str, ok: bool) -> None:
     """Count one record of ``phase``."""
-    c = counts.setdefault(phase, {"requests": 0, "errors": 0})
-    c["requests"] += 1
-    c["errors"] += 0 if ok else 1
+    merge(counts, {phase: {"requests": 1, "errors": 0 if ok else 1}})
 
 
 def merge(counts: Counts, more: Counts) -> None:

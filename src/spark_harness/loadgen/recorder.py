@@ -163,6 +163,8 @@ class Recorder:
         except (OSError, EOFError) as e:  # the process died: report it, once
             code = self._proc.poll() if self._proc is not None else None
             self._fail(RecorderExited(f"the recorder process exited (code {code}): {e}"))
+        except Exception as e:  # e.g. an item that cannot be pickled: stop, never hang
+            self._fail(e)
 
     def _replies(self, *, block: bool) -> None:
         """Take the process's reports: what it wrote, a failure, and (blocking) the end."""
