@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
-from spark_harness.loadgen.client import api_url, request_body
+from spark_harness.loadgen.client import Client, api_url, request_body
+from spark_harness.loadgen.record import Attempt, make_record
+from spark_harness.tokens import count_text
 from spark_harness.workloads import Request
-from spark_harness_testkit.groundtruth import LINGER, MISBEHAVIOURS, TruthConfig
+from spark_harness_testkit.groundtruth import LINGER, MISBEHAVIOURS, TruthConfig, serve
 
 from .conftest import endpoint, run_against, spec
 
@@ -93,6 +98,25 @@ def test_streams_carry_kernel_receive_stamps(run_in_process, caplog) -> None:
     n = len(out.records)
     assert f"event stamps: kernel receive time for {n} of {n} streams" in caplog.text
     assert all(r["sent_ns"] < r["first_token_ns"] for r in out.records)
+
+
+def test_a_chunked_stream_is_read_whole_and_stamped_per_event_by_its_socket() -> None:
+    """The client does not wake per event; the socket's reads still time each one."""
+
+    async def main() -> Attempt:
+        truth = serve(TruthConfig(ttft_ms=30, itl_ms=20))
+        async with truth as url, Client(endpoint(url), connections=1, timeout_s=5.0) as client:
+            att = Attempt(request_id="r1", phase="load", ready_ns=time.monotonic_ns())
+            await client.send(Request("a b c d", 4, 4), att)
+            return att
+
+    att = asyncio.run(main())
+    assert att.whole_body and att.error_kind is None and att.captured
+    assert not att.chunks and att.body_bytes  # the loop did not read it, aiohttp counted it
+    rec, _ = make_record(att, Clock.start(), count_text)
+    offsets = rec["event_offsets_ms"]
+    assert rec["ok"] and 30 <= rec["ttft_ms"] < 60 and len(offsets) == 4
+    assert all(15 < b - a < 40 for a, b in itertools.pairwise(offsets))
 
 
 def test_connection_refused_is_a_connect_error() -> None:

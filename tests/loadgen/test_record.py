@@ -175,3 +175,47 @@ def test_the_socket_capture_replaces_loop_stamps_and_the_send_stamp() -> None:
     att.captured, att.socket_sent_ns = [(40 * MS, 12 * MS, raw[:-20], True)], 12 * MS
     rec, _ = make_record(att, CLOCK, count_text)
     assert rec["ttft_ms"] == pytest.approx(80.0) and rec["first_token_bound_ms"] == 80.0
+
+
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+def socket_reads(chunks: list[tuple[int, bytes]]) -> list[tuple[int, int, bytes, bool]]:
+    """The socket's reads of ``chunks`` sent as one HTTP chunk each, one read apiece."""
+    reads, lower = [(1 * MS, 0, CHUNKED_HEAD, True)], 10 * MS
+    for t, data in chunks:
+        reads.append((t, lower, b"%x\r\n%s\r\n" % (len(data), data), True))
+        lower = t
+    return reads
+
+
+def test_a_body_read_whole_takes_every_events_stamp_from_the_socket() -> None:
+    events = good_stream()
+    body = b"".join(c for _, c in events)
+    att = attempt([], whole_body=True, body_bytes=len(body), captured=socket_reads(events))
+    rec, reply = make_record(att, CLOCK, count_text)
+    assert rec["ok"] and reply == "a b c d e"
+    assert rec["ttft_ms"] == 30.0 and rec["event_offsets_ms"] == [30.0, 50.0, 80.0]
+    assert rec["first_token_bound_ms"] == 0.0  # one event per read, kernel-stamped
+
+
+def test_a_body_read_whole_whose_socket_reads_fall_short_is_an_error() -> None:
+    events = good_stream()
+    body = b"".join(c for _, c in events)
+    short = socket_reads(events[:-1])
+    att = attempt([], whole_body=True, body_bytes=len(body), captured=short)
+    rec, reply = make_record(att, CLOCK, count_text)
+    assert (rec["ok"], rec["error_kind"]) == (False, "other")
+    got = len(body) - len(events[-1][1])
+    assert rec["error"] == (
+        f"the socket's reads hold {got} of the body's {len(body)} bytes: no per-event stamps"
+    )
+    assert rec["ttft_ms"] is None and reply is None  # never every event at the body's end
+
+
+def test_a_failed_body_read_whole_keeps_the_events_its_socket_read() -> None:
+    reads = socket_reads(good_stream()[:3])
+    att = attempt([], whole_body=True, captured=reads, error_kind="reset", end_ns=70 * MS)
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert (rec["ok"], rec["error_kind"]) == (False, "reset")
+    assert rec["ttft_ms"] == 30.0 and rec["event_offsets_ms"] == [30.0, 50.0]

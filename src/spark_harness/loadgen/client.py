@@ -10,11 +10,13 @@ Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed resp
   written; the connection hooks stamp it first, for a request whose body never goes
   out), so waiting for a connection and serializing the request are client queueing,
   never server latency;
-- each chunk is stamped on arrival with the monotonic clock and stored raw; parsing
-  happens after the stream closes (:mod:`.record`, in the recorder process); where the
-  kernel's receive stamps are available (:mod:`.kstamp`) the socket's raw reads are kept
-  with the attempt and replace the loop's stamps there, so the client's own scheduling
-  delays are not in the numbers;
+- the socket keeps each raw read with its kernel receive stamp (:mod:`.kstamp`): where
+  those reads are the body (plain HTTP, chunked) the request's task does not wake per
+  event but waits for the response's end, and the socket's reads carry every event's
+  stamp, so neither the client's scheduling delays nor its per-event work is in the
+  numbers or in the loop's way; elsewhere each chunk is stamped on arrival with the
+  monotonic clock and stored raw. Parsing happens after the stream closes
+  (:mod:`.record`, in the recorder process);
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
@@ -42,10 +44,27 @@ READ_BUFFER_BYTES = 4 << 20
 #: After ``data: [DONE]``, how long to wait for the server to end the response before
 #: taking the stream as complete (a server that keeps it open would otherwise time out).
 DONE_GRACE_S = 1.0
-_DONE = b"data: [DONE]"
 #: encoded request bodies kept for reuse (closed-loop users' prompts; a workload that
 #: makes a new prompt per request fills it once and then encodes as it sends)
 BODY_CACHE_ENTRIES = 4096
+
+
+def _socket_holds_body(resp: aiohttp.ClientResponse) -> bool:
+    """Whether the socket's raw reads are the body itself: plain HTTP (no TLS between
+    them), chunked (what :func:`.kstamp.dechunk` decodes), not compressed."""
+    h = resp.headers
+    return (
+        resp.url.scheme == "http"
+        and h.get("Transfer-Encoding", "").lower() == "chunked"
+        and h.get("Content-Encoding", "identity").lower() == "identity"
+    )
+
+
+def _received(att: Attempt) -> str:
+    """What had arrived of a response when it failed, for its error message."""
+    if att.whole_body:
+        return f"{len(att.captured or ())} socket reads"
+    return f"{len(att.chunks)} chunks"
 
 
 def api_url(base_url: str, chat: bool) -> str:
@@ -166,8 +185,7 @@ class Client:
         except TimeoutError:
             att.error_kind = "timeout"
             att.error = (
-                f"no complete response within {self.timeout_s:g} s "
-                f"({len(att.chunks)} chunks received)"
+                f"no complete response within {self.timeout_s:g} s ({_received(att)} received)"
             )
         except aiohttp.ClientConnectorError as e:
             att.error_kind, att.error = "connect", f"cannot connect: {e}"
@@ -178,7 +196,7 @@ class Client:
             ConnectionError,
         ) as e:
             att.error_kind = "reset"
-            att.error = f"connection lost after {len(att.chunks)} chunks: {type(e).__name__}: {e}"
+            att.error = f"connection lost after {_received(att)}: {type(e).__name__}: {e}"
         except aiohttp.ClientError as e:
             att.error_kind, att.error = "other", f"{type(e).__name__}: {e}"
         finally:
@@ -200,11 +218,13 @@ class Client:
             headers=headers,
             trace_request_ctx=att,  # type: ignore[arg-type]
         ) as resp:
-            complete = await self._read_response(resp, att)
-        if complete and len(sockets) == 1:  # decoded with the record, off the loop
+            complete = await self._read_response(resp, att, sockets)
+        if complete and not att.whole_body and len(sockets) == 1:
             att.captured, att.socket_sent_ns = sockets[0].take(), sockets[0].sent_ns
 
-    async def _read_response(self, resp: aiohttp.ClientResponse, att: Attempt) -> bool:
+    async def _read_response(
+        self, resp: aiohttp.ClientResponse, att: Attempt, sockets: list[kstamp.StampedSocket]
+    ) -> bool:
         """Check status and type, then read the stream; True if it was read to its end."""
         att.status = resp.status
         if resp.status != 200:
@@ -217,8 +237,45 @@ class Client:
             att.error_kind = "bad_sse"
             att.error = f"expected text/event-stream, got {ctype or 'no Content-Type'}"
             return False
-        await self._read_stream(resp.content.readany, att)
+        sock = sockets[0] if len(sockets) == 1 else None
+        if sock is not None and sock.capture and _socket_holds_body(resp):
+            await self._read_whole(resp.content, att, sock)
+        else:
+            await self._read_stream(resp.content.readany, att)
         return True
+
+    @staticmethod
+    async def _read_whole(
+        content: aiohttp.StreamReader, att: Attempt, sock: kstamp.StampedSocket
+    ) -> None:
+        """Wait for the end of a response whose every read the socket keeps, without
+        waking for each event (the socket's reads carry the stamps): the loop's work per
+        streamed event is aiohttp's parsing only. The end is the response's, or
+        ``DONE_GRACE_S`` after ``data: [DONE]``. Whatever happens, the attempt keeps the
+        socket's reads of this response (a failed stream's first events included)."""
+        capture, att.socket_sent_ns = sock.capture, sock.sent_ns  # this response's own
+        att.whole_body = True
+        loop = asyncio.get_running_loop()
+
+        def done() -> None:
+            grace.reschedule(loop.time() + DONE_GRACE_S)
+
+        try:
+            async with asyncio.timeout(None) as grace:
+                sock.on_done = done
+                if sock.done_seen:
+                    done()
+                if (exc := content.exception()) is not None:
+                    raise exc
+                await content.wait_eof()
+        except TimeoutError:
+            if not grace.expired():
+                raise
+        finally:
+            if sock.on_done is done:  # not a later request's, should the socket be reused
+                sock.on_done = None
+            att.captured = capture
+        att.body_bytes = content.total_bytes  # left unread: the socket's reads hold it
 
     @staticmethod
     async def _read_stream(read: Any, att: Attempt) -> None:
@@ -235,7 +292,7 @@ class Client:
             chunks.append((t, data))
             lower.append(prev)
             prev = t
-            if data.rstrip(b"\r\n").endswith(_DONE):
+            if data.rstrip(b"\r\n").endswith(kstamp.DONE_MARK):
                 break
         # [DONE] seen: let the server end the response so the connection is reused
         with contextlib.suppress(TimeoutError):

@@ -29,9 +29,14 @@ scheduling from the measurement. How:
   response is complete, before the client could look at it;
 - after a response, :func:`dechunk` decodes the captured raw HTTP/1.1 bytes (head, then
   chunked body) into one ``(stamp, lower bound, payload piece, kernel)`` per read;
+- a read that holds ``data: [DONE]`` marks the response's stream as ended
+  (``done_seen``, ``on_done``): the client, which then waits for the response's end
+  without reading each event, gives a server that keeps the response open a grace
+  period from there;
 - the client uses them only when their payload equals, byte for byte, what aiohttp
   delivered; otherwise (another event loop such as uvloop that bypasses ``recv``, an
-  encoding other than chunked, a platform without the option) it keeps the loop stamps.
+  encoding other than chunked, a platform without the option) it keeps the loop stamps,
+  or, for a body it read whole, records the request as an error.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 # Linux values; Python does not export these constants
@@ -55,6 +60,10 @@ _ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") e
 #: development VM (a streamed event is a few hundred bytes; a larger backlog is read in
 #: more than one read, each stamped)
 RECV_BYTES = 64 << 10
+
+#: the event that ends an OpenAI stream (a marker split across two reads goes unseen:
+#: the reader then waits for the response's end, as for a server that sends none)
+DONE_MARK = b"data: [DONE]"
 
 #: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's)
 Read = tuple[int, int, bytes, bool]
@@ -103,6 +112,11 @@ class StampedSocket(socket.socket):
         #: after a read): the client's own delays before it are not server time
         self.sent_ns: int | None = None
         self._answered = True  # a read since the last send: the next send is a new request
+        #: the current response's stream has ended (a read held ``data: [DONE]``), and
+        #: who to tell (:mod:`.client` waits for the response's end without reading
+        #: each event, and gives a server that keeps it open a grace period from here)
+        self.done_seen = False
+        self.on_done: Callable[[], None] | None = None
         self.kernel = False
         if sys.platform == "linux" and _ANC_SIZE:
             try:
@@ -112,7 +126,10 @@ class StampedSocket(socket.socket):
                 pass
 
     def _sending(self) -> None:
-        self.capture = []  # a new request: what arrives next is its response
+        # a new request: what arrives next is its response (a new list: the previous
+        # response's reader may still hold the old one)
+        self.capture = []
+        self.done_seen, self.on_done = False, None
         self._lower_ns = time.monotonic_ns()
         if self._answered:
             self.sent_ns, self._answered = self._lower_ns, False
@@ -148,6 +165,10 @@ class StampedSocket(socket.socket):
         if data:
             self.capture.append((stamp, self._lower_ns, data, kernel_stamped))
             self._answered = True
+            if DONE_MARK in data and not self.done_seen:
+                self.done_seen = True
+                if self.on_done is not None:
+                    self.on_done()
         self._lower_ns = start
         return data
 
