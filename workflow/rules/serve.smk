@@ -9,7 +9,20 @@
 # Both services are inputs of loadgen, and the sidecar finds the endpoint file itself
 # (it polls for it every 50 ms): Snakemake checks a job's inputs in steps of at least
 # one second before starting it, so a server -> sidecar -> loadgen chain of inputs
-# would cost every point two such steps instead of one.
+# would cost every point two such steps instead of one. Those steps, and the executor's
+# wait for a point's jobs to end, are whole seconds in Snakemake; quicken() makes them
+# 50 ms (spark_harness/workflow_polling.py: about 2 s of each 6 s demo point).
+
+import sys
+
+from spark_harness import workflow_polling
+
+if len(workflow_polling.quicken()) < len(workflow_polling.MODULES):
+    print(
+        "spark-harness: this Snakemake's waits for a point's services could not be shortened"
+        " (spark_harness/workflow_polling.py); each point takes ~2 s longer",
+        file=sys.stderr,
+    )
 
 
 rule server_up:
