@@ -101,3 +101,27 @@ def test_wall_offset_is_measured_between_two_close_monotonic_reads(monkeypatch) 
     assert kstamp.wall_offset_ns(10_001_000) == 1_000_010_000_000 - 10_000_500
     # reused within OFFSET_REUSE_NS, without reading the clocks again
     assert kstamp.wall_offset_ns(10_500_000) == 1_000_010_000_000 - 10_000_500
+
+
+def test_a_read_with_the_done_event_marks_the_stream_ended_and_says_so_once() -> None:
+    a, b = socket.socketpair()
+    client = StampedSocket(fileno=a.detach())
+    calls: list[int] = []
+    try:
+        client.send(b"request")
+        client.on_done = lambda: calls.append(1)
+        quoted = b'data: {"choices":[{"text":"data: [DONE]"}]}\n\n'  # a reply quoting it
+        b.sendall(b"2f\r\n" + quoted + b"\r\n")
+        client.recv(1024)
+        assert not client.done_seen and calls == []
+        b.sendall(b"e\r\ndata: [DONE]\n\n\r\n")
+        client.recv(1024)
+        assert client.done_seen and calls == [1]
+        b.sendall(b"0\r\n\r\n")
+        client.recv(1024)
+        assert calls == [1]
+        client.send(b"next request")  # a new request: its stream has not ended
+        assert not client.done_seen and client.on_done is None
+    finally:
+        client.close()
+        b.close()

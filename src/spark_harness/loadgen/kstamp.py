@@ -42,6 +42,7 @@ scheduling from the measurement. How:
 from __future__ import annotations
 
 import contextvars
+import re
 import socket
 import struct
 import sys
@@ -61,9 +62,13 @@ _ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") e
 #: more than one read, each stamped)
 RECV_BYTES = 64 << 10
 
-#: the event that ends an OpenAI stream (a marker split across two reads goes unseen:
-#: the reader then waits for the response's end, as for a server that sends none)
+#: the event that ends an OpenAI stream
 DONE_MARK = b"data: [DONE]"
+#: that event in a read: followed by a line end, which a JSON string in another event
+#: (a reply that quotes the marker) cannot hold unescaped. A marker split across two
+#: reads goes unseen: the reader then waits for the response's end, as for a server that
+#: sends no marker
+_DONE_EVENT = re.compile(re.escape(DONE_MARK) + rb"\r?\n")
 
 #: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's)
 Read = tuple[int, int, bytes, bool]
@@ -165,7 +170,7 @@ class StampedSocket(socket.socket):
         if data:
             self.capture.append((stamp, self._lower_ns, data, kernel_stamped))
             self._answered = True
-            if DONE_MARK in data and not self.done_seen:
+            if not self.done_seen and _DONE_EVENT.search(data):
                 self.done_seen = True
                 if self.on_done is not None:
                     self.on_done()
