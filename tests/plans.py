@@ -108,10 +108,14 @@ PINNED: dict[str, dict[str, Any]] = {
 def make_plan(
     hypotheses: dict[str, dict[str, Any]] | None = None, repetitions: int = MIN_REPETITIONS
 ) -> Plan:
-    """The repository's plan, sweeps pinned as in :data:`PINNED`; with ``hypotheses``,
-    only those, their entries overriding the repository's."""
+    """The repository's plan, sweeps pinned as in :data:`PINNED` and every hypothesis at
+    ``repetitions`` (the demo's own counts dropped); with ``hypotheses``, only those,
+    their entries overriding the repository's."""
     cfg = load_config(REPO / "config" / "config.yaml")
-    base = {h: {**e, **PINNED.get(h, {})} for h, e in cfg["hypotheses"].items()}
+    base = {
+        h: {**{k: v for k, v in e.items() if k != "repetitions"}, **PINNED.get(h, {})}
+        for h, e in cfg["hypotheses"].items()
+    }
     if hypotheses is None:
         hypotheses = {h: {} for h in base}
     hyps = {h: {**copy.deepcopy(base.get(h, {})), **over} for h, over in hypotheses.items()}

@@ -274,8 +274,9 @@ class Client:
         finally:
             if sock.on_done is done:  # not a later request's, should the socket be reused
                 sock.on_done = None
-            att.captured = capture
-        att.body_bytes = content.total_bytes  # left unread: the socket's reads hold it
+            # a copy: a response left open after [DONE] may still be read into the list
+            att.captured = list(capture)
+            att.body_bytes = content.total_bytes  # left unread: the socket's reads hold it
 
     @staticmethod
     async def _read_stream(read: Any, att: Attempt) -> None:
