@@ -123,7 +123,8 @@ def test_trace_replay_follows_the_scaled_timestamps(run_in_process) -> None:
     wl = {"kind": "trace", "trace": trace, "time_scale": 0.05}  # ~5.5 s of trace in ~0.3 s
     out = run_in_process(spec(wl, {"kind": "trace"}, load_s=10.0), TruthConfig(ttft_ms=0, itl_ms=0))
     assert len(out.records) == len(entries)  # the replay ended with the trace
-    recs = sorted(out.records, key=lambda r: r["scheduled_ns"])
+    # entries due at the same moment (the trace has two) in the order they were sent
+    recs = sorted(out.records, key=lambda r: (r["scheduled_ns"], r["request_id"]))
     t0 = recs[0]["scheduled_ns"]
     for r, e in zip(recs, entries, strict=True):
         assert r["prompt_tokens"] == r["prompt_tokens_client"] == e.input_length
