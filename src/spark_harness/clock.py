@@ -4,8 +4,10 @@ Every process that stamps events (load generator, sidecar, simulator) takes one 
 at start: the wall clock and the monotonic clock read back to back. Durations come from
 the monotonic clock; timestamps written to disk are integer nanoseconds since the epoch,
 computed as ``wall_anchor + (monotonic_now - mono_anchor)``. Two processes on one host
-therefore agree to within the wall-clock read jitter (microseconds), and no stream is
-bent by NTP steps during a run.
+therefore agree to within the wall-clock read jitter (microseconds) unless a time daemon
+stepped the wall clock between their anchors (then by the step: milliseconds on the CI
+machines seen, small beside the telemetry's 100-200 ms cadence), and no stream is bent
+by a step during a run.
 """
 
 from __future__ import annotations

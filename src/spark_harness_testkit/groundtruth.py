@@ -360,6 +360,24 @@ class TruthServer:
             return json.loads(resp.read())
 
 
+class WallClockWatch:
+    """How far the wall clock moved against the monotonic clock over a ``with`` block.
+
+    Both sides' kernel stamps are wall-clock times moved onto the monotonic clock, so a
+    step of the wall clock (a time daemon's correction, which some CI machines make
+    mid-run) shifts a stamp converted across it by up to the step: comparisons of
+    client and truth allow ``moved_ms`` more (0 where the clock held still)."""
+
+    moved_ms = 0.0
+
+    def __enter__(self) -> WallClockWatch:
+        self._start = kstamp.measure_wall_offset_ns()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.moved_ms = abs(kstamp.measure_wall_offset_ns() - self._start) / 1e6
+
+
 def compare(
     records: list[dict[str, Any]], truth: dict[str, dict[str, Any]]
 ) -> list[dict[str, float | None]]:

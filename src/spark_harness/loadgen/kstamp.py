@@ -10,6 +10,11 @@ scheduling from the measurement. How:
   each read's bytes with the kernel's stamp (converted to the monotonic clock) and the
   read's *lower bound*: the start of the socket's previous read, or the send of the
   request for its first read (what this read returns was not there yet);
+- the kernel's stamps are wall-clock time, moved onto the monotonic clock with the
+  offset between the two measured at the read: a step of the wall clock (a time
+  daemon correcting it) between a packet's arrival and its read shifts that read's
+  stamp by the step, and a stamp moved outside its read's bounds is replaced by the
+  read's own time;
 - Linux stamps a TCP read with the arrival of the *last* segment it returns (each
   segment read overwrites the stamp, and segments that wait in the receive queue are
   coalesced under the newest stamp), so the stamp is exact for every byte of a read
@@ -88,11 +93,18 @@ _offset = [0, -OFFSET_REUSE_NS]  # (wall - monotonic, when measured)
 
 
 def wall_offset_ns(now: int) -> int:
-    """Wall clock minus monotonic clock, in ns, as of monotonic ``now``. Read between two
-    monotonic reads, retried while they are far apart: a thread that lost the processor
-    (or the interpreter lock) between the two clocks would shift every stamp it moves."""
+    """Wall clock minus monotonic clock, in ns, as of monotonic ``now`` (measured at most
+    :data:`OFFSET_REUSE_NS` before)."""
     if now - _offset[1] < OFFSET_REUSE_NS:
         return _offset[0]
+    _offset[0], _offset[1] = measure_wall_offset_ns(), now
+    return _offset[0]
+
+
+def measure_wall_offset_ns() -> int:
+    """Wall clock minus monotonic clock, in ns, read between two monotonic reads, retried
+    while they are far apart: a thread that lost the processor (or the interpreter lock)
+    between the two clocks would shift every stamp it moves."""
     best = (1 << 62, 0)
     for _ in range(8):
         m1 = time.monotonic_ns()
@@ -101,7 +113,6 @@ def wall_offset_ns(now: int) -> int:
         best = min(best, (m2 - m1, wall - (m1 + m2) // 2))
         if best[0] <= OFFSET_TIGHT_NS:
             break
-    _offset[0], _offset[1] = best[1], now
     return best[1]
 
 
