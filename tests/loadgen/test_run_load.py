@@ -53,6 +53,27 @@ def test_closed_loop_phases_records_and_exact_token_counts(run_in_process) -> No
     assert len(out.phase("load")) >= 20
 
 
+def test_closed_loop_users_pause_a_random_think_time_before_each_request(run_in_process) -> None:
+    # 4 ms requests and a 20 ms mean pause: each user's gaps between one request's end and
+    # its next send are exponential draws, not the immediate resend of a user that never
+    # pauses, and they differ between users (seeded per user)
+    load = {"kind": "closed", "users": 2, "think_s": 0.02}
+    out = run_in_process(spec(FIXED, load, load_s=1.5), TruthConfig(ttft_ms=2, itl_ms=0.5))
+    gaps: dict[int, list[float]] = defaultdict(list)
+    by_user = sorted(out.records, key=lambda r: (r["user_id"], r["sent_ns"]))
+    for prev, nxt in itertools.pairwise(by_user):
+        if prev["user_id"] == nxt["user_id"]:
+            gaps[nxt["user_id"]].append((nxt["ready_ns"] - prev["done_ns"]) / 1e6)
+            # the pause is think time, not queue time: ready is when the pause ended
+            assert nxt["ready_ns"] <= nxt["sent_ns"]
+    assert set(gaps) == {0, 1}
+    every = gaps[0] + gaps[1]
+    assert len(every) >= 40
+    assert 12 < sum(every) / len(every) < 30  # the exponential's mean, 20 ms
+    assert min(every) < 5 and max(every) > 40  # spread as an exponential is
+    assert gaps[0][:5] != gaps[1][:5]
+
+
 def test_max_requests_bounds_the_load_window(run_in_process) -> None:
     point = spec(FIXED, {"kind": "closed", "users": 2}, load_s=30.0, max_requests=7)
     out = run_in_process(point)
@@ -161,6 +182,8 @@ def test_rehydrate_runs_populate_thrash_replay_in_order(run_in_process) -> None:
         (FIXED, {"kind": "poisson"}, "load.rate is required"),
         (FIXED, {"kind": "gamma", "rate": 5, "burstiness": 0}, "must be > 0"),
         (FIXED, {"kind": "warp"}, "unknown kind"),
+        (FIXED, {"kind": "closed", "users": 2, "think_s": -1}, "load.think_s must be"),
+        (FIXED, {"kind": "poisson", "rate": 5, "think_s": 0.1}, "think_s is for a closed loop"),
         (FIXED, {"kind": "trace"}, "needs workload.kind `trace`"),
         (
             {"kind": "chat", "sessions": 2, "turns": 2, "turn_tokens": 4},

@@ -3,7 +3,10 @@
 Load kinds (``spec["load"]``):
 
 - ``closed``: ``users`` user slots, each sending its next request as soon as its last
-  one finished (or, for chat, when a session's turn is due);
+  one finished (or, for chat, when a session's turn is due), or after a random pause of
+  mean ``think_s`` (exponential, seeded per user): users that never pause stay in the
+  phase they started in, so a repetition measures one collision pattern of their
+  requests, where pausing users make each request draw its own;
 - ``constant`` / ``poisson`` / ``gamma``: an open loop at ``rate`` req/s from a
   precomputed absolute schedule, optionally capped at ``max_concurrency`` in flight (the
   wait for a slot is recorded as queue time, the lateness as schedule lag);
@@ -23,6 +26,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import tempfile
 import time
 from collections import Counter
@@ -62,6 +66,7 @@ class LoadSettings:
     rate: float | None
     burstiness: float
     max_concurrency: int | None
+    think_s: float
     warmup_s: float
     load_s: float
     cooldown_s: float
@@ -81,6 +86,11 @@ class LoadSettings:
                     f"load.users must be an integer >= 1 for a closed loop, got {users!r}"
                     + (" (resolve `u_work` before calling run_load)" if users == "u_work" else "")
                 )
+            think = load.get("think_s", 0.0)
+            if isinstance(think, bool) or not isinstance(think, int | float) or think < 0:
+                raise LoadError(f"load.think_s must be a number >= 0, got {think!r}")
+        elif "think_s" in load:
+            raise LoadError(f"load.think_s is for a closed loop, not load.kind {kind!r}")
         elif kind in OPEN_LOOP_KINDS:
             rate = load.get("rate")
             if rate is None:
@@ -95,6 +105,7 @@ class LoadSettings:
             rate=load.get("rate"),
             burstiness=float(load.get("burstiness", 1.0)),
             max_concurrency=load.get("max_concurrency"),
+            think_s=float(load.get("think_s", 0.0)),
             warmup_s=float(ph.get("warmup_s", 0.0)),
             load_s=float(ph.get("load_s", 60.0)),
             cooldown_s=float(ph.get("cooldown_s", 0.0)),
@@ -221,6 +232,8 @@ class _Run:
 
     async def _user(self, client: Client, user: int) -> None:
         phases = self.phases
+        mean_think_ns = self.settings.think_s * 1e9
+        rng = random.Random(f"{self.settings.seed}:{user}")
         while True:
             phase = await phases.wait_sending()
             if phase is None:
@@ -229,11 +242,14 @@ class _Run:
             if job is None:
                 phases.exhausted(phase)
                 continue
-            if job.due_ns is None:
+            due = job.due_ns
+            if due is None and mean_think_ns:
+                due = time.monotonic_ns() + round(rng.expovariate(1.0) * mean_think_ns)
+            if due is None:
                 ready = time.monotonic_ns()
             else:
-                ready = job.due_ns
-                if not await phases.sleep_until(job.due_ns):
+                ready = due
+                if not await phases.sleep_until(due):
                     return
             phase = phases.claim()
             if phase is not None:
