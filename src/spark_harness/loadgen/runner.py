@@ -4,9 +4,7 @@ Load kinds (``spec["load"]``):
 
 - ``closed``: ``users`` user slots, each sending its next request as soon as its last
   one finished (or, for chat, when a session's turn is due), or after a random pause of
-  mean ``think_s`` (exponential, seeded per user): users that never pause stay in the
-  phase they started in, so a repetition measures one collision pattern of their
-  requests, where pausing users make each request draw its own;
+  mean ``think_s`` (exponential, seeded per user): users that think between requests;
 - ``constant`` / ``poisson`` / ``gamma``: an open loop at ``rate`` req/s from a
   precomputed absolute schedule, optionally capped at ``max_concurrency`` in flight (the
   wait for a slot is recorded as queue time, the lateness as schedule lag);
