@@ -57,6 +57,7 @@ def test_spark_plan_binds_real_stacks_at_full_length():
     runs = p.runs()
     assert {r.spec["server"]["name"] for r in runs} == {"trtllm-uma", "dynamo-kvbm"}
     assert all(r.spec["phases"]["load_s"] == 300 for r in runs)
+    assert all(r.spec["phases"]["idle_s"] == 10 for r in runs)
     assert {r.rep for r in runs} == {0, 1, 2}
     h9 = {r.stack: r.spec["server"] for r in p.runs("H9")}
     assert set(h9) == {"B0", "B1", "B2"}
