@@ -44,7 +44,7 @@ def test_a_world_changes_its_hypothesis_and_nothing_it_does_not_run():
     plan = Plan(oracle.world_config(world), REPO)
     assert set(plan.hypotheses) == {"H2A"}
     spec = plan.runs("H2A")[0].spec
-    assert spec["server"]["sim"]["mode"] == "tiered" and spec["load"]["users"] == 8
+    assert spec["server"]["sim"]["mode"] == "tiered" and spec["load"]["users"] == 4
 
 
 @pytest.mark.parametrize(
