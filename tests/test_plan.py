@@ -160,6 +160,16 @@ def test_editing_one_sweep_changes_only_that_hypothesis_specs():
             lambda c: c["hypotheses"]["H6"]["sweep"][1].update(values=["lru", "random"]),
             r"sim\.eviction: 'random' is not one of",
         ),
+        (
+            lambda c: c["hypotheses"]["H0"].update(qos={"latency_target_ms": 0}),
+            r"hypotheses\.H0\.qos\.latency_target_ms: 0 is less than or equal",
+        ),
+        (
+            lambda c: c["hypotheses"]["H0"].update(
+                qos={"profile": "heavy", "tool": "fio", "latency_target_ms": 4}
+            ),
+            r"hypotheses\.H0 point users-\d+: qos\.latency_target_ms runs the builtin",
+        ),
     ],
 )
 def test_invalid_plans_fail_naming_the_key(mutate, message):

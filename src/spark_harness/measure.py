@@ -366,7 +366,9 @@ class Point:
         scratch = self.args.scratch or (self.out / "qos-scratch")
         target = Path(ep.g3_dir) if ep.g3_dir else scratch
         try:
-            return Perturbation(q["profile"], q.get("tool", "auto"), target, self.out)
+            return Perturbation(
+                q["profile"], q.get("tool", "auto"), target, self.out, q.get("latency_target_ms")
+            )
         except ToolMissing as e:
             raise PointFailed("qos_tool_missing", str(e)) from e
 

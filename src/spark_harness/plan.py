@@ -317,6 +317,7 @@ class Plan:
                 axis_values[ax["key"]] = value
             _check_swept(hyp, axis_values, settings)
             point = "_".join(labels) or "base"
+            _check_qos(hyp, point, settings["qos"])
             if settings["load"].get("users") == U_WORK_SENTINEL:
                 self._check_u_work(hyp, cfg)
             for stack in cfg["stacks"]:
@@ -368,6 +369,15 @@ class Plan:
                 f"hypotheses.{hyp}.load.users: `u_work` needs {U_WORK_SOURCE} to run "
                 f"stack(s) {', '.join(missing)}"
             )
+
+
+def _check_qos(hyp: str, point: str, qos: Mapping[str, Any]) -> None:
+    """A latency target is the builtin generator's (spark_harness.telemetry.qos)."""
+    if qos.get("latency_target_ms") is not None and qos.get("tool") == "fio":
+        raise PlanError(
+            f"hypotheses.{hyp} point {point}: qos.latency_target_ms runs the builtin I/O "
+            "generator; qos.tool fio cannot hold a latency target (set auto or builtin)"
+        )
 
 
 def _check_swept(hyp: str, axes: Mapping[str, Any], settings: Mapping[str, Any]) -> None:

@@ -50,6 +50,24 @@ def test_auto_without_fio_uses_the_builtin_generator(
     assert p.tool == "builtin" and p.requested_tool == "auto"
 
 
+def test_a_latency_target_runs_the_builtin_generator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(qos.shutil, "which", lambda name: f"/usr/bin/{name}")  # fio "installed"
+    p = Perturbation("heavy", "auto", tmp_path / "g3", tmp_path / "out", latency_target_ms=4)
+    assert p.tool == "builtin"
+    with pytest.raises(ValueError, match="latency_target_ms runs the builtin generator"):
+        Perturbation("heavy", "fio", tmp_path / "g3", tmp_path / "out", latency_target_ms=4)
+    with pytest.raises(ValueError, match="latency_target_ms must be > 0"):
+        Perturbation("heavy", "builtin", tmp_path / "g3", tmp_path / "out", latency_target_ms=0)
+
+
+def test_builtin_heavy_keeps_the_profiles_outstanding_io() -> None:
+    """One thread per I/O fio keeps in flight: 16 threads left a fast device half idle
+    (its reads 0.7 ms instead of 6 ms here), and H4B's G3 reads did not slow at all."""
+    assert PROFILES["heavy"] is not None and PROFILES["heavy"].threads == 4 * 32
+
+
 def test_profile_none_runs_nothing(tmp_path: Path) -> None:
     with Perturbation("none", "fio", tmp_path / "g3", tmp_path / "out") as p:
         pass
@@ -109,6 +127,23 @@ def test_builtin_moderate_runs_and_keeps_its_report(tmp_path: Path) -> None:
     assert 0.6 < s["read_iops"] / (s["read_iops"] + s["write_iops"]) < 0.8
 
 
+def _probe_file(directory: Path) -> Path:
+    """64 MiB written with O_DIRECT and synced, so its reads reach the device."""
+    probe = directory / "probe.bin"
+    chunk = mmap.mmap(-1, 1 << 20)
+    chunk.write(os.urandom(1 << 20))
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
+    try:
+        for i in range(64):
+            os.pwrite(fd, chunk, i << 20)
+        os.fsync(fd)
+    except OSError as e:
+        pytest.skip(f"no O_DIRECT here: {e}")
+    finally:
+        os.close(fd)
+    return probe
+
+
 def _direct_read_latency_us(path: Path, reads: int = 200) -> float:
     """Mean latency of random 4 KiB O_DIRECT reads, like the simulator's G3 reads."""
     buf = mmap.mmap(-1, 4096)
@@ -131,18 +166,7 @@ def test_heavy_slows_o_direct_reads_in_the_target_directory(tool: str, tmp_path:
         pytest.skip("fio is not installed")
     g3 = tmp_path / "g3"
     g3.mkdir()
-    probe = g3 / "probe.bin"
-    chunk = mmap.mmap(-1, 1 << 20)
-    chunk.write(os.urandom(1 << 20))
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
-    try:
-        for i in range(64):
-            os.pwrite(fd, chunk, i << 20)
-        os.fsync(fd)
-    except OSError as e:
-        pytest.skip(f"no O_DIRECT here: {e}")
-    finally:
-        os.close(fd)
+    probe = _probe_file(g3)
     quiet = _direct_read_latency_us(probe)
     with Perturbation("heavy", tool, g3, tmp_path / "out"):
         time.sleep(0.5)
@@ -154,6 +178,33 @@ def test_heavy_slows_o_direct_reads_in_the_target_directory(tool: str, tmp_path:
     quiet_after = min(_direct_read_latency_us(probe) for _ in range(3))
     baseline = max(quiet, quiet_after)
     assert loaded > 2.0 * baseline, (quiet, loaded, quiet_after)
+
+
+@pytest.mark.slow
+def test_a_latency_target_holds_the_device_near_it(tmp_path: Path) -> None:
+    """The generator runs as few I/Os as keep its mean read latency at the target: a
+    target between the quiet device and the full profile is held within a factor 1.5,
+    and reads of a file next to it see about the same latency."""
+    g3 = tmp_path / "g3"
+    g3.mkdir()
+    probe = _probe_file(g3)
+    quiet = _direct_read_latency_us(probe)
+    with Perturbation("heavy", "builtin", g3, tmp_path / "full") as p:
+        time.sleep(0.5)
+    full_ms = p.stop()["summary"]["read_lat_mean_us"] / 1e3
+    if full_ms < 4 * quiet / 1e3:
+        pytest.skip(f"heavy barely slows this device ({quiet:.0f} us quiet, {full_ms:.2f} ms)")
+    target_ms = (full_ms * quiet / 1e3) ** 0.5  # halfway (geometric) between the two
+    with Perturbation("heavy", "builtin", g3, tmp_path / "held", target_ms) as p:
+        time.sleep(1.0)
+        loaded = _direct_read_latency_us(probe)
+    result = p.stop()
+    depth = result["depth"]
+    assert depth["latency_target_ms"] == pytest.approx(target_ms)
+    assert depth["depth_min"] < depth["depth_most"]  # it held I/O back
+    held_ms = result["summary"]["read_lat_mean_us"] / 1e3
+    assert target_ms / 1.5 < held_ms < target_ms * 1.5, (target_ms, held_ms, full_ms)
+    assert loaded / 1e3 > target_ms / 3, (quiet, loaded, target_ms)
 
 
 @needs_fio

@@ -5,13 +5,21 @@ keeps ``profile.threads`` threads doing random O_DIRECT reads and writes on the 
 :meth:`spark_harness.telemetry.qos.Perturbation.prepare` laid out in ``D``, prints
 ``ready`` once they run, and on SIGINT/SIGTERM writes a JSON report with the same
 headline numbers as fio's summary. Synchronous threads stand in for fio's queue depth
-(``os.preadv`` releases the GIL). It dies with the process that started it.
+(``os.preadv`` releases the GIL), one per outstanding I/O. It runs at the lowest CPU
+priority, as fio does, and dies with the process that started it.
+
+With ``--latency-target-ms`` it holds its mean read latency near the target instead of
+keeping every I/O of the profile outstanding: every ``CONTROL_S`` it sets how many
+threads issue I/O (at most the profile's), so the device is slowed by about the same
+amount on a fast NVMe and on a slow cloud disk, where a fixed queue depth slows one by a
+fraction and the other by a factor of fifty.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import mmap
 import os
 import random
@@ -28,14 +36,72 @@ from spark_harness.telemetry.procguard import die_with_parent
 from spark_harness.telemetry.qos import Profile, builtin_files
 
 MAX_KEPT_LATENCIES = 100_000  # per thread and direction, for the p99
+CONTROL_S = 0.1  # how often the depth follows a latency target
+START_DEPTH = 8  # the depth a latency-targeted run starts at
+
+
+def next_depth(depth: int, mean_read_s: float, target_s: float, most: int) -> int:
+    """The depth that brings the mean read latency to the target. At a busy device the
+    latency grows about in proportion to the I/Os queued, so the depth is scaled by
+    target / mean, damped (square root) so that one noisy interval cannot swing it."""
+    if mean_read_s <= 0:
+        return most
+    return max(1, min(most, round(depth * math.sqrt(target_s / mean_read_s))))
+
+
+class Throttle:
+    """How many workers issue I/O: all of them, or as many as hold a latency target.
+    Worker ``i`` runs while ``i < active``; the others wait here without spinning."""
+
+    def __init__(self, most: int, target_s: float | None) -> None:
+        self.most, self.target_s = most, target_s
+        self.active = most if target_s is None else min(most, START_DEPTH)
+        self.trace: list[int] = []  # the depth after each control interval
+        self._cond = threading.Condition()
+
+    def admit(self, index: int, stop: threading.Event) -> None:
+        if index < self.active:
+            return
+        with self._cond:
+            self._cond.wait_for(lambda: stop.is_set() or index < self.active)
+
+    def set(self, active: int) -> None:
+        with self._cond:
+            self.active = active
+            self._cond.notify_all()
+
+    def follow(self, mean_read_s: float) -> None:
+        """One control step: the depth for the last interval's mean read latency."""
+        if self.target_s is not None:
+            self.set(next_depth(self.active, mean_read_s, self.target_s, self.most))
+        self.trace.append(self.active)
+
+    def report(self) -> dict[str, Any]:
+        t = self.trace or [self.active]
+        return {
+            "latency_target_ms": None if self.target_s is None else self.target_s * 1e3,
+            "depth_most": self.most,
+            "depth_mean": sum(t) / len(t),
+            "depth_min": min(t),
+            "depth_max": max(t),
+        }
 
 
 class Worker(threading.Thread):
-    """Random block-sized O_DIRECT reads/writes on one file until told to stop."""
+    """Random block-sized O_DIRECT reads/writes on one file until told to stop. ``seed``
+    is the worker's number: its random seed and its place in the throttle."""
 
-    def __init__(self, path: Path, profile: Profile, stop: threading.Event, seed: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        profile: Profile,
+        stop: threading.Event,
+        seed: int,
+        throttle: Throttle | None = None,
+    ) -> None:
         super().__init__(daemon=True)
         self.path, self.profile, self.stop = path, profile, stop
+        self.index, self.throttle = seed, throttle
         self.rng = random.Random(seed)
         self.lat: dict[str, list[float]] = {"read": [], "write": []}
         self.count = {"read": 0, "write": 0}
@@ -54,6 +120,10 @@ class Worker(threading.Thread):
             return
         try:
             while not self.stop.is_set():
+                if self.throttle is not None:
+                    self.throttle.admit(self.index, self.stop)
+                    if self.stop.is_set():
+                        break
                 off = self.rng.randrange(blocks) * bs
                 side = "read" if self.rng.randrange(100) < self.profile.read_pct else "write"
                 t0 = time.perf_counter()
@@ -85,7 +155,13 @@ def summary(workers: list[Worker], runtime_s: float, block_kib: int) -> dict[str
     return out
 
 
-def run(directory: Path, profile: Profile, out: Path) -> int:
+def _reads(workers: list[Worker]) -> tuple[int, float]:
+    """Reads completed so far and their summed latency (read unlocked: a worker may be
+    one read ahead, which one control interval absorbs)."""
+    return sum(w.count["read"] for w in workers), sum(w.total_s["read"] for w in workers)
+
+
+def run(directory: Path, profile: Profile, out: Path, latency_target_ms: float | None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -93,21 +169,33 @@ def run(directory: Path, profile: Profile, out: Path) -> int:
     missing = [str(f) for f in files if not f.exists()]
     if missing:
         raise FileNotFoundError(f"files not laid out (qos.Perturbation.prepare): {missing}")
-    workers = [Worker(files[i % len(files)], profile, stop, seed=i) for i in range(profile.threads)]
+    target_s = None if latency_target_ms is None else latency_target_ms / 1e3
+    throttle = Throttle(profile.threads, target_s)
+    workers = [
+        Worker(files[i % len(files)], profile, stop, seed=i, throttle=throttle)
+        for i in range(profile.threads)
+    ]
     t0 = time.monotonic()
     for w in workers:
         w.start()
     print("ready", flush=True)
-    while not stop.wait(0.2):
+    last = _reads(workers)
+    while not stop.wait(CONTROL_S):
         if not any(w.is_alive() for w in workers):
             break
+        now = _reads(workers)
+        if now[0] > last[0]:
+            throttle.follow((now[1] - last[1]) / (now[0] - last[0]))
+        last = now
     stop.set()
+    throttle.set(throttle.most)  # wake the waiting workers so that they see the stop
     for w in workers:
         w.join(timeout=5.0)  # a read stuck on the device must not hold the report back
     report: dict[str, Any] = {
         "tool": "builtin",
         "profile": asdict(profile),
         "summary": summary(workers, time.monotonic() - t0, profile.block_kib),
+        "depth": throttle.report(),
         "errors": sorted({w.error for w in workers if w.error}),
     }
     write_json(out, report)
@@ -120,10 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--profile", required=True, help="JSON of a qos.Profile")
     p.add_argument("--parent", type=int, required=True, help="exit when this process does")
+    p.add_argument("--latency-target-ms", type=float, help="hold the mean read latency here")
     args = p.parse_args(argv)
     die_with_parent(args.parent)
+    os.nice(19)  # perturb the device, not the server's and load generator's CPU
     try:
-        return run(args.dir, Profile(**json.loads(args.profile)), args.out)
+        return run(args.dir, Profile(**json.loads(args.profile)), args.out, args.latency_target_ms)
     except OSError as e:
         print(f"iogen: {e}", file=sys.stderr)
         return 1

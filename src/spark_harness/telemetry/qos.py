@@ -10,6 +10,14 @@ installed and ``tool: auto``, the builtin generator (:mod:`spark_harness.telemet
 with the same profiles, recorded as such. Both run as child processes that die with the
 caller, so the load generator's own timing is not disturbed and nothing outlives a
 failed job.
+
+A latency target (``qos.latency_target_ms``) makes a profile hold the device's read
+latency instead of a queue depth: the builtin generator runs as few of the profile's
+outstanding I/Os as keep its mean read latency at the target. That is the same slowdown
+on any disk, which a fixed profile is not (heavy slows a fast NVMe by a fraction and a
+slow cloud disk by a factor of fifty). fio's own latency-target mode probes queue depths
+over windows of seconds, too slow for a point's warm-up, so a target runs the builtin
+generator (``tool: auto``) and asking fio for one is an error.
 """
 
 from __future__ import annotations
@@ -55,8 +63,9 @@ class Profile:
 
     @property
     def threads(self) -> int:
-        """Synchronous threads the builtin generator uses for the same outstanding I/O."""
-        return min(16, self.jobs * self.iodepth)
+        """Synchronous threads the builtin generator uses for the same outstanding I/O:
+        one per I/O fio keeps in flight (fewer would leave a fast device half idle)."""
+        return self.jobs * self.iodepth
 
 
 PROFILES: dict[str, Profile | None] = {
@@ -137,12 +146,27 @@ class Perturbation:
     ran: profile, tool, command, timing, the JSON report's path and its headline numbers.
     """
 
-    def __init__(self, profile: str, tool: str, target_dir: Path, out_dir: Path) -> None:
+    def __init__(
+        self,
+        profile: str,
+        tool: str,
+        target_dir: Path,
+        out_dir: Path,
+        latency_target_ms: float | None = None,
+    ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"qos profile {profile!r} is not one of {', '.join(PROFILES)}")
         if tool not in TOOLS:
             raise ValueError(f"qos tool {tool!r} is not one of {', '.join(TOOLS)}")
-        have_fio = shutil.which("fio") is not None
+        if latency_target_ms is not None and not latency_target_ms > 0:
+            raise ValueError(f"qos.latency_target_ms must be > 0, got {latency_target_ms!r}")
+        if latency_target_ms is not None and tool == "fio":
+            raise ValueError(
+                "qos.latency_target_ms runs the builtin generator (fio's latency-target "
+                "mode probes over windows of seconds): set qos.tool to auto or builtin"
+            )
+        self.latency_target_ms = latency_target_ms
+        have_fio = shutil.which("fio") is not None and latency_target_ms is None
         if tool == "fio" and not have_fio and PROFILES[profile] is not None:
             raise ToolMissing(
                 "qos tool fio is not installed: install the Debian/Ubuntu package "
@@ -238,6 +262,8 @@ class Perturbation:
             "--out", str(self.json_path), "--profile", json.dumps(asdict(self.profile)),
             "--parent", str(os.getpid()),
         ]  # fmt: skip
+        if self.latency_target_ms is not None:
+            self._argv += ["--latency-target-ms", str(self.latency_target_ms)]
         self._proc = subprocess.Popen(
             self._argv, stdout=subprocess.PIPE, stderr=self._log, text=True,
             start_new_session=True,
@@ -267,6 +293,7 @@ class Perturbation:
             "tool": self.tool if self.profile else None,
             "requested_tool": self.requested_tool,
             "settings": asdict(self.profile) if self.profile else None,
+            "latency_target_ms": self.latency_target_ms,
             "target_dir": str(self.target_dir),
             "started_ns": self._started_ns,
         }
@@ -280,9 +307,12 @@ class Perturbation:
             result["argv"] = self._argv
             result["returncode"] = rc
             try:
-                result["summary"] = fio_summary(self.json_path) if self.tool == "fio" else (
-                    json.loads(self.json_path.read_text())["summary"]
-                )  # fmt: skip
+                if self.tool == "fio":
+                    result["summary"] = fio_summary(self.json_path)
+                else:
+                    report = json.loads(self.json_path.read_text())
+                    result["summary"] = report["summary"]
+                    result["depth"] = report["depth"]
                 result["json"] = str(self.json_path)
             except (OSError, ValueError, KeyError, IndexError) as e:
                 result["summary"] = None
