@@ -58,6 +58,11 @@ def test_spark_plan_binds_real_stacks_at_full_length():
     assert {r.spec["server"]["name"] for r in runs} == {"trtllm-uma", "dynamo-kvbm"}
     assert all(r.spec["phases"]["load_s"] == 300 for r in runs)
     assert all(r.spec["phases"]["idle_s"] == 10 for r in runs)
+    # the plan's fixed fio profiles, not the demo's latency-held one
+    assert all(r.spec["qos"].get("latency_target_ms") is None for r in runs)
+    closed = [r for r in runs if r.spec["load"]["kind"] == "closed"]
+    assert all(not r.spec["load"].get("think_s") for r in closed)  # the demo's H2A has one
+    assert {r.spec["qos"]["profile"] for r in p.runs("H4B")} == {"none", "moderate", "heavy"}
     assert {r.rep for r in runs} == {0, 1, 2}
     h9 = {r.stack: r.spec["server"] for r in p.runs("H9")}
     assert set(h9) == {"B0", "B1", "B2"}
