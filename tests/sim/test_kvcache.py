@@ -3,6 +3,8 @@ onboard across tiers with real G3 files, and the disk offload filter."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 
 import pytest
@@ -162,6 +164,47 @@ def test_offload_and_onboard_counters_equal_the_blocks_that_moved(tmp_path: Path
             assert from_g2.sim["g2_onboard_blocks"] > 0 and from_g2.sim["g3_onboard_blocks"] == 0
             assert m3["kvbm_onboard_blocks_h2d_total"] == from_g2.sim["g2_onboard_blocks"]
             assert from_g2.sim["g2_fetch_ms"] > 0
+
+    run(scenario())
+
+
+def test_a_block_still_being_written_onboards_from_its_host_buffer(tmp_path: Path) -> None:
+    """A G3 block whose write has not completed is copied from host memory at once: the
+    request neither waits for the writer (here held up on purpose) nor reads the disk."""
+    prompts = [words(65, tag=f"w{i}-") for i in range(6)]
+    cfg = {
+        "mode": "tiered",
+        "g1_blocks": 8,
+        "g2_blocks": 4,
+        "g3_blocks": 64,
+        "block_tokens": BT,
+        "max_num_seqs": 1,
+        "byte_scale": 0.25,
+    }
+
+    async def scenario() -> None:
+        async with running_sim(cfg, tmp_path) as sim:
+            kv = sim.engine.kv
+            assert kv._writer is not None and kv.g3 is not None
+            hold = threading.Event()
+            kv._writer.submit(hold.wait, 30.0)  # every later write queues behind this
+            try:
+                for p in prompts:
+                    await sim.generate(p, max_tokens=1)
+                first = hashes_of(prompts[0])[:4]
+                assert all(h in kv.g3 for h in first)  # offloaded to G3 ...
+                assert not any(kv.g3.get(h).written.done() for h in first)  # ... not written
+                m = await sim.metrics()
+                again = await asyncio.wait_for(sim.generate(prompts[0], max_tokens=1), 10.0)
+                m2 = await sim.metrics()
+                assert again.cached_tokens == 64
+                assert again.sim["g2_onboard_blocks"] == 4 and again.sim["g3_onboard_blocks"] == 0
+                assert m2["kvbm_onboard_blocks_h2d_total"] - m["kvbm_onboard_blocks_h2d_total"] == 4
+                assert m2["kvbm_onboard_blocks_d2d_total"] == m["kvbm_onboard_blocks_d2d_total"]
+                assert m2["sim_kv_g3_read_bytes_total"] == 0  # nothing read back
+                assert not hold.is_set()  # served while the writer was still held
+            finally:
+                hold.set()
 
     run(scenario())
 

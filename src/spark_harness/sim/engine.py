@@ -385,7 +385,7 @@ class Engine:
         if lk.lower:
             ob = self.kv.begin_onboard(lk, new_blocks[: len(lk.lower)], now)
             seq.onboard = ob
-            seq.g2_blocks += len(ob.g2)
+            seq.g2_blocks += ob.from_host
             seq.g3_blocks += len(ob.g3)
             waits[id(ob)] = ob
         if waits:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from spark_harness.sim.config import SimConfig
@@ -103,13 +103,21 @@ class Onboard:
 
     blocks: list[Block]
     g2: list[bytes]
-    g3: list[bytes]
+    g3: list[bytes]  # read from the G3 file
     started: float
+    # G3 blocks whose write is still in flight: copied from the host buffer the write
+    # reads from, as G2 blocks are (nothing to read back from a disk that lacks them yet)
+    buffered: list[bytes] = field(default_factory=list)
     link: LinkTransfer | None = None
     g3_task: asyncio.Task[None] | None = None
     g2_seconds: float = 0.0
     g3_seconds: float = 0.0
     finished: bool = False
+
+    @property
+    def from_host(self) -> int:
+        """Blocks copied from host memory: G2's and the G3 blocks still being written."""
+        return len(self.g2) + len(self.buffered)
 
 
 class KVCache:
@@ -253,16 +261,26 @@ class KVCache:
 
     # ---------------------------------------------------------------- onboard
     def begin_onboard(self, lk: Lookup, blocks: list[Block], now: float) -> Onboard:
-        """Start copying the G2/G3 blocks of ``lk`` into ``blocks`` (new G1 blocks)."""
-        ob = Onboard(blocks=blocks, g2=lk.g2, g3=lk.g3, started=now)
+        """Start copying the G2/G3 blocks of ``lk`` into ``blocks`` (new G1 blocks).
+
+        A G3 block whose write has not completed is copied from the host buffer that
+        write reads from, over the link like a G2 block, and counted as onboarded from
+        host memory: reading it back from the disk would first wait for the write, and
+        a heavy perturbation then made every fetch wait behind the writer's backlog."""
+        on_disk: list[bytes] = []
+        buffered: list[bytes] = []
+        for h in lk.g3:
+            assert self.g3 is not None
+            (on_disk if _written(self.g3.get(h)) else buffered).append(h)
+        ob = Onboard(blocks=blocks, g2=lk.g2, g3=on_disk, started=now, buffered=buffered)
         for block, (h, tier) in zip(blocks, lk.lower, strict=True):
             self.pool.register(block, h, hits=tier.get(h).hits)
             block.pending = ob
-        self.stats.onboard_g2 += len(ob.g2)
+        self.stats.onboard_g2 += ob.from_host
         self.stats.onboard_g3 += len(ob.g3)
         self.stats.matched_tokens += len(lk.lower) * self.cfg.block_tokens
-        if ob.g2:
-            ob.link = self.link.start(len(ob.g2) * self.cfg.block_bytes_full_scale, now)
+        if ob.from_host:
+            ob.link = self.link.start(ob.from_host * self.cfg.block_bytes_full_scale, now)
         if ob.g3:
             ob.g3_task = asyncio.get_running_loop().create_task(self._read_g3(ob))
         self._onboards.append(ob)
@@ -272,16 +290,8 @@ class KVCache:
         """Read the onboard's G3 blocks, ``g3_queue_depth`` at a time; time it all."""
         assert self.g3 is not None and self.file is not None
         loop = asyncio.get_running_loop()
-        entries = [(self.g3.get(h), h) for h in ob.g3]
+        entries = [(self.g3.get(h), h) for h in ob.g3]  # written: begin_onboard checked
         t0 = time.perf_counter()
-        unwritten = {
-            id(e.written): e.written
-            for e, _ in entries
-            if e.written is not None and not e.written.done()
-        }
-        for fut in unwritten.values():
-            await asyncio.wrap_future(fut)
-
         depth = self.cfg.g3_queue_depth
         slots = [(e.slot, h) for e, h in entries]
         groups = [slots[i::depth] for i in range(min(depth, len(slots)))]
@@ -319,7 +329,7 @@ class KVCache:
         for h in ob.g2:
             assert self.g2 is not None
             self.g2.unpin(h)
-        for h in ob.g3:
+        for h in ob.g3 + ob.buffered:
             assert self.g3 is not None
             self.g3.unpin(h)
         if ob.link is not None:
@@ -350,3 +360,8 @@ class KVCache:
             self.file.close(remove=True)
         if self.pool.memory is not None:
             self.pool.memory.close()
+
+
+def _written(entry: Entry) -> bool:
+    """Whether a G3 entry's block is on the disk (its write job completed)."""
+    return entry.written is not None and entry.written.done()
