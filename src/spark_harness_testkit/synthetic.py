@@ -482,6 +482,7 @@ class World:
     )
     iowait_a_per_ms: float = 0.0  # iowait pp on A per ms of p50 (H8A refuted when > 0)
     a_read_kbps: float = 0.0  # A reads this from NVMe in its window (H2A refuted when > 0)
+    system_read_kbps: float = 0.0  # other processes' device reads in every window
     a_qos_slope: float = 0.0  # ms of A's TTFT per ms of read await (H4A refuted when large)
     disk_reload_factor: float = 0.25  # H9: disk reload time / recompute time (> 1: slower)
     b1_disk_onboards: bool = False  # B1 (host tier only) shows disk onboards (a fault)
@@ -578,6 +579,7 @@ class World:
                 read_iops=2.0 + g3 * self.device_read_factor / window_s,
                 read_kbps=8.0
                 + (0.0 if tiered else self.a_read_kbps)
+                + self.system_read_kbps
                 + g3 * self.device_read_factor * 65536 / window_s / 1024
                 + cold * (self.cold_read_bytes + self.cold_system_read_bytes) / window_s / 1024
                 + fio * 1024,
@@ -591,7 +593,8 @@ class World:
                 "kv_offload_blocks_g1_g2": 2 * tiers,
                 "kv_onboard_blocks_g2": 0.1 * tiers + (0.0 if tiered else self.a_tier_onboards),
                 "server_read_bytes": self.cold_read_bytes * cold
-                + g3 * self.device_read_factor * 65536,
+                + g3 * self.device_read_factor * 65536
+                + (0.0 if tiered else self.a_read_kbps * 1024 * window_s),
             },
             kv_telemetry=self.kv_telemetry,
             exported=self._exported(spec["stack"], tiered),

@@ -98,19 +98,23 @@ def test_each_eviction_policy_evicts_in_its_order(
     run(scenario())
 
 
+#: A tiered world small enough that a handful of 65-token prompts reach G3.
+SMALL_TIERS = {
+    "mode": "tiered",
+    "g1_blocks": 8,
+    "g2_blocks": 4,
+    "g3_blocks": 64,
+    "block_tokens": BT,
+    "max_num_seqs": 1,
+    "byte_scale": 0.25,
+}
+
+
 def test_offload_and_onboard_counters_equal_the_blocks_that_moved(tmp_path: Path) -> None:
     # 65-token prompts: four full blocks each (all reusable) plus one partial block.
     n = 6
     prompts = [words(65, tag=f"p{i}-") for i in range(n)]
-    cfg = {
-        "mode": "tiered",
-        "g1_blocks": 8,
-        "g2_blocks": 4,
-        "g3_blocks": 64,
-        "block_tokens": BT,
-        "max_num_seqs": 1,
-        "byte_scale": 0.25,
-    }
+    cfg = dict(SMALL_TIERS)
 
     async def scenario() -> None:
         async with running_sim(cfg, tmp_path) as sim:
@@ -172,15 +176,7 @@ def test_a_block_still_being_written_onboards_from_its_host_buffer(tmp_path: Pat
     """A G3 block whose write has not completed is copied from host memory at once: the
     request neither waits for the writer (here held up on purpose) nor reads the disk."""
     prompts = [words(65, tag=f"w{i}-") for i in range(6)]
-    cfg = {
-        "mode": "tiered",
-        "g1_blocks": 8,
-        "g2_blocks": 4,
-        "g3_blocks": 64,
-        "block_tokens": BT,
-        "max_num_seqs": 1,
-        "byte_scale": 0.25,
-    }
+    cfg = dict(SMALL_TIERS)
 
     async def scenario() -> None:
         async with running_sim(cfg, tmp_path) as sim:

@@ -111,3 +111,20 @@ def test_broken_telemetry_alignment_is_invalid(verdict_of):
     assert v["status"] == "invalid"
     assert "alignment_below_95pct" in v["reasons"]
     assert v["gates"]["alignment"]["value"] < 0.95
+
+
+def test_h2a_reads_of_other_processes_are_not_a_s(verdict_of, criterion):
+    """Another process reading 400 kB/s in every window is not A's traffic: judged on
+    the server's own reads (its process tree's counter) it stays idle; without that
+    counter the device's reads decide, and they rose."""
+    v = verdict_of("H2A", World(system_read_kbps=400.0), **CTX)
+    assert v["status"] == "supported"
+    c = criterion(v, "device_reads_vs_idle")
+    assert c["details"]["method"] == "server_read_bytes" and c["ci"][1] < 0.10
+    v = verdict_of("H2A", World(system_read_kbps=400.0, server_io=False), **CTX)
+    assert v["status"] == "not supported"
+    assert criterion(v, "device_reads_vs_idle")["details"]["method"] == "device_reads"
+    # A's own reads still count where the per-process counter sees them
+    v = verdict_of("H2A", World(a_read_kbps=400.0), **CTX)
+    assert v["status"] == "not supported"
+    assert criterion(v, "device_reads_vs_idle")["details"]["method"] == "server_read_bytes"

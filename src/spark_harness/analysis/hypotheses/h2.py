@@ -27,12 +27,14 @@ from spark_harness.analysis import axes, knee, stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import across_runs, complete, difference, per_point
 from spark_harness.analysis.evidence import (
+    SERVER_READS,
     Context,
     PointStats,
     Stat,
     mechanism_gate,
     no_tier_traffic,
     rows,
+    server_reads,
     verdict,
 )
 from spark_harness.analysis.runs import with_tier_shares
@@ -84,18 +86,51 @@ def _sweep(ctx: Context) -> tuple[pl.DataFrame, PointStats, str]:
     return used, PointStats(ctx.data, used), axis
 
 
+def _reads_over_idle(
+    ctx: Context, used: pl.DataFrame, ps: PointStats
+) -> tuple[np.ndarray, np.ndarray, str, str] | None:
+    """Per point, the window's reads relative to the idle baseline (floored): estimates,
+    replicates, the statistic and its method; None without the counters. The server's
+    own reads (its process tree's counter) where every run recorded them: another
+    process reading the device in the window is not A's traffic. Else the device's
+    reads minus its idle rate."""
+    own, method = server_reads(used)
+    if method == "server_read_bytes" and "window_s" in own.columns:
+        kbps = (pl.col(SERVER_READS) / pl.col("window_s") / 1024).alias("server_read_kbps")
+        ps_own = PointStats(ctx.data, own.with_columns(kbps))
+        if complete(ps_own, "idle_read_kbps"):
+            (r, rr), (i, ir) = (
+                per_point(ps_own, "server_read_kbps"),
+                per_point(ps_own, "idle_read_kbps"),
+            )
+            return (
+                r / np.maximum(i, T.IDLE_READ_FLOOR_KBPS),
+                rr / np.maximum(ir, T.IDLE_READ_FLOOR_KBPS),
+                "max over contexts of the server's own read kB/s / max(idle, floor)",
+                "server_read_bytes",
+            )
+    if complete(ps, "read_kbps", "idle_read_kbps"):
+        (r, rr), (i, ir) = per_point(ps, "read_kbps"), per_point(ps, "idle_read_kbps")
+        return (
+            (r - i) / np.maximum(i, T.IDLE_READ_FLOOR_KBPS),
+            (rr - ir) / np.maximum(ir, T.IDLE_READ_FLOOR_KBPS),
+            "max over contexts of (device read kB/s - idle) / max(idle, floor)",
+            "device_reads",
+        )
+    return None
+
+
 def evaluate_a(ctx: Context) -> Verdict:
     used, ps, axis = _sweep(ctx)
     criteria = []
-    if complete(ps, "read_kbps", "idle_read_kbps"):
-        (r, rr), (i, ir) = per_point(ps, "read_kbps"), per_point(ps, "idle_read_kbps")
-        rel = (r - i) / np.maximum(i, T.IDLE_READ_FLOOR_KBPS)
-        rel_rep = (rr - ir) / np.maximum(ir, T.IDLE_READ_FLOOR_KBPS)
+    reads = _reads_over_idle(ctx, used, ps)
+    if reads is not None:
+        rel, rel_rep, statistic, method = reads
         s = Stat.of(rel.max(), rel_rep.max(axis=1))
         criteria.append(
             Criterion.judged(
                 "device_reads_vs_idle",
-                "max over contexts of (read kB/s - idle) / max(idle, floor)",
+                statistic,
                 s.value,
                 s.ci,
                 threshold=T.H2A_READS_OVER_IDLE,
@@ -108,6 +143,7 @@ def evaluate_a(ctx: Context) -> Verdict:
                 details={
                     "per_point": dict(zip([p for _, _, p in ps.labels], rel.tolist(), strict=True)),
                     "idle_floor_kbps": T.IDLE_READ_FLOOR_KBPS,
+                    "method": method,
                 },
             )
         )
