@@ -206,16 +206,7 @@ def test_a_block_still_being_written_onboards_from_its_host_buffer(tmp_path: Pat
 
 
 def test_disk_offload_filter_keeps_never_reused_blocks_off_disk(tmp_path: Path) -> None:
-    cfg = {
-        "mode": "tiered",
-        "g1_blocks": 8,
-        "g2_blocks": 4,
-        "g3_blocks": 64,
-        "block_tokens": BT,
-        "max_num_seqs": 1,
-        "disk_offload_filter": True,
-        "byte_scale": 0.25,
-    }
+    cfg = {**SMALL_TIERS, "disk_offload_filter": True}
 
     async def scenario() -> None:
         async with running_sim(cfg, tmp_path) as sim:

@@ -15,7 +15,7 @@ import pytest
 
 from spark_harness.telemetry.devices import BlockDevice, DeviceNotFound, device_of
 from spark_harness.telemetry.disk import DiskSampler, deltas, iostat, parse_diskstats
-from spark_harness.telemetry.qos import Perturbation
+from spark_harness.telemetry.qos import Perturbation, lay_out
 
 FIX = Path(__file__).parent / "fixtures"
 NVME = BlockDevice("nvme0n1", 259, 0, "nvme0n1")
@@ -152,15 +152,7 @@ IO_BYTES = 128 << 10  # below max_sectors_kb on any device, so one request per r
 def _direct_file(directory: Path) -> Path:
     """A file written with O_DIRECT, so its blocks are on the device and not cached."""
     path = directory / "odirect.bin"
-    buf = mmap.mmap(-1, 1 << 20)
-    buf.write(os.urandom(1 << 20))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
-    try:
-        for off in range(0, READ_BYTES, 1 << 20):
-            os.pwrite(fd, buf, off)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    lay_out(path, READ_BYTES >> 20)
     return path
 
 

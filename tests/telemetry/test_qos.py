@@ -128,19 +128,12 @@ def test_builtin_moderate_runs_and_keeps_its_report(tmp_path: Path) -> None:
 
 
 def _probe_file(directory: Path) -> Path:
-    """64 MiB written with O_DIRECT and synced, so its reads reach the device."""
+    """64 MiB laid out as the generator's files are, so its reads reach the device."""
     probe = directory / "probe.bin"
-    chunk = mmap.mmap(-1, 1 << 20)
-    chunk.write(os.urandom(1 << 20))
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_DIRECT, 0o600)
     try:
-        for i in range(64):
-            os.pwrite(fd, chunk, i << 20)
-        os.fsync(fd)
+        qos.lay_out(probe, 64)
     except OSError as e:
         pytest.skip(f"no O_DIRECT here: {e}")
-    finally:
-        os.close(fd)
     return probe
 
 

@@ -166,7 +166,7 @@ class Perturbation:
                 "mode probes over windows of seconds): set qos.tool to auto or builtin"
             )
         self.latency_target_ms = latency_target_ms
-        have_fio = shutil.which("fio") is not None and latency_target_ms is None
+        have_fio = shutil.which("fio") is not None
         if tool == "fio" and not have_fio and PROFILES[profile] is not None:
             raise ToolMissing(
                 "qos tool fio is not installed: install the Debian/Ubuntu package "
@@ -175,7 +175,8 @@ class Perturbation:
             )
         self.profile_name = profile
         self.profile = PROFILES[profile]
-        self.tool = ("fio" if have_fio else "builtin") if tool == "auto" else tool
+        auto = "fio" if have_fio and latency_target_ms is None else "builtin"
+        self.tool = auto if tool == "auto" else tool
         self.requested_tool = tool
         self.target_dir = Path(target_dir)
         self.out_dir = Path(out_dir)
