@@ -97,7 +97,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 # ------------------------------------------------------------------ helpers
 def software_versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "spark_harness": __version__}
-    for dist in ("snakemake", "aiohttp", "polars", "prometheus-client", "psutil", "nvidia-ml-py"):
+    for dist in (
+        "snakemake",
+        "aiohttp",
+        "httptools",
+        "polars",
+        "prometheus-client",
+        "psutil",
+        "nvidia-ml-py",
+    ):
         with contextlib.suppress(md.PackageNotFoundError):
             out[dist] = md.version(dist)
     return out

@@ -131,3 +131,20 @@ def test_sleep_until_wakes_early_when_sending_stops() -> None:
         assert await ph.sleep_until(0) is False
 
     asyncio.run(main())
+
+
+def test_sleep_until_never_returns_before_the_due_time() -> None:
+    """Its last millisecond yields to the loop instead of sleeping (epoll's timeout is
+    whole milliseconds): never early, whatever part of a millisecond is left."""
+
+    async def main() -> list[int]:
+        ph, _ = make([PhasePlan("load", 5.0)])
+        ph.start()
+        early = []
+        for i in range(40):
+            due = time.monotonic_ns() + 100_000 * (i % 20)  # 0 to 1.9 ms ahead
+            assert await ph.sleep_until(due) is True
+            early.append(due - time.monotonic_ns())
+        return early
+
+    assert max(asyncio.run(main())) <= 0

@@ -157,24 +157,26 @@ def test_first_token_bound(kernel: bool | None, layout: str, bound: float) -> No
     assert rec["first_token_bound_ms"] == pytest.approx(bound)
 
 
-def test_the_socket_capture_replaces_loop_stamps_and_the_send_stamp() -> None:
+def test_the_socket_capture_gives_the_stamps_and_the_send_stamp() -> None:
     body = frame(_text("a")) + frame(USAGE) + frame(b"[DONE]")
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     raw = head + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
-    att = attempt([(90 * MS, body)], lower_ns=[10 * MS])  # the loop's (late) stamp
+    att = attempt([], whole_body=True, body_bytes=len(body))
     att.captured = [(40 * MS, 12 * MS, raw, True)]  # the kernel's
-    att.socket_sent_ns = 12 * MS  # the request reached the socket 2 ms after the hook
+    att.socket_sent_ns = 12 * MS  # the request reached the socket 2 ms after the client's stamp
     rec, _ = make_record(att, CLOCK, count_text)
     assert rec["ok"], rec["error"]
-    assert rec["ttft_ms"] == pytest.approx(28.0)  # 40 - 12, not 90 - 10
+    assert rec["ttft_ms"] == pytest.approx(28.0)  # 40 - 12
     assert rec["queue_ms"] == pytest.approx(7.0)  # ready 5 -> socket 12: client time
     # usage and [DONE] came in the same read, after the token: the stamp may be theirs
     assert rec["first_token_bound_ms"] == pytest.approx(28.0)
-    # a capture that does not match what was delivered is not used
-    att = attempt([(90 * MS, body)], lower_ns=[10 * MS])
-    att.captured, att.socket_sent_ns = [(40 * MS, 12 * MS, raw[:-20], True)], 12 * MS
+
+
+def test_a_body_read_piece_by_piece_keeps_its_own_stamps() -> None:
+    """Over TLS the loop stamps each decrypted piece; a capture (ciphertext) is ignored."""
+    att = attempt(good_stream(), lower_ns=[10 * MS] * 6, captured=[(1, 0, b"\x16\x03", True)])
     rec, _ = make_record(att, CLOCK, count_text)
-    assert rec["ttft_ms"] == pytest.approx(80.0) and rec["first_token_bound_ms"] == 80.0
+    assert rec["ok"] and rec["ttft_ms"] == pytest.approx(30.0)
 
 
 CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"

@@ -9,14 +9,16 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
 from spark_harness.contract import Endpoint, wait_for_file
 from spark_harness.loadgen.client import Client
+from spark_harness.loadgen.record import Attempt
 from spark_harness.serving.readiness import wait_ready
+from spark_harness.workloads import Request
 
 KEY = "s3cret-key-4711"
 SIM = {"mode": "uma", "g1_blocks": 64, "block_tokens": 16, "max_num_seqs": 4}
@@ -47,16 +49,15 @@ def test_a_keyed_server_becomes_ready_and_the_loadgen_sends_its_key(
         monkeypatch.setenv("SH_TEST_KEY", KEY)  # the consumer's environment, as Snakemake's
         assert wait_ready(ep, timeout_s=20) < 20
 
-        async def models() -> int:
+        async def completion() -> int | None:
             async with Client(ep, connections=1, timeout_s=5) as client:
-                assert client._session is not None
-                url, ctx = ep.base_url + "/v1/models", SimpleNamespace()  # for its stamps
-                async with client._session.get(url, trace_request_ctx=ctx) as resp:
-                    return resp.status
+                att = Attempt(request_id="r1", phase="load", ready_ns=time.monotonic_ns())
+                await client.send(Request("a b c", 3, 2), att)
+                return att.status
 
-        assert asyncio.run(models()) == 200
+        assert asyncio.run(completion()) == 200
         monkeypatch.setenv("SH_TEST_KEY", "wrong")
-        assert asyncio.run(models()) == 401
+        assert asyncio.run(completion()) == 401
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=15)

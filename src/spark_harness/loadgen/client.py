@@ -1,70 +1,45 @@
-"""The HTTP side of the load generator: one shared aiohttp session, one streamed request.
+"""The HTTP side of the load generator: a pool of kept-alive connections, one streamed
+request at a time on each (:mod:`.http1`).
 
 Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed responses"):
 
-- one session for the run, its connector sized for the planned concurrency (aiohttp's
-  default caps at 100 connections), keep-alive on, a 4 MiB read buffer (the 64 KiB
-  default throttles long streams);
-- ``sent`` is stamped just before the request goes to the socket (aiohttp's
-  request-chunk trace hook fires right before the body, with the buffered headers, is
-  written; the connection hooks stamp it first, for a request whose body never goes
-  out), so waiting for a connection and serializing the request are client queueing,
-  never server latency;
-- the socket keeps each raw read with its kernel receive stamp (:mod:`.kstamp`): where
-  those reads are the body (plain HTTP, chunked) the request's task does not wake per
-  event but waits for the response's end, and the socket's reads carry every event's
-  stamp, so neither the client's scheduling delays nor its per-event work is in the
-  numbers or in the loop's way; elsewhere each chunk is stamped on arrival with the
-  monotonic clock and stored raw. Parsing happens after the stream closes
-  (:mod:`.record`, in the recorder process);
+- connections are kept alive and sized for the planned concurrency; a request is its
+  head and its body, encoded once per prompt (a closed-loop user's prompt at its first
+  send, in the warm-up), written in one call;
+- ``sent`` is stamped just before that write, and over plain HTTP the socket's own first
+  ``send`` of the request is kept beside it (:mod:`.kstamp`): waiting for a connection
+  and building the request are client queueing, never server latency;
+- over plain HTTP the socket keeps each raw read with its kernel receive stamp and the
+  request's task does not wake per event but waits for the response's end: the
+  client's scheduling and per-event work are neither in the numbers nor in the loop's
+  way; over TLS each decrypted body piece is stamped as it arrives. Parsing the events
+  happens after the stream closes (:mod:`.record`, in the recorder process);
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
-  ``bad_sse`` (not an event stream), ``other``. Nothing is raised.
+  ``bad_sse`` (not an event stream), ``other`` (a malformed or compressed response).
+  Nothing is raised but cancellation.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
+import socket
+import ssl
 import time
-from types import SimpleNamespace
 from typing import Any
-
-import aiohttp
+from urllib.parse import urlsplit
 
 from spark_harness.contract import Endpoint
-from spark_harness.loadgen import kstamp
+from spark_harness.loadgen import http1
 from spark_harness.loadgen.record import Attempt
 from spark_harness.secrets import endpoint_api_key
 from spark_harness.workloads import Request
 
-READ_BUFFER_BYTES = 4 << 20
-#: After ``data: [DONE]``, how long to wait for the server to end the response before
-#: taking the stream as complete (a server that keeps it open would otherwise time out).
-DONE_GRACE_S = 1.0
 #: encoded request bodies kept for reuse (closed-loop users' prompts; a workload that
 #: makes a new prompt per request fills it once and then encodes as it sends)
 BODY_CACHE_ENTRIES = 4096
-
-
-def _socket_holds_body(resp: aiohttp.ClientResponse) -> bool:
-    """Whether the socket's raw reads are the body itself: plain HTTP (no TLS between
-    them), chunked (what :func:`.kstamp.dechunk` decodes), not compressed."""
-    h = resp.headers
-    return (
-        resp.url.scheme == "http"
-        and h.get("Transfer-Encoding", "").lower() == "chunked"
-        and h.get("Content-Encoding", "identity").lower() == "identity"
-    )
-
-
-def _received(att: Attempt) -> str:
-    """What had arrived of a response when it failed, for its error message."""
-    if att.whole_body:
-        return f"{len(att.captured or ())} socket reads"
-    return f"{len(att.chunks)} chunks"
 
 
 def api_url(base_url: str, chat: bool) -> str:
@@ -88,25 +63,8 @@ def request_body(request: Request, model: str) -> dict[str, Any]:
     return body
 
 
-async def _stamp_sent(_session: Any, ctx: SimpleNamespace, _params: Any) -> None:
-    ctx.trace_request_ctx.sent_ns = time.monotonic_ns()
-
-
-async def _stamp_body_sent(session: Any, ctx: SimpleNamespace, params: Any) -> None:
-    if params.chunk:  # not the end-of-body marker, which may go out after the reply began
-        await _stamp_sent(session, ctx, params)
-
-
-def _trace_config() -> aiohttp.TraceConfig:
-    tc = aiohttp.TraceConfig()
-    tc.on_connection_create_end.append(_stamp_sent)
-    tc.on_connection_reuseconn.append(_stamp_sent)
-    tc.on_request_chunk_sent.append(_stamp_body_sent)  # the last: the request goes out
-    return tc
-
-
 class Client:
-    """Sends requests over one shared session; use as ``async with Client(...)``."""
+    """Sends requests over a pool of connections; use as ``async with Client(...)``."""
 
     def __init__(
         self,
@@ -117,37 +75,42 @@ class Client:
         max_prompt_tokens: int | None = None,
     ) -> None:
         self.model = endpoint.model
+        url = urlsplit(api_url(endpoint.base_url, chat=False))
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise ValueError(f"endpoint base_url must be an http(s) URL, got {endpoint.base_url!r}")
+        self._host = url.hostname
+        self._port = url.port or (443 if url.scheme == "https" else 80)
+        self._tls = ssl.create_default_context() if url.scheme == "https" else None
         # a keyed server's key, read where its endpoint says (spark_harness.secrets)
         key = endpoint_api_key(endpoint.extra)
-        self._auth = {"Authorization": f"Bearer {key}"} if key else {}
-        self.base_url = endpoint.base_url
+        netloc = url.netloc.rpartition("@")[2]
+        heads = {}
+        for chat in (False, True):
+            path = urlsplit(api_url(endpoint.base_url, chat)).path
+            heads[chat] = (
+                f"POST {path} HTTP/1.1\r\nHost: {netloc}\r\n"
+                "Accept: text/event-stream\r\nContent-Type: application/json\r\n"
+                + (f"Authorization: Bearer {key}\r\n" if key else "")
+            )
+        self._heads = heads
         self.connections = connections  # 0: unlimited
         self.timeout_s = timeout_s
         self.max_prompt_tokens = max_prompt_tokens
-        self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(connections) if connections else None
+        self._idle: list[http1.Connection] = []
+        self._open: set[http1.Connection] = set()
+        self._addresses: list[tuple[Any, ...]] | None = None
         #: encoded bodies by prompt identity (the prompt is kept, so its id stays its own)
         self._bodies: dict[tuple[int, int, str | None], tuple[Any, bytes]] = {}
 
     async def __aenter__(self) -> Client:
-        connector = aiohttp.TCPConnector(
-            limit=self.connections,
-            limit_per_host=0,
-            keepalive_timeout=30,
-            socket_factory=kstamp.socket_factory,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            read_bufsize=READ_BUFFER_BYTES,
-            timeout=aiohttp.ClientTimeout(total=None),
-            trace_configs=[_trace_config()],
-            headers={"Accept": "text/event-stream", **self._auth},
-        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for conn in self._open:
+            conn.close()
+        self._open.clear()
+        self._idle.clear()
 
     def body(self, request: Request) -> bytes:
         """The encoded body of ``request``. A prompt object the workload hands out again
@@ -162,10 +125,17 @@ class Client:
             self._bodies[key] = (request.prompt, payload)
         return payload
 
+    def _message(self, request: Request, request_id: str) -> bytes:
+        payload = self.body(request)
+        head = (
+            f"{self._heads[request.chat]}X-Request-Id: {request_id}\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        )
+        return head.encode("latin-1") + payload
+
     async def send(self, request: Request, att: Attempt) -> None:
         """Send ``request`` and fill ``att`` with what was observed; never raises on a
         server or network failure (cancellation still propagates)."""
-        assert self._session is not None, "use Client as an async context manager"
         if self.max_prompt_tokens and request.prompt_tokens > self.max_prompt_tokens:
             att.error_kind = "rejected"
             att.error = (
@@ -174,132 +144,48 @@ class Client:
             )
             att.end_ns = time.monotonic_ns()
             return
-        payload = self.body(request)
-        headers = {"Content-Type": "application/json", "X-Request-Id": att.request_id}
-        url = api_url(self.base_url, request.chat)
-        sockets: list[kstamp.StampedSocket] = []
-        token = kstamp.sending.set(sockets)  # the socket that sends this request joins
+        message = self._message(request, att.request_id)
         try:
             async with asyncio.timeout(self.timeout_s):
-                await self._exchange(url, payload, headers, att, sockets)
+                if self._slots is None:
+                    await self._exchange(message, att)
+                else:
+                    async with self._slots:
+                        await self._exchange(message, att)
         except TimeoutError:
+            got = len(att.captured or att.chunks)
+            unit = "socket reads" if att.captured is not None else "chunks"
             att.error_kind = "timeout"
-            att.error = (
-                f"no complete response within {self.timeout_s:g} s ({_received(att)} received)"
-            )
-        except aiohttp.ClientConnectorError as e:
+            att.error = f"no complete response within {self.timeout_s:g} s ({got} {unit} received)"
+        except http1.ResponseError as e:
+            att.error_kind, att.error = e.kind, str(e)
+        except OSError as e:  # connecting (a write's failure ends as connection_lost)
             att.error_kind, att.error = "connect", f"cannot connect: {e}"
-        except (
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientPayloadError,
-            aiohttp.ClientOSError,
-            ConnectionError,
-        ) as e:
-            att.error_kind = "reset"
-            att.error = f"connection lost after {_received(att)}: {type(e).__name__}: {e}"
-        except aiohttp.ClientError as e:
-            att.error_kind, att.error = "other", f"{type(e).__name__}: {e}"
         finally:
-            kstamp.sending.reset(token)
             att.end_ns = time.monotonic_ns()
 
-    async def _exchange(
-        self,
-        url: str,
-        payload: bytes,
-        headers: dict[str, str],
-        att: Attempt,
-        sockets: list[kstamp.StampedSocket],
-    ) -> None:
-        assert self._session is not None
-        async with self._session.post(
-            url,
-            data=payload,
-            headers=headers,
-            trace_request_ctx=att,  # type: ignore[arg-type]
-        ) as resp:
-            complete = await self._read_response(resp, att, sockets)
-        if complete and not att.whole_body and len(sockets) == 1:
-            att.captured, att.socket_sent_ns = sockets[0].take(), sockets[0].sent_ns
-
-    async def _read_response(
-        self, resp: aiohttp.ClientResponse, att: Attempt, sockets: list[kstamp.StampedSocket]
-    ) -> bool:
-        """Check status and type, then read the stream; True if it was read to its end."""
-        att.status = resp.status
-        if resp.status != 200:
-            text = (await resp.content.read(2048)).decode("utf-8", "replace").strip()
-            att.error_kind = "rejected" if resp.status in (429, 503) else "http"
-            att.error = f"HTTP {resp.status}: {text[:300]}"
-            return False
-        ctype = resp.headers.get("Content-Type", "")
-        if not ctype.startswith("text/event-stream"):
-            att.error_kind = "bad_sse"
-            att.error = f"expected text/event-stream, got {ctype or 'no Content-Type'}"
-            return False
-        sock = sockets[0] if len(sockets) == 1 else None
-        if sock is not None and sock.capture and _socket_holds_body(resp):
-            await self._read_whole(resp.content, att, sock)
-        else:
-            await self._read_stream(resp.content.readany, att)
-        return True
-
-    @staticmethod
-    async def _read_whole(
-        content: aiohttp.StreamReader, att: Attempt, sock: kstamp.StampedSocket
-    ) -> None:
-        """Wait for the end of a response whose every read the socket keeps, without
-        waking for each event (the socket's reads carry the stamps): the loop's work per
-        streamed event is aiohttp's parsing only. The end is the response's, or
-        ``DONE_GRACE_S`` after ``data: [DONE]``. Whatever happens, the attempt keeps the
-        socket's reads of this response (a failed stream's first events included)."""
-        capture, att.socket_sent_ns = sock.capture, sock.sent_ns  # this response's own
-        att.whole_body = True
-        loop = asyncio.get_running_loop()
-
-        def done() -> None:
-            grace.reschedule(loop.time() + DONE_GRACE_S)
-
+    async def _exchange(self, message: bytes, att: Attempt) -> None:
+        conn = await self._connection()
         try:
-            async with asyncio.timeout(None) as grace:
-                sock.on_done = done
-                if sock.done_seen:
-                    done()
-                if (exc := content.exception()) is not None:
-                    raise exc
-                await content.wait_eof()
-        except TimeoutError:
-            if not grace.expired():
-                raise
+            await conn.exchange(message, att)
         finally:
-            if sock.on_done is done:  # not a later request's, should the socket be reused
-                sock.on_done = None
-            # a copy: a response left open after [DONE] may still be read into the list
-            att.captured = list(capture)
-            att.body_bytes = content.total_bytes  # left unread: the socket's reads hold it
+            if conn.closed:
+                self._open.discard(conn)
+            else:
+                self._idle.append(conn)
 
-    @staticmethod
-    async def _read_stream(read: Any, att: Attempt) -> None:
-        """Append each piece of the body with its arrival stamp and lower bound (the
-        previous piece's stamp: the buffer was empty then), until the end of the
-        response (or shortly after ``data: [DONE]``)."""
-        chunks, lower = att.chunks, att.lower_ns
-        prev = att.sent_ns or 0
-        while True:
-            data = await read()
-            t = time.monotonic_ns()
-            if not data:
-                return
-            chunks.append((t, data))
-            lower.append(prev)
-            prev = t
-            if data.rstrip(b"\r\n").endswith(kstamp.DONE_MARK):
-                break
-        # [DONE] seen: let the server end the response so the connection is reused
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(DONE_GRACE_S):
-                while data:
-                    data = await read()
-                    if data:
-                        chunks.append((time.monotonic_ns(), data))
-                        lower.append(prev)
+    async def _connection(self) -> http1.Connection:
+        """An idle kept-alive connection (the most recently used), or a new one."""
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.closed:
+                return conn
+            self._open.discard(conn)
+        if self._addresses is None:
+            loop = asyncio.get_running_loop()
+            self._addresses = await loop.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM
+            )
+        conn = await http1.open_connection(self._addresses, self._tls, self._host)
+        self._open.add(conn)
+        return conn

@@ -5,8 +5,8 @@ delays: waking the process, other callbacks, other streams' work. The kernel sta
 each received packet as it arrives; reading those stamps removes the client's
 scheduling from the measurement. How:
 
-- the connector creates :class:`StampedSocket` objects (aiohttp's ``socket_factory``);
-  asyncio's transport reads them with ``recv``, which here uses ``recvmsg`` and keeps
+- each plain-HTTP connection of the client (:mod:`.http1`) is a :class:`StampedSocket`;
+  asyncio's transport reads it with ``recv``, which here uses ``recvmsg`` and keeps
   each read's bytes with the kernel's stamp (converted to the monotonic clock) and the
   read's *lower bound*: the start of the socket's previous read, or the send of the
   request for its first read (what this read returns was not there yet);
@@ -27,26 +27,24 @@ scheduling from the measurement. How:
   after a process's first stamped socket may carry no kernel stamp: those keep the
   read's own time, late, never early;
 - a send on the socket starts a new capture (HTTP/1.1 without pipelining: what arrives
-  next is that request's response), stamps the request's first send (``sent_ns``, just
-  before the system call: later than aiohttp's hook by whatever delayed the client in
-  between) and hands the socket to the request that is being sent, through the
-  :data:`sending` context variable: aiohttp may release a connection as soon as a short
-  response is complete, before the client could look at it;
-- after a response, :func:`dechunk` decodes the captured raw HTTP/1.1 bytes (head, then
-  chunked body) into one ``(stamp, lower bound, payload piece, kernel)`` per read;
+  next is that request's response) and stamps the request's first send (``sent_ns``,
+  just before the system call: later than the client's own stamp by whatever delayed
+  it in between);
+- after a response, :func:`body_reads` decodes the captured raw HTTP/1.1 bytes (head,
+  then the body: chunked, sized or delimited by the connection's end) with httptools
+  into one ``(stamp, lower bound, payload piece, kernel)`` per read;
 - a read that holds ``data: [DONE]`` marks the response's stream as ended
   (``done_seen``, ``on_done``): the client, which then waits for the response's end
   without reading each event, gives a server that keeps the response open a grace
   period from there;
-- the client uses them only when their payload equals, byte for byte, what aiohttp
-  delivered; otherwise (another event loop such as uvloop that bypasses ``recv``, an
-  encoding other than chunked, a platform without the option) it keeps the loop stamps,
-  or, for a body it read whole, records the request as an error.
+- the record uses them only when their payload holds as many bytes as the client's
+  parser counted (:mod:`.record`); otherwise it is an error, never a record with every
+  event stamped at the end. On a platform without the option the reads keep their own
+  time, and their bound says so.
 """
 
 from __future__ import annotations
 
-import contextvars
 import re
 import socket
 import struct
@@ -54,6 +52,8 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import httptools
 
 # Linux values; Python does not export these constants
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
@@ -78,18 +78,17 @@ _DONE_EVENT = re.compile(re.escape(DONE_MARK) + rb"\r?\n")
 #: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's)
 Read = tuple[int, int, bytes, bool]
 
-#: set by the client around one request: the socket that sends it appends itself
-sending: contextvars.ContextVar[list[StampedSocket] | None] = contextvars.ContextVar(
-    "kstamp_sending", default=None
-)
-
-
 #: how long a measured wall - monotonic offset is reused (NTP slews the wall clock by at
 #: most 0.5 ms per second: well under a microsecond in this time)
 OFFSET_REUSE_NS = 1_000_000
 #: a measurement whose two monotonic reads are further apart than this was interrupted
 OFFSET_TIGHT_NS = 20_000
 _offset = [0, -OFFSET_REUSE_NS]  # (wall - monotonic, when measured)
+
+
+def has_done_event(data: bytes) -> bool:
+    """Whether ``data`` holds the ``data: [DONE]`` event that ends an OpenAI stream."""
+    return _DONE_EVENT.search(data) is not None
 
 
 def wall_offset_ns(now: int) -> int:
@@ -142,16 +141,14 @@ class StampedSocket(socket.socket):
                 pass
 
     def _sending(self) -> None:
-        # a new request: what arrives next is its response (a new list: the previous
-        # response's reader may still hold the old one)
-        self.capture = []
-        self.done_seen, self.on_done = False, None
         self._lower_ns = time.monotonic_ns()
         if self._answered:
+            # a new request (the first send since a read): what arrives next is its
+            # response (a new list: the previous response's reader may still hold the
+            # old one); the rest of a body the kernel took in parts changes nothing
+            self.capture = []
+            self.done_seen, self.on_done = False, None
             self.sent_ns, self._answered = self._lower_ns, False
-        holder = sending.get()
-        if holder is not None and self not in holder:
-            holder.append(self)
 
     def send(self, data: Any, flags: int = 0) -> int:
         self._sending()
@@ -181,7 +178,7 @@ class StampedSocket(socket.socket):
         if data:
             self.capture.append((stamp, self._lower_ns, data, kernel_stamped))
             self._answered = True
-            if not self.done_seen and _DONE_EVENT.search(data):
+            if not self.done_seen and has_done_event(data):
                 self.done_seen = True
                 if self.on_done is not None:
                     self.on_done()
@@ -194,52 +191,38 @@ class StampedSocket(socket.socket):
         return out
 
 
-def socket_factory(addr_info: Sequence[Any]) -> socket.socket:
-    """aiohttp ``socket_factory``: a :class:`StampedSocket` for each connection."""
-    family, type_, proto = addr_info[0], addr_info[1], addr_info[2]
-    return StampedSocket(family, type_, proto)
+class _BodyPieces:
+    """httptools callbacks that give each body piece the read it came in."""
+
+    def __init__(self) -> None:
+        self.out: list[Read] = []
+        self.read: Read = (0, 0, b"", False)  # the read being fed
+        self.fed = -1  # its index
+        self.last = -1  # the index of the read the last piece came from
+        self.head_seen = False
+
+    def on_headers_complete(self) -> None:
+        self.head_seen = True
+
+    def on_body(self, piece: bytes) -> None:
+        stamp, lower, _, kernel = self.read
+        if self.last == self.fed:  # a read holding more than one HTTP chunk: one piece
+            self.out[-1] = (stamp, lower, self.out[-1][2] + piece, kernel)
+        else:
+            self.out.append((stamp, lower, piece, kernel))
+            self.last = self.fed
 
 
-def dechunk(capture: Sequence[Read]) -> list[Read] | None:
-    """The payload of one captured HTTP/1.1 chunked response, one ``(stamp, lower bound,
-    payload, kernel)`` per read that carried payload. None if the capture is not such a
-    response."""
-    raw = b"".join(r[2] for r in capture)
-    head_end = raw.find(b"\r\n\r\n")
-    if head_end < 0 or b"transfer-encoding: chunked" not in raw[:head_end].lower():
+def body_reads(capture: Sequence[Read]) -> list[Read] | None:
+    """The body of one captured HTTP/1.1 response (chunked, sized or delimited by the
+    connection's end), one ``(stamp, lower bound, payload piece, kernel)`` per read that
+    carried body bytes; None if the capture is not a response whose head is complete. A
+    response cut short keeps the part that arrived."""
+    pieces = _BodyPieces()
+    parser = httptools.HttpResponseParser(pieces)
+    try:
+        for pieces.fed, pieces.read in enumerate(capture):
+            parser.feed_data(pieces.read[2])
+    except httptools.HttpParserError:
         return None
-    bounds = []  # end offset of each read
-    pos = 0
-    for r in capture:
-        pos += len(r[2])
-        bounds.append(pos)
-    out: list[Read] = []
-    read = 0  # index of the read holding ``start``
-    last = -1  # the read of the last piece given out
-    pos = head_end + 4
-    while True:
-        eol = raw.find(b"\r\n", pos)
-        if eol < 0:
-            break  # the response was cut short: keep what was complete
-        try:
-            size = int(raw[pos:eol].split(b";", 1)[0], 16)
-        except ValueError:
-            return None
-        if size == 0:
-            break
-        start, end = eol + 2, min(eol + 2 + size, len(raw))
-        while start < end:
-            while bounds[read] <= start:
-                read += 1
-            cut = min(end, bounds[read])
-            stamp, lower, _, kernel = capture[read]
-            if last == read:
-                out[-1] = (stamp, lower, out[-1][2] + raw[start:cut], kernel)
-            else:
-                out.append((stamp, lower, raw[start:cut], kernel))
-                last = read
-            start = cut
-        pos = eol + 2 + size + 2
-        if pos > len(raw):
-            break
-    return out
+    return pieces.out if pieces.head_seen else None

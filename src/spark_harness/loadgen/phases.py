@@ -27,6 +27,10 @@ from spark_harness.clock import Clock
 
 #: the end of a wait for a send's due time that does not watch for the run to stop
 FINAL_SLEEP_S = 0.005
+#: the very end of that wait, spent yielding to the event loop instead of sleeping: the
+#: loop's timers wake through epoll, whose timeout is in whole milliseconds (rounded up),
+#: so a sleep alone is late by up to 1 ms
+FINAL_SPIN_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -123,14 +127,18 @@ class Phases:
     async def sleep_until(self, mono_ns: int) -> bool:
         """Sleep until ``mono_ns``; False if sending stopped for good meanwhile. The last
         :data:`FINAL_SLEEP_S` are a plain sleep: it wakes in one turn of the event loop,
-        a wait that also watches for the stop in three (its timeout cancels a task)."""
+        a wait that also watches for the stop in three (its timeout cancels a task); the
+        last :data:`FINAL_SPIN_S` yield to the loop (its other work goes on) until the
+        due time."""
         delay = (mono_ns - time.monotonic_ns()) / 1e9
         if delay > FINAL_SLEEP_S:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopped.wait(), delay - FINAL_SLEEP_S)
             delay = (mono_ns - time.monotonic_ns()) / 1e9
-        if delay > 0 and not self.stopped.is_set():
-            await asyncio.sleep(delay)
+        if delay > FINAL_SPIN_S and not self.stopped.is_set():
+            await asyncio.sleep(delay - FINAL_SPIN_S)
+        while time.monotonic_ns() < mono_ns and not self.stopped.is_set():
+            await asyncio.sleep(0)
         return not self.stopped.is_set()
 
     # ------------------------------------------------------------ transitions

@@ -40,7 +40,7 @@ class Attempt:
     captured: list[kstamp.Read] | None = None  # the socket's raw reads
     socket_sent_ns: int | None = None  # the socket's first send of the request
     #: the body was not read event by event: the socket's reads alone carry its stamps,
-    #: and aiohttp's count of its bytes checks them
+    #: and the client's count of its bytes checks them
     whole_body: bool = False
     body_bytes: int | None = None
     error_kind: str | None = None  # transport/HTTP failure seen by the client
@@ -64,27 +64,25 @@ def first_token_bound_ms(att: Attempt, first: Event) -> float | None:
 
 
 def use_kernel_stamps(att: Attempt) -> None:
-    """Replace the loop's chunks by the socket's kernel-stamped reads where they carry the
-    same payload, byte for byte (:mod:`.kstamp`), and ``sent_ns`` by the socket's own
-    send stamp where that is later. A body read whole (``whole_body``) has no stamps of
-    its own: its reads must hold as many payload bytes as aiohttp counted, or the record
-    is an error, never one with every event stamped at the end; a transfer that failed
-    keeps what its reads hold."""
-    pieces = kstamp.dechunk(att.captured) if att.captured else None
-    att.captured = None
-    if att.whole_body:
-        got = None if pieces is None else sum(len(p[2]) for p in pieces)
-        if got is None or (att.error_kind is None and got != att.body_bytes):
-            if att.error_kind is None:
-                att.error_kind = "other"
-                att.error = (
-                    f"the socket's reads hold {got} of the body's {att.body_bytes} bytes: "
-                    "no per-event stamps"
-                )
-            return
-    elif not pieces or b"".join(p[2] for p in pieces) != b"".join(c for _, c in att.chunks):
+    """Give a body read whole (``whole_body``: plain HTTP, :mod:`.http1`) its events'
+    stamps from the socket's reads (:mod:`.kstamp`), and ``sent_ns`` the socket's own
+    send stamp where that is later. It has no stamps of its own: its reads must hold as
+    many payload bytes as the client's parser counted, or the record is an error, never
+    one with every event stamped at the end; a transfer that failed keeps what its reads
+    hold. A body read piece by piece (TLS) keeps the stamps the loop gave its pieces."""
+    captured, att.captured = att.captured, None
+    if not att.whole_body:
         return
-    assert pieces is not None
+    pieces = kstamp.body_reads(captured) if captured else None
+    got = None if pieces is None else sum(len(p[2]) for p in pieces)
+    if pieces is None or (att.error_kind is None and got != att.body_bytes):
+        if att.error_kind is None:
+            att.error_kind = "other"
+            att.error = (
+                f"the socket's reads hold {got} of the body's {att.body_bytes} bytes: "
+                "no per-event stamps"
+            )
+        return
     att.chunks = [(t, p) for t, _, p, _ in pieces]
     att.lower_ns = [lo for _, lo, _, _ in pieces]
     att.kernel = [k for *_, k in pieces]

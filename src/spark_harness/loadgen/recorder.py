@@ -51,7 +51,7 @@ from spark_harness.loadgen.record import Attempt, make_record
 from spark_harness.workloads.counting import Counter as TokenCounter
 
 #: how often the thread pipes what the loop queued
-BATCH_S = 0.05
+BATCH_S = 0.005
 #: the interpreter's thread switch interval while the run lasts (default 5 ms): the
 #: thread's moments with the lock are short, and a loop waking for a read waits at most this
 SWITCH_INTERVAL_S = 0.0005
