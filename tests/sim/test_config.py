@@ -65,6 +65,8 @@ def test_a_read_cap_is_a_least_time_per_read() -> None:
         ({"typo_key": 1}, "unknown key"),
         ({"model_profile": "nope"}, "unknown model_profile"),
         ({"max_tokens_limit": 10_000}, "max_tokens_limit"),
+        ({"lora_preload": True}, "sim.lora_preload: needs lora_adapters"),
+        ({"lora_preload": "yes"}, "sim.lora_preload: must be true or false"),
         (
             {
                 "memory_fraction": 0.01,

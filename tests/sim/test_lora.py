@@ -119,3 +119,28 @@ def test_bad_adapter_lists_are_clear_errors(tmp_path: Path, content: str, messag
         read_adapter_list(path, "sim")
     with pytest.raises(LoraError, match="not found"):
         read_adapter_list(tmp_path / "absent.txt", "sim")
+
+
+def test_preloaded_adapters_are_resident_before_the_first_request(tmp_path: Path) -> None:
+    """``lora_preload``: the server keeps its adapters from start-up (the oracle's world
+    where cold adapters cannot raise TTFT); a request reads none."""
+    names = ["lora-00", "lora-01", "lora-02"]
+    cfg = {
+        "mode": "uma",
+        "g1_blocks": 64,
+        "lora_adapters": str(adapter_list(tmp_path, names)),
+        "lora_adapter_bytes": ADAPTER_BYTES,
+        "max_loras": 2,
+        "lora_preload": True,
+    }
+
+    async def scenario() -> None:
+        async with running_sim(cfg, tmp_path / "work") as sim:
+            assert sim.engine.lora.resident == ["lora-00", "lora-01"]
+            first = await sim.generate(words(20), max_tokens=2, model="lora-01")
+            assert first.status == 200 and first.sim["lora_load_ms"] == 0
+            assert (await sim.metrics())["sim_lora_loads_total"] == 0
+            beyond = await sim.generate(words(20), max_tokens=2, model="lora-02")
+            assert beyond.sim["lora_load_ms"] > 0  # only max_loras are kept
+
+    run(scenario())

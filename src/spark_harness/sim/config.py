@@ -65,6 +65,9 @@ class SimConfig:
     lora_adapter_bytes: int = 64 * 2**20
     max_loras: int = 4
     lora_dir: str | None = None
+    #: load the first ``max_loras`` adapters at start-up, before the server listens: a
+    #: server that keeps its adapters resident, so a cold window reads none
+    lora_preload: bool = False
     api_key: str | None = field(default=None, repr=False)
     api_key_env: str | None = None  # the key from this environment variable (preferred)
     api_key_file: str | None = None  # or from this file: no secret in the spec
@@ -207,7 +210,7 @@ class SimConfig:
             "kv_allocation",
             "must be reserve or on_demand",
         )
-        for key in ("prefix_reuse", "disk_offload_filter", "resident_kv"):
+        for key in ("prefix_reuse", "disk_offload_filter", "resident_kv", "lora_preload"):
             need(isinstance(getattr(self, key), bool), key, "must be true or false")
         if self.natural_output_tokens is not None:
             need(
@@ -244,6 +247,8 @@ class SimConfig:
                 "lora_adapters",
                 "must be the path of a file listing adapter names",
             )
+        else:
+            need(not self.lora_preload, "lora_preload", "needs lora_adapters")
 
     # ------------------------------------------------------------------ paths
     def g3_path(self, workdir: Path) -> Path | None:

@@ -4,7 +4,9 @@ At start-up every adapter named in the list file gets a file of ``lora_adapter_b
 (times ``byte_scale``) in the LoRA directory, fsynced and dropped from the page cache:
 creating them is set-up, so the first load of each is a real device read. At most
 ``max_loras`` adapters stay resident (least recently used leaves first); a request for
-a non-resident adapter waits for its load, which takes the measured read time.
+a non-resident adapter waits for its load, which takes the measured read time. With
+``lora_preload`` the first ``max_loras`` are read at start-up (set-up, like creating
+them: not counted as loads), as a server that keeps its adapters resident from the start.
 """
 
 from __future__ import annotations
@@ -84,6 +86,12 @@ class LoraCache:
         """Create the adapter files, cold (set-up, before the server listens)."""
         for name in self.names:
             write_cold_file(self.path(name), self.file_bytes)
+
+    def preload(self) -> None:
+        """Load the first ``max_loras`` adapters now (start-up, before the server listens)."""
+        for name in self.names[: self.max_loras]:
+            read_file(self.path(name), self.min_read_s)  # set-up: not a request's load
+            self._resident[name] = None
 
     def path(self, name: str) -> Path:
         return self.directory / f"{name}.safetensors"

@@ -81,6 +81,8 @@ class Simulator:
                     cfg.read_floor_s(cfg.lora_file_bytes),
                 )
                 await asyncio.get_running_loop().run_in_executor(None, lora.prepare)
+                if cfg.lora_preload:
+                    await asyncio.get_running_loop().run_in_executor(None, lora.preload)
             swap_dir = cfg.swap_path(self.workdir)
             if swap_dir is not None:
                 pager = Pager(
