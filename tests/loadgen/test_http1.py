@@ -55,8 +55,7 @@ async def read_request(reader: asyncio.StreamReader) -> bool:
 
 async def stream_chunked(writer: asyncio.StreamWriter, gap_s: float = 0.0) -> None:
     writer.write(
-        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-        b"Transfer-Encoding: chunked\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     for ev in EVENTS:
         await asyncio.sleep(gap_s)
