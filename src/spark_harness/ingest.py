@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypedDict, cast
@@ -69,6 +70,8 @@ class _Compression(TypedDict):
 #: for files about 15 % larger (benchmarks/README.md). Per-run parts are uncompressed.
 COMPRESSION: _Compression = {"compression": "zstd", "compression_level": 1}
 REQUESTS = "requests.parquet"
+#: runs read, joined and written at once
+RUNS_IN_PARALLEL = 2
 #: the load generator's typed copy of a run's ``requests.jsonl``, beside it
 RAW_REQUESTS = "requests.parquet"
 RAW_TELEMETRY = "telemetry.parquet"
@@ -556,19 +559,22 @@ def ingest(run_dirs: list[Path], out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".ingest-", dir=out_dir))
     try:
-        parts: list[Path] = []
-        samples_all: list[pl.DataFrame] = []
-        rows: list[dict[str, Any]] = []
-        axes: list[dict[str, Any]] = []
-        for i, meta in enumerate(metas):
+
+        def one_run(i: int, meta: RunMeta) -> tuple[Path, pl.DataFrame, dict[str, Any]]:
             samples, unavailable, bad_t = read_telemetry(meta)
             requests, bad_r = read_requests(meta, samples)
             part = tmp / f"requests-{i:06d}.parquet"
             requests.write_parquet(part, compression="uncompressed")
-            parts.append(part)
-            samples_all.append(samples)
-            rows.append(point_row(meta, requests, samples, unavailable, bad_t + bad_r))
-            axes.append((meta.raw.get("spec") or {}).get("axes") or {})
+            return part, samples, point_row(meta, requests, samples, unavailable, bad_t + bad_r)
+
+        # two runs at a time: most of a run's work is polars on frames too small for its
+        # own threads to fill both cores (benchmarks/README.md)
+        with ThreadPoolExecutor(RUNS_IN_PARALLEL) as pool:
+            done = list(pool.map(one_run, range(len(metas)), metas))
+        parts = [d[0] for d in done]
+        samples_all = [d[1] for d in done]
+        rows = [d[2] for d in done]
+        axes = [(meta.raw.get("spec") or {}).get("axes") or {} for meta in metas]
         pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed").sink_parquet(
             tmp / REQUESTS, **COMPRESSION
         )
