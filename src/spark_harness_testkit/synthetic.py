@@ -91,6 +91,8 @@ class RunSpec:
     #: Increase of each canonical counter over the analysed window (flat elsewhere).
     counters: dict[str, float] = field(default_factory=dict)
     kv_telemetry: bool = True  # False: no kv_* fields, one "unavailable" record instead
+    #: False: no block device is watched (G3 in memory): no disk_* fields
+    device_counters: bool = True
     g3_dir: bool = False  # the server reports a G3 directory (it has a disk tier)
     #: Canonical counters the stack exports (None: every one); the others are never written.
     exported: frozenset[str] | None = None
@@ -253,15 +255,18 @@ def _telemetry(
         "mem_cached_bytes": np.full(len(t), 4e9),
         "swap_used_bytes": np.zeros(len(t)),
         "pgmajfault_per_s": level("pgmajfault_per_s"),
-        f"disk_{DEVICE}_r_s": level("read_iops"),
-        f"disk_{DEVICE}_w_s": np.full(len(t), 1.0),
-        f"disk_{DEVICE}_rkb_s": level("read_kbps"),
-        f"disk_{DEVICE}_wkb_s": np.full(len(t), 4.0),
-        f"disk_{DEVICE}_r_await_ms": level("read_await_ms"),
-        f"disk_{DEVICE}_w_await_ms": np.full(len(t), 0.5),
-        f"disk_{DEVICE}_aqu_sz": level("read_await_ms") * level("read_iops") / 1000,
-        f"disk_{DEVICE}_util_pct": np.minimum(level("read_iops") / 10, 100.0),
     }
+    if rs.device_counters:
+        cols |= {
+            f"disk_{DEVICE}_r_s": level("read_iops"),
+            f"disk_{DEVICE}_w_s": np.full(len(t), 1.0),
+            f"disk_{DEVICE}_rkb_s": level("read_kbps"),
+            f"disk_{DEVICE}_wkb_s": np.full(len(t), 4.0),
+            f"disk_{DEVICE}_r_await_ms": level("read_await_ms"),
+            f"disk_{DEVICE}_w_await_ms": np.full(len(t), 0.5),
+            f"disk_{DEVICE}_aqu_sz": level("read_await_ms") * level("read_iops") / 1000,
+            f"disk_{DEVICE}_util_pct": np.minimum(level("read_iops") / 10, 100.0),
+        }
     if rs.kv_telemetry:
         cols["kv_g1_usage"] = np.minimum(level("kv_g1_usage"), 1.0)
         cols["kv_running"] = np.full(len(t), 4.0)
@@ -354,7 +359,7 @@ def run_json(rs: RunSpec, phases: dict[str, list[int | None]], counts: dict[str,
         "telemetry": {
             "cadence_ms": rs.cadence_ms,
             "achieved_cadence_ms": rs.cadence_ms,
-            "devices": [DEVICE],
+            "devices": [DEVICE] if rs.device_counters else [],
             "unavailable": ["gpu"] + ([] if rs.kv_telemetry else ["server_metrics"]),
         },
         "counts": counts,
@@ -476,6 +481,8 @@ class World:
         default_factory=lambda: {"none": 0.0, "moderate": 20.0, "heavy": 80.0}
     )
     server_io: bool = True  # False: no per-process read counter (server_read_bytes)
+    #: False: B's G3 is on no block device (in memory): no device counters on B's runs
+    b_device_counters: bool = True
     #: iowait pp on A per QoS profile (fio's own I/O waits), independent of A's p99
     qos_iowait_a: dict[str, float] = field(
         default_factory=lambda: {"none": 0.0, "moderate": 1.0, "heavy": 3.0}
@@ -597,6 +604,7 @@ class World:
                 + (0.0 if tiered else self.a_read_kbps * 1024 * window_s),
             },
             kv_telemetry=self.kv_telemetry,
+            device_counters=self.b_device_counters or not tiered,
             exported=self._exported(spec["stack"], tiered),
             g3_dir=disk or (self.a_g3_dir and not tiered),
             perturbation_read_mib_s=None if profile == "none" else fio,

@@ -37,6 +37,27 @@ def test_zero_h4b_slope_is_not_found(verdict_of, criterion):
     assert v["status"] == "not supported"
 
 
+def test_a_fetch_slope_without_a_rise_under_degradation_is_not_h4b(verdict_of, criterion):
+    """G3 on no contended device (in memory): the degradation leaves B's p99 where it
+    was, but each run's G3 fetch p95 follows its own TTFT (part of it), so the slope of
+    p99 on fetch p95 is positive from the repetitions' spread alone. The old evaluator
+    supported H4B here; the rise under the heaviest profile refutes it."""
+    v = verdict_of("H4B", World(qos_slope=0.0, b_device_counters=False, rep_noise=0.03))
+    slope = criterion(v, "slope_p99_vs_g3_fetch_p95_ms")
+    assert slope["status"] == "supported"  # the trap: a slope from the runs' own spread
+    rise = criterion(v, "p99_rises_with_degradation")
+    assert rise["status"] == "not supported" and rise["ci"][1] < 0.10
+    assert rise["reasons"] == ["rise_not_material"]
+    assert v["status"] == "not supported"
+
+
+def test_h4b_rise_under_degradation_is_measured(verdict_of, criterion):
+    v = verdict_of("H4B", World(qos_slope=8.0))
+    rise = criterion(v, "p99_rises_with_degradation")
+    assert rise["status"] == "supported" and rise["ci"][0] > 0.10
+    assert rise["details"]["profile"] == "qos-heavy"
+
+
 def test_noisy_repetitions_make_h4b_inconclusive(verdict_of):
     v = verdict_of("H4B", World(qos_slope=0.5, rep_noise=0.3))
     assert v["status"] == "inconclusive"
