@@ -19,15 +19,22 @@ def adapter_list(tmp_path: Path, names: list[str]) -> Path:
     return path
 
 
-def test_cold_load_reads_the_adapter_then_it_stays_resident(tmp_path: Path) -> None:
+def three_adapters_two_resident(tmp_path: Path, **extra: object) -> dict:
+    """A simulator with adapters lora-00..02, at most two resident."""
     names = ["lora-00", "lora-01", "lora-02"]
-    cfg = {
+    return {
         "mode": "uma",
         "g1_blocks": 64,
         "lora_adapters": str(adapter_list(tmp_path, names)),
         "lora_adapter_bytes": ADAPTER_BYTES,
         "max_loras": 2,
+        **extra,
     }
+
+
+def test_cold_load_reads_the_adapter_then_it_stays_resident(tmp_path: Path) -> None:
+    names = ["lora-00", "lora-01", "lora-02"]
+    cfg = three_adapters_two_resident(tmp_path)
     workdir = tmp_path / "work"
 
     async def scenario() -> None:
@@ -124,15 +131,7 @@ def test_bad_adapter_lists_are_clear_errors(tmp_path: Path, content: str, messag
 def test_preloaded_adapters_are_resident_before_the_first_request(tmp_path: Path) -> None:
     """``lora_preload``: the server keeps its adapters from start-up (the oracle's world
     where cold adapters cannot raise TTFT); a request reads none."""
-    names = ["lora-00", "lora-01", "lora-02"]
-    cfg = {
-        "mode": "uma",
-        "g1_blocks": 64,
-        "lora_adapters": str(adapter_list(tmp_path, names)),
-        "lora_adapter_bytes": ADAPTER_BYTES,
-        "max_loras": 2,
-        "lora_preload": True,
-    }
+    cfg = three_adapters_two_resident(tmp_path, lora_preload=True)
 
     async def scenario() -> None:
         async with running_sim(cfg, tmp_path / "work") as sim:
