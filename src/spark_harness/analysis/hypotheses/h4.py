@@ -90,15 +90,20 @@ def _p99_change(ps: PointStats, lab: tuple, base: tuple) -> tuple[float, np.ndar
     return float(vl.mean() / vb.mean() - 1), stats.ratio_replicates(vl, vb) - 1
 
 
+def _baseline_and_others(ps: PointStats | None, axis: str) -> tuple[tuple | None, list[tuple]]:
+    """The ``none`` profile's point label (None if absent) and the others', in plan order."""
+    profile = {ps.point_runs(lab)[axis][0]: lab for lab in ps.labels} if ps else {}
+    return profile.get(BASELINE), [lab for n, lab in profile.items() if n != BASELINE]
+
+
 def p99_rises(ps: PointStats, used: pl.DataFrame, axis: str) -> Criterion:
     """H4B: the heaviest profile raises p99 over none (CI above 0); refuted when the
     rise is surely below the material share."""
     name, statistic = "p99_rises_with_degradation", "p99 under the heaviest profile / none - 1"
-    profile = {ps.point_runs(lab)[axis][0]: lab for lab in ps.labels}
-    others = [lab for n, lab in profile.items() if n != BASELINE]
-    if BASELINE not in profile or not others:
+    base, others = _baseline_and_others(ps, axis)
+    if base is None or not others:
         return Criterion.missing(name, statistic, SRC_B, "no_baseline_profile", threshold=0.0)
-    value, reps = _p99_change(ps, others[-1], profile[BASELINE])
+    value, reps = _p99_change(ps, others[-1], base)
     s = Stat.of(value, reps)
     # surely below the material share refutes, even where surely above 0: a p99 that
     # moves 3 % under the heaviest degradation does not rise "in proportion"
@@ -126,12 +131,10 @@ def p99_rises(ps: PointStats, used: pl.DataFrame, axis: str) -> Criterion:
 def evaluate_a(ctx: Context) -> Verdict:
     used, ps, axis = _profiles(ctx)
     gates = ctx.gates(used)
-    profile = {ps.point_runs(lab)[axis][0]: lab for lab in ps.labels} if ps else {}
-    if ps is None or BASELINE not in profile or len(profile) < 2:
+    base, others = _baseline_and_others(ps, axis)
+    if ps is None or base is None or not others:
         c = Criterion.missing("p99_change", "p99 change vs none", SRC_A, "no_baseline_profile")
         return verdict(ctx, [c], gates, used)
-    base = profile[BASELINE]
-    others = [lab for name, lab in profile.items() if name != BASELINE]
     changes = [_p99_change(ps, lab, base) for lab in others]
     change = np.abs(np.array([c[0] for c in changes]))
     change_rep = np.abs(np.stack([c[1] for c in changes], axis=1))
