@@ -154,6 +154,9 @@ def test_editing_one_sweep_changes_only_that_hypothesis_specs():
             "H5 is not in the plan",
         ),
         (lambda c: c["hypotheses"].update(H99={"stacks": ["A"]}), "H99"),
+        (lambda c: c.update(not_applicable={"H42": "why"}), r"not_applicable: H42 not in"),
+        (lambda c: c.update(not_applicable={"H0": "why"}), r"H0 also under `hypotheses`"),
+        (lambda c: c.update(not_applicable={"H1": ""}), r"not_applicable\.H1: '' should be"),
         (lambda c: c["stacks"]["A"].update(file="config/stacks/nope.yaml"), "nope.yaml"),
         (lambda c: c["stacks"]["B0"].update(variant="B7"), "variant 'B7' not defined"),
         (
@@ -249,6 +252,15 @@ def test_config_files_layer_over_config_yaml_unless_they_name_a_track(tmp_path):
 def test_shipped_configs_are_valid():
     p = Plan(load_config(REPO / "config/config.yaml"), base_dir=REPO)
     assert set(p.hypotheses) >= set(EVALUATORS)  # every hypothesis of the plan
+
+
+def test_the_cpu_engine_plan_runs_or_declares_every_hypothesis():
+    """config/vllm-cpu.yaml is a whole plan: each hypothesis is either run or declared
+    not applicable with its reason, none both, none forgotten."""
+    p = Plan(layered_config([REPO / "config/vllm-cpu.yaml"], REPO), base_dir=REPO)
+    assert set(p.hypotheses) | set(p.not_applicable) == set(EVALUATORS)
+    assert {"H0", "H2A"} <= set(p.hypotheses)
+    assert {r.spec["server"]["name"] for r in p.runs()} == {"vllm-cpu"}
 
 
 def test_deep_merge_merges_mappings_and_replaces_the_rest():

@@ -59,6 +59,16 @@ def test_rows_come_in_registry_order_with_statistic_ci_threshold_and_reasons(tmp
     }
 
 
+def test_a_plans_not_applicable_hypotheses_get_rows_with_their_reason():
+    rows = verdict_table.not_applicable_rows({"H9": "no tiers", "H2B": "no tiers either"})
+    assert [(r.hypothesis, r.status, r.reasons) for r in rows] == [
+        ("H2B", "not applicable", "no tiers either"),
+        ("H9", "not applicable", "no tiers"),
+    ]
+    assert rows[1].title.startswith("Re-hydrating")  # the registry's claim
+    assert "| H9 | not applicable |  |  |  | no tiers |" in verdict_table.markdown(rows)
+
+
 def test_markdown_and_the_report_front_page(tmp_path):
     rows = verdict_table.collect(make_results(tmp_path))
     md = verdict_table.markdown(rows).splitlines()

@@ -183,6 +183,8 @@ class Plan:
         #: which plan the hypothesis ids belong to, hence which evaluators and figures
         self.track = str(self.config.get("track", DEFAULT_TRACK))
         self.hypotheses: dict[str, dict[str, Any]] = dict(self.config["hypotheses"])
+        #: hypotheses this plan cannot decide -> why (run by no target)
+        self.not_applicable: dict[str, str] = dict(self.config.get("not_applicable") or {})
         self._stack_cache: dict[tuple[str, str], dict[str, Any]] = {}
         self._runs: dict[str, list[Run]] = {}
         self._check_references()
@@ -252,11 +254,14 @@ class Plan:
     # --------------------------------------------------------------- building
     def _check_references(self) -> None:
         known = registry.load(self.track)  # the ids of the plan's track, plugins included
-        if unknown := [h for h in self.hypotheses if h not in known]:
-            raise PlanError(
-                f"hypotheses {', '.join(unknown)}: not in the {self.track} registry"
-                f" (known: {', '.join(known)})"
-            )
+        for key, ids in (("hypotheses", self.hypotheses), ("not_applicable", self.not_applicable)):
+            if unknown := [h for h in ids if h not in known]:
+                raise PlanError(
+                    f"{key}: {', '.join(unknown)} not in the {self.track} registry"
+                    f" (known: {', '.join(known)})"
+                )
+        if both := [h for h in self.not_applicable if h in self.hypotheses]:
+            raise PlanError(f"not_applicable: {', '.join(both)} also under `hypotheses`")
         stacks = self.config["stacks"]
         for hyp, cfg in self.hypotheses.items():
             if "analytical" in cfg:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +22,9 @@ from spark_harness.plots.verdicts import Verdict, fmt, fmt_ci, rst_escape, thres
 from spark_harness.registry import load
 
 SUMMARY = "summary"
+#: The table's status of a hypothesis the plan declares it cannot decide (config
+#: ``not_applicable``); no verdict file has it, a table row does.
+NOT_APPLICABLE = "not applicable"
 #: Where the workflow writes the table, relative to the results folder (as in ``layout``).
 VERDICTS_CSV = f"{SUMMARY}/verdicts.csv"
 VERDICTS_MD = f"{SUMMARY}/verdicts.md"
@@ -78,10 +81,23 @@ def _order(hyp: str) -> tuple[int, str]:
     return (known.index(hyp), hyp) if hyp in known else (len(known), hyp)
 
 
+def ordered(rows: Iterable[Row]) -> list[Row]:
+    """Rows in the registry's order (the plan's)."""
+    return sorted(rows, key=lambda r: _order(r.hypothesis))
+
+
 def rows_of(verdicts: Iterable[Path]) -> list[Row]:
     """One row per verdict file, in the registry's order."""
-    rows = [Row.of(Verdict.read(Path(f))) for f in verdicts]
-    return sorted(rows, key=lambda r: _order(r.hypothesis))
+    return ordered(Row.of(Verdict.read(Path(f))) for f in verdicts)
+
+
+def not_applicable_rows(reasons: Mapping[str, str], track: str = "v3") -> list[Row]:
+    """A row per hypothesis of the plan's ``not_applicable``: its title and reason."""
+    known = load(track)
+    return ordered(
+        Row(h, known[h].title if h in known else "", NOT_APPLICABLE, "", "", "", why)
+        for h, why in reasons.items()
+    )
 
 
 def collect(results: Path) -> list[Row]:

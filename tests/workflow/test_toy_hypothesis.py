@@ -141,4 +141,4 @@ def test_an_unknown_hypothesis_fails_at_parse_naming_the_known_ones(tmp_path: Pa
     write_config(root, plan)
     out = snakemake(root, "-n", "H_all")
     assert out.returncode != 0
-    assert "hypotheses H10: not in the v3 registry (known: H0, H1, H2A" in out.out
+    assert "hypotheses: H10 not in the v3 registry (known: H0, H1, H2A" in out.out

@@ -45,6 +45,8 @@ def run_of(w):
 
 
 def in_plan(hyp):
+    if hyp in PLAN.not_applicable:
+        raise WorkflowError(f"{hyp} is not applicable to this plan: {PLAN.not_applicable[hyp]}")
     if hyp not in PLAN.hypotheses:
         raise WorkflowError(f"{hyp} is not in the plan (config `hypotheses`: {', '.join(PLAN.hypotheses)})")
     return hyp

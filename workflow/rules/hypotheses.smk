@@ -62,6 +62,9 @@ rule verdicts:
     input:
         verdicts=[str(PLAN.path(layout.VERDICT, hyp=h)) for h in PLAN.hypotheses],
         intro=INTRO,
+    params:
+        not_applicable=PLAN.not_applicable,
+        track=PLAN.track,
     output:
         csv=res(verdict_table.VERDICTS_CSV),
         md=res(verdict_table.VERDICTS_MD),
