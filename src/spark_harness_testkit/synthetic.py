@@ -451,6 +451,10 @@ class World:
 
     u_work: int = 4
     knee_users: int = 8
+    #: H0: completed requests/s grow by 19 % per doubling of users up to this many, then
+    #: stay flat (saturation: a sweep past it without a knee refutes the knee); None:
+    #: flat from the first step
+    saturation_users: int | None = None
     base_ms: float = 20.0
     per_token_ms: float = 0.02
     tail_low: float = 1.4  # p99/p50 below the knee
@@ -555,6 +559,10 @@ class World:
             tiers = 0.0
         kv_in_memory = users * ctx * self.kv_bytes_per_token
         window_s = 4.0
+        if spec["hypothesis"] == "H0" and self.saturation_users:
+            # the same requests in a longer window below saturation: 2 ** 0.25 = +19 %
+            # requests/s per doubling (windows stay short: 13.5 s at 1 of 128 users)
+            window_s *= (self.saturation_users / min(users, self.saturation_users)) ** 0.25
         fio = self.qos_read_mib_s.get(profile, 0.0)
         b1_fault = self.b1_disk_onboards and spec["stack"] == "B1"
         cold = wl.get("adapter_cache") == "cold"

@@ -58,3 +58,11 @@ def test_storage_knee_without_fetch_latency_decides_on_the_ci_lower_bound():
     # a point estimate of 1.7 whose CI reaches down to 1.4 is no knee
     assert knee.storage_knee_without_fetch([1.0, 1.4, 1.45]) is None
     assert knee.storage_knee_without_fetch([float("nan"), 1.51]) == 1
+
+
+def test_saturation_is_the_first_step_that_adds_users_but_not_10_percent_throughput():
+    users = [1, 2, 4, 8, 16]
+    assert knee.saturation(users, [10, 20, 40, 43, 44]) == 3  # 4 -> 8 users: +7.5 %
+    assert knee.saturation(users, [10, 20, 40, 80, 160]) is None
+    assert knee.saturation(users, [10, 20, float("nan"), 80, 160]) is None  # unknown is not flat
+    assert knee.saturation([4, 4], [10, 10]) is None  # no more users: not a saturation step

@@ -66,6 +66,18 @@ def collapse(
     return None, ""
 
 
+def saturation(users: Sequence[int], throughput: Sequence[float]) -> int | None:
+    """First step past saturation: more users than the step before, but less than
+    ``SATURATION_GAIN`` more completed requests per second. None: throughput still rises
+    (or is unknown) at every step."""
+    for i in range(1, len(users)):
+        prev, cur = throughput[i - 1], throughput[i]
+        if users[i] > users[i - 1] and not (math.isnan(prev) or math.isnan(cur)):
+            if cur < prev * (1 + T.SATURATION_GAIN):
+                return i
+    return None
+
+
 def storage_knee(fetch_share_p95: Sequence[float]) -> int | None:
     """Storage knee: first step where G3 fetch time is ≥ 50 % of TTFT at p95."""
     for i, s in enumerate(fetch_share_p95):

@@ -57,6 +57,10 @@ TAIL_P99_MIN_REQUESTS = 200
 #: Collapse by throughput: a fall larger than this share counts ("throughput falls while
 #: offered load rises"); smaller changes are the noise of a closed loop at saturation.
 THROUGHPUT_FALL = 0.05
+#: H0: a step that adds users but raises completed requests/s by less than this share is
+#: past saturation (the server is at capacity; added users only queue). A sweep that
+#: passes saturation without a knee refutes "U_work is located as a knee of p99/p50".
+SATURATION_GAIN = 0.10
 #: H2A: device read rates below this (kB/s) count as idle, so an idle baseline of zero
 #: does not turn a few stray reads into an infinite relative increase. 1 MB/s: below
 #: one KV block a second of the smallest model profile (2 MiB at 16 tokens for an 8B

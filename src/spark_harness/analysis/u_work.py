@@ -78,6 +78,7 @@ def result(sw: Sweep) -> dict[str, Any]:
     err = sw.estimate("error_share")
     thr = sw.estimate("throughput_rps")
     c_idx, c_why = knee.collapse(sw.users, list(est["p99"]), list(err), list(thr))
+    s_idx = knee.saturation(sw.users, list(thr))
     steps = []
     for i, lab in enumerate(sw.labels):
         point_runs = sw.ps.point_runs(lab)
@@ -104,6 +105,7 @@ def result(sw: Sweep) -> dict[str, Any]:
         "knee_found": knee_users is not None,
         "reason": reason,
         "collapse": None if c_idx is None else {"users": sw.users[c_idx], "reason": c_why},
+        "saturated_at": None if s_idx is None else sw.users[s_idx],
         "failed_points": sw.failed,
         "steps": steps,
     }

@@ -30,12 +30,36 @@ def test_knee_planted_at_32_gives_u_work_16(verdict_of, criterion):
     assert parity["details"]["steps"] == [1, 2, 4, 8, 16]
 
 
-def test_no_knee_in_sweep_is_inconclusive_and_u_work_is_the_largest_step(verdict_of, criterion):
-    v = verdict_of("H0", World(knee_users=10**6), **SWEEP)
+def test_no_knee_before_saturation_is_inconclusive_and_u_work_is_the_largest_step(
+    verdict_of, criterion
+):
+    """Throughput still rising at 64 users: the sweep stopped short, it refutes nothing."""
+    v = verdict_of("H0", World(knee_users=10**6, saturation_users=128), **SWEEP)
     assert v["status"] == "inconclusive"
     assert v["stacks"]["A"]["u_work"] == 64
     assert v["stacks"]["A"]["knee_found"] is False
+    assert v["stacks"]["A"]["saturated_at"] is None
     assert "no_knee_in_sweep:A" in v["reasons"]
+    assert criterion(v, "knee_A")["status"] == "inconclusive"
+
+
+def test_no_knee_past_saturation_refutes_the_knee(verdict_of, criterion):
+    """Throughput flat from 16 users on (planted), p99/p50 at 1.4 everywhere: queueing
+    raises every wait alike and no knee locates U_work."""
+    v = verdict_of("H0", World(knee_users=10**6, saturation_users=16), **SWEEP)
+    for stack in ("A", "B"):
+        knee = criterion(v, f"knee_{stack}")
+        assert knee["status"] == "not supported" and knee["ci"][1] < 2
+        assert knee["details"]["saturated_at"] == 32  # 16 -> 32 users: no more requests/s
+        assert v["stacks"][stack]["saturated_at"] == 32
+    assert v["status"] == "not supported"
+    assert "no_knee_in_sweep:A" in v["reasons"]
+
+
+def test_a_knee_past_saturation_is_still_a_knee(verdict_of, criterion):
+    v = verdict_of("H0", World(knee_users=32, saturation_users=8), **SWEEP)
+    assert criterion(v, "knee_A")["status"] == "supported"
+    assert v["stacks"]["A"]["saturated_at"] == 16
 
 
 def test_dynamo_overhead_of_15_percent_refutes_parity(verdict_of, criterion):

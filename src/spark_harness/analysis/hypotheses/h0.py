@@ -1,7 +1,10 @@
 """H0: queueing sets the usable concurrency U_work (stacks A and B).
 
 Rule (docs/PLAN.md): p50/p95/p99 vs concurrency; U_work per stack; below the knee B's
-p50 TTFT is within ±5 % of A's. Parity measures the serving path's own overhead only when
+p50 TTFT is within ±5 % of A's. A sweep without a knee refutes the knee only once it
+passed saturation (a step that adds users but not 10 % more completed requests/s) with
+the largest p99/p50 CI below 2: queueing then shifts every request's wait alike, and
+U_work cannot be located as a knee; a sweep that stops before saturation says nothing. Parity measures the serving path's own overhead only when
 neither stack reuses KV (the plan's per-request nonce): with cached tokens > 0 on either
 stack in the window, or not counted, parity is inconclusive with the reason. Criteria:
 per stack, a knee exists (the smaller p99/p50 of the two knee steps has its CI above 2);
@@ -40,20 +43,39 @@ def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:
     if knee_users is None:
         i = int(np.nanargmax(ratio))
         s = Stat.of(ratio[i], reps[:, i])
-        return Criterion(
-            name=name,
-            statistic="largest p99/p50 over the sweep (no knee found)",
-            value=s.value,
-            ci=s.ci,
+        details = {"u_work": res["u_work"], "reason": res["reason"]}
+        saturated = res["saturated_at"]
+        if saturated is None:
+            return Criterion(
+                name=name,
+                statistic="largest p99/p50 over the sweep (no knee found)",
+                value=s.value,
+                ci=s.ci,
+                threshold=T.KNEE_P99_OVER_P50,
+                op=">",
+                source=SOURCE_KNEE,
+                status=INCONCLUSIVE,
+                reasons=[f"no_knee_in_sweep:{sw.stack}"],
+                unit="ratio",
+                rows=rows(runs),
+                details=details,
+            )
+        c = Criterion.judged(
+            name,
+            f"largest p99/p50 over the sweep (no knee; saturated from {saturated} users)",
+            s.value,
+            s.ci,
             threshold=T.KNEE_P99_OVER_P50,
             op=">",
             source=SOURCE_KNEE,
-            status=INCONCLUSIVE,
-            reasons=[f"no_knee_in_sweep:{sw.stack}"],
+            supported=[],
+            refuted=[(-INF, T.KNEE_P99_OVER_P50)],
             unit="ratio",
             rows=rows(runs),
-            details={"u_work": res["u_work"], "reason": res["reason"]},
+            details={**details, "saturated_at": saturated},
         )
+        c.reasons.append(f"no_knee_in_sweep:{sw.stack}")
+        return c
     k = sw.users.index(knee_users)
     s = Stat.of(min(ratio[k], ratio[k + 1]), np.minimum(reps[:, k], reps[:, k + 1]))
     c = Criterion.judged(
@@ -203,7 +225,10 @@ def evaluate(ctx: Context) -> Verdict:
     stack_info = {
         s: {
             k: res[k]
-            for k in ("u_work", "knee", "knee_found", "reason", "collapse", "failed_points")
+            for k in (
+                "u_work", "knee", "knee_found", "reason", "collapse", "saturated_at",
+                "failed_points",
+            )
         }
         for s, (_, res) in sweeps.items()
     }
