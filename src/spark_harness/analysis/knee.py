@@ -72,9 +72,9 @@ def saturation(users: Sequence[int], throughput: Sequence[float]) -> int | None:
     (or is unknown) at every step."""
     for i in range(1, len(users)):
         prev, cur = throughput[i - 1], throughput[i]
-        if users[i] > users[i - 1] and not (math.isnan(prev) or math.isnan(cur)):
-            if cur < prev * (1 + T.SATURATION_GAIN):
-                return i
+        known = not (math.isnan(prev) or math.isnan(cur))
+        if users[i] > users[i - 1] and known and cur < prev * (1 + T.SATURATION_GAIN):
+            return i
     return None
 
 

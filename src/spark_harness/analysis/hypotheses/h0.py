@@ -4,9 +4,10 @@ Rule (docs/PLAN.md): p50/p95/p99 vs concurrency; U_work per stack; below the kne
 p50 TTFT is within ±5 % of A's. A sweep without a knee refutes the knee only once it
 passed saturation (a step that adds users but not 10 % more completed requests/s) with
 the largest p99/p50 CI below 2: queueing then shifts every request's wait alike, and
-U_work cannot be located as a knee; a sweep that stops before saturation says nothing. Parity measures the serving path's own overhead only when
-neither stack reuses KV (the plan's per-request nonce): with cached tokens > 0 on either
-stack in the window, or not counted, parity is inconclusive with the reason. Criteria:
+U_work cannot be located as a knee; a sweep that stops before saturation says nothing.
+Parity measures the serving path's own overhead only when neither stack reuses KV (the
+plan's per-request nonce): with cached tokens > 0 on either stack in the window, or not
+counted, parity is inconclusive with the reason. Criteria:
 per stack, a knee exists (the smaller p99/p50 of the two knee steps has its CI above 2);
 across stacks, the largest |p50_B/p50_A - 1| over the steps below both knees has its CI
 within 5 %. The concurrency axis is found by its role.
@@ -222,14 +223,6 @@ def evaluate(ctx: Context) -> Verdict:
     else:
         notes.append("p50 parity needs stacks A and B; not evaluated")
     ctx.write_table("fig_latency_vs_concurrency.csv", figure_table(sweeps))
-    stack_info = {
-        s: {
-            k: res[k]
-            for k in (
-                "u_work", "knee", "knee_found", "reason", "collapse", "saturated_at",
-                "failed_points",
-            )
-        }
-        for s, (_, res) in sweeps.items()
-    }
+    keys = ("u_work", "knee", "knee_found", "reason", "collapse", "saturated_at", "failed_points")
+    stack_info = {s: {k: res[k] for k in keys} for s, (_, res) in sweeps.items()}
     return verdict(ctx, criteria, ctx.gates(used), used, stacks=stack_info, notes=notes)
