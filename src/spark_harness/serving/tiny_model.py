@@ -8,8 +8,8 @@ vocabulary is the prompt corpus, so a corpus word is exactly one token as on the
 embedded simulator, and any other word (a nonce such as ``id3fa9c0...``) splits into
 single characters, so different nonces stay different token sequences; with
 ``--weights``, a Llama of random bfloat16 weights (4 layers of width 256, seeded: the
-same bytes on every machine). Its replies are noise, which a benchmark does not mind:
-requests ask for a fixed number of tokens with ``ignore_eos``.
+same bytes on every run with the same torch). Its replies are noise, which a benchmark
+does not mind: requests ask for a fixed number of tokens with ``ignore_eos``.
 
 Usage: ``python -m spark_harness.serving.tiny_model DIR [--corpus FILE] [--weights]``
 (idempotent: an existing complete directory is kept). Needs ``tokenizers`` and
@@ -78,7 +78,7 @@ def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS, weights: bool = Fa
         "hidden_size": 256,
         "intermediate_size": 512,
         "num_hidden_layers": 4,
-        "num_attention_heads": 4,  # head size 64: one vLLM's CPU attention supports
+        "num_attention_heads": 4,  # head size 64, which vLLM's CPU attention supports
         "num_key_value_heads": 4,
         "bos_token_id": vocab["<s>"],
         "eos_token_id": vocab["</s>"],

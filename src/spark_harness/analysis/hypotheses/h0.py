@@ -29,7 +29,7 @@ from spark_harness.analysis.evidence import (
     rows,
     verdict,
 )
-from spark_harness.analysis.verdict import INCONCLUSIVE, INF, Criterion, Verdict
+from spark_harness.analysis.verdict import INCONCLUSIVE, INF, Criterion, Verdict, judge
 
 SOURCE_KNEE = "docs/PLAN.md U_work: knee = first step with p99 > 2 x p50, next step too"
 SOURCE_PARITY = "docs/PLAN.md H0: below the knee B's p50 TTFT is within ±5 % of A's"
@@ -44,39 +44,28 @@ def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:
     if knee_users is None:
         i = int(np.nanargmax(ratio))
         s = Stat.of(ratio[i], reps[:, i])
-        details = {"u_work": res["u_work"], "reason": res["reason"]}
         saturated = res["saturated_at"]
-        if saturated is None:
-            return Criterion(
-                name=name,
-                statistic="largest p99/p50 over the sweep (no knee found)",
-                value=s.value,
-                ci=s.ci,
-                threshold=T.KNEE_P99_OVER_P50,
-                op=">",
-                source=SOURCE_KNEE,
-                status=INCONCLUSIVE,
-                reasons=[f"no_knee_in_sweep:{sw.stack}"],
-                unit="ratio",
-                rows=rows(runs),
-                details=details,
-            )
-        c = Criterion.judged(
-            name,
-            f"largest p99/p50 over the sweep (no knee; saturated from {saturated} users)",
-            s.value,
-            s.ci,
+        # past saturation no knee refutes it; before, the sweep stopped short of deciding
+        status, why = (
+            judge(s.value, s.ci, supported=[], refuted=[(-INF, T.KNEE_P99_OVER_P50)])
+            if saturated is not None
+            else (INCONCLUSIVE, [])
+        )
+        where = f"no knee; saturated from {saturated} users" if saturated else "no knee found"
+        return Criterion(
+            name=name,
+            statistic=f"largest p99/p50 over the sweep ({where})",
+            value=s.value,
+            ci=s.ci,
             threshold=T.KNEE_P99_OVER_P50,
             op=">",
             source=SOURCE_KNEE,
-            supported=[],
-            refuted=[(-INF, T.KNEE_P99_OVER_P50)],
+            status=status,
+            reasons=[*(f"{r}:{name}" for r in why), f"no_knee_in_sweep:{sw.stack}"],
             unit="ratio",
             rows=rows(runs),
-            details={**details, "saturated_at": saturated},
+            details={"u_work": res["u_work"], "reason": res["reason"], "saturated_at": saturated},
         )
-        c.reasons.append(f"no_knee_in_sweep:{sw.stack}")
-        return c
     k = sw.users.index(knee_users)
     s = Stat.of(min(ratio[k], ratio[k + 1]), np.minimum(reps[:, k], reps[:, k + 1]))
     c = Criterion.judged(
