@@ -26,6 +26,7 @@ import shutil
 import string
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from spark_harness.workloads.corpus import DEFAULT_CORPUS, load_words
 
@@ -70,7 +71,7 @@ def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS, weights: bool = Fa
         model_max_length=MAX_POSITIONS,
     )
     fast.chat_template = CHAT_TEMPLATE
-    config = {
+    config: dict[str, Any] = {
         "architectures": ["LlamaForCausalLM"],  # without it the frontend refuses the model
         "model_type": "llama",
         "vocab_size": len(vocab),
@@ -100,7 +101,7 @@ def write_model_dir(path: Path, corpus: str = DEFAULT_CORPUS, weights: bool = Fa
     return path
 
 
-def _write_weights(path: Path, config: dict[str, object]) -> None:
+def _write_weights(path: Path, config: dict[str, Any]) -> None:
     """Random, seeded Llama weights in bfloat16 as ``model.safetensors``."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
