@@ -9,6 +9,10 @@ tier hypotheses reported as not applicable with their reason, no process left be
 
 Needs the engine's environment: ``tools/install_vllm_cpu.sh`` (``.venv-vllm`` in the
 checkout; ``SPARK_HARNESS_VLLM_PYTHON`` names another interpreter).
+
+Not named ``test_vllm_*.py``: ai-dynamo 1.6.1 installs a pytest plugin
+(``dynamo.vllm.tests.conftest``) that silently ignores every such file wherever vLLM does
+not import, and vLLM lives in the engine's environment, not in the harness's.
 """
 
 from __future__ import annotations
