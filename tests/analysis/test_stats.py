@@ -140,6 +140,11 @@ def test_across_run_intervals_are_regression_t_and_fisher_z():
     assert (lo, hi) == pytest.approx(
         (math.tanh(math.atanh(r) - z), math.tanh(math.atanh(r) + z)), rel=0.01
     )
+    lo, hi = stats.ci(stats.pearson_replicates(x, y, size=200_000, controls=2))
+    z = 1.959963984540054 / math.sqrt(10)  # a partial correlation: one df per control
+    assert (lo, hi) == pytest.approx(
+        (math.tanh(math.atanh(r) - z), math.tanh(math.atanh(r) + z)), rel=0.01
+    )
     y_gap = y.copy()
     y_gap[4] = np.nan  # missing evidence: no CI, never a guess
     assert stats.ci(stats.slope_replicates(x, y_gap)) is None
@@ -219,3 +224,19 @@ def test_correlation_difference_has_zous_coverage_and_decides_planted_gaps() -> 
     assert 0.93 <= hits / 1000 <= 0.97
     assert decided / 1000 > 0.5  # a 0.5 gap is usually resolved with 20 runs
     assert stats.correlation_difference(np.arange(3.0), np.arange(3.0), np.ones(3))[1] is None
+
+
+def test_centered_within_removes_each_groups_level():
+    """Two groups whose levels alone correlate x and y (r = -1 pooled), with no relation
+    inside either: centred within groups, r is that of the noise, near 0."""
+    rng = np.random.default_rng(11)
+    groups = ["a"] * 20 + ["b"] * 20
+    x = np.r_[np.zeros(20), np.full(20, 30.0)] + rng.normal(0, 1, 40)
+    y = np.r_[np.full(20, 100.0), np.full(20, 40.0)] + rng.normal(0, 1, 40)
+    assert stats.pearson(x, y) < -0.99
+    xc, yc = stats.centered_within(x, groups), stats.centered_within(y, groups)
+    assert abs(stats.pearson(xc, yc)) < 0.3
+    assert np.allclose(xc[:20].mean(), 0) and np.allclose(yc[20:].mean(), 0)
+    # replicates (leading axes) are centred run by run
+    both = stats.centered_within(np.stack([x, 2 * x]), groups)
+    assert np.allclose(both[1], 2 * xc)

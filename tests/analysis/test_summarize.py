@@ -20,9 +20,10 @@ FAILED = ("H2B", "B", "ctx-512", 1)
 def h_all(tmp_path_factory, plan_of):
     """The default plan synthesised (one point's repetition retried), ingested, summarised."""
     root = tmp_path_factory.mktemp("h_all")
-    # H9 balances two run orders: a t CI per order needs two repetitions of each; H8A's
-    # "r near 0" over H2A + H4A needs about 50 runs (Fisher-z half-width 1.96/sqrt(n - 3))
-    reps = {"H9": 4, "H2A": 10, "H4A": 10}
+    # H9 balances two run orders: a t CI per order needs two repetitions of each; H8's
+    # correlations given the source need about 50 runs (H8A's "r near 0" over H2A + H4A)
+    # and 70 (H8B's read await over H2B + H4B): Fisher-z half-width 1.96/sqrt(n - 4)
+    reps = {"H9": 4, "H2A": 10, "H4A": 10, "H2B": 10, "H4B": 10}
     over = {h: {"repetitions": reps[h]} if h in reps else {} for h in EVALUATORS}
     plan = plan_of(over, repetitions=3)
     dirs = write_plan(plan, root / "results", World(retry=frozenset({FAILED})))

@@ -57,6 +57,21 @@ def across_runs(
     return Stat.of(float(fn(x0, y0)), reps)
 
 
+def partial_correlation(ps: PointStats, x: str, y: str, by: str) -> Stat:
+    """Pearson r of x and y over runs once each ``by`` group's own level is removed (its
+    runs' mean subtracted from x and y): the partial correlation given the group, with
+    the Fisher-z interval on N - 3 - (groups - 1) degrees of freedom.
+
+    Why: runs pooled from sources with different workloads (H8 pools two hypotheses)
+    carry the sources' own levels; a source with lower p99 and higher iowait would turn
+    their pooled correlation negative with no run showing the two move together."""
+    groups = ps.runs[by].to_list()
+    x0, y0 = (stats.centered_within(per_run(ps, q)[0], groups) for q in (x, y))
+    controls = len(set(groups)) - 1
+    reps = stats.pearson_replicates(x0, y0, controls=controls)
+    return Stat.of(float(stats.pearson(x0, y0)), reps)
+
+
 def swing(ps: PointStats, x: str, y: str) -> Stat:
     """Change of y across the observed range of x (the design's), from the OLS slope."""
     x0, y0 = per_run(ps, x)[0], per_run(ps, y)[0]

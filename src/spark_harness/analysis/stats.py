@@ -272,14 +272,30 @@ def _fisher_z_replicates(
 
 
 def pearson_replicates(
-    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED
+    x: np.ndarray, y: np.ndarray, size: int = RESAMPLES, seed: int = SEED, controls: int = 0
 ) -> np.ndarray:
     """Replicates of Pearson r over runs whose percentile interval is the Fisher-z
-    interval ``tanh(atanh(r) ± z / sqrt(N - 3))``: (size, ...)."""
+    interval ``tanh(atanh(r) ± z / sqrt(N - 3 - controls))``: (size, ...). ``controls``
+    is the number of variables partialled out of x and y beforehand (a partial
+    correlation loses one degree of freedom per control)."""
     x, y, missing = _complete(x, y)
     n = x.shape[-1]
-    sd = 1 / math.sqrt(max(n - 3, 1))
-    return _fisher_z_replicates(pearson(x, y), sd, n, missing, size, seed)
+    sd = 1 / math.sqrt(max(n - 3 - controls, 1))
+    return _fisher_z_replicates(pearson(x, y), sd, n - controls, missing, size, seed)
+
+
+def centered_within(a: np.ndarray, groups: Sequence[Hashable]) -> np.ndarray:
+    """``a`` (last axis: runs) minus the mean of its group's runs: each group's own level
+    removed, so a correlation of two centered quantities is their partial correlation
+    given the group (group fixed effects)."""
+    a = np.asarray(a, dtype=float)
+    codes = {g: k for k, g in enumerate(dict.fromkeys(groups))}
+    idx = np.array([codes[g] for g in groups], dtype=np.int64)
+    out = a.copy()
+    for k in range(len(codes)):
+        cols = idx == k
+        out[..., cols] -= a[..., cols].mean(axis=-1, keepdims=True)
+    return out
 
 
 def spearman_replicates(
