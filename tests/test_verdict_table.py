@@ -94,3 +94,19 @@ def test_the_cli_prints_the_table_of_any_results_folder(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("hypothesis,title,status,")
     assert cli.main(["verdicts", str(tmp_path / "empty")]) == 1
     assert "no verdicts" in capsys.readouterr().out
+
+
+def test_the_cli_lists_the_plans_not_applicable_hypotheses_from_the_workflows_table(
+    tmp_path, capsys
+):
+    """Nothing ran for them, so they have no verdict file: the workflow's table has them."""
+    root = make_results(tmp_path / "r")
+    rows = [
+        *verdict_table.collect(root),
+        *verdict_table.not_applicable_rows({"H9": "no tiers on this engine"}),
+    ]
+    verdict_table.write(rows, root / verdict_table.VERDICTS_CSV, root / verdict_table.VERDICTS_MD)
+    assert cli.main(["verdicts", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split(" | ")[0].lstrip("| ") for line in out[2:]] == ["H0", "H2B", "H9"]
+    assert "| H9 | not applicable |  |  |  | no tiers on this engine |" in out

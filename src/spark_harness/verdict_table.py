@@ -101,8 +101,22 @@ def not_applicable_rows(reasons: Mapping[str, str], track: str = "v3") -> list[R
 
 
 def collect(results: Path) -> list[Row]:
-    """The verdict of every hypothesis under ``results`` (none: an empty list)."""
-    return rows_of(sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}")))
+    """The verdict of every hypothesis under ``results`` (none: an empty list), with the
+    plan's not-applicable hypotheses as the workflow's table lists them (they have no
+    verdict file: nothing ran for them)."""
+    rows = rows_of(sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}")))
+    return ordered([*rows, *_not_applicable_in_table(Path(results, VERDICTS_CSV))]) if rows else []
+
+
+def _not_applicable_in_table(path: Path) -> list[Row]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as fh:
+        return [
+            Row(r["hypothesis"], r["title"], NOT_APPLICABLE, "", "", "", r["reasons"])
+            for r in csv.DictReader(fh)
+            if r.get("status") == NOT_APPLICABLE
+        ]
 
 
 def to_csv(rows: Sequence[Row]) -> str:
