@@ -26,7 +26,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO, copy_workflow
-from tests.workflow.smk import snakemake, wait_no_orphans, write_config
+from tests.workflow import smk
 
 PYTHON = Path(os.environ.get("SPARK_HARNESS_VLLM_PYTHON", REPO / ".venv-vllm/bin/python"))
 
@@ -60,8 +60,8 @@ def short_plan() -> dict:
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = copy_workflow(tmp_path_factory.mktemp("vllm"))
-    write_config(root, short_plan())
-    result = snakemake(root, "H_all", timeout=600)
+    smk.write_config(root, short_plan())
+    result = smk.snakemake(root, "H_all", timeout=600)
     assert result.returncode == 0, result.out[-6000:]
     return root
 
@@ -90,10 +90,7 @@ def test_every_point_measured_against_the_engine(ran):
 
 
 def test_telemetry_holds_the_engines_series(ran):
-    rows = []
-    for f in (ran / "results/raw").rglob("telemetry.jsonl"):
-        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
-    samples = [r for r in rows if r.get("kind") == "sample"]
+    samples = smk.telemetry_samples(ran)
     fields = set().union(*(r.keys() for r in samples))
     # vllm:num_requests_running/_waiting, vllm:kv_cache_usage_perc, the prefix cache's
     # counters and the engine's own TTFT histogram (telemetry/mapping.py)
@@ -104,9 +101,7 @@ def test_telemetry_holds_the_engines_series(ran):
 
 
 def test_verdicts_and_not_applicable_rows(ran):
-    for hyp in ("H0", "H2A"):
-        verdict = json.loads((ran / f"results/summary/{hyp}/verdict.json").read_text())
-        assert verdict["status"] in {"supported", "not supported", "inconclusive", "invalid"}
+    assert set(smk.verdict_statuses(ran, "H0", "H2A").values()) <= smk.VERDICT_STATUSES
     table = (ran / "results/summary/verdicts.csv").read_text()
     plan = yaml.safe_load((REPO / "config/vllm-cpu.yaml").read_text())
     for hyp, reason in plan["not_applicable"].items():
@@ -114,9 +109,9 @@ def test_verdicts_and_not_applicable_rows(ran):
         assert reason.split(":")[0][:30] in table
     # a not-applicable hypothesis's target says why instead of running anything
     hyp, reason = next(iter(plan["not_applicable"].items()))
-    result = snakemake(ran, hyp, "--dry-run", timeout=120)
+    result = smk.snakemake(ran, hyp, "--dry-run", timeout=120)
     assert result.returncode != 0 and "not applicable" in result.out
 
 
 def test_no_process_left(ran):
-    assert wait_no_orphans(ran) == []
+    assert smk.wait_no_orphans(ran) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -115,6 +116,24 @@ def start_snakemake(cwd: Path, *args: str) -> subprocess.Popen[str]:
 
 def write_config(root: Path, config: dict) -> None:
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+#: The statuses a verdict may have (docs/ANALYSIS.md).
+VERDICT_STATUSES = {"supported", "not supported", "inconclusive", "invalid"}
+
+
+def telemetry_samples(root: Path) -> list[dict[str, Any]]:
+    """Every telemetry sample (``kind: sample``) of a repository copy's raw runs."""
+    rows = []
+    for f in (root / "results" / "raw").rglob("telemetry.jsonl"):
+        rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
+    return [r for r in rows if r.get("kind") == "sample"]
+
+
+def verdict_statuses(root: Path, *hyps: str) -> dict[str, str]:
+    """The status of each hypothesis's ``verdict.json`` in a repository copy."""
+    summary = root / "results" / "summary"
+    return {h: json.loads((summary / h / "verdict.json").read_text())["status"] for h in hyps}
 
 
 def processes_of(root: Path) -> list[tuple[int, str]]:
