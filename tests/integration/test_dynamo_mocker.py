@@ -13,7 +13,6 @@ Needs ai-dynamo in this environment: ``tools/install_dynamo.sh .venv/bin/python`
 from __future__ import annotations
 
 import importlib.util
-import json
 from pathlib import Path
 
 import polars as pl
@@ -22,6 +21,7 @@ import pytest
 from tests.conftest import copy_workflow
 from tests.workflow.smk import (
     VERDICT_STATUSES,
+    run_infos,
     snakemake,
     telemetry_samples,
     verdict_statuses,
@@ -79,12 +79,9 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_point_measured_with_the_servers_token_counts(ran):
-    runs = sorted((ran / "results/raw").rglob("run.json"))
-    assert len(runs) == 5  # H0: 2 points, H9: 3 modes
-    for r in runs:
-        info = json.loads(r.read_text())
-        assert info["outcome"] == "ok", info
-        assert info["endpoint"]["kind"] == "command"
+    infos = run_infos(ran)
+    assert len(infos) == 5  # H0: 2 points, H9: 3 modes
+    assert [(i["outcome"], i["endpoint"]["kind"]) for i in infos] == [("ok", "command")] * 5, infos
     req = pl.read_parquet(ran / "results/ingest/H0/M/requests.parquet")
     load = req.filter(pl.col("phase") == "load")
     assert load.height > 0 and load["error"].is_null().all()

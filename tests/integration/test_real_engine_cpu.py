@@ -17,7 +17,6 @@ not import, and vLLM lives in the engine's environment, not in the harness's.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -67,12 +66,9 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_every_point_measured_against_the_engine(ran):
-    runs = sorted((ran / "results/raw").rglob("run.json"))
-    assert len(runs) == 3  # H0: 1 and 2 users; H2A: one context
-    for r in runs:
-        info = json.loads(r.read_text())
-        assert info["outcome"] == "ok", info
-        assert info["endpoint"]["kind"] == "command"
+    infos = smk.run_infos(ran)
+    assert len(infos) == 3  # H0: 1 and 2 users; H2A: one context
+    assert [(i["outcome"], i["endpoint"]["kind"]) for i in infos] == [("ok", "command")] * 3, infos
     req = pl.read_parquet(ran / "results/ingest/H0/A/requests.parquet")
     load = req.filter(pl.col("phase") == "load")
     assert load.height > 10 and load["error"].is_null().all()

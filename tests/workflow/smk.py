@@ -130,6 +130,11 @@ def telemetry_samples(root: Path) -> list[dict[str, Any]]:
     return [r for r in rows if r.get("kind") == "sample"]
 
 
+def run_infos(root: Path) -> list[dict[str, Any]]:
+    """Every point's ``run.json`` of a repository copy, in path order."""
+    return [json.loads(f.read_text()) for f in sorted((root / "results" / "raw").rglob("run.json"))]
+
+
 def verdict_statuses(root: Path, *hyps: str) -> dict[str, str]:
     """The status of each hypothesis's ``verdict.json`` in a repository copy."""
     summary = root / "results" / "summary"

@@ -51,7 +51,9 @@ def knee_criterion(sw: u_work.Sweep, res: dict[str, Any]) -> Criterion:
             if saturated is not None
             else (INCONCLUSIVE, [])
         )
-        where = f"no knee; saturated from {saturated} users" if saturated else "no knee found"
+        where = "no knee found"
+        if saturated is not None:
+            where = f"no knee; saturated from {saturated} users"
         return Criterion(
             name=name,
             statistic=f"largest p99/p50 over the sweep ({where})",
