@@ -30,6 +30,19 @@ def test_knee_planted_at_32_gives_u_work_16(verdict_of, criterion):
     assert parity["details"]["steps"] == [1, 2, 4, 8, 16]
 
 
+def test_parity_shows_each_repetitions_p50_behind_its_ratio(verdict_of, criterion):
+    """The per-repetition p50s in the details are the ones the statistic averaged: a
+    reader sees a repetition that settled into another pattern."""
+    v = verdict_of("H0", World(knee_users=32, b_overhead=0.03), repetitions=4, **SWEEP)
+    details = criterion(v, "p50_parity_B_vs_A")["details"]
+    for step in details["steps"]:
+        reps = details["p50_ms_by_repetition"][str(step)]
+        assert len(reps["A"]) == len(reps["B"]) == 4
+        ratio = (sum(reps["B"]) / 4) / (sum(reps["A"]) / 4) - 1
+        assert ratio == pytest.approx(details["per_step"][str(step)], abs=1e-4)
+        assert ratio == pytest.approx(0.03, abs=0.01)
+
+
 def test_no_knee_before_saturation_is_inconclusive_and_u_work_is_the_largest_step(
     verdict_of, criterion
 ):

@@ -163,8 +163,18 @@ def parity_criterion(ctx: Context, axis: str, u: dict[str, int]) -> Criterion:
         details={
             "steps": common,
             "per_step": dict(zip(map(str, common), rel_est.tolist(), strict=True)),
+            "p50_ms_by_repetition": {
+                str(c): {st: _rep_p50s(ps, (st, c)) for st in ("A", "B")} for c in common
+            },
         },
     )
+
+
+def _rep_p50s(ps: PointStats, label: tuple[Any, ...]) -> list[float]:
+    """A point's p50 TTFT per repetition, in repetition order: a closed loop can settle
+    into a second collision pattern for a whole repetition, and these show it."""
+    runs = ps.point_runs(label).sort("rep")
+    return [round(float(v), 3) for v in runs["ttft_p50"].cast(pl.Float64)]
 
 
 def figure_table(sweeps: dict[str, tuple[u_work.Sweep, dict[str, Any]]]) -> pl.DataFrame:
