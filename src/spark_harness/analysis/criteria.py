@@ -79,6 +79,17 @@ def swing(ps: PointStats, x: str, y: str) -> Stat:
     return Stat.of(float(stats.slope(x0, y0)) * span, stats.slope_replicates(x0, y0) * span)
 
 
+def relative_swing(ps: PointStats, x: str, y: str) -> Stat:
+    """:func:`swing` as a share of y's baseline, its mean over the runs at the smallest x."""
+    x0, y0 = per_run(ps, x)[0], per_run(ps, y)[0]
+    base0 = float(np.mean(y0[x0 == np.nanmin(x0)]))
+    rise = swing(ps, x, y)
+    return Stat(
+        None if rise.value is None else rise.value / base0,
+        None if rise.ci is None else (rise.ci[0] / base0, rise.ci[1] / base0),
+    )
+
+
 def material_slope(
     name: str, ps: PointStats, x: str, y: str, source: str, unit: str, rows: list
 ) -> Criterion:
@@ -86,13 +97,7 @@ def material_slope(
     observed x range whose CI stays below MATERIAL_P99_CHANGE of the baseline (y at the
     smallest x) is refuted; anything else is inconclusive."""
     s = across_runs(ps, x, y, stats.slope)
-    x0, y0 = per_run(ps, x)[0], per_run(ps, y)[0]
-    base0 = float(np.mean(y0[x0 == np.nanmin(x0)]))
-    rise = swing(ps, x, y)
-    rel = Stat(
-        None if rise.value is None else rise.value / base0,
-        None if rise.ci is None else (rise.ci[0] / base0, rise.ci[1] / base0),
-    )
+    rel = relative_swing(ps, x, y)
     status, reasons = judge(s.value, s.ci, supported=[(0, math.inf)], refuted=[])
     if status != SUPPORTED and rel.ci is not None and rel.ci[1] < T.MATERIAL_P99_CHANGE:
         status, reasons = NOT_SUPPORTED, ["rise_not_material"]

@@ -65,9 +65,8 @@ DOES_NOT_HOLD: dict[str, World] = {
 }
 TRUTH = {"holds": SUPPORTED, "does not hold": NOT_SUPPORTED}
 REPETITIONS = 3
-#: H8's correlations are given the source (Fisher-z half-width 1.96 / sqrt(n - 4)): H8A's
-#: |r| < 0.3 needs about 50 runs, and H8B's read await, which barely moves with H2B's
-#: context while p99 quadruples, has r ~0.3 (its CI clears 0 at about 70 runs)
+#: H8B's correlations are given the source (Fisher-z half-width 1.96 / sqrt(n - 4)), and
+#: its read await, which barely moves with H2B's context while p99 quadruples, has r ~0.3
 CORRELATION_REPETITIONS = 10
 
 
@@ -90,7 +89,7 @@ def plan_for(hyp: str) -> Plan:
     }
     if any(base.hypotheses[h].get("load", {}).get("users") == "u_work" for h in wanted):
         wanted["H0"] = {}
-    return make_plan(wanted, CORRELATION_REPETITIONS if hyp in ("H8A", "H8B") else REPETITIONS)
+    return make_plan(wanted, CORRELATION_REPETITIONS if hyp == "H8B" else REPETITIONS)
 
 
 def wrong(contexts: dict[str, Context], evaluate: Evaluator) -> list[str]:
