@@ -103,6 +103,31 @@ def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
+def max_abs(
+    estimates: Sequence[float] | np.ndarray, replicates: np.ndarray, level: float = CI_LEVEL
+) -> tuple[float, tuple[float, float] | None]:
+    """``max_i |theta_i|`` of k signed contrasts (replicates: (size, k)) and its CI.
+
+    Each contrast's signed percentile CI at the Bonferroni level ``1 - (1 - level) / k``
+    is folded at 0 (``[0, max(-lo, hi)]`` where it spans 0, else its ends' absolute
+    values), and the maximum's CI runs from the largest folded lower end to the largest
+    folded upper end: it covers ``max_i |theta_i|`` whenever every contrast's CI covers
+    its own, so at least ``level`` of the time, and holds the estimate. The percentile
+    CI of the replicates' own maximum does not: near 0 its lower end lies above the
+    estimate (|x| of replicates centred on 0 is rarely 0)."""
+    est = np.abs(np.asarray(estimates, dtype=float))
+    reps = np.asarray(replicates, dtype=float).reshape(len(replicates), -1)
+    k = reps.shape[1]
+    folded = []
+    for j in range(k):
+        c = ci(reps[:, j], 1 - (1 - level) / k)
+        if c is None:
+            return float(est.max()), None
+        lo, hi = c
+        folded.append((0.0, max(-lo, hi)) if lo <= 0 <= hi else tuple(sorted((abs(lo), abs(hi)))))
+    return float(est.max()), (max(f[0] for f in folded), max(f[1] for f in folded))
+
+
 # ------------------------------------------------------------------ replicates
 def _group_sums(a: np.ndarray, order: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Sums of the last axis's columns per group (columns ``order``-sorted into groups)."""

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis import axes, u_work
+from spark_harness.analysis import axes, stats, u_work
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.evidence import (
     Context,
@@ -146,8 +146,7 @@ def parity_criterion(ctx: Context, axis: str, u: dict[str, int]) -> Criterion:
     a = [ps.index(("A", c)) for c in common]
     b = [ps.index(("B", c)) for c in common]
     rel_est = np.abs(est[b] / est[a] - 1)
-    rel_rep = np.abs(rep[:, b] / rep[:, a] - 1)
-    s = Stat.of(float(rel_est.max()), rel_rep.max(axis=1))
+    s = Stat(*stats.max_abs(rel_est, rep[:, b] / rep[:, a] - 1))
     return Criterion.judged(
         name,
         "max over steps below both knees of |p50_B / p50_A - 1|",
@@ -156,7 +155,7 @@ def parity_criterion(ctx: Context, axis: str, u: dict[str, int]) -> Criterion:
         threshold=T.H0_P50_PARITY,
         op="<",
         source=SOURCE_PARITY,
-        supported=[(0.0, T.H0_P50_PARITY)],
+        supported=[(-INF, T.H0_P50_PARITY)],
         refuted=[(T.H0_P50_PARITY, INF)],
         unit="share",
         rows=rows(used),

@@ -137,8 +137,7 @@ def evaluate_a(ctx: Context) -> Verdict:
         return verdict(ctx, [c], gates, used)
     changes = [_p99_change(ps, lab, base) for lab in others]
     change = np.abs(np.array([c[0] for c in changes]))
-    change_rep = np.abs(np.stack([c[1] for c in changes], axis=1))
-    s = Stat.of(change.max(), change_rep.max(axis=1))
+    s = Stat(*stats.max_abs(change, np.stack([c[1] for c in changes], axis=1)))
     criteria = [
         Criterion.judged(
             "p99_change",
