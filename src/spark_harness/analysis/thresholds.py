@@ -67,7 +67,8 @@ SATURATION_GAIN = 0.10
 #: model), above what the OS and neighbours read on an idle machine (tens of kB/s on
 #: the demo's VMs, where 64 kB/s left 6 kB/s of tolerance and held H2A undecided).
 IDLE_READ_FLOOR_KBPS = 1024.0
-#: H3/H8A: |Pearson r| below this is "near 0" (conventionally "weak" below 0.3).
+#: |Pearson r| below this is "near 0" (conventionally "weak" below 0.3): the legacy v2.5
+#: rules, and H8A's r given the source, reported beside its per-source rule.
 NEAR_ZERO_R = 0.3
 #: H8A/H8B: iowait is "flat" when the change it shows across the observed p99 range is
 #: within this many percentage points of CPU time (a fifth of one core on a 20-core GB10).
