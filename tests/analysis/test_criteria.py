@@ -9,11 +9,11 @@ from spark_harness.ingest import ingest
 from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 
-def _stats(tmp_path, p99_per_ms_await: float) -> PointStats:
+def _stats(tmp_path, p99_per_ms_await: float, await_scatter: float = 0.0) -> PointStats:
     specs = [
         RunSpec("H4B", "B", f"qos-{a}", rep, axes={"qos.profile": str(a)},
                 ttft_p50_ms=50.0, ttft_p99_ms=70.0 + p99_per_ms_await * a,
-                window=Levels(read_await_ms=float(a)), seed=rep)
+                window=Levels(read_await_ms=a + await_scatter * (rep - 1)), seed=rep)
         for a in (1, 4, 8) for rep in (0, 1, 2)
     ]  # fmt: skip
     ingest([write_run(tmp_path / "results", rs) for rs in specs], tmp_path / "ingest")
@@ -33,6 +33,18 @@ def test_flat_p99_is_refuted_as_not_material(tmp_path):
     ps = _stats(tmp_path, p99_per_ms_await=0.0)
     c = criteria.material_slope("s", ps, "read_await_ms", "p99", "src", "ms/ms", [])
     assert c.status == "not supported" and c.reasons == ["rise_not_material:s"]
+
+
+def test_swing_spans_the_designs_range_not_the_runs_scatter(tmp_path):
+    """Read await 1, 4, 8 ms by design, each run ±0.5 ms off its point's: p99 changes by
+    5 ms/ms x 7 ms = 35 ms across the design (less the slope's attenuation by the
+    scatter), and the baseline is the 1 ms point's mean p99 (~75 ms). Spanning the runs'
+    extremes (0.5 to 8.5 ms) read 39 ms: the scatter stretched the range."""
+    ps = _stats(tmp_path, p99_per_ms_await=5.0, await_scatter=0.5)
+    rise = criteria.swing(ps, "read_await_ms", "p99")
+    assert 32.0 < rise.value < 36.0
+    rel = criteria.relative_swing(ps, "read_await_ms", "p99")
+    assert 0.42 < rel.value < 0.48
 
 
 def test_difference_complete_and_total(tmp_path):
