@@ -512,6 +512,9 @@ class World:
     spark: bool = False
     odd_rep_ms: float = 0.0  # added to TTFT on odd repetitions of the disk mode (H9)
     rep_noise: float = 0.0  # relative SD of a per-repetition TTFT factor
+    #: SD in bytes of a per-run offset of the idle phase's available memory (a figure or
+    #: ingest job just before the point still releasing memory), never of the window's
+    idle_mem_jitter_bytes: float = 0.0
     n_requests: int = 300
     telemetry_gap: tuple[float, float] | None = None
     fail: frozenset[RunId] = frozenset()  # written as failed attempts only
@@ -543,7 +546,7 @@ class World:
             p50 *= self.policy_factor.get(sim.get("eviction", "lru"), 1.0) if tiered else 1.0
             slope = self.qos_slope if share > 0 else 0.0 if tiered else self.a_qos_slope
             p50 = p50 / (1 - share) + slope * (qos - self.qos_await_ms["none"])
-        noise = np.random.default_rng([int(spec.get("seed", 0)), 7]).standard_normal()
+        noise, noise2 = np.random.default_rng([int(spec.get("seed", 0)), 7]).standard_normal(2)
         p50 *= 1 + self.rep_noise * noise
         tail = self.tail_high if users >= self.knee_users else self.tail_low
         tail *= self.cold_tail if wl.get("adapter_cache") == "cold" else 1.0
@@ -617,6 +620,7 @@ class World:
             g3_dir=disk or (self.a_g3_dir and not tiered),
             perturbation_read_mib_s=None if profile == "none" else fio,
             telemetry_gap=self.telemetry_gap,
+            idle=Levels(mem_available_bytes=20e9 + self.idle_mem_jitter_bytes * noise2),
             block_bytes=65536,
             seed=int(spec.get("seed", 0)),
         )

@@ -11,6 +11,17 @@ def test_planted_counters_are_supported(verdict_of, criterion):
     assert {r["hyp"] for r in v["runs"]} == {"H2A", "H2B"}
 
 
+def test_a_noisy_idle_baseline_does_not_hide_as_kv_in_os_memory(verdict_of, criterion):
+    """The idle phase's available memory moves with the job before the point (planted:
+    SD 800 MB per run, beside 268 MB of KV between H2A's contexts); the window's does
+    not. OS memory in use is read off the windows: r 0.97 (CI 0.91 to 0.99), where idle
+    minus window read 0.48 (CI -0.11 to 0.82: inconclusive)."""
+    v = verdict_of("H3", World(idle_mem_jitter_bytes=800e6, rep_noise=0.01))
+    c = criterion(v, "os_counters_explain_A")
+    assert c["status"] == "supported" and c["ci"][0] > 0.8
+    assert v["status"] == "supported"
+
+
 def test_os_counters_blind_to_a_are_inconclusive(verdict_of, criterion):
     v = verdict_of("H3", World(kv_bytes_per_token=0.0))
     assert criterion(v, "os_counters_explain_A")["status"] == "inconclusive"  # r of noise

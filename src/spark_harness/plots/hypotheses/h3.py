@@ -57,7 +57,7 @@ def p99_vs_counters(summary: Summary) -> Drawn:
     v = summary.verdict
     panels.criterion_title(left, v, "os_counters_explain_A", "r(p99, OS memory), A", width=55)
     panels.criterion_title(right, v, "kv_counters_explain_B_better", "r(KV) − r(OS), B", width=55)
-    left.set_xlabel("OS memory used in the window, idle − load available (GiB)")
+    left.set_xlabel("OS memory in use in the window, above the stack's least-used (GiB)")
     right.set_xlabel("G3 onboard blocks per request")
     for ax in (left, right):
         ax.set_ylabel("TTFT p99 per run (ms)")
