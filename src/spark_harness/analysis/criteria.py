@@ -101,8 +101,9 @@ def material_slope(
     name: str, ps: PointStats, x: str, y: str, source: str, unit: str, rows: list
 ) -> Criterion:
     """Does y rise with x? A slope whose CI lies above 0 is supported; a rise across the
-    observed x range whose CI stays below MATERIAL_P99_CHANGE of the baseline (y at the
-    smallest x) is refuted; anything else is inconclusive."""
+    design's x range whose CI stays below MATERIAL_P99_CHANGE of the baseline (y at the
+    point with the smallest mean x, :func:`relative_swing`) is refuted; anything else
+    is inconclusive."""
     s = across_runs(ps, x, y, stats.slope)
     rel = relative_swing(ps, x, y)
     status, reasons = judge(s.value, s.ci, supported=[(0, math.inf)], refuted=[])

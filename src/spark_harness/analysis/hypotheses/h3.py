@@ -4,11 +4,11 @@ Analytical over H2A (stack A) and H2B (stack B). Rule (docs/PLAN.md): correlatio
 p99 with OS counters vs with KV tier counters, per stack. Per run: p99, the OS memory
 in use (the window's ``mem_available_bytes`` below the stack's largest) and a KV tier
 counter (A: G1 usage, its only tier; B: G3 onboard blocks per completed request, the KV
-a request waits for; a
-rate would not do: a saturated G3 path onboards at its own throughput whatever the
-context, so the rate stays flat while p99 grows). Both halves are tested: on A, Pearson
-r(p99, OS memory) has its CI above 0; on B (runs with G3 onboards, each passing the
-mechanism gate), r(p99, KV) - r(p99, OS memory) has its CI above 0.
+a request waits for; a rate would not do: a saturated G3 path onboards at its own
+throughput whatever the context, so the rate stays flat while p99 grows). Both halves
+are tested: on A, Pearson r(p99, OS memory) has its CI above 0; on B (runs with G3
+onboards, each passing the mechanism gate), r(p99, KV) - r(p99, OS memory) has its CI
+above 0.
 """
 
 from __future__ import annotations
