@@ -60,6 +60,8 @@ def test_a_read_cap_is_a_least_time_per_read() -> None:
         ({"byte_scale": 2}, "sim.byte_scale"),
         ({"max_read_mb_s": -1}, "sim.max_read_mb_s"),
         ({"max_read_mb_s": True}, "sim.max_read_mb_s"),
+        ({"idle_batch_wait_ms": -1}, "sim.idle_batch_wait_ms"),
+        ({"idle_batch_wait_ms": 5000}, "sim.idle_batch_wait_ms"),
         ({"max_num_seqs": 0}, "sim.max_num_seqs"),
         ({"g1_blocks": -1}, "sim.g1_blocks"),
         ({"typo_key": 1}, "unknown key"),

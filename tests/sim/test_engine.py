@@ -55,6 +55,49 @@ def test_max_num_seqs_queues_the_rest(tmp_path: Path) -> None:
     run(scenario())
 
 
+def burst_steps(cfg: dict, tmp_path: Path, stagger_s: float = 0.0005) -> int:
+    """Steps an idle engine takes for four one-token requests arriving ``stagger_s`` apart
+    (a closed loop's users coming back after one step answered them all)."""
+
+    async def scenario() -> int:
+        async with running_sim(cfg, tmp_path) as sim:
+            await sim.generate(words(8, tag="warm"), max_tokens=1)
+            before = sim.engine.stats.steps
+
+            async def user(i: int) -> None:
+                await asyncio.sleep(i * stagger_s)
+                assert (await sim.generate(words(32, tag=f"u{i}"), max_tokens=1)).status == 200
+
+            await asyncio.gather(*(user(i) for i in range(4)))
+            return sim.engine.stats.steps - before
+
+    return run(scenario())
+
+
+def test_idle_batch_wait_starts_a_burst_as_one_batch(tmp_path: Path) -> None:
+    base = {"mode": "uma", "g1_blocks": 256, "max_num_seqs": 8}
+    # without the wait the first arrival starts a step alone and the others take the next
+    assert burst_steps(base, tmp_path / "off") >= 2
+    assert burst_steps({**base, "idle_batch_wait_ms": 20}, tmp_path / "on") == 1
+
+
+def test_idle_batch_wait_delays_only_an_idle_engine(tmp_path: Path) -> None:
+    cfg = {"mode": "uma", "g1_blocks": 256, "max_num_seqs": 8, "idle_batch_wait_ms": 60}
+
+    async def scenario() -> None:
+        async with running_sim(cfg, tmp_path) as sim:
+            first = await sim.generate(words(32, tag="alone"), max_tokens=1)
+            # from idle: the wait, then one prefill step (on the timeline: no more)
+            assert 0.060 <= first.ttft_s < 0.060 + TINY.step_s(1, TINY.prefill_s(32, 0), 0) + 0.05
+            long = asyncio.create_task(sim.generate(words(32, tag="long"), max_tokens=200))
+            await asyncio.sleep(0.2)  # the long one decodes: the engine is busy
+            joined = await sim.generate(words(32, tag="joins"), max_tokens=1)
+            assert joined.ttft_s < 0.060  # it joins the next step without waiting
+            assert (await long).status == 200
+
+    run(scenario())
+
+
 def overload(cfg: dict, tmp_path: Path) -> tuple[list, dict]:
     async def scenario() -> tuple[list, dict]:
         async with running_sim(cfg, tmp_path) as sim:

@@ -45,6 +45,9 @@ class SimConfig:
     mode: str = "uma"
     max_num_seqs: int = 64
     max_num_batched_tokens: int = 8192
+    #: an idle engine woken by a request waits this long for the rest of a burst before
+    #: its first step (TensorRT-LLM's ``batch_wait_timeout_ms``, here only from idle)
+    idle_batch_wait_ms: float = 0.0
     max_model_len: int = 0  # 0: the model profile's
     block_tokens: int = 16
     memory_fraction: float = 0.9
@@ -197,6 +200,12 @@ class SimConfig:
             need(ok and 0 < value < math.inf, key, "must be a number of seconds > 0")
         need(0 < self.memory_fraction <= 1, "memory_fraction", "must be in (0, 1]")
         need(0 < self.byte_scale <= 1, "byte_scale", "must be in (0, 1]")
+        wait = self.idle_batch_wait_ms
+        need(
+            isinstance(wait, int | float) and not isinstance(wait, bool) and 0 <= wait <= 1000,
+            "idle_batch_wait_ms",
+            "must be a number of milliseconds in [0, 1000]",
+        )
         cap = self.max_read_mb_s
         need(
             isinstance(cap, int | float) and not isinstance(cap, bool) and 0 <= cap < math.inf,
