@@ -569,6 +569,35 @@ def server_reads_report(runs: pl.DataFrame, source: str) -> Criterion:
     )
 
 
+def storage_in_path(runs: pl.DataFrame, scope: str) -> Gate:
+    """A QoS perturbation of the device acts on the server through its own reads from it:
+    a run whose own device reads are zero (its G3 elsewhere, e.g. in memory) cannot show
+    that mechanism, so the verdict is invalid (``no_server_device_reads``). p99 may still
+    move there, with the perturbation's CPU load on a small machine: an oracle world
+    whose G3 lived in memory rose 9.6 % under heavy fio (CI 0.3 to 18.6 %), all of it
+    beside storage. Where the server's own reads cannot be told apart the gate does not
+    apply (the ``server_own_reads`` report says why)."""
+    frame, method = server_reads(runs)
+    if method is None or runs.height == 0:
+        return Gate("storage_in_path", None, INVALID, details={"scope": scope, "method": method})
+    own = frame[SERVER_READS]
+    failing = [[*r, b] for r, b in zip(rows(runs), own, strict=True) if b <= 0]
+    return Gate(
+        "storage_in_path",
+        not failing,
+        INVALID,
+        value=float(cast(float, own.min())),
+        threshold=0.0,
+        reasons=["no_server_device_reads"] if failing else [],
+        details={
+            "scope": scope,
+            "method": method,
+            "statistic": "min over runs of the server's own device read bytes in the window",
+            "failing_runs": failing,
+        },
+    )
+
+
 def no_tier_traffic(runs: pl.DataFrame, tiers: str, name: str, source: str) -> Criterion:
     """A stack that must not use its KV tiers: no run onboards from them in its window.
 

@@ -79,3 +79,22 @@ def test_h4b_reports_the_servers_own_reads_apart_from_fios(verdict_of, criterion
         planted = 300 * 0.6 * 2048 / 16 * 65536
         assert all(0.7 < b / planted < 1.02 for b in c["details"]["per_run"])
         assert v["status"] == "supported"
+
+
+def test_h4b_without_the_servers_own_device_reads_is_invalid(verdict_of, criterion):
+    """G3 in memory: the server reads nothing from the contended device, yet p99 rises
+    under fio (on a 2-core machine its CPU load does it: an oracle world rose 9.6 %, CI
+    0.3 to 18.6 %). The old evaluator supported H4B from that rise; the mechanism, the
+    server's own reads from the device in every run, is missing: invalid."""
+    v = verdict_of("H4B", World(device_read_factor=0.0))
+    assert criterion(v, "p99_rises_with_degradation")["status"] == "supported"  # the trap
+    assert criterion(v, "server_own_reads")["value"] == 0.0
+    gate = v["gates"]["storage_in_path"]
+    assert gate["passed"] is False and gate["reasons"] == ["no_server_device_reads"]
+    assert v["status"] == "invalid" and "no_server_device_reads" in v["reasons"]
+
+
+def test_h4b_storage_gate_passes_where_the_server_reads_the_device(verdict_of):
+    v = verdict_of("H4B")
+    assert v["gates"]["storage_in_path"]["passed"] is True
+    assert v["gates"]["storage_in_path"]["value"] > 0
