@@ -327,7 +327,9 @@ def run_point(
             )
         else:
             ctx = workload["context_tokens"]
-            nonce = workload.get("nonce", True)
+            # a per-user nonce; the plan's per-request one (``nonce: request``) is
+            # replayed as per-user too: fixed prompts cannot change between requests
+            nonce = bool(workload.get("nonce", True))
             prompts = [
                 (f"nonce-{seed}-{u} " if nonce else "") + body_words(ctx - nonce)
                 for u in range(users)
