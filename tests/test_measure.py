@@ -32,3 +32,24 @@ def test_the_qos_perturbation_runs_from_before_warmup_to_after_cooldown(tmp_path
     assert qos["started"]["tool"] == "builtin" and qos["stopped"]["summary"]
     assert phases["idle"][1] <= qos["started"]["started_ns"] <= phases["warmup"][0]
     assert qos["stopped"]["stopped_ns"] >= phases["cooldown"][1]
+
+
+def test_an_io_scheduler_the_device_cannot_take_is_recorded_and_the_point_runs(
+    tmp_path: Path,
+) -> None:
+    """``qos.io_scheduler`` is held around the whole point where it can be; where it
+    cannot (no such scheduler, no root, no block device) the point runs under the
+    scheduler it found and run.json says why, instead of failing the plan."""
+    cfg = plan(phases={"idle_s": 0.1, "warmup_s": 0.1, "load_s": 0.3, "cooldown_s": 0.1})
+    cfg["defaults"]["qos"] = {"io_scheduler": "no-such-scheduler"}
+    spec = Plan(cfg, REPO).runs()[0].spec_json()
+    with TruthServer(TruthConfig(ttft_ms=1, itl_ms=1)) as srv:
+        cmd = [sys.executable, "-m", "spark_harness", "loadgen", "--endpoint", srv.base_url]
+        cmd += ["--model", "truth", "--spec-json", spec, "--out", str(tmp_path / "point")]
+        cmd += ["--failed-dir", str(tmp_path / "failed"), "--scratch", str(tmp_path / "qos")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads((tmp_path / "point/run.json").read_text())["io_scheduler"]
+    assert record["requested"] == "no-such-scheduler" and record["applied"] is False
+    assert "no-such-scheduler" in record["reason"]
+    assert "not applied" in done.stderr

@@ -173,6 +173,10 @@ def test_editing_one_sweep_changes_only_that_hypothesis_specs():
             ),
             r"hypotheses\.H0 point users-\d+: qos\.latency_target_ms runs the builtin",
         ),
+        (
+            lambda c: c["hypotheses"]["H0"].update(qos={"io_scheduler": "none; reboot"}),
+            r"hypotheses\.H0\.qos\.io_scheduler: 'none; reboot' does not match",
+        ),
     ],
 )
 def test_invalid_plans_fail_naming_the_key(mutate, message):

@@ -5,7 +5,9 @@ without load and load without telemetry are both impossible:
 
 1. wait for the endpoint file, resolve U_work, check readiness within the stack's
    start-up timeout (the log tail is the error if the server never comes up);
-2. wait for the sidecar, record the idle baseline (no requests);
+2. hold the contended device's I/O scheduler where the plan sets ``qos.io_scheduler``
+   (put back when the point ends), wait for the sidecar, record the idle baseline
+   (no requests);
 3. run the load phases (:func:`spark_harness.loadgen.run_load`), streaming every
    finished request to disk, with the storage-QoS perturbation running from before the
    warm-up until after the cool-down (started and stopped outside the event loop);
@@ -33,7 +35,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -252,7 +254,11 @@ class Point:
         self.run["server_startup_s"] = (self.clock.now_ns() - ep.started_ns) / 1e9
         self.run["ready_wait_s"] = waited
         self.preflight(ep)
+        with self.io_scheduler(ep):
+            self.measure_ready(ep)
 
+    def measure_ready(self, ep: Endpoint) -> None:
+        """The phases against a ready server: idle baseline, warm-up, load, cool-down."""
         from spark_harness.telemetry import devices
 
         info = self.sidecar()
@@ -363,19 +369,38 @@ class Point:
         paths = sorted(Path(lora_dir).glob("*")) if lora_dir else []
         self.run["cold_start"] = drop_page_cache(paths)
 
+    def qos_target(self, ep: Endpoint) -> Path:
+        """Where contention goes: the filesystem holding G3 (or, for a stack without one,
+        the point's scratch directory on the results device)."""
+        return Path(ep.g3_dir) if ep.g3_dir else self.args.scratch or (self.out / "qos-scratch")
+
+    @contextlib.contextmanager
+    def io_scheduler(self, ep: Endpoint) -> Iterator[None]:
+        """Hold the contended device's I/O scheduler for the point, on every point of a
+        hypothesis that sets ``qos.io_scheduler`` (its unperturbed points too)."""
+        name = (self.spec.get("qos") or {}).get("io_scheduler")
+        if name is None:
+            yield
+            return
+        from spark_harness.telemetry.iosched import held_scheduler
+
+        with held_scheduler(self.qos_target(ep), name) as record:
+            self.run["io_scheduler"] = record
+            yield
+
     def qos(self, ep: Endpoint) -> Any:
         q = self.spec.get("qos") or {}
         if q.get("profile", "none") == "none":
             return None
         from spark_harness.telemetry.qos import Perturbation, ToolMissing
 
-        # contention goes to the filesystem holding G3 (or, for a stack without one,
-        # the point's scratch directory on the results device)
-        scratch = self.args.scratch or (self.out / "qos-scratch")
-        target = Path(ep.g3_dir) if ep.g3_dir else scratch
         try:
             return Perturbation(
-                q["profile"], q.get("tool", "auto"), target, self.out, q.get("latency_target_ms")
+                q["profile"],
+                q.get("tool", "auto"),
+                self.qos_target(ep),
+                self.out,
+                q.get("latency_target_ms"),
             )
         except ToolMissing as e:
             raise PointFailed("qos_tool_missing", str(e)) from e

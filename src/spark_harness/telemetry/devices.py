@@ -106,14 +106,20 @@ def device_by_name(name: str, sys_dev_block: Path = SYS_DEV_BLOCK) -> BlockDevic
 
 
 # ------------------------------------------------------------------------- facts
+def queue_dir(dev: BlockDevice, sys_dev_block: Path = SYS_DEV_BLOCK) -> Path:
+    """The sysfs ``queue`` directory of ``dev`` (a partition's is its disk's)."""
+    node = (sys_dev_block / f"{dev.major}:{dev.minor}").resolve()
+    if not (node / "queue").exists():
+        node = node.parent
+    return node / "queue"
+
+
 def _sysfs_facts(dev: BlockDevice, sys_dev_block: Path) -> dict[str, Any]:
-    queue = (sys_dev_block / f"{dev.major}:{dev.minor}").resolve()
-    if not (queue / "queue").exists():  # partitions keep the queue on the disk
-        queue = queue.parent
+    queue = queue_dir(dev, sys_dev_block)
     out: dict[str, Any] = {}
     for key in ("rotational", "logical_block_size", "max_sectors_kb", "nr_requests", "scheduler"):
         try:
-            out[key] = (queue / "queue" / key).read_text().strip()
+            out[key] = (queue / key).read_text().strip()
         except OSError:
             continue
     return out
