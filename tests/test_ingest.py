@@ -168,6 +168,29 @@ def test_missing_files_mean_nothing_measured(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("held", "expected"),
+    [
+        (None, None),  # the plan left the device as it was
+        ({"requested": "none", "applied": True, "before": "mq-deadline"}, "none"),
+        ({"requested": "none", "applied": False, "before": "mq-deadline"}, "mq-deadline"),
+        ({"requested": "none", "applied": False, "reason": "no block device"}, None),
+    ],
+)
+def test_points_say_which_io_scheduler_the_contended_device_ran(tmp_path, held, expected):
+    """A point that asked for a scheduler and did not get it (no root) must not read as
+    one that ran under it: the column holds the scheduler in effect."""
+    d = write_run(tmp_path, RunSpec("H4B", "B", "qos-heavy", 0, n_requests=5))
+    if held is not None:
+        run = json.loads((d / "run.json").read_text())
+        run["io_scheduler"] = held
+        (d / "run.json").write_text(json.dumps(run))
+    ingest([d], tmp_path / "out")
+    assert pl.read_parquet(tmp_path / "out" / "points.parquet")["io_scheduler"].to_list() == [
+        expected
+    ]
+
+
+@pytest.mark.parametrize(
     ("edit", "message"),
     [
         (lambda run: run.pop("phases"), "lacks phases"),

@@ -308,6 +308,16 @@ def _perturbation_reads(raw: dict[str, Any]) -> float | None:
     return float(summary["read_mib_s"]) * 2**20
 
 
+def _io_scheduler(raw: dict[str, Any]) -> str | None:
+    """The I/O scheduler the contended device ran during the point where the plan held
+    one (``qos.io_scheduler``): the one asked for, or the one found where it could not
+    be set; None where the plan left the device as it was."""
+    held = raw.get("io_scheduler")
+    if not held:
+        return None
+    return held.get("requested") if held.get("applied") else held.get("before")
+
+
 def read_telemetry(meta: RunMeta) -> tuple[pl.DataFrame, list[str], int]:
     """One run's samples with derived columns, its unavailable sources, bad line count."""
     raw = meta.dir / RAW_TELEMETRY
@@ -468,6 +478,7 @@ def point_row(
         "block_tokens": sim.get("block_tokens"),
         "server_mode": sim.get("mode"),
         "g3_dir": endpoint.get("g3_dir"),
+        "io_scheduler": _io_scheduler(raw),
         "perturbation_read_bps": _perturbation_reads(raw),
         "n_requests": requests.height,
         "n_window": n_win,
@@ -510,6 +521,7 @@ POINT_SCHEMA: dict[str, pl.DataType] = {
     "block_tokens": pl.Int64(),
     "server_mode": pl.String(),
     "g3_dir": pl.String(),
+    "io_scheduler": pl.String(),
     "perturbation_read_bps": pl.Float64(),
     "n_requests": pl.Int64(),
     "n_window": pl.Int64(),
