@@ -138,6 +138,19 @@ def test_lora_cold_warmup_uses_the_base_model(run_in_process) -> None:
     assert all(r["adapter"] for r in out.phase("load"))
 
 
+def test_a_request_built_in_a_cold_warmup_but_sent_in_the_load_gets_an_adapter(
+    run_in_process,
+) -> None:
+    """Users that think past the warm-up's end send in the load window a job built while
+    the warm-up ran: it was sent to the base model and counted in the window (a CI run
+    caught one such request). It is now built again for the phase it is sent in."""
+    wl = {"kind": "lora", "context_tokens": 8, "output_tokens": 2, "adapter_cache": "cold"}
+    load = {"kind": "closed", "users": 6, "think_s": 0.15}
+    out = run_in_process(spec(wl, load, warmup_s=0.1, load_s=0.3))
+    assert out.phase("load") and all(r["adapter"] for r in out.phase("load"))
+    assert all(r["adapter"] is None for r in out.phase("warmup"))
+
+
 def test_trace_replay_follows_the_scaled_timestamps(run_in_process) -> None:
     trace = "inputs/traces/mooncake_small.jsonl"
     entries = read_trace(trace)

@@ -249,9 +249,10 @@ class _Run:
                 ready = due
                 if not await phases.sleep_until(due):
                     return
-            phase = phases.claim()
-            if phase is not None:
-                await self._one(client, job, phase, ready, user=user)
+            sent_in = phases.claim()
+            if sent_in is not None:
+                job = self._rebuilt(job, phase, sent_in, user)
+                await self._one(client, job, sent_in, ready, user=user)
 
     async def _dispatch(self, client: Client, tg: asyncio.TaskGroup) -> None:
         s, phases = self.settings, self.phases
@@ -275,13 +276,14 @@ class _Run:
                 phases.exhausted(phase)
                 break
             if self.slots is None:  # sent now: its phase is decided now
-                phase = phases.claim()
-                if phase is None:
+                sent_in = phases.claim()
+                if sent_in is None:
                     break
-                tg.create_task(self._one(client, job, phase, time.monotonic_ns(), scheduled=due))
+                job = self._rebuilt(job, phase, sent_in, None)
+                tg.create_task(self._one(client, job, sent_in, time.monotonic_ns(), scheduled=due))
             else:
                 self._unclaimed += 1
-                tg.create_task(self._queued(client, job, due, self.slots))
+                tg.create_task(self._queued(client, job, phase, due, self.slots))
         # the schedule (a trace) has ended: once the last arrivals have their phase, the
         # remaining phases have nothing to send
         if self._unclaimed:
@@ -291,19 +293,30 @@ class _Run:
             phases.exhausted(phase)
 
     async def _queued(
-        self, client: Client, job: Job, scheduled: int, slots: asyncio.Semaphore
+        self, client: Client, job: Job, built_for: str, scheduled: int, slots: asyncio.Semaphore
     ) -> None:
         """An open-loop arrival waiting for one of ``max_concurrency`` slots."""
         ready = time.monotonic_ns()
         async with slots:
-            phase = self.phases.claim()
+            sent_in = self.phases.claim()
             self._unclaimed -= 1
             if self._unclaimed == 0:
                 self._all_claimed.set()
-            if phase is None:
+            if sent_in is None:
                 self.dropped += 1
             else:
-                await self._one(client, job, phase, ready, scheduled=scheduled)
+                job = self._rebuilt(job, built_for, sent_in, None)
+                await self._one(client, job, sent_in, ready, scheduled=scheduled)
+
+    def _rebuilt(self, job: Job, built_for: str, sent_in: str, user: int | None) -> Job:
+        """The job to send in ``sent_in``. A request belongs to the phase it is sent in,
+        and the time of the phase it was built for can run out while it waits (a think
+        time, a slot, the loop's turn); where the phase shapes the request (a cold-LoRA
+        warm-up's base model) it is built again. Only timed phases end that way, and
+        their workloads never run out of requests (``or job`` is not reached)."""
+        if sent_in == built_for or not self.workload.phase_shapes_requests:
+            return job
+        return self.workload.next(sent_in, user) or job
 
     async def _one(
         self,

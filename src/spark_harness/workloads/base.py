@@ -68,6 +68,10 @@ class Workload(ABC):
     max_users: int | None = None
     #: warm-up lasts until at least this many warm-up requests have finished
     warmup_min_requests: int = 0
+    #: True when what a request asks for depends on its phase (a cold-LoRA warm-up sends
+    #: the base model): a job built for a phase whose time ran out while it waited to be
+    #: sent is built again for the phase it is sent in
+    phase_shapes_requests: bool = False
 
     @abstractmethod
     def next(self, phase: str, user: int | None) -> Job | None:

@@ -46,6 +46,8 @@ class AdapterMix:
 class LoraMix(FixedContext):
     """fixed_context prompts, each request sent to an adapter of the mix."""
 
+    phase_shapes_requests = True  # a cold warm-up's requests go to the base model
+
     def __init__(
         self,
         prompts: Prompts,
