@@ -13,13 +13,13 @@ from tests.conftest import REPO
 from tests.faults.conftest import plan
 
 
-def test_the_qos_perturbation_runs_from_before_warmup_to_after_cooldown(tmp_path: Path) -> None:
-    """Starting fio (or the builtin generator) blocks for a moment; inside the load
-    generator's event loop, at the load window's first edge, that moment delayed every
-    request in flight, and stopping it at the window's end delayed the last ones. It
-    now runs before the warm-up and stops after the cool-down, outside the loop."""
-    cfg = plan(phases={"idle_s": 0.1, "warmup_s": 0.3, "load_s": 0.5, "cooldown_s": 0.2})
-    cfg["defaults"]["qos"] = {"profile": "moderate", "tool": "builtin"}
+def run_point(
+    tmp_path: Path, phases: dict[str, float], qos: dict[str, object]
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """One point of a plan with ``phases`` and ``qos`` against a truth server, run as
+    Snakemake runs it: (the finished process, its run.json)."""
+    cfg = plan(phases=phases)
+    cfg["defaults"]["qos"] = qos
     spec = Plan(cfg, REPO).runs()[0].spec_json()
     with TruthServer(TruthConfig(ttft_ms=1, itl_ms=1)) as srv:
         cmd = [sys.executable, "-m", "spark_harness", "loadgen", "--endpoint", srv.base_url]
@@ -27,7 +27,16 @@ def test_the_qos_perturbation_runs_from_before_warmup_to_after_cooldown(tmp_path
         cmd += ["--failed-dir", str(tmp_path / "failed"), "--scratch", str(tmp_path / "qos")]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    run = json.loads((tmp_path / "point/run.json").read_text())
+    return done, json.loads((tmp_path / "point/run.json").read_text())
+
+
+def test_the_qos_perturbation_runs_from_before_warmup_to_after_cooldown(tmp_path: Path) -> None:
+    """Starting fio (or the builtin generator) blocks for a moment; inside the load
+    generator's event loop, at the load window's first edge, that moment delayed every
+    request in flight, and stopping it at the window's end delayed the last ones. It
+    now runs before the warm-up and stops after the cool-down, outside the loop."""
+    asked = {"idle_s": 0.1, "warmup_s": 0.3, "load_s": 0.5, "cooldown_s": 0.2}
+    _, run = run_point(tmp_path, asked, {"profile": "moderate", "tool": "builtin"})
     qos, phases = run["qos"], run["phases"]
     assert qos["started"]["tool"] == "builtin" and qos["stopped"]["summary"]
     assert phases["idle"][1] <= qos["started"]["started_ns"] <= phases["warmup"][0]
@@ -40,16 +49,9 @@ def test_an_io_scheduler_the_device_cannot_take_is_recorded_and_the_point_runs(
     """``qos.io_scheduler`` is held around the whole point where it can be; where it
     cannot (no such scheduler, no root, no block device) the point runs under the
     scheduler it found and run.json says why, instead of failing the plan."""
-    cfg = plan(phases={"idle_s": 0.1, "warmup_s": 0.1, "load_s": 0.3, "cooldown_s": 0.1})
-    cfg["defaults"]["qos"] = {"io_scheduler": "no-such-scheduler"}
-    spec = Plan(cfg, REPO).runs()[0].spec_json()
-    with TruthServer(TruthConfig(ttft_ms=1, itl_ms=1)) as srv:
-        cmd = [sys.executable, "-m", "spark_harness", "loadgen", "--endpoint", srv.base_url]
-        cmd += ["--model", "truth", "--spec-json", spec, "--out", str(tmp_path / "point")]
-        cmd += ["--failed-dir", str(tmp_path / "failed"), "--scratch", str(tmp_path / "qos")]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    record = json.loads((tmp_path / "point/run.json").read_text())["io_scheduler"]
+    asked = {"idle_s": 0.1, "warmup_s": 0.1, "load_s": 0.3, "cooldown_s": 0.1}
+    done, run = run_point(tmp_path, asked, {"io_scheduler": "no-such-scheduler"})
+    record = run["io_scheduler"]
     assert record["requested"] == "no-such-scheduler" and record["applied"] is False
     assert "no-such-scheduler" in record["reason"]
     assert "not applied" in done.stderr
