@@ -7,8 +7,9 @@ sector order, so a server's read waits more or less depending on where its file 
 relative to the perturbation's files, a placement that changes with every server start
 (on the demo's virtio disk the heavy point's G3 reads fell into a 3.8 ms and a 5.5 ms
 regime, one per server lifetime). ``none`` serves requests in arrival order, as an NVMe
-drive does by default, so every read waits for what is queued ahead of it: the wait the
-device's read await reports.
+drive does by default, so no read's wait depends on where its file lies. (It does not
+make a read's wait equal to the device's average read await: a lone reader beside the
+deep queue still saw a median of ~1.2 ms under a 4 ms average.)
 
 Setting it needs write access to sysfs (root); where that is refused, the point runs
 under the scheduler it found and the record says why. The previous scheduler is put
