@@ -191,26 +191,6 @@ def test_points_say_which_io_scheduler_the_contended_device_ran(tmp_path, held, 
 
 
 @pytest.mark.parametrize(
-    ("held", "expected"),
-    [
-        (None, None),
-        ({"requested": 2, "applied": True, "before": 256, "in_effect": 4}, 4),  # clamped
-        ({"requested": 8, "applied": False, "before": 256, "reason": "no root"}, 256),
-    ],
-)
-def test_points_say_which_queue_depth_the_contended_device_ran(tmp_path, held, expected):
-    """The depth in effect is what the kernel took, not what the plan asked for."""
-    d = write_run(tmp_path, RunSpec("H4B", "B", "qos-heavy", 0, n_requests=5))
-    if held is not None:
-        run = json.loads((d / "run.json").read_text())
-        run["nr_requests"] = held
-        (d / "run.json").write_text(json.dumps(run))
-    ingest([d], tmp_path / "out")
-    points = pl.read_parquet(tmp_path / "out" / "points.parquet")
-    assert points["nr_requests"].to_list() == [expected]
-
-
-@pytest.mark.parametrize(
     ("edit", "message"),
     [
         (lambda run: run.pop("phases"), "lacks phases"),

@@ -308,17 +308,14 @@ def _perturbation_reads(raw: dict[str, Any]) -> float | None:
     return float(summary["read_mib_s"]) * 2**20
 
 
-def _held(raw: dict[str, Any], key: str) -> Any:
-    """The setting of the contended device's queue the point ran with where the plan held
-    one (``qos.io_scheduler``, ``qos.nr_requests``): the one asked for (the depth the
-    kernel took), or the one found where it could not be set; None where the plan left
-    the device as it was."""
-    held = raw.get(key)
+def _io_scheduler(raw: dict[str, Any]) -> str | None:
+    """The I/O scheduler the contended device ran during the point where the plan held
+    one (``qos.io_scheduler``): the one asked for, or the one found where it could not
+    be set; None where the plan left the device as it was."""
+    held = raw.get("io_scheduler")
     if not held:
         return None
-    if not held.get("applied"):
-        return held.get("before")
-    return held.get("in_effect", held.get("requested"))
+    return held.get("requested") if held.get("applied") else held.get("before")
 
 
 def read_telemetry(meta: RunMeta) -> tuple[pl.DataFrame, list[str], int]:
@@ -481,8 +478,7 @@ def point_row(
         "block_tokens": sim.get("block_tokens"),
         "server_mode": sim.get("mode"),
         "g3_dir": endpoint.get("g3_dir"),
-        "io_scheduler": _held(raw, "io_scheduler"),
-        "nr_requests": _held(raw, "nr_requests"),
+        "io_scheduler": _io_scheduler(raw),
         "perturbation_read_bps": _perturbation_reads(raw),
         "n_requests": requests.height,
         "n_window": n_win,
@@ -526,7 +522,6 @@ POINT_SCHEMA: dict[str, pl.DataType] = {
     "server_mode": pl.String(),
     "g3_dir": pl.String(),
     "io_scheduler": pl.String(),
-    "nr_requests": pl.Int64(),
     "perturbation_read_bps": pl.Float64(),
     "n_requests": pl.Int64(),
     "n_window": pl.Int64(),

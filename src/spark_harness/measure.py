@@ -5,9 +5,9 @@ without load and load without telemetry are both impossible:
 
 1. wait for the endpoint file, resolve U_work, check readiness within the stack's
    start-up timeout (the log tail is the error if the server never comes up);
-2. hold the contended device's I/O scheduler and queue depth where the plan sets
-   ``qos.io_scheduler`` / ``qos.nr_requests`` (put back when the point ends), wait for
-   the sidecar, record the idle baseline (no requests);
+2. hold the contended device's I/O scheduler where the plan sets ``qos.io_scheduler``
+   (put back when the point ends), wait for the sidecar, record the idle baseline
+   (no requests);
 3. run the load phases (:func:`spark_harness.loadgen.run_load`), streaming every
    finished request to disk, with the storage-QoS perturbation running from before the
    warm-up until after the cool-down (started and stopped outside the event loop);
@@ -254,7 +254,7 @@ class Point:
         self.run["server_startup_s"] = (self.clock.now_ns() - ep.started_ns) / 1e9
         self.run["ready_wait_s"] = waited
         self.preflight(ep)
-        with self.device_queue(ep):
+        with self.io_scheduler(ep):
             self.measure_ready(ep)
 
     def measure_ready(self, ep: Endpoint) -> None:
@@ -375,19 +375,17 @@ class Point:
         return Path(ep.g3_dir) if ep.g3_dir else self.args.scratch or (self.out / "qos-scratch")
 
     @contextlib.contextmanager
-    def device_queue(self, ep: Endpoint) -> Iterator[None]:
-        """Hold the contended device's I/O scheduler and queue depth for the point, on
-        every point of a hypothesis that sets ``qos.io_scheduler`` or ``qos.nr_requests``
-        (its unperturbed points too); run.json records each under its key."""
-        q = self.spec.get("qos") or {}
-        scheduler, depth = q.get("io_scheduler"), q.get("nr_requests")
-        if scheduler is None and depth is None:
+    def io_scheduler(self, ep: Endpoint) -> Iterator[None]:
+        """Hold the contended device's I/O scheduler for the point, on every point of a
+        hypothesis that sets ``qos.io_scheduler`` (its unperturbed points too)."""
+        name = (self.spec.get("qos") or {}).get("io_scheduler")
+        if name is None:
             yield
             return
-        from spark_harness.telemetry.iosched import held_queue
+        from spark_harness.telemetry.iosched import held_scheduler
 
-        with held_queue(self.qos_target(ep), scheduler, depth) as records:
-            self.run.update(records)
+        with held_scheduler(self.qos_target(ep), name) as record:
+            self.run["io_scheduler"] = record
             yield
 
     def qos(self, ep: Endpoint) -> Any:
