@@ -7,9 +7,11 @@ sector order, so a server's read waits more or less depending on where its file 
 relative to the perturbation's files, a placement that changes with every server start
 (on the demo's virtio disk the heavy point's G3 reads fell into a 3.8 ms and a 5.5 ms
 regime, one per server lifetime). ``none`` serves requests in arrival order, as an NVMe
-drive does by default, so no read's wait depends on where its file lies. (It does not
-make a read's wait equal to the device's average read await: a lone reader beside the
-deep queue still saw a median of ~1.2 ms under a 4 ms average.)
+drive does by default, so the guest's queue no longer orders reads by where their files
+lie. Behind a virtual disk the host still may: with 16 I/Os in flight under ``none`` a
+lone reader's 8 s mean sat at 0.7 or at 1.3 ms depending on the directory tree it ran
+in (benchmarks/README.md). Nor is a read's wait the device's average read await: a lone
+reader beside the deep queue saw a median of ~1.2 ms under a 4 ms average.
 
 Setting it needs write access to sysfs (root); where that is refused, the point runs
 under the scheduler it found and the record says why. The previous scheduler is put
