@@ -8,9 +8,9 @@ relative to the perturbation's files, a placement that changes with every server
 (on the demo's virtio disk the heavy point's G3 reads fell into a 3.8 ms and a 5.5 ms
 regime, one per server lifetime). ``none`` serves requests in arrival order, as an NVMe
 drive does by default, so the guest's queue no longer orders reads by where their files
-lie. Behind a virtual disk the host still may: with 16 I/Os in flight under ``none`` a
-lone reader's 8 s mean sat at 0.7 or at 1.3 ms depending on the directory tree it ran
-in (benchmarks/README.md). Nor is a read's wait the device's average read await: a lone
+lie. The host behind a virtual disk still varies its service: with 16 I/Os in flight
+under ``none`` a lone reader's 8 s mean was 0.7 ms in one trial and 1.3 ms in the next
+(benchmarks/README.md). Nor is a read's wait the device's average read await: a lone
 reader beside the deep queue saw a median of ~1.2 ms under a 4 ms average.
 
 Setting it needs write access to sysfs (root); where that is refused, the point runs

@@ -23,7 +23,7 @@ The latency the builtin generator holds is the one its own threads see, includin
 wait before the kernel counts an I/O at the device (on the demo VM, waiting for a
 request tag; not the interpreter's lock: four processes waited alike). Usually the two
 agree (on the demo VM: 55-80 I/Os at the device, read await 3.8 ms for a held 4 ms), but
-in one file placement 85 threads kept only 7 I/Os at the device, whose await stayed at
+in some runs 85 threads kept only 7 I/Os at the device, whose await stayed at
 0.5 ms: the device was slowed far less than the target says. The sidecar's read await
 beside it shows which (benchmarks/README.md).
 """
