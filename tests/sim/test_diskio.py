@@ -105,3 +105,32 @@ def test_buffered_fallback_still_reads_from_the_device(tmp_path: Path, monkeypat
         assert isinstance(errors[0], OSError)
     finally:
         f.close()
+
+
+def test_each_thread_turns_through_its_own_buffers(tmp_path: Path) -> None:
+    """A read's wait on a virtual disk depends on how its buffer's pages lie in memory,
+    so one buffer per thread made a draw per server start: I/O turns through a pool
+    (at most POOL_BYTES of it), and blocks still round-trip whichever buffer carries
+    them."""
+    import threading
+
+    from spark_harness.sim.diskio import POOL_BYTES, POOL_MAX
+
+    slot = 4 << 20  # 4 blocks fit POOL_BYTES
+    f = BlockFile(tmp_path / "g3.blocks", slot_bytes=slot, slots=8)
+    try:
+        mine = [id(f._buffer()) for _ in range(2 * POOL_MAX)]
+        assert len(set(mine)) == POOL_BYTES // slot
+        assert mine[: POOL_BYTES // slot] == mine[POOL_BYTES // slot : 2 * (POOL_BYTES // slot)]
+        other: list[int] = []
+        t = threading.Thread(target=lambda: other.append(id(f._buffer())))
+        t.start()
+        t.join()
+        assert other[0] not in mine
+        tags = [os.urandom(16) for _ in range(8)]
+        for s, tag in enumerate(tags):
+            f.write(s, tag)
+        for s, tag in reversed(list(enumerate(tags))):
+            f.read(s, tag)
+    finally:
+        f.close()
