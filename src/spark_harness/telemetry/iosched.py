@@ -8,10 +8,10 @@ relative to the perturbation's files, a placement that changes with every server
 (on the demo's virtio disk the heavy point's G3 reads fell into a 3.8 ms and a 5.5 ms
 regime, one per server lifetime). ``none`` serves requests in arrival order, as an NVMe
 drive does by default, so the guest's queue no longer orders reads by where their files
-lie. The host behind a virtual disk still varies its service: with 16 I/Os in flight
-under ``none`` a lone reader's 8 s mean was 0.7 ms in one trial and 1.3 ms in the next
-(benchmarks/README.md). Nor is a read's wait the device's average read await: a lone
-reader beside the deep queue saw a median of ~1.2 ms under a 4 ms average.
+lie. (On a virtual disk without indirect descriptors a read's wait also depends on how
+its buffer's pages lie in memory; the simulator spreads that over many buffers:
+docs/SIMULATOR.md.) Nor is a read's wait the device's average read await: a lone reader
+beside the deep queue saw a median of ~1.2 ms under a 4 ms average.
 
 Setting it needs write access to sysfs (root); where that is refused, the point runs
 under the scheduler it found and the record says why. The previous scheduler is put

@@ -20,12 +20,13 @@ over windows of seconds, too slow for a point's warm-up, so a target runs the bu
 generator (``tool: auto``) and asking fio for one is an error.
 
 The latency the builtin generator holds is the one its own threads see, including any
-wait before the kernel counts an I/O at the device (on the demo VM, waiting for a
-request tag; not the interpreter's lock: four processes waited alike). Usually the two
-agree (on the demo VM: 55-80 I/Os at the device, read await 3.8 ms for a held 4 ms), but
-in some runs 85 threads kept only 7 I/Os at the device, whose await stayed at
-0.5 ms: the device was slowed far less than the target says. The sidecar's read await
-beside it shows which (benchmarks/README.md).
+wait before the kernel counts an I/O at the device. Usually the two agree (on the demo
+VM: 55-80 I/Os at the device, read await 3.8 ms for a held 4 ms), but in some runs 85
+threads kept only 7 I/Os at the device, whose await stayed at 0.5 ms, the rest waiting
+for a request tag (the virtual disk's ring, without indirect descriptors, has room for
+about 7 requests of 32 scattered pages; not the interpreter's lock: four generator
+processes waited alike): the device was slowed far less than the target says. The
+sidecar's read await beside it shows which (benchmarks/README.md).
 """
 
 from __future__ import annotations
