@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import mmap
 import os
 import random
 import threading
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from spark_harness.iobuf import contiguous_buffers
 from spark_harness.sim.config import IO_ALIGN
 
 POOL_BYTES = 16 << 20  # I/O buffers per thread: as many blocks as fit, at most POOL_MAX
@@ -31,11 +31,6 @@ POOL_MAX = 32
 
 class StorageError(OSError):
     """The G3 or LoRA storage cannot be set up (no space, not writable)."""
-
-
-def _aligned_buffer(nbytes: int) -> mmap.mmap:
-    """Anonymous mappings are page-aligned, as O_DIRECT requires."""
-    return mmap.mmap(-1, nbytes)
 
 
 def create_preallocated(path: Path, nbytes: int, what: str) -> tuple[int, bool]:
@@ -86,29 +81,29 @@ class BlockFile:
         self._pattern = random.Random(seed).randbytes(min(slot_bytes, 1 << 16))
         self._local = threading.local()
 
-    def _buffer(self) -> mmap.mmap:
-        """The next of this thread's I/O buffers, in turn. Why several: on a virtual
-        disk without indirect descriptors (virtio's feature 28; the demo VM's) a request
-        takes one ring slot per physically contiguous run of its buffer, so a read's
-        wait beside a busy device depends on how its buffer's pages happen to lie: a
-        lone reader's 256 KiB reads took 1.1-1.7 ms with a buffer in one huge page and
-        2.5-3.6 ms with one of 64 scattered pages, alternating trials. With one buffer
-        per thread that was a draw per server start (H4B's heavy repetitions fell into
-        fast and slow levels); turning through many averages the draws."""
+    def _buffer(self) -> memoryview:
+        """The next of this thread's I/O buffers, in turn. They lie in huge pages
+        (:mod:`spark_harness.iobuf`): on a virtual disk without indirect descriptors a
+        read of a buffer of scattered pages waits for ring slots, longer the more runs
+        its pages make (a lone reader's 256 KiB reads beside a busy device: 1.1-1.7 ms
+        from one huge page, 2.5-3.6 ms from 64 scattered pages, alternating trials).
+        Several per thread in case the kernel gives no huge pages: then each read draws
+        a layout, and turning through many averages the draws instead of making one
+        draw per server start (H4B's heavy repetitions once fell into two levels so)."""
         pool = getattr(self._local, "pool", None)
         if pool is None:
             n = max(1, min(POOL_MAX, POOL_BYTES // self.slot_bytes))
-            pool = self._local.pool = [self._new_buffer() for _ in range(n)]
+            pool = self._local.pool = contiguous_buffers(n, self.slot_bytes)
+            for buf in pool:
+                self._fill(buf)
             self._local.turn = 0
         self._local.turn = (self._local.turn + 1) % len(pool)
         return pool[self._local.turn]
 
-    def _new_buffer(self) -> mmap.mmap:
-        buf = _aligned_buffer(self.slot_bytes)
+    def _fill(self, buf: memoryview) -> None:
         for off in range(0, self.slot_bytes, len(self._pattern)):
             chunk = self._pattern[: self.slot_bytes - off]
             buf[off : off + len(chunk)] = chunk
-        return buf
 
     def write(self, slot: int, tag: bytes) -> float:
         """Write block ``slot`` tagged with ``tag``; return the seconds it took."""
