@@ -15,8 +15,12 @@ from spark_harness.telemetry.qos import Profile
 PROFILE = Profile(read_pct=50, block_kib=64, iodepth=1, jobs=1, file_mib=1)
 
 
+def _block() -> memoryview:
+    return memoryview(bytearray(PROFILE.block_kib * 1024))
+
+
 def _worker(reads: list[float], writes: list[float]) -> Worker:
-    w = Worker(Path("/nonexistent"), PROFILE, threading.Event(), seed=0)
+    w = Worker(Path("/nonexistent"), PROFILE, threading.Event(), 0, _block())
     w.lat = {"read": list(reads), "write": list(writes)}
     w.count = {"read": len(reads), "write": len(writes)}
     w.total_s = {"read": sum(reads), "write": sum(writes)}
@@ -42,7 +46,7 @@ def test_summary_from_planted_latencies() -> None:
 
 
 def test_worker_reports_a_file_it_cannot_open() -> None:
-    w = Worker(Path("/nonexistent/iogen.0"), PROFILE, threading.Event(), seed=0)
+    w = Worker(Path("/nonexistent/iogen.0"), PROFILE, threading.Event(), 0, _block())
     w.run()
     assert w.error and "/nonexistent/iogen.0" in w.error
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from spark_harness.sim.diskio import BlockFile
 from spark_harness.telemetry import qos
 from spark_harness.telemetry.qos import PROFILES, Perturbation, ToolMissing, fio_summary
 
@@ -138,7 +139,7 @@ def _probe_file(directory: Path) -> Path:
 
 
 def _direct_read_latency_us(path: Path, reads: int = 200) -> float:
-    """Mean latency of random 4 KiB O_DIRECT reads, like the simulator's G3 reads."""
+    """Mean latency of random 4 KiB O_DIRECT reads."""
     buf = mmap.mmap(-1, 4096)
     size = path.stat().st_size
     rng = random.Random(1)
@@ -173,31 +174,68 @@ def test_heavy_slows_o_direct_reads_in_the_target_directory(tool: str, tmp_path:
     assert loaded > 2.0 * baseline, (quiet, loaded, quiet_after)
 
 
+def _g3_io_p95_ms(g3: Path, blocks: int = 60) -> float:
+    """p95 latency of the simulator's own G3 I/O (256 KiB blocks, O_DIRECT, huge-page
+    buffers): a read of a written block and a write of a new one, in turn."""
+    f = BlockFile(g3 / "g3.blocks", slot_bytes=256 << 10, slots=2 * blocks + 1)
+    try:
+        tags = [os.urandom(16) for _ in range(2 * blocks)]
+        for slot in range(blocks):
+            f.write(slot, tags[slot])
+        took = []
+        for slot in range(blocks):
+            took += [f.read(slot, tags[slot]), f.write(blocks + slot, tags[blocks + slot])]
+        return sorted(took)[int(0.95 * len(took))] * 1e3
+    finally:
+        f.close()
+
+
 @pytest.mark.slow
 def test_a_latency_target_holds_the_device_near_it(tmp_path: Path) -> None:
     """The generator runs as few I/Os as keep its mean read latency at the target: a
     target between the quiet device and the full profile is held within a factor 1.5,
-    and reads of a file next to it see about the same latency."""
+    and the simulator's G3 I/O next to it is slowed, in its tail above all: the latency
+    held is that of 1 MiB requests, whose own transfer is part of it, and a 256 KiB
+    neighbour waits for the queue only (on the demo VM at 4 and 6 ms: mean 0.3-1.6 ms,
+    p95 3-6 ms, against 0.2-0.3 and 0.3-0.5 ms quiet; H4B's fetches queue ~30 such I/Os
+    per request behind one another, so its TTFT follows the tail)."""
     g3 = tmp_path / "g3"
     g3.mkdir()
-    probe = _probe_file(g3)
-    quiet = _direct_read_latency_us(probe)
+    quiet = _g3_io_p95_ms(g3)
     with Perturbation("heavy", "builtin", g3, tmp_path / "full") as p:
         time.sleep(0.5)
     full_ms = p.stop()["summary"]["read_lat_mean_us"] / 1e3
-    if full_ms < 4 * quiet / 1e3:
-        pytest.skip(f"heavy barely slows this device ({quiet:.0f} us quiet, {full_ms:.2f} ms)")
-    target_ms = (full_ms * quiet / 1e3) ** 0.5  # halfway (geometric) between the two
+    target_ms = max(4.0, (full_ms * quiet) ** 0.5)  # geometric mean, or the demo's 4 ms
+    if target_ms > full_ms / 1.5:
+        pytest.skip(f"heavy barely slows this device ({quiet:.2f} ms p95 quiet, {full_ms:.2f} ms)")
     with Perturbation("heavy", "builtin", g3, tmp_path / "held", target_ms) as p:
         time.sleep(1.0)
-        loaded = _direct_read_latency_us(probe)
+        loaded = _g3_io_p95_ms(g3)
     result = p.stop()
     depth = result["depth"]
     assert depth["latency_target_ms"] == pytest.approx(target_ms)
     assert depth["depth_min"] < depth["depth_most"]  # it held I/O back
     held_ms = result["summary"]["read_lat_mean_us"] / 1e3
     assert target_ms / 1.5 < held_ms < target_ms * 1.5, (target_ms, held_ms, full_ms)
-    assert loaded / 1e3 > target_ms / 3, (quiet, loaded, target_ms)
+    assert loaded > 3 * quiet, (quiet, loaded, target_ms)
+
+
+def test_the_builtin_generator_takes_only_idle_cpu_and_contiguous_buffers(tmp_path: Path) -> None:
+    """On a 2-core machine a generator at nice 19 still raised Stack A's TTFT p99 by
+    3-9 % (A reads nothing from the device): it runs in the idle class. Its buffers lie
+    in huge pages, and its report says whether the kernel gave them."""
+    g3 = tmp_path / "g3"
+    g3.mkdir()
+    with Perturbation("moderate", "builtin", g3, tmp_path / "out") as p:
+        (gen,) = [c for c in psutil.Process().children() if "iogen" in " ".join(c.cmdline())]
+        policy = os.sched_getscheduler(gen.pid)
+    result = p.stop()
+    assert policy == os.SCHED_IDLE
+    share = result["buffers_contiguous"]
+    assert share is None or 0.0 <= share <= 1.0
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if os.geteuid() == 0 and thp.exists() and "[never]" not in thp.read_text():
+        assert share == 1.0
 
 
 @needs_fio

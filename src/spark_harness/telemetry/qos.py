@@ -80,7 +80,7 @@ class Profile:
 PROFILES: dict[str, Profile | None] = {
     "none": None,
     "moderate": Profile(read_pct=70, block_kib=16, iodepth=4, jobs=1, file_mib=64),
-    "heavy": Profile(read_pct=50, block_kib=128, iodepth=32, jobs=4, file_mib=128),
+    "heavy": Profile(read_pct=50, block_kib=1024, iodepth=32, jobs=4, file_mib=128),
 }
 
 
@@ -323,6 +323,7 @@ class Perturbation:
                     report = json.loads(self.json_path.read_text())
                     result["summary"] = report["summary"]
                     result["depth"] = report["depth"]
+                    result["buffers_contiguous"] = report["buffers_contiguous"]
                 result["json"] = str(self.json_path)
             except (OSError, ValueError, KeyError, IndexError) as e:
                 result["summary"] = None
