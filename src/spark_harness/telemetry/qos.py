@@ -19,14 +19,15 @@ slow cloud disk by a factor of fifty). fio's own latency-target mode probes queu
 over windows of seconds, too slow for a point's warm-up, so a target runs the builtin
 generator (``tool: auto``) and asking fio for one is an error.
 
-The latency the builtin generator holds is the one its own threads see, including any
-wait before the kernel counts an I/O at the device. Usually the two agree (on the demo
-VM: 55-80 I/Os at the device, read await 3.8 ms for a held 4 ms), but in some runs 85
-threads kept only 7 I/Os at the device, whose await stayed at 0.5 ms, the rest waiting
-for a request tag (the virtual disk's ring, without indirect descriptors, has room for
-about 7 requests of 32 scattered pages; not the interpreter's lock: four generator
-processes waited alike): the device was slowed far less than the target says. The
-sidecar's read await beside it shows which (benchmarks/README.md).
+The latency the builtin generator holds is that of its own requests, whose transfer is
+part of it (heavy's are 1 MiB: fewer requests for the same pressure, so the generator
+needs little CPU). A neighbour's 256 KiB reads wait for the queue only: beside heavy held
+at 4-6 ms on the demo VM the simulator's G3 I/O took 0.3-1.6 ms on average and 3-6 ms at
+p95 (0.2-0.3 and 0.3-0.5 ms quiet). The sidecar's read await shows the device's side.
+Earlier the generator's buffers were scattered pages, and on a virtual disk without
+indirect descriptors about 7 of its 128 KiB requests filled the ring while the rest
+waited for a request tag, a wait the device's await did not show; its buffers now lie
+in huge pages (:mod:`spark_harness.iobuf`).
 """
 
 from __future__ import annotations
