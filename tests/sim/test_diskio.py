@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from spark_harness.iobuf import contiguous_share
 from spark_harness.sim.diskio import BlockFile, read_file, write_cold_file
 
 from .simclient import device_backed, proc_read_bytes
@@ -132,5 +133,20 @@ def test_each_thread_turns_through_its_own_buffers(tmp_path: Path) -> None:
             f.write(s, tag)
         for s, tag in reversed(list(enumerate(tags))):
             f.read(s, tag)
+    finally:
+        f.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="page frames are hidden from non-root readers")
+def test_g3_buffers_lie_in_huge_pages_where_the_kernel_gives_them(tmp_path: Path) -> None:
+    """A G3 read into scattered pages waits for ring slots on a virtual disk without
+    indirect descriptors; into one huge page it takes one segment (spark_harness.iobuf)."""
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    if not thp.exists() or "[never]" in thp.read_text():
+        pytest.skip("transparent huge pages are off here")
+    f = BlockFile(tmp_path / "g3.blocks", slot_bytes=256 << 10, slots=4)
+    try:
+        f.write(0, b"block-0")
+        assert contiguous_share(f._local.pool) == 1.0
     finally:
         f.close()

@@ -10,8 +10,8 @@ regime, one per server lifetime). ``none`` serves requests in arrival order, as 
 drive does by default, so the guest's queue no longer orders reads by where their files
 lie. (On a virtual disk without indirect descriptors a read's wait also depends on how
 its buffer's pages lie in memory; the simulator's and the generator's buffers lie in
-huge pages: spark_harness/iobuf.py.) Nor is a read's wait the device's average read await: a lone reader
-beside the deep queue saw a median of ~1.2 ms under a 4 ms average.
+huge pages: spark_harness/iobuf.py.) Nor is a read's wait the device's average read
+await: a lone reader beside the deep queue saw a median of ~1.2 ms under a 4 ms average.
 
 Setting it needs write access to sysfs (root); where that is refused, the point runs
 under the scheduler it found and the record says why. The previous scheduler is put
