@@ -108,26 +108,39 @@ def test_buffered_fallback_still_reads_from_the_device(tmp_path: Path, monkeypat
         f.close()
 
 
-def test_each_thread_turns_through_its_own_buffers(tmp_path: Path) -> None:
+def _taken(f: BlockFile) -> int:
+    with f._buffer() as buf:
+        return id(buf)
+
+
+def test_io_turns_through_one_pool_of_buffers_made_with_the_file(tmp_path: Path) -> None:
     """A read's wait on a virtual disk depends on how its buffer's pages lie in memory,
     so one buffer per thread made a draw per server start: I/O turns through a pool
-    (at most POOL_BYTES of it), and blocks still round-trip whichever buffer carries
-    them."""
+    (at most POOL_BYTES of it, at least one buffer per thread), made when the file is:
+    made at a reader thread's first read it cost ~100 ms there. Blocks still
+    round-trip whichever buffer carries them."""
     import threading
 
     from spark_harness.sim.diskio import POOL_BYTES, POOL_MAX
 
     slot = 4 << 20  # 4 blocks fit POOL_BYTES
     f = BlockFile(tmp_path / "g3.blocks", slot_bytes=slot, slots=8)
+    wide = BlockFile(tmp_path / "wide.blocks", slot_bytes=slot, slots=8, threads=6)
     try:
-        mine = [id(f._buffer()) for _ in range(2 * POOL_MAX)]
-        assert len(set(mine)) == POOL_BYTES // slot
-        assert mine[: POOL_BYTES // slot] == mine[POOL_BYTES // slot : 2 * (POOL_BYTES // slot)]
+        n = POOL_BYTES // slot
+        assert len(f.buffers) == n and len(wide.buffers) == 6  # one per thread at least
+        mine = [_taken(f) for _ in range(2 * POOL_MAX)]
+        assert set(mine) == {id(b) for b in f.buffers}
+        assert mine[:n] == mine[n : 2 * n]  # in turn: the longest idle first
         other: list[int] = []
-        t = threading.Thread(target=lambda: other.append(id(f._buffer())))
+        t = threading.Thread(target=lambda: other.append(_taken(f)))
         t.start()
         t.join()
-        assert other[0] not in mine
+        assert other[0] == mine[0]  # one pool for every thread
+        held = [f._free.get() for _ in range(n - 1)]  # all but one in use elsewhere
+        assert {_taken(f) for _ in range(3)} == set(map(id, f.buffers)) - set(map(id, held))
+        for b in held:
+            f._free.put(b)
         tags = [os.urandom(16) for _ in range(8)]
         for s, tag in enumerate(tags):
             f.write(s, tag)
@@ -135,6 +148,7 @@ def test_each_thread_turns_through_its_own_buffers(tmp_path: Path) -> None:
             f.read(s, tag)
     finally:
         f.close()
+        wide.close()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="page frames are hidden from non-root readers")
@@ -147,6 +161,6 @@ def test_g3_buffers_lie_in_huge_pages_where_the_kernel_gives_them(tmp_path: Path
     f = BlockFile(tmp_path / "g3.blocks", slot_bytes=256 << 10, slots=4)
     try:
         f.write(0, b"block-0")
-        assert contiguous_share(f._local.pool) == 1.0
+        assert contiguous_share(f.buffers) == 1.0
     finally:
         f.close()

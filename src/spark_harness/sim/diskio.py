@@ -16,16 +16,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import queue
 import random
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from spark_harness.iobuf import contiguous_buffers
 from spark_harness.sim.config import IO_ALIGN
 
-POOL_BYTES = 16 << 20  # I/O buffers per thread: as many blocks as fit, at most POOL_MAX
+POOL_BYTES = 16 << 20  # I/O buffers of a file: as many blocks as fit, at most POOL_MAX
 POOL_MAX = 32
 
 
@@ -65,11 +65,18 @@ class BlockFile:
     """``slots`` blocks of ``slot_bytes`` in one preallocated file; thread-safe I/O."""
 
     def __init__(
-        self, path: Path, slot_bytes: int, slots: int, seed: int = 0, min_read_s: float = 0.0
+        self,
+        path: Path,
+        slot_bytes: int,
+        slots: int,
+        seed: int = 0,
+        min_read_s: float = 0.0,
+        threads: int = 1,
     ) -> None:
         """``min_read_s``: the least a block read lasts (a modeled drive no faster than
         that): the real read always runs, and a faster one waits out the rest while it
-        holds its place in the queue; a slower one (a busy device) shows its own time."""
+        holds its place in the queue; a slower one (a busy device) shows its own time.
+        ``threads``: the most reads and writes in flight at once (one buffer each)."""
         if slot_bytes % IO_ALIGN:
             raise ValueError(f"slot_bytes must be a multiple of {IO_ALIGN}")
         self.path = path
@@ -79,26 +86,36 @@ class BlockFile:
         self._fd, self.direct = create_preallocated(path, slot_bytes * slots, "G3")
         # one content pattern for every block; the hash goes in front of it per write
         self._pattern = random.Random(seed).randbytes(min(slot_bytes, 1 << 16))
-        self._local = threading.local()
+        self.buffers = self._make_buffers(max(threads, min(POOL_MAX, POOL_BYTES // slot_bytes)))
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for buf in self.buffers:
+            self._free.put(buf)
 
-    def _buffer(self) -> memoryview:
-        """The next of this thread's I/O buffers, in turn. They lie in huge pages
-        (:mod:`spark_harness.iobuf`): on a virtual disk without indirect descriptors a
-        read of a buffer of scattered pages waits for ring slots, longer the more runs
-        its pages make (a lone reader's 256 KiB reads beside a busy device: 1.1-1.7 ms
-        from one huge page, 2.5-3.6 ms from 64 scattered pages, alternating trials).
-        Several per thread in case the kernel gives no huge pages: then each read draws
-        a layout, and turning through many averages the draws instead of making one
-        draw per server start (H4B's heavy repetitions once fell into two levels so)."""
-        pool = getattr(self._local, "pool", None)
-        if pool is None:
-            n = max(1, min(POOL_MAX, POOL_BYTES // self.slot_bytes))
-            pool = self._local.pool = contiguous_buffers(n, self.slot_bytes)
-            for buf in pool:
-                self._fill(buf)
-            self._local.turn = 0
-        self._local.turn = (self._local.turn + 1) % len(pool)
-        return pool[self._local.turn]
+    def _make_buffers(self, count: int) -> list[memoryview]:
+        """The file's I/O buffers, made here and not at a thread's first read: making
+        them (mapping, faulting in huge pages, filling) took ~100 ms per reader thread,
+        and H9's first replay wave, the first G3 reads of a server, waited 0-100 ms for
+        it. They lie in huge pages (:mod:`spark_harness.iobuf`): on a virtual disk without
+        indirect descriptors a read of a buffer of scattered pages waits for ring slots,
+        longer the more runs its pages make (a lone reader's 256 KiB reads beside a busy
+        device: 1.1-1.7 ms from one huge page, 2.5-3.6 ms from 64 scattered pages,
+        alternating trials). More buffers than threads in case the kernel gives no huge
+        pages: then each read draws a layout, and I/O turning through many averages the
+        draws instead of making one draw per server start (H4B's heavy repetitions once
+        fell into two levels so)."""
+        buffers = contiguous_buffers(count, self.slot_bytes)
+        for buf in buffers:
+            self._fill(buf)
+        return buffers
+
+    @contextlib.contextmanager
+    def _buffer(self) -> Iterator[memoryview]:
+        """The longest-idle buffer, for one read or write."""
+        buf = self._free.get()
+        try:
+            yield buf
+        finally:
+            self._free.put(buf)
 
     def _fill(self, buf: memoryview) -> None:
         for off in range(0, self.slot_bytes, len(self._pattern)):
@@ -107,31 +124,31 @@ class BlockFile:
 
     def write(self, slot: int, tag: bytes) -> float:
         """Write block ``slot`` tagged with ``tag``; return the seconds it took."""
-        buf = self._buffer()
-        buf[: len(tag)] = tag
         offset = slot * self.slot_bytes
-        t0 = time.perf_counter()
-        n = os.pwritev(self._fd, [buf], offset)
-        if not self.direct:
-            os.fdatasync(self._fd)
-            os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
-        elapsed = time.perf_counter() - t0
+        with self._buffer() as buf:
+            buf[: len(tag)] = tag
+            t0 = time.perf_counter()
+            n = os.pwritev(self._fd, [buf], offset)
+            if not self.direct:
+                os.fdatasync(self._fd)
+                os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
+            elapsed = time.perf_counter() - t0
         if n != self.slot_bytes:
             raise OSError(errno.EIO, f"short write to G3 slot {slot}: {n} bytes")
         return elapsed
 
     def read(self, slot: int, tag: bytes) -> float:
         """Read block ``slot``, check it carries ``tag``; return the seconds it took."""
-        buf = self._buffer()
         offset = slot * self.slot_bytes
-        t0 = time.perf_counter()
-        n = os.preadv(self._fd, [buf], offset)
-        if not self.direct:
-            os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
-        if n != self.slot_bytes:
-            raise OSError(errno.EIO, f"short read from G3 slot {slot}: {n} bytes")
-        if buf[: len(tag)] != tag:
-            raise OSError(errno.EIO, f"G3 slot {slot} does not hold the expected block")
+        with self._buffer() as buf:
+            t0 = time.perf_counter()
+            n = os.preadv(self._fd, [buf], offset)
+            if not self.direct:
+                os.posix_fadvise(self._fd, offset, self.slot_bytes, os.POSIX_FADV_DONTNEED)
+            if n != self.slot_bytes:
+                raise OSError(errno.EIO, f"short read from G3 slot {slot}: {n} bytes")
+            if buf[: len(tag)] != tag:
+                raise OSError(errno.EIO, f"G3 slot {slot} does not hold the expected block")
         return _lasting(t0, self.min_read_s)
 
     def write_many(self, blocks: list[tuple[int, bytes]]) -> list[OSError | None]:

@@ -143,7 +143,14 @@ class KVCache:
             assert g3_dir is not None
             name = f"g3-{id(self):x}.blocks"
             floor = cfg.read_floor_s(cfg.block_bytes)
-            self.file = BlockFile(g3_dir / name, cfg.block_bytes, cfg.g3_blocks, cfg.seed, floor)
+            self.file = BlockFile(
+                g3_dir / name,
+                cfg.block_bytes,
+                cfg.g3_blocks,
+                cfg.seed,
+                floor,
+                threads=cfg.g3_queue_depth + 1,  # the readers and the writer
+            )
             self._readers = ThreadPoolExecutor(cfg.g3_queue_depth, thread_name_prefix="g3-read")
             # one writer keeps writes to a reused slot in order
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="g3-write")
