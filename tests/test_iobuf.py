@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from pathlib import Path
 
 import pytest
 
 from spark_harness.iobuf import HUGE_PAGE, PAGE, _address, contiguous_buffers, contiguous_share
-
-
-def _thp_mode() -> str:
-    try:
-        text = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text()
-    except OSError:
-        return "never"
-    return text.split("[", 1)[1].split("]", 1)[0]
+from spark_harness_testkit.host import thp_mode
 
 
 @pytest.mark.parametrize(("count", "nbytes"), [(64, 128 << 10), (9, 256 << 10), (5, 12 << 10)])
@@ -46,7 +38,7 @@ def test_a_size_o_direct_cannot_use_is_refused() -> None:
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="page frames are hidden from non-root readers")
-@pytest.mark.skipif(_thp_mode() == "never", reason="transparent huge pages are off here")
+@pytest.mark.skipif(thp_mode() == "never", reason="transparent huge pages are off here")
 def test_buffers_are_physically_contiguous_where_the_kernel_gives_huge_pages() -> None:
     """The point of the module: each buffer in one contiguous run of page frames, so a
     request takes one segment whatever the allocator did (plain anonymous memory of this

@@ -11,6 +11,7 @@ import pytest
 
 from spark_harness.iobuf import contiguous_share
 from spark_harness.sim.diskio import BlockFile, read_file, write_cold_file
+from spark_harness_testkit.host import thp_mode
 
 from .simclient import device_backed, proc_read_bytes
 
@@ -155,8 +156,7 @@ def test_io_turns_through_one_pool_of_buffers_made_with_the_file(tmp_path: Path)
 def test_g3_buffers_lie_in_huge_pages_where_the_kernel_gives_them(tmp_path: Path) -> None:
     """A G3 read into scattered pages waits for ring slots on a virtual disk without
     indirect descriptors; into one huge page it takes one segment (spark_harness.iobuf)."""
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not thp.exists() or "[never]" in thp.read_text():
+    if thp_mode() == "never":
         pytest.skip("transparent huge pages are off here")
     f = BlockFile(tmp_path / "g3.blocks", slot_bytes=256 << 10, slots=4)
     try:

@@ -21,6 +21,7 @@ from spark_harness.telemetry import qos
 from spark_harness.telemetry.devices import DeviceNotFound, device_of
 from spark_harness.telemetry.disk import parse_diskstats
 from spark_harness.telemetry.qos import PROFILES, Perturbation, ToolMissing, fio_summary
+from spark_harness_testkit.host import thp_mode
 
 HAVE_FIO = shutil.which("fio") is not None
 needs_fio = pytest.mark.skipif(not HAVE_FIO, reason="fio is not installed (apt-get install fio)")
@@ -231,8 +232,7 @@ def test_the_builtin_generator_takes_only_idle_cpu_and_contiguous_buffers(tmp_pa
     assert policy == os.SCHED_IDLE
     share = result["buffers_contiguous"]
     assert share is None or 0.0 <= share <= 1.0
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if os.geteuid() == 0 and thp.exists() and "[never]" not in thp.read_text():
+    if os.geteuid() == 0 and thp_mode() != "never":
         assert share == 1.0
 
 
