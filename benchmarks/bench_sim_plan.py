@@ -369,7 +369,7 @@ def main() -> int:
     defaults = cfg["defaults"]
     for hyp in args.hyps:
         h = cfg["hypotheses"][hyp]
-        phases = dict(defaults["phases"])
+        phases = deep_merge(defaults["phases"], h.get("phases", {}))
         if args.seconds:
             phases["load_s"] = args.seconds
         workload = dict(h.get("workload", defaults["workload"]))
@@ -384,7 +384,8 @@ def main() -> int:
                 w = dict(workload)
                 users = load["users"]
                 qos = "none"
-                server_over: dict[str, Any] = {}
+                # the hypothesis's own server keys (H0's idle wait, H2B's tiers), then the axis
+                server_over = deep_merge({}, h.get("server", {}))
                 for key, value in combo.items():
                     section, _, rest = key.partition(".")
                     if section == "workload":
