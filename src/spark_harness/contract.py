@@ -49,6 +49,7 @@ REQUEST_FIELDS: dict[str, str] = {
     "scheduled_ns": "Int64",  # when the schedule said to send (open loop / trace), else null
     "ready_ns": "Int64",  # when the request was due and started waiting for a slot
     "sent_ns": "Int64",  # just before the HTTP request was written
+    "sent_bound_ms": "Float64",  # sent_ns may be this much early (docs/LOADGEN.md)
     "first_token_ns": "Int64",  # first byte of the first SSE event with non-empty content
     "first_token_bound_ms": "Float64",  # first_token_ns may be this much late (docs/LOADGEN.md)
     "done_ns": "Int64",  # last content event (or the error)

@@ -108,6 +108,7 @@ class _Protocol(RequestHandler):
     scheduling delays."""
 
     first_rx_ns: int | None = None
+    first_rx_kernel = False  # the kernel stamped it (else: the server's read, late)
     _ksock: kstamp.StampedSocket | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -118,6 +119,7 @@ class _Protocol(RequestHandler):
         reads = self._ksock.take() if self._ksock is not None else []
         if self.first_rx_ns is None:
             self.first_rx_ns = reads[0][0] if reads else time.monotonic_ns()
+            self.first_rx_kernel = bool(reads) and reads[0][3]
         super().data_received(data)
 
 
@@ -197,14 +199,17 @@ class _Server:
     async def complete(self, request: web.BaseRequest) -> web.StreamResponse:
         proto = request.protocol
         recv = proto.first_rx_ns if isinstance(proto, _Protocol) and proto.first_rx_ns else 0
+        kernel = bool(recv) and isinstance(proto, _Protocol) and proto.first_rx_kernel
         recv = recv or time.monotonic_ns()
         try:
-            return await self._complete(request, recv)
+            return await self._complete(request, recv, kernel)
         finally:
             if isinstance(proto, _Protocol):
                 proto.first_rx_ns = None  # the next request on this connection starts anew
 
-    async def _complete(self, request: web.BaseRequest, recv: int) -> web.StreamResponse:
+    async def _complete(
+        self, request: web.BaseRequest, recv: int, recv_kernel: bool
+    ) -> web.StreamResponse:
         cfg = self.cfg
         rid = request.headers.get("X-Request-Id")
         if rid is None:
@@ -222,6 +227,7 @@ class _Server:
             return web.json_response({"choices": [{"text": "t0"}]})
         truth: dict[str, Any] = {
             "recv_ns": recv,
+            "recv_kernel": recv_kernel,
             "events_ns": [],
             "event_tokens": [],
             "late_ns": [],
@@ -384,7 +390,9 @@ def compare(
     """For each successful record the server saw: the client's TTFT and TPOT beside the
     truth (``ttft_ms``, ``true_ttft_ms``, ``tpot_ms``, ``true_tpot_ms``), the server's
     own lateness in writing the first token (``server_late_ms``), how long that write took
-    (``server_write_ms``) and the record's ``first_token_bound_ms``."""
+    (``server_write_ms``), whether the kernel stamped the request's arrival
+    (``true_recv_kernel``; else the truth's start is its read's, late) and the record's
+    ``sent_bound_ms`` and ``first_token_bound_ms``."""
     out: list[dict[str, float | None]] = []
     for r in records:
         t = truth.get(r["request_id"])
@@ -402,6 +410,8 @@ def compare(
                 else None,
                 "server_late_ms": t["late_ns"][0] / 1e6,
                 "server_write_ms": (t["written_ns"][0] - ev[0]) / 1e6,
+                "true_recv_kernel": t.get("recv_kernel"),
+                "sent_bound_ms": r.get("sent_bound_ms"),
                 "first_token_bound_ms": r.get("first_token_bound_ms"),
             }
         )

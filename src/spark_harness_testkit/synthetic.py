@@ -183,6 +183,7 @@ def _requests(
             "scheduled_ns": None,
             "ready_ns": sent,
             "sent_ns": sent,
+            "sent_bound_ms": np.zeros(total),
             "first_token_ns": sent + np.round(ttft * 1e6).astype(np.int64),
             "first_token_bound_ms": np.zeros(total),
             "done_ns": sent + np.round(e2e * 1e6).astype(np.int64),

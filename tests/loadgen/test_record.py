@@ -172,6 +172,30 @@ def test_the_socket_capture_gives_the_stamps_and_the_send_stamp() -> None:
     assert rec["first_token_bound_ms"] == pytest.approx(28.0)
 
 
+@pytest.mark.parametrize(("socket_sent_ms", "bound"), [(None, 6.0), (12, 4.0), (16, 0.0)])
+def test_sent_bound_is_the_write_after_the_send_stamp(
+    socket_sent_ms: int | None, bound: float
+) -> None:
+    """The request reached the kernel between its send stamp (the socket's own where it
+    has one) and the return of the client's write (16 ms here): TTFT may be that much
+    long."""
+    att = attempt(good_stream(), sent_done_ns=16 * MS, lower_ns=[10 * MS] * 6)
+    if socket_sent_ms is not None:
+        body = frame(_text("a")) + frame(USAGE) + frame(b"[DONE]")
+        raw = CHUNKED_HEAD + f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+        att = attempt([], whole_body=True, body_bytes=len(body), sent_done_ns=16 * MS)
+        att.captured = [(40 * MS, 12 * MS, raw, True)]
+        att.socket_sent_ns = socket_sent_ms * MS
+    rec, _ = make_record(att, CLOCK, count_text)
+    assert rec["ok"], rec["error"]
+    assert rec["sent_bound_ms"] == pytest.approx(bound)
+
+
+def test_no_write_return_no_sent_bound() -> None:
+    rec, _ = make_record(attempt(good_stream()), CLOCK, count_text)
+    assert rec["sent_bound_ms"] is None
+
+
 def test_a_body_read_piece_by_piece_keeps_its_own_stamps() -> None:
     """Over TLS the loop stamps each decrypted piece; a capture (ciphertext) is ignored."""
     att = attempt(good_stream(), lower_ns=[10 * MS] * 6, captured=[(1, 0, b"\x16\x03", True)])

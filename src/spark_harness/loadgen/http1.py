@@ -158,6 +158,7 @@ class Connection(asyncio.Protocol):
         att.sent_ns = self._prev_ns = time.monotonic_ns()
         try:
             self.transport.write(data)
+            att.sent_done_ns = time.monotonic_ns()
             if self.sock is not None:  # (the send started a new response: set it after)
                 self.sock.on_done = self._stream_done
             await self._done

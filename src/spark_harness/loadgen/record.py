@@ -32,6 +32,7 @@ class Attempt:
     adapter: str | None = None
     scheduled_ns: int | None = None  # monotonic: when the schedule said to send
     sent_ns: int | None = None  # monotonic: just before the request goes to the socket
+    sent_done_ns: int | None = None  # monotonic: the client's write of the request returned
     end_ns: int | None = None  # monotonic: stream closed or failure observed
     status: int | None = None
     chunks: list[tuple[int, bytes]] = field(default_factory=list)  # (arrival, bytes) per read
@@ -148,6 +149,10 @@ def make_record(
     rec["schedule_lag_ms"] = _ms(att.scheduled_ns, sent)
     if res_first is not None:
         rec["first_token_bound_ms"] = first_token_bound_ms(att, res_first)
+    if sent is not None and att.sent_done_ns is not None:
+        # the request reached the kernel somewhere in [sent, its write's return]: a
+        # client descheduled just before or inside the system call is that much early
+        rec["sent_bound_ms"] = max(0.0, (att.sent_done_ns - sent) / 1e6)
     if sent is not None and t_ns:
         rec["event_offsets_ms"] = [(t - sent) / 1e6 for t in t_ns]
     out_tokens = rec["completion_tokens"] or rec["completion_tokens_client"]
