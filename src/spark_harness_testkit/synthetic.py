@@ -102,6 +102,8 @@ class RunSpec:
     telemetry_gap: tuple[float, float] | None = None
     block_bytes: int | None = 65536
     block_tokens: int = 16
+    #: G1's size, as TensorRT-LLM's maxNumBlocks reports it (None: not exported, as vLLM)
+    g1_total_blocks: float | None = 32768.0
     outcome: str = "ok"  # ok | marked | failed
     reasons: list[str] = field(default_factory=list)
     attempt: str = "attempt-1"  # folder name of a failed attempt
@@ -270,6 +272,8 @@ def _telemetry(
         }
     if rs.kv_telemetry:
         cols["kv_g1_usage"] = np.minimum(level("kv_g1_usage"), 1.0)
+        if rs.g1_total_blocks is not None:
+            cols["kv_g1_total_blocks"] = np.full(len(t), rs.g1_total_blocks)
         cols["kv_running"] = np.full(len(t), 4.0)
         cols["kv_waiting"] = level("kv_waiting")
     for name in COUNTERS:
@@ -429,6 +433,8 @@ SIDECAR_COUNTERS = frozenset(
 )
 #: the blocks per request at which a saturated G3 path completes ``n_requests`` a window
 SATURATED_BLOCKS_PER_REQUEST = 16.0
+#: G1's size in tokens: kv_g1_usage is the share of it the users' contexts hold
+G1_TOKENS = 16384
 
 
 @dataclass
@@ -476,7 +482,11 @@ class World:
     capacity_exponent: float = 0.4  # H6: p50 x (256 / g2_blocks) ** exponent
     policy_factor: dict[str, float] = field(default_factory=dict)  # H6: p50 x factor
     sessions_knee: int = 16  # H5: the G3 share grows with sessions / (4 x this)
-    kv_bytes_per_token: float = 131072.0  # A's KV in unified memory: OS counters see it
+    kv_bytes_per_token: float = 131072.0  # the KV cache's bytes per token (G1's size too)
+    #: share of A's KV bytes the OS's available memory loses: 1 on unified memory, 0
+    #: where the pool never touches memory while it fills (H3's A half refuted)
+    os_sees_a: float = 1.0
+    g1_size_exported: bool = True  # False: no G1 size in the telemetry (vLLM)
     device_read_factor: float = 1.0  # device bytes read per byte of G3 onboards (H7)
     g3_counter_scale: float = 1.0  # 0: the server's tier counters never move
     kv_telemetry: bool = True
@@ -501,7 +511,7 @@ class World:
     b1_missing_counters: bool = False  # B1 exports no disk-onboard counter
     a_tier_onboards: float = 0.0  # A's window shows this many G2 onboards (H1 refuted)
     a_g3_dir: bool = False  # A reports a G3 directory (a stack with tiers, for H1/H2A)
-    os_sees_b: bool = False  # B's KV also lowers the OS's available memory (H3)
+    os_sees_b: float = 0.0  # share of B's KV the OS's available memory loses (H3)
     #: B's G3 counters do not follow its load: the same in every point, varying by
     #: repetition only (H3's B half refuted when the OS sees B's KV)
     b_onboards_untied: bool = False
@@ -603,8 +613,9 @@ class World:
                 + cold * (self.cold_read_bytes + self.cold_system_read_bytes) / window_s / 1024
                 + fio * 1024,
                 read_await_ms=0.1 + qos + 0.5 * share,
-                mem_available_bytes=20e9 - (kv_in_memory if not tiered or self.os_sees_b else 0.0),
-                kv_g1_usage=min(users * ctx / 16384, 1.0),
+                mem_available_bytes=20e9
+                - kv_in_memory * (self.os_sees_b if tiered else self.os_sees_a),
+                kv_g1_usage=min(users * ctx / G1_TOKENS, 1.0),
             ),
             counters={
                 "kv_onboard_blocks_g3": tiers + 50.0 * b1_fault,
@@ -623,6 +634,9 @@ class World:
             telemetry_gap=self.telemetry_gap,
             idle=Levels(mem_available_bytes=20e9 + self.idle_mem_jitter_bytes * noise2),
             block_bytes=65536,
+            g1_total_blocks=G1_TOKENS * self.kv_bytes_per_token / 65536
+            if self.g1_size_exported
+            else None,
             seed=int(spec.get("seed", 0)),
         )
 

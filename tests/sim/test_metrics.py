@@ -91,6 +91,7 @@ def test_gauges_and_counters_follow_the_engine(tmp_path: Path) -> None:
             m = await sim.metrics()
             assert m["vllm:num_requests_running"] == 0 and m["vllm:num_requests_waiting"] == 0
             assert m["vllm:kv_cache_usage_perc"] == 0.0  # cached blocks are reclaimable
+            assert m["sim_kv_g1_total_blocks"] == 64  # G1's size: usage x this = blocks held
             assert m["vllm:prefix_cache_queries_total"] == 80
             assert m["vllm:generation_tokens_total"] == 6
             assert m["vllm:request_success_total"] == 2

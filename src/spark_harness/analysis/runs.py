@@ -37,6 +37,7 @@ GAUGES = {
     "pswpin_per_s": "pswpin_per_s",
     "swap_used_bytes": "swap_used_bytes",
     "kv_g1_usage": "kv_g1_usage",
+    "kv_g1_total_blocks": "kv_g1_total_blocks",
     "kv_waiting": "kv_waiting",
     "kv_g3_hit_rate": "kv_g3_hit_rate",
 }

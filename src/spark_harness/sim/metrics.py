@@ -71,6 +71,11 @@ class _EngineCollector:
             kv.pool.used() / kv.pool.capacity,
         )
         yield g(
+            "sim_kv_g1_total_blocks",
+            "G1 KV-cache blocks configured (TensorRT-LLM's maxNumBlocks).",
+            kv.pool.capacity,
+        )
+        yield g(
             "vllm:num_requests_running",
             "Sequences in the batch (incl. onboarding).",
             len(e.running) + len(e.loading),

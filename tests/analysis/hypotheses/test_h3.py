@@ -9,6 +9,8 @@ def test_planted_counters_are_supported(verdict_of, criterion):
     assert criterion(v, "os_counters_explain_A")["ci"][0] > 0
     assert criterion(v, "kv_counters_explain_B_better")["ci"][0] > 0
     assert {r["hyp"] for r in v["runs"]} == {"H2A", "H2B"}
+    slope = criterion(v, "os_counters_explain_A")["details"]["slope_os_memory_on_kv_bytes"]
+    assert slope["ci"][0] < 1.0 < slope["ci"][1]  # every KV byte is an OS byte on A
 
 
 def test_a_noisy_idle_baseline_does_not_hide_as_kv_in_os_memory(verdict_of, criterion):
@@ -22,14 +24,33 @@ def test_a_noisy_idle_baseline_does_not_hide_as_kv_in_os_memory(verdict_of, crit
     assert v["status"] == "supported"
 
 
-def test_os_counters_blind_to_a_are_inconclusive(verdict_of, criterion):
-    v = verdict_of("H3", World(kv_bytes_per_token=0.0))
-    assert criterion(v, "os_counters_explain_A")["status"] == "inconclusive"  # r of noise
-    assert v["status"] == "inconclusive"
+def test_os_memory_flat_against_a_kv_refutes(verdict_of, criterion):
+    """A's pool took its memory at start-up (planted: the OS sees none of A's KV): OS
+    memory is flat while the KV held and p99 grow, so OS counters cannot explain A.
+    r(p99, OS memory) is noise there and its CI spans 0 whatever the truth (the old
+    rule left H3 inconclusive for ever); the slope on KV bytes refutes."""
+    v = verdict_of("H3", World(os_sees_a=0.0))
+    c = criterion(v, "os_counters_explain_A")
+    assert c["status"] == "not supported" and "os_memory_flat:os_counters_explain_A" in c["reasons"]
+    assert c["ci"][0] > -0.5 and c["ci"][1] < 0.5
+    assert criterion(v, "kv_counters_explain_B_better")["status"] == "supported"
+    assert v["status"] == "not supported"
+
+
+def test_without_g1_size_r_alone_decides(verdict_of, criterion):
+    """A stack that exports no G1 size (vLLM): no KV bytes, so no slope; flat OS memory
+    is then undecided (r of noise), and the planted world still supported by r."""
+    blind = verdict_of("H3", World(os_sees_a=0.0, g1_size_exported=False))
+    c = criterion(blind, "os_counters_explain_A")
+    assert c["status"] == "inconclusive" and c["details"]["slope_os_memory_on_kv_bytes"] == (
+        "no_kv_pool_bytes"
+    )
+    assert blind["status"] == "inconclusive"
+    assert verdict_of("H3", World(g1_size_exported=False))["status"] == "supported"
 
 
 def test_os_counters_against_a_refute(verdict_of, criterion):
-    v = verdict_of("H3", World(kv_bytes_per_token=-131072.0))
+    v = verdict_of("H3", World(os_sees_a=-1.0))
     assert criterion(v, "os_counters_explain_A")["status"] == "not supported"
     assert v["status"] == "not supported"
 
@@ -38,7 +59,7 @@ def test_b_half_os_counters_as_good_as_kv_refutes(verdict_of, criterion):
     """The second half: on B the KV tier counters must explain p99 better than the OS
     counters. Where B's KV also sits in memory the OS sees, and the tier counters do not
     follow p99, OS counters explain B better: not supported on that half alone."""
-    v = verdict_of("H3", World(os_sees_b=True, b_onboards_untied=True))
+    v = verdict_of("H3", World(os_sees_b=1.0, b_onboards_untied=True))
     assert criterion(v, "os_counters_explain_A")["status"] == "supported"
     b = criterion(v, "kv_counters_explain_B_better")
     assert b["status"] == "not supported" and b["ci"][1] < 0

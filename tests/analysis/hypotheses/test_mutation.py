@@ -53,7 +53,7 @@ DOES_NOT_HOLD: dict[str, World] = {
     "H1": World(cold_tail=1.0, cold_read_bytes=0.0),  # cold adapters read nothing more
     "H2A": World(a_read_kbps=4000.0),  # A reads from NVMe in its window
     "H2B": World(storage_knee_ctx=10**6),  # G3 engaged, but never half of TTFT
-    "H3": World(kv_bytes_per_token=-131072.0),  # OS memory used falls as A's p99 rises
+    "H3": World(os_sees_a=0.0),  # A's pool took its memory at start-up: OS memory flat
     "H4A": World(a_qos_slope=8.0),  # A's TTFT follows read await
     "H4B": World(qos_slope=0.0),  # B's TTFT ignores read await
     "H5": World(sessions_knee=10**4),  # the working set barely reaches G3

@@ -6,9 +6,17 @@ in use (the window's ``mem_available_bytes`` below the stack's largest) and a KV
 counter (A: G1 usage, its only tier; B: G3 onboard blocks per completed request, the KV
 a request waits for; a rate would not do: a saturated G3 path onboards at its own
 throughput whatever the context, so the rate stays flat while p99 grows). Both halves
-are tested: on A, Pearson r(p99, OS memory) has its CI above 0; on B (runs with G3
+are tested: on A, Pearson r(p99, OS memory) has its CI above 0, unless OS memory is
+flat against the KV the engine holds (slope of OS memory on G1 KV bytes, CI inside
++-0.5 bytes per byte, where G1's size is exported), which refutes; on B (runs with G3
 onboards, each passing the mechanism gate), r(p99, KV) - r(p99, OS memory) has its CI
 above 0.
+
+The slope is what can refute the A half when OS memory does not move: a correlation
+with a flat series is noise, its CI spans 0 whatever the truth, so without it an engine
+whose KV pool took its memory at start-up would leave H3 undecided for ever. It does
+not support on its own: G1 usage is a noisy per-run reading (its CI reached below 0.5
+in most demo runs while the slope stayed 0.7-1.3 and r(p99, OS) above 0.9).
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ import math
 import polars as pl
 
 from spark_harness.analysis import stats
+from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import across_runs, complete, per_run
 from spark_harness.analysis.evidence import (
     Context,
@@ -28,11 +37,12 @@ from spark_harness.analysis.evidence import (
     rows,
     verdict,
 )
-from spark_harness.analysis.verdict import Criterion, Verdict
+from spark_harness.analysis.verdict import NOT_SUPPORTED, SUPPORTED, Criterion, Verdict, judge
 
 SOURCE = "docs/PLAN.md H3: correlation of p99 with OS counters vs with KV tier counters"
 OS = "os_mem_used_bytes"
 KV = {"A": "kv_g1_usage", "B": "g3_onboards_per_request"}
+KV_BYTES = "kv_g1_bytes"
 
 
 def _with_predictors(frame: pl.DataFrame) -> pl.DataFrame:
@@ -45,6 +55,9 @@ def _with_predictors(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(
         (pl.col("mem_available_bytes").max() - pl.col("mem_available_bytes")).alias(OS),
         (pl.col("g3_onboard_blocks") / pl.col("n_steady_ok")).alias(KV["B"]),
+        (pl.col("kv_g1_usage") * pl.col("kv_g1_total_blocks") * pl.col("block_bytes")).alias(
+            KV_BYTES
+        ),
     )
 
 
@@ -58,6 +71,11 @@ def _stack(ctx: Context, stack: str) -> tuple[pl.DataFrame, PointStats | None]:
 
 
 def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
+    """Refuted when OS memory is flat against the KV the engine holds (the slope of OS
+    memory on G1 KV bytes has its CI inside +-0.5 bytes per byte: whatever then
+    correlates with p99 is not the KV); otherwise Pearson r(p99, OS memory) decides
+    (CI above 0 supports, below refutes). The slope needs G1's size and the block's
+    bytes (TensorRT-LLM, Dynamo, the simulator); without them r alone decides."""
     name = "os_counters_explain_A"
     if ps is None or not complete(ps, OS):
         return Criterion.missing(
@@ -69,6 +87,31 @@ def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
             op=">",
         )
     r = across_runs(ps, OS, "p99", stats.pearson)
+    sees = complete(ps, KV_BYTES)
+    slope = across_runs(ps, KV_BYTES, OS, stats.slope) if sees else Stat(None, None)
+    f = T.H3_OS_SEES_KV_SLOPE
+    flat, _ = judge(slope.value, slope.ci, supported=[(-f, f)], refuted=[])
+    details = {
+        "spearman": across_runs(ps, OS, "p99", stats.spearman).__dict__,
+        "pearson": r.__dict__,
+        "slope_os_memory_on_kv_bytes": slope.__dict__ if sees else "no_kv_pool_bytes",
+        "flat_band": f,
+    }
+    if flat == SUPPORTED:
+        return Criterion(
+            name=name,
+            statistic="OLS slope of OS memory used on G1 KV bytes held, over A's runs",
+            value=slope.value,
+            ci=slope.ci,
+            threshold=f,
+            op="|slope| <",
+            source=SOURCE,
+            status=NOT_SUPPORTED,
+            reasons=[f"os_memory_flat:{name}"],
+            unit="B/B",
+            rows=rows(used),
+            details=details,
+        )
     return Criterion.positive(
         name,
         "Pearson r(p99, OS memory used) over A's runs",
@@ -77,7 +120,7 @@ def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
         source=SOURCE,
         unit="r",
         rows=rows(used),
-        details={"spearman": across_runs(ps, OS, "p99", stats.spearman).__dict__},
+        details=details,
     )
 
 
@@ -112,7 +155,7 @@ def kv_beats_os_b(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
 
 
 def counters_table(frames: list[pl.DataFrame]) -> pl.DataFrame:
-    cols = ["hyp", "stack", "point", "rep", "ttft_p99", OS, KV["A"], KV["B"]]
+    cols = ["hyp", "stack", "point", "rep", "ttft_p99", OS, KV["A"], KV_BYTES, KV["B"]]
     return pl.concat(
         [f.select([c for c in cols if c in f.columns]) for f in frames], how="diagonal_relaxed"
     )
