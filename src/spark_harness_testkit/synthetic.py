@@ -523,9 +523,12 @@ class World:
     spark: bool = False
     odd_rep_ms: float = 0.0  # added to TTFT on odd repetitions of the disk mode (H9)
     rep_noise: float = 0.0  # relative SD of a per-repetition TTFT factor
-    #: SD in bytes of a per-run offset of the idle phase's available memory (a figure or
-    #: ingest job just before the point still releasing memory), never of the window's
-    idle_mem_jitter_bytes: float = 0.0
+    #: other processes' memory in use, the same in a run's idle phase and window (H3's
+    #: OS memory is the run's own idle minus its window, which cancels it): an SD in
+    #: bytes of a per-run offset, and bytes per context token of a part that follows
+    #: the sweep (other memory released while a plan ran its longer contexts first)
+    other_mem_jitter_bytes: float = 0.0
+    other_mem_per_ctx_token: float = 0.0
     n_requests: int = 300
     telemetry_gap: tuple[float, float] | None = None
     fail: frozenset[RunId] = frozenset()  # written as failed attempts only
@@ -572,6 +575,7 @@ class World:
         if (spec["hypothesis"], spec["stack"], spec["point"], spec["rep"]) in self.zero_g3_runs:
             tiers = 0.0
         kv_in_memory = users * ctx * self.kv_bytes_per_token
+        other_mem = self.other_mem_per_ctx_token * ctx + self.other_mem_jitter_bytes * noise2
         window_s = 4.0
         if spec["hypothesis"] == "H0" and self.saturation_users:
             # the same requests in a longer window below saturation: 2 ** 0.25 = +19 %
@@ -614,6 +618,7 @@ class World:
                 + fio * 1024,
                 read_await_ms=0.1 + qos + 0.5 * share,
                 mem_available_bytes=20e9
+                - other_mem
                 - kv_in_memory * (self.os_sees_b if tiered else self.os_sees_a),
                 kv_g1_usage=min(users * ctx / G1_TOKENS, 1.0),
             ),
@@ -632,7 +637,7 @@ class World:
             g3_dir=disk or (self.a_g3_dir and not tiered),
             perturbation_read_mib_s=None if profile == "none" else fio,
             telemetry_gap=self.telemetry_gap,
-            idle=Levels(mem_available_bytes=20e9 + self.idle_mem_jitter_bytes * noise2),
+            idle=Levels(mem_available_bytes=20e9 - other_mem),
             block_bytes=65536,
             g1_total_blocks=G1_TOKENS * self.kv_bytes_per_token / 65536
             if self.g1_size_exported

@@ -86,11 +86,11 @@ H1_SERVER_READ_SHARE = 0.5
 H7_RATIO_BAND = (0.5, 2.0)
 #: ... and predicted bytes explain at least this share of the variance across runs.
 H7_MIN_R2 = 0.8
-#: H3: OS memory counters "see" A's KV when OS memory in use rises by at least this
-#: many bytes per byte of KV the engine holds (slope over A's runs). On unified memory
-#: every KV byte is memory the OS no longer has (the demo measures ~1.5: request
-#: buffers grow with the context too); an engine whose pool took its memory at start-up
-#: shows ~0, and OS counters that miss half of the KV cannot be what explains A's p99.
+#: H3: OS memory is flat against A's KV when its change per byte of KV the engine holds
+#: (slope over A's runs) has a CI inside +-this. On unified memory every KV byte is
+#: memory the OS no longer has (16 demo runs: 0.8-1.5; request buffers grow with the
+#: context too); an engine whose pool took its memory at start-up shows ~0, and OS
+#: counters that miss half of the KV cannot be what explains A's p99.
 H3_OS_SEES_KV_SLOPE = 0.5
 #: H8B: correlations need at least this many runs with NVMe engaged.
 MIN_ENGAGED_RUNS = 3

@@ -2,7 +2,7 @@
 
 Analytical over H2A (stack A) and H2B (stack B). Rule (docs/PLAN.md): correlation of
 p99 with OS counters vs with KV tier counters, per stack. Per run: p99, the OS memory
-in use (the window's ``mem_available_bytes`` below the stack's largest) and a KV tier
+in use (the run's idle ``mem_available_bytes`` minus its window's) and a KV tier
 counter (A: G1 usage, its only tier; B: G3 onboard blocks per completed request, the KV
 a request waits for; a rate would not do: a saturated G3 path onboards at its own
 throughput whatever the context, so the rate stays flat while p99 grows). Both halves
@@ -15,8 +15,8 @@ above 0.
 The slope is what can refute the A half when OS memory does not move: a correlation
 with a flat series is noise, its CI spans 0 whatever the truth, so without it an engine
 whose KV pool took its memory at start-up would leave H3 undecided for ever. It does
-not support on its own: G1 usage is a noisy per-run reading (its CI reached below 0.5
-in most demo runs while the slope stayed 0.7-1.3 and r(p99, OS) above 0.9).
+not support on its own: with six runs its CI is wide (0.08 to 1.64 in one demo run,
+slope 0.9), where r(p99, OS memory) decides the half more often.
 """
 
 from __future__ import annotations
@@ -46,14 +46,16 @@ KV_BYTES = "kv_g1_bytes"
 
 
 def _with_predictors(frame: pl.DataFrame) -> pl.DataFrame:
-    """OS memory in use during each run's window, above the stack's least-used window
-    (the largest window ``mem_available_bytes`` of its runs): a shift, which no
-    correlation sees, that keeps the figure in bytes. Not idle minus window: the idle
-    phase follows the job before the point (a figure or ingest job still releasing
-    memory), and in demo runs its level moved 20-40 MB between repetitions while the
-    window's stayed within about 5 MB, against ~32 MB of KV between H2A's contexts."""
+    """OS memory in use during each run's window: the run's own idle
+    ``mem_available_bytes`` (the server up, no load, just before) minus its window's, so
+    other processes' memory, the same in both, cancels. The window's level below the
+    stack's largest, used before, carried it: in an oracle world whose A kept no KV in
+    the OS's memory, memory released over two minutes while the plan ran its longer
+    contexts first gave r(p99, OS memory) 0.76 (CI 0.24 to 0.94), a false "supported";
+    idle minus window read r 0.04 there and slope 0.00 (CI -0.29 to 0.30), and in 16
+    demo runs it decided H3 as often as the window's level did (15 of 16 each)."""
     return frame.with_columns(
-        (pl.col("mem_available_bytes").max() - pl.col("mem_available_bytes")).alias(OS),
+        (pl.col("idle_mem_available_bytes") - pl.col("mem_available_bytes")).alias(OS),
         (pl.col("g3_onboard_blocks") / pl.col("n_steady_ok")).alias(KV["B"]),
         (pl.col("kv_g1_usage") * pl.col("kv_g1_total_blocks") * pl.col("block_bytes")).alias(
             KV_BYTES
