@@ -9,9 +9,11 @@ from spark_harness.ingest import ingest
 from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
 
 
-def _stats(tmp_path, p99_per_ms_await: float, await_scatter: float = 0.0) -> PointStats:
+def _stats(
+    tmp_path, p99_per_ms_await: float, await_scatter: float = 0.0, n: int = 400
+) -> PointStats:
     specs = [
-        RunSpec("H4B", "B", f"qos-{a}", rep, axes={"qos.profile": str(a)},
+        RunSpec("H4B", "B", f"qos-{a}", rep, axes={"qos.profile": str(a)}, n_requests=n,
                 ttft_p50_ms=50.0, ttft_p99_ms=70.0 + p99_per_ms_await * a,
                 window=Levels(read_await_ms=a + await_scatter * (rep - 1)), seed=rep)
         for a in (1, 4, 8) for rep in (0, 1, 2)
@@ -59,3 +61,18 @@ def test_difference_complete_and_total(tmp_path):
     frame = pl.DataFrame({"a": [None, None]}, schema={"a": pl.Float64})
     assert criteria.total(frame, "a") is None
     assert criteria.total(frame.with_columns(pl.lit(0.0).alias("a")), "a") == 0.0
+
+
+def test_tail_is_p99_with_200_requests_in_every_window_else_p95(tmp_path):
+    """docs/PLAN.md: p99 needs 200 requests in the window; with fewer the rule judges
+    p95 and says so (the statistic names the percentile it used)."""
+    full, short = _stats(tmp_path / "full", 5.0), _stats(tmp_path / "short", 5.0, n=150)
+    assert criteria.resolve(full, criteria.TAIL) == "p99"
+    assert criteria.resolve(short, criteria.TAIL) == "p95"
+    assert criteria.resolve(short, "p99") == "p99"  # a named percentile stays itself
+    for ps, q in ((full, "p99"), (short, "p95")):
+        assert (criteria.per_run(ps, criteria.TAIL)[0] == criteria.per_run(ps, q)[0]).all()
+        assert (criteria.per_point(ps, criteria.TAIL)[0] == criteria.per_point(ps, q)[0]).all()
+    c = criteria.material_slope("s", short, "read_await_ms", criteria.TAIL, "src", "ms/ms", [])
+    assert c.statistic == "OLS slope of p95 on read_await_ms over runs"
+    assert c.status == "supported"

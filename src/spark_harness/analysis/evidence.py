@@ -432,6 +432,7 @@ def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[
         alignment_gate(runs),
         repetitions_gate(table),
         cov_gate(table),
+        tail_report(table),
         sim_clock_gate(runs),
         errors_report(runs),
         failed_report(data),

@@ -69,3 +69,15 @@ def test_a_plan_without_a_policy_axis_decides_on_capacity_alone(verdict_of, crit
     assert criterion(flat, "capacity_lowers_p99")["status"] == "not supported"
     assert flat["status"] == "not supported"
     assert verdict_of("H6", sweep=sweep)["status"] == "supported"
+
+
+def test_short_windows_judge_p95_and_capacity_beyond_need_is_refuted(verdict_of, criterion):
+    """Windows of 100 requests: a run's p99 is its largest request or two, and the rule
+    judges p95 instead (docs/PLAN.md). Capacity that changes nothing is then refuted;
+    judged on p99 the gain's CI spanned the 10 % threshold (-25 % to +1 %) at 40 to 150
+    requests alike."""
+    v = verdict_of("H6", World(capacity_exponent=0.0, n_requests=100))
+    c = criterion(v, "capacity_lowers_p99")
+    assert "p95 gain" in c["statistic"]
+    assert c["status"] == "not supported"
+    assert v["status"] == "not supported"

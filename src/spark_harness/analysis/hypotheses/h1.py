@@ -19,7 +19,7 @@ import polars as pl
 
 from spark_harness.analysis import axes, stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import complete, difference, per_run, ratio
+from spark_harness.analysis.criteria import TAIL, complete, difference, per_run, ratio, resolve
 from spark_harness.analysis.evidence import (
     Context,
     PointStats,
@@ -90,13 +90,13 @@ def evaluate(ctx: Context) -> Verdict:
         s: next(lab for lab in ps.labels if ps.point_runs(lab)[axis][0] == s)
         for s in ("cold", "warm")
     }
-    d = difference(ps, "p99", state["cold"], state["warm"])
-    r = ratio(ps, "p99", state["cold"], state["warm"])
+    d = difference(ps, TAIL, state["cold"], state["warm"])
+    r = ratio(ps, TAIL, state["cold"], state["warm"])
     excess = T.MATERIAL_P99_CHANGE
     criteria = [
         Criterion.judged(
             "cold_p99_excess",
-            "p99 TTFT cold / warm - 1",
+            f"{resolve(ps, TAIL)} TTFT cold / warm - 1",
             None if r.value is None else r.value - 1,
             None if r.ci is None else (r.ci[0] - 1, r.ci[1] - 1),
             threshold=excess,
@@ -107,7 +107,7 @@ def evaluate(ctx: Context) -> Verdict:
             unit="share",
             rows=rows(used),
             details={
-                "p99_excess_ms": d.__dict__,
+                "tail_excess_ms": d.__dict__,
                 "p50_excess_ms": difference(ps, "p50", state["cold"], state["warm"]).__dict__,
             },
         )

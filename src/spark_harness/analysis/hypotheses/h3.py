@@ -1,7 +1,8 @@
 """H3: OS memory counters explain A but not B; KV telemetry is needed for B.
 
 Analytical over H2A (stack A) and H2B (stack B). Rule (docs/PLAN.md): correlation of
-p99 with OS counters vs with KV tier counters, per stack. Per run: p99, the OS memory
+p99 with OS counters vs with KV tier counters, per stack. Per run: p99 (here and below
+the tail the windows support, p95 under 200 requests: ``criteria.TAIL``), the OS memory
 in use (the run's idle ``mem_available_bytes`` minus its window's) and a KV tier
 counter (A: G1 usage, its only tier; B: G3 onboard blocks per completed request, the KV
 a request waits for; a rate would not do: a saturated G3 path onboards at its own
@@ -27,7 +28,7 @@ import polars as pl
 
 from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import across_runs, complete, per_run
+from spark_harness.analysis.criteria import TAIL, across_runs, complete, per_run, resolve
 from spark_harness.analysis.evidence import (
     Context,
     PointStats,
@@ -88,13 +89,13 @@ def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
             threshold=0.0,
             op=">",
         )
-    r = across_runs(ps, OS, "p99", stats.pearson)
+    r = across_runs(ps, OS, TAIL, stats.pearson)
     sees = complete(ps, KV_BYTES)
     slope = across_runs(ps, KV_BYTES, OS, stats.slope) if sees else Stat(None, None)
     f = T.H3_OS_SEES_KV_SLOPE
     flat, _ = judge(slope.value, slope.ci, supported=[(-f, f)], refuted=[])
     details = {
-        "spearman": across_runs(ps, OS, "p99", stats.spearman).__dict__,
+        "spearman": across_runs(ps, OS, TAIL, stats.spearman).__dict__,
         "pearson": r.__dict__,
         "slope_os_memory_on_kv_bytes": slope.__dict__ if sees else "no_kv_pool_bytes",
         "flat_band": f,
@@ -116,7 +117,7 @@ def os_explains_a(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
         )
     return Criterion.positive(
         name,
-        "Pearson r(p99, OS memory used) over A's runs",
+        f"Pearson r({resolve(ps, TAIL)}, OS memory used) over A's runs",
         r.value,
         r.ci,
         source=SOURCE,
@@ -138,20 +139,20 @@ def kv_beats_os_b(ps: PointStats | None, used: pl.DataFrame) -> Criterion:
             op=">",
         )
     value, ci = stats.correlation_difference(
-        per_run(ps, "p99")[0], per_run(ps, KV["B"])[0], per_run(ps, OS)[0]
+        per_run(ps, TAIL)[0], per_run(ps, KV["B"])[0], per_run(ps, OS)[0]
     )
-    d = Stat(None if math.isnan(value) else value, ci)
+    d, q = Stat(None if math.isnan(value) else value, ci), resolve(ps, TAIL)
     return Criterion.positive(
         name,
-        "Pearson r(p99, G3 onboards/s) - r(p99, OS memory used) over B's runs (Zou's CI)",
+        f"Pearson r({q}, G3 onboards/s) - r({q}, OS memory used) over B's runs (Zou's CI)",
         d.value,
         d.ci,
         source=SOURCE,
         unit="r",
         rows=rows(used),
         details={
-            "r_kv": across_runs(ps, KV["B"], "p99", stats.pearson).__dict__,
-            "r_os": across_runs(ps, OS, "p99", stats.pearson).__dict__,
+            "r_kv": across_runs(ps, KV["B"], TAIL, stats.pearson).__dict__,
+            "r_os": across_runs(ps, OS, TAIL, stats.pearson).__dict__,
         },
     )
 
@@ -167,11 +168,11 @@ def evaluate(ctx: Context) -> Verdict:
     (a, ps_a), (b, ps_b) = _stack(ctx, "A"), _stack(ctx, "B")
     criteria = [os_explains_a(ps_a, a), kv_beats_os_b(ps_b, b)]
     if ps_a is not None and complete(ps_a, KV["A"]):
-        r = across_runs(ps_a, KV["A"], "p99", stats.pearson)
+        r = across_runs(ps_a, KV["A"], TAIL, stats.pearson)
         criteria.append(
             Criterion(
                 name="kv_counters_on_A",
-                statistic="Pearson r(p99, G1 usage) over A's runs",
+                statistic=f"Pearson r({resolve(ps_a, TAIL)}, G1 usage) over A's runs",
                 value=r.value,
                 ci=r.ci,
                 threshold=None,

@@ -1,5 +1,7 @@
 """H4A and H4B: degraded NVMe QoS (fio contention profiles none / moderate / heavy).
 
+p99 below is the tail the windows support (p95 under 200 requests, ``criteria.TAIL``).
+
 H4A (stack A), rule: p99 change < 10 % while device await rises. Criteria: the largest
 |p99(profile) / p99(none) - 1| has its CI below 10 %; read await under the heaviest
 profile exceeds that under none (CI). Gate: if await clearly did not rise, the
@@ -25,7 +27,15 @@ import polars as pl
 
 from spark_harness.analysis import axes, stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import complete, difference, material_slope, per_point, per_run
+from spark_harness.analysis.criteria import (
+    TAIL,
+    complete,
+    difference,
+    material_slope,
+    per_point,
+    per_run,
+    resolve,
+)
 from spark_harness.analysis.evidence import (
     Context,
     PointStats,
@@ -89,7 +99,7 @@ def figure_table(used: pl.DataFrame, axis: str) -> pl.DataFrame:
 def _p99_change(ps: PointStats, lab: tuple, base: tuple) -> tuple[float, np.ndarray]:
     """p99 under profile ``lab`` / p99 under ``base`` - 1 and its replicates: the ratio of
     two independent points' repetitions (two-sample t on the log scale)."""
-    v = per_run(ps, "p99")[0]
+    v = per_run(ps, TAIL)[0]
     vl, vb = v[ps.members(lab)], v[ps.members(base)]
     return float(vl.mean() / vb.mean() - 1), stats.ratio_replicates(vl, vb) - 1
 
@@ -103,7 +113,8 @@ def _baseline_and_others(ps: PointStats | None, axis: str) -> tuple[tuple | None
 def p99_rises(ps: PointStats, used: pl.DataFrame, axis: str) -> Criterion:
     """H4B: the heaviest profile raises p99 over none (CI above 0); refuted when the
     rise is surely below the material share."""
-    name, statistic = "p99_rises_with_degradation", "p99 under the heaviest profile / none - 1"
+    name = "p99_rises_with_degradation"
+    statistic = f"{resolve(ps, TAIL)} under the heaviest profile / none - 1"
     base, others = _baseline_and_others(ps, axis)
     if base is None or not others:
         return Criterion.missing(name, statistic, SRC_B, "no_baseline_profile", threshold=0.0)
@@ -145,7 +156,7 @@ def evaluate_a(ctx: Context) -> Verdict:
     criteria = [
         Criterion.judged(
             "p99_change",
-            "max over profiles of |p99 / p99(none) - 1|",
+            "max over profiles of |{0} / {0}(none) - 1|".format(resolve(ps, TAIL)),
             s.value,
             s.ci,
             threshold=T.H4A_P99_CHANGE,
@@ -220,7 +231,7 @@ def evaluate_b(ctx: Context) -> Verdict:
             )
         ]
     else:
-        criteria = [material_slope(f"slope_p99_vs_{x}", ps, x, "p99", SRC_B, "ms/ms", rows(used))]
+        criteria = [material_slope(f"slope_p99_vs_{x}", ps, x, TAIL, SRC_B, "ms/ms", rows(used))]
     criteria.append(p99_rises(ps, used, axis))
     criteria.append(server_reads_report(used, SRC_B))
     gates.append(mechanism_gate(used, "g3", "every run of every profile"))

@@ -17,7 +17,7 @@ import polars as pl
 
 from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import across_runs, complete, per_run
+from spark_harness.analysis.criteria import TAIL, across_runs, complete, per_run, resolve
 from spark_harness.analysis.evidence import (
     SERVER_READS,
     Context,
@@ -113,8 +113,9 @@ def _square_ci(ci: tuple[float, float]) -> tuple[float, float]:
 
 
 def fetch_criterion(ps: PointStats, used: pl.DataFrame) -> Criterion:
-    """p99 follows G3 fetch p95; where the server exports no fetch latency (KVBM), the
-    G3 onboard rate stands in for it (the method is recorded)."""
+    """p99 (the tail the windows support, ``criteria.TAIL``) follows G3 fetch p95; where
+    the server exports no fetch latency (KVBM), the G3 onboard rate stands in for it (the
+    method is recorded)."""
     name = "p99_vs_g3_fetch_p95"
     x = next((c for c in ("g3_fetch_p95_ms", RATE) if complete(ps, c)), None)
     if x is None:
@@ -126,10 +127,10 @@ def fetch_criterion(ps: PointStats, used: pl.DataFrame) -> Criterion:
             threshold=0.0,
             op=">",
         )
-    r = across_runs(ps, x, "p99", stats.pearson)
+    r = across_runs(ps, x, TAIL, stats.pearson)
     return Criterion.positive(
         name,
-        f"Pearson r(p99, {x}) over runs",
+        f"Pearson r({resolve(ps, TAIL)}, {x}) over runs",
         r.value,
         r.ci,
         source=SRC_FETCH,
@@ -137,7 +138,7 @@ def fetch_criterion(ps: PointStats, used: pl.DataFrame) -> Criterion:
         rows=rows(used),
         details={
             "method": "fetch_latency" if x == "g3_fetch_p95_ms" else "g3_onboard_rate",
-            "slope": across_runs(ps, x, "p99", stats.slope).__dict__,
+            "slope": across_runs(ps, x, TAIL, stats.slope).__dict__,
         },
     )
 

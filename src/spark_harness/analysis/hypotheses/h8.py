@@ -8,7 +8,8 @@ They are partial correlations given the source hypothesis (each source's own mea
 removed from both quantities, :func:`~.criteria.partial_correlation`): the two sources
 run different workloads, and their levels alone would correlate iowait with p99 (H2A's
 long prompts have high p99 and no fio, H4A's short ones low p99 and fio's iowait: a
-pooled r of -0.46 in a demo run where neither sweep moved the two together).
+pooled r of -0.46 in a demo run where neither sweep moved the two together). p99 is
+the tail the windows support throughout (p95 under 200 requests, ``criteria.TAIL``).
 
 H8A (stack A; over H2A and H4A), rule: iowait vs p99 correlation near 0. "Near 0" is
 decided in the units that matter, per source hypothesis: the source's runs show iowait
@@ -38,11 +39,13 @@ import polars as pl
 from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import (
+    TAIL,
     across_runs,
     complete,
     difference,
     partial_correlation,
     relative_swing,
+    resolve,
     swing,
 )
 from spark_harness.analysis.evidence import (
@@ -194,12 +197,12 @@ def evaluate_a(ctx: Context) -> Verdict:
             _decoupled(ctx, used.filter(pl.col("hyp") == source), source)
             for source in dict.fromkeys(used["hyp"].to_list())
         ]
-        r, _, details = _correlation(ps, "iowait_pct", "p99")
+        r, _, details = _correlation(ps, "iowait_pct", TAIL)
         near = (-T.NEAR_ZERO_R, T.NEAR_ZERO_R)
         criteria.append(
             Criterion.judged(
                 "iowait_vs_p99_partial_r",
-                "Pearson r(iowait, p99) over runs, given the source",
+                f"Pearson r(iowait, {resolve(ps, TAIL)}) over runs, given the source",
                 r.value,
                 r.ci,
                 threshold=T.NEAR_ZERO_R,
@@ -244,7 +247,7 @@ def evaluate_b(ctx: Context) -> Verdict:
         if not complete(ps, x):
             criteria.append(Criterion.missing(name, f"Pearson r({x}, p99)", SRC_B, f"no_{x}"))
             continue
-        r, flat, details = _correlation(ps, x, "p99")
+        r, flat, details = _correlation(ps, x, TAIL)
         status, reasons = judge(r.value, r.ci, supported=[(0, INF)], refuted=[(-INF, 0)])
         if x == "iowait_pct" and _inside(flat, FLAT):
             status, reasons = NOT_SUPPORTED, ["iowait_flat"]
@@ -252,7 +255,10 @@ def evaluate_b(ctx: Context) -> Verdict:
         criteria.append(
             Criterion(
                 name=name,
-                statistic=f"Pearson r({x}, p99) over runs with NVMe engaged, given the source",
+                statistic=(
+                    f"Pearson r({x}, {resolve(ps, TAIL)}) over runs with NVMe engaged, given the"
+                    " source"
+                ),
                 value=r.value,
                 ci=r.ci,
                 threshold=0.0,
