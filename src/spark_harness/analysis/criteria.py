@@ -26,9 +26,9 @@ Pair = tuple[np.ndarray, np.ndarray]  # (estimate, replicates)
 
 #: The tail a rule judges: p99 where every run's window holds TAIL_P99_MIN_REQUESTS ok
 #: requests, else p95 (docs/PLAN.md, :meth:`~.evidence.PointStats.tail`). Why: the p99 of
-#: a demo window's 11-150 requests is its largest one or two; between repetitions it
-#: varied 3-17 % where p95 varied 1-6 %, and left H6's capacity world undecided twice in
-#: three runs (CI -14 to +18 %) where p95 decided it every time.
+#: a demo window's 11-150 requests is its largest one or two; in H6's capacity world its
+#: CoV between repetitions was 3-17 % where p95's was 1-6 %, and its gain left the world
+#: undecided in 3 of 9 saved runs (CI -22 to +11 % once) where p95 refuted it in all 9.
 TAIL = "tail"
 
 
