@@ -19,9 +19,7 @@ is located on it (storage knee, else the U_work knee) and a shift is a later kne
 Without a load axis (one load per configuration, as in the demo plan) the knee cannot
 be located; a shifted knee then shows as a lower tail at that load, and a shift counts
 when the tail improves by more than MATERIAL_P99_CHANGE (CI). The tail is p99, or p95
-where a window holds under 200 requests (``criteria.TAIL``): a demo window's p99 is
-its largest request or two, and left a world with capacity beyond need undecided twice
-in three runs (CI -14 to +18 %) where p95 refuted it each time.
+where a window holds under 200 requests (``criteria.TAIL``, which says why).
 """
 
 from __future__ import annotations
