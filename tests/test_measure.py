@@ -55,3 +55,21 @@ def test_an_io_scheduler_the_device_cannot_take_is_recorded_and_the_point_runs(
     assert record["requested"] == "no-such-scheduler" and record["applied"] is False
     assert "no-such-scheduler" in record["reason"]
     assert "not applied" in done.stderr
+
+
+def test_the_unloaded_read_probe_runs_before_the_idle_phase(tmp_path: Path) -> None:
+    """The device's unloaded read time (a read await's baseline) is measured in the
+    directory contention goes to, after the server is ready and before the idle phase,
+    whose own device reads are a baseline of their own; run.json says where and what."""
+    from spark_harness.telemetry.devices import existing_ancestor
+
+    asked = {"idle_s": 0.1, "warmup_s": 0.1, "load_s": 0.2, "cooldown_s": 0.1}
+    done, run = run_point(tmp_path, asked, {"profile": "none"})
+    probe = run["read_probe"]
+    assert probe["directory"] == str(existing_ancestor(tmp_path / "qos"))
+    if "unavailable" in probe:  # no block device or no O_DIRECT under the test's tmp
+        assert "unloaded_read_ms" not in probe
+        return
+    assert probe["device"] and set(probe["unloaded_read_ms"]) >= {"4096"}
+    log = done.stderr
+    assert log.index("read probe") < log.index("idle baseline")

@@ -275,7 +275,8 @@ def _devices(meta: RunMeta, columns: list[str]) -> list[str]:
 
 
 def _io_columns(devices: list[str], columns: list[str]) -> list[pl.Expr]:
-    """``io_*``: rates summed over watched devices; read await weighted by reads per second."""
+    """``io_*``: rates summed over watched devices; read await weighted by reads per
+    second, null in a sample without reads (iostat's 0.00 there is no latency)."""
     exprs = []
     for rate in DEVICE_RATES:
         cols = [f"disk_{d}_{rate}" for d in devices if f"disk_{d}_{rate}" in columns]
@@ -286,14 +287,22 @@ def _io_columns(devices: list[str], columns: list[str]) -> list[pl.Expr]:
     if pairs:
         weighted = pl.sum_horizontal([pl.col(a) * pl.col(r) for a, r in pairs])
         reads = pl.sum_horizontal([pl.col(r) for _, r in pairs])
-        plain = pl.mean_horizontal([pl.col(a) for a, _ in pairs])
-        exprs.append(
-            pl.when(reads > 0).then(weighted / reads).otherwise(plain).alias("io_r_await_ms")
-        )
+        exprs.append(pl.when(reads > 0).then(weighted / reads).alias("io_r_await_ms"))
     util = [f"disk_{d}_util_pct" for d in devices if f"disk_{d}_util_pct" in columns]
     if util:
         exprs.append(pl.max_horizontal(util).alias("io_util_pct"))
     return exprs
+
+
+def _unloaded_reads(raw: dict[str, Any], devices: list[str]) -> tuple[list[int], list[float]]:
+    """The watched device's unloaded read time per request size (bytes, ms), as the load
+    generator's probe measured it before the idle phase (telemetry.probe); empty where
+    there was none or it ran on a device the sidecar did not watch."""
+    probe = raw.get("read_probe") or {}
+    if probe.get("device") not in devices:
+        return [], []
+    pairs = sorted((int(b), float(ms)) for b, ms in (probe.get("unloaded_read_ms") or {}).items())
+    return [b for b, _ in pairs], [ms for _, ms in pairs]
 
 
 def _perturbation_reads(raw: dict[str, Any]) -> float | None:
@@ -472,7 +481,9 @@ def point_row(
         "phases_json": json.dumps(meta.phases),
         "cadence_ms": meta.cadence_ms,
         "achieved_cadence_ms": None if achieved is None else float(achieved),
-        "devices": _devices(meta, samples.columns),
+        "devices": (devices := _devices(meta, samples.columns)),
+        "unloaded_read_bytes": (unloaded := _unloaded_reads(raw, devices))[0],
+        "unloaded_read_ms": unloaded[1],
         "unavailable": unavailable,
         "block_bytes": endpoint.get("block_bytes"),
         "block_tokens": sim.get("block_tokens"),
@@ -516,6 +527,8 @@ POINT_SCHEMA: dict[str, pl.DataType] = {
     "cadence_ms": pl.Float64(),
     "achieved_cadence_ms": pl.Float64(),
     "devices": pl.List(pl.String()),
+    "unloaded_read_bytes": pl.List(pl.Int64()),
+    "unloaded_read_ms": pl.List(pl.Float64()),
     "unavailable": pl.List(pl.String()),
     "block_bytes": pl.Int64(),
     "block_tokens": pl.Int64(),

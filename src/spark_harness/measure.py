@@ -269,6 +269,12 @@ class Point:
         if qos is not None:
             # lay out the contention files before the idle baseline, not inside it
             self.run["qos"] = {"prepared": qos.prepare()}
+        # the device's unloaded read time, a read await's baseline: the idle phase
+        # completes no reads to give one, and its own reads are a baseline of their own
+        from spark_harness.telemetry import probe
+
+        self.run["read_probe"] = probe.record(self.qos_target(ep))
+        log.info("read probe: %s", self.run["read_probe"])
 
         phases = self.spec["phases"]
         log.info("idle baseline %.1f s", float(phases.get("idle_s", 0)))

@@ -29,6 +29,7 @@ import polars as pl
 from spark_harness import contract, layout
 from spark_harness.files import write_json
 from spark_harness.ingest import COUNTERS, request_schema
+from spark_harness.telemetry.probe import SIZES as PROBE_SIZES
 
 #: The block device every synthetic run "watches" (holds the G3 directory).
 DEVICE = "nvme0n1"
@@ -94,6 +95,9 @@ class RunSpec:
     #: False: no block device is watched (G3 in memory): no disk_* fields
     device_counters: bool = True
     g3_dir: bool = False  # the server reports a G3 directory (it has a disk tier)
+    #: The device's unloaded read time (ms) at every probed request size, as the load
+    #: generator's probe reports it before the idle phase; None: no probe ran
+    unloaded_read_ms: float | None = 0.1
     #: Canonical counters the stack exports (None: every one); the others are never written.
     exported: frozenset[str] | None = None
     #: MiB/s the QoS perturbation (fio) reports reading itself; None: no perturbation ran.
@@ -308,6 +312,15 @@ def _qos(rs: RunSpec) -> dict[str, Any]:
     return {"qos": {"stopped": {"tool": "fio", "summary": summary}}}
 
 
+def _read_probe(rs: RunSpec) -> dict[str, Any]:
+    """run.json's ``read_probe`` as measure.py leaves it (telemetry.probe.record)."""
+    if rs.unloaded_read_ms is None or not rs.device_counters:
+        return {}
+    curve = {str(size): rs.unloaded_read_ms for size in PROBE_SIZES}
+    probe = {"directory": "/scratch", "device": DEVICE, "unloaded_read_ms": curve}
+    return {"read_probe": probe}
+
+
 def run_dir(results: Path, rs: RunSpec) -> Path:
     """Where ``spark-harness loadgen`` would leave this run (failed attempts apart)."""
     ids = {"hyp": rs.hyp, "stack": rs.stack, "point": rs.point, "rep": rs.rep}
@@ -369,6 +382,7 @@ def run_json(rs: RunSpec, phases: dict[str, list[int | None]], counts: dict[str,
         },
         "counts": counts,
         **_qos(rs),
+        **_read_probe(rs),
         "outcome": rs.outcome,
         "reasons": list(rs.reasons),
     }
@@ -472,9 +486,15 @@ class World:
     engaged_share: float = 0.15
     knee_share: float = 0.6
     qos_await_ms: dict[str, float] = field(
-        default_factory=lambda: {"none": 0.1, "moderate": 1.0, "heavy": 4.0}
+        default_factory=lambda: {"none": 0.0, "moderate": 1.0, "heavy": 4.0}
     )
     qos_slope: float = 8.0  # ms of TTFT per ms of read await while G3 is engaged (H4B)
+    #: the device's unloaded read time (the probe's); read await is this plus queueing
+    unloaded_read_ms: float = 0.1
+    read_probe: bool = True  # False: no unloaded read time recorded (no probe ran)
+    #: ms of read await per unit of G3 fetch share: G3's reads queueing at the device
+    #: (H2B's await rise); 0: G3's reads never queue (one in flight on an idle device)
+    g3_queueing_ms: float = 0.5
     iowait_per_share: float = 6.0  # iowait pp per unit of G3 fetch share (B); 0: flat
     cold_tail: float = 1.6  # H1: p99/p50 multiplier of cold adapters
     cold_read_bytes: float = 50e6  # H1: the server's extra reads in a cold window
@@ -546,7 +566,7 @@ class World:
         turns = int(wl.get("turns", 4))
         ctx = turns * int(wl.get("turn_tokens", 64)) if chat else int(wl.get("context_tokens", 256))
         profile = (spec.get("qos") or {}).get("profile", "none")
-        qos = self.qos_await_ms.get(profile, 0.1)
+        qos = self.qos_await_ms.get(profile, 0.0)
         if rehydrate:  # replayed sessions: reloaded from disk (B2) or recomputed
             p50, share = self._replay(disk and g2, ctx)
             p50 += self.odd_rep_ms * (spec["rep"] % 2) * (share > 0)
@@ -616,7 +636,7 @@ class World:
                 + g3 * self.device_read_factor * 65536 / window_s / 1024
                 + cold * (self.cold_read_bytes + self.cold_system_read_bytes) / window_s / 1024
                 + fio * 1024,
-                read_await_ms=0.1 + qos + 0.5 * share,
+                read_await_ms=self.unloaded_read_ms + qos + self.g3_queueing_ms * share,
                 mem_available_bytes=20e9
                 - other_mem
                 - kv_in_memory * (self.os_sees_b if tiered else self.os_sees_a),
@@ -639,6 +659,7 @@ class World:
             telemetry_gap=self.telemetry_gap,
             idle=Levels(mem_available_bytes=20e9 - other_mem),
             block_bytes=65536,
+            unloaded_read_ms=self.unloaded_read_ms if self.read_probe else None,
             g1_total_blocks=G1_TOKENS * self.kv_bytes_per_token / 65536
             if self.g1_size_exported
             else None,

@@ -1,5 +1,7 @@
 """Per-run evidence against the numbers planted in synthetic runs."""
 
+import json
+
 import numpy as np
 import polars as pl
 import pytest
@@ -176,3 +178,77 @@ def test_a_transient_plan_entry_keeps_the_whole_window(tmp_path):
     assert r["warmup_s"] == 0 and r["steady_reason"] is None
     assert r["window_s"] == pytest.approx(4.0)
     assert r["n_steady_ok"] == data.points.row(0, named=True)["n_window_ok"]
+
+
+def _replan_reads(d, reads_at) -> None:
+    """Rewrite each window sample's reads/s and await: ``reads_at(i) -> (r_s, await)``."""
+    path = d / "telemetry.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    samples = [r for r in rows if r.get("kind") == "sample"]
+    for i, r in enumerate(samples):
+        r_s, wait = reads_at(i)
+        r["disk_nvme0n1_r_s"], r["disk_nvme0n1_r_await_ms"] = r_s, wait
+        r["disk_nvme0n1_rkb_s"] = r_s * 256.0  # 256 KiB requests
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_read_await_is_a_mean_over_reads_not_over_samples(tmp_path):
+    """A sample's await weighs by its reads; a sample without reads (iostat's 0.00) has
+    none. Planted: the samples cycle through 100 reads/s at 1 ms, 300 reads/s at 3 ms
+    and none, so the reads' mean is near 2.5 ms and the samples' near 1.33 ms."""
+    d = write_run(tmp_path / "results", PLANTED)
+    plan = [(100.0, 1.0), (300.0, 3.0), (0.0, 0.0)]
+    _replan_reads(d, lambda i: plan[i % 3])
+    ingest([d], tmp_path / "ingest")
+    tel = pl.read_parquet(tmp_path / "ingest" / "telemetry.parquet")
+    assert tel.filter(pl.col("io_r_s") == 0)["io_r_await_ms"].is_null().all()
+    r = runs_mod.load({("H2B", "B"): tmp_path / "ingest"}).runs.row(0, named=True)
+    win = tel.filter((pl.col("phase") == "load") & (pl.col("t_ns") >= r["window_start_ns"]))
+    reads = (win["io_r_s"] * win["dt_s"]).to_numpy()
+    waits = win["disk_nvme0n1_r_await_ms"].to_numpy()
+    assert r["read_await_ms"] == pytest.approx((reads * waits).sum() / reads.sum(), rel=1e-9)
+    assert 2.3 < r["read_await_ms"] < 2.7  # the samples' plain mean is about 1.33
+    assert r["read_request_bytes"] == pytest.approx(256 * 1024, rel=1e-6)
+
+
+def test_idle_phase_without_reads_has_no_await(tmp_path):
+    d = write_run(tmp_path / "results", PLANTED)
+    idle_samples = 1.0 / 0.2  # the first second of samples is the idle phase
+    _replan_reads(d, lambda i: (0.0, 0.0) if i < idle_samples else (100.0, 2.0))
+    ingest([d], tmp_path / "ingest")
+    r = runs_mod.load({("H2B", "B"): tmp_path / "ingest"}).runs.row(0, named=True)
+    assert r["idle_read_await_ms"] is None
+    assert r["read_await_ms"] == pytest.approx(2.0, rel=1e-6)
+
+
+def test_unloaded_read_time_is_read_at_the_windows_request_size(tmp_path):
+    """The probe's curve, interpolated on a log size scale at the window's mean request
+    size and held beyond the probed sizes; the excess is await minus it, per run."""
+    d = write_run(tmp_path / "results", PLANTED)
+    run = json.loads((d / "run.json").read_text())
+    curve = {"4096": 0.1, "65536": 0.2, "1048576": 1.0}
+    run["read_probe"] = {"directory": "/scratch", "device": "nvme0n1", "unloaded_read_ms": curve}
+    (d / "run.json").write_text(json.dumps(run))
+    _replan_reads(d, lambda i: (100.0, 2.0))  # 256 KiB requests at 2 ms
+    ingest([d], tmp_path / "ingest")
+    r = runs_mod.load({("H2B", "B"): tmp_path / "ingest"}).runs.row(0, named=True)
+    # 256 KiB is halfway between 64 KiB and 1 MiB on a log scale
+    assert r["unloaded_read_await_ms"] == pytest.approx(0.6, rel=1e-6)
+    assert r["read_await_excess_ms"] == pytest.approx(2.0 - 0.6, rel=1e-6)
+    # a device the sidecar did not watch: no baseline, rather than another device's
+    run["read_probe"]["device"] = "sdb"
+    (d / "run.json").write_text(json.dumps(run))
+    ingest([d], tmp_path / "ingest2")
+    r = runs_mod.load({("H2B", "B"): tmp_path / "ingest2"}).runs.row(0, named=True)
+    assert r["unloaded_read_await_ms"] is None and r["read_await_excess_ms"] is None
+
+
+def test_unloaded_read_time_is_held_beyond_the_probed_sizes():
+    frame = pl.DataFrame(
+        {
+            "unloaded_read_bytes": [[4096, 65536]] * 3 + [[]],
+            "unloaded_read_ms": [[0.1, 0.2]] * 3 + [[]],
+            "read_request_bytes": [512.0, 1e7, None, 4096.0],
+        }
+    )
+    assert runs_mod._unloaded_await(frame).to_list() == [0.1, 0.2, None, None]

@@ -162,6 +162,37 @@ def ratio(ps: PointStats, quantity: str, a: tuple, b: tuple) -> Stat:
     return Stat.of(va.mean() / vb.mean(), stats.ratio_replicates(va, vb))
 
 
+def at_point(ps: PointStats, quantity: str, at: tuple) -> Stat | None:
+    """quantity at one point (mean over its repetitions) with its CI; None where a run
+    there lacks it."""
+    if not np.all(np.isfinite(per_run(ps, quantity)[0][ps.members(at)])):
+        return None
+    est, rep = per_point(ps, quantity)
+    i = ps.index(at)
+    return Stat.of(est[i], rep[:, i])
+
+
+def read_await_rises(ps: PointStats, at: tuple, source: str, rows: list) -> Criterion:
+    """Do reads queue at the device at point ``at``? Its read await above its unloaded
+    read time for requests of the same size (``read_await_excess_ms``, :mod:`~.runs`):
+    refuted when the CI lies below MATERIAL_AWAIT_RISE of the unloaded time (a rise too
+    small to matter, even where it lies above 0), else supported when the CI lies above
+    0, else inconclusive."""
+    name, what = "read_await_rises", f"read await at {at[2]} - unloaded read time"
+    d = at_point(ps, "read_await_excess_ms", at)
+    base = at_point(ps, "unloaded_read_await_ms", at)
+    if d is None or base is None or base.value is None:
+        return Criterion.missing(
+            name, what, source, "no_read_await_or_unloaded_baseline", threshold=0.0, op=">"
+        )
+    floor = T.MATERIAL_AWAIT_RISE * base.value
+    c = Criterion.positive(name, what, d.value, d.ci, source=source, unit="ms", rows=rows)
+    if d.ci is not None and d.ci[1] < floor:
+        c.status, c.reasons = NOT_SUPPORTED, [f"rise_not_material:{name}"]
+    c.details = {"unloaded_read_ms": base.value, "material_rise_ms": floor}
+    return c
+
+
 def total(frame: pl.DataFrame, column: str) -> float | None:
     """Sum of a run column; None when no run recorded it (missing is not zero)."""
     if column not in frame.columns or frame[column].drop_nulls().len() == 0:

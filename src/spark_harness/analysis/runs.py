@@ -3,11 +3,13 @@
 Every evaluator reads the same :class:`Runs`: the points table of its sources (failed
 attempts included, so they can be reported), and for every usable run its request
 statistics over the analysed window (TTFT percentiles, errors, throughput, G3 fetch
-time), telemetry means over the window and the idle baseline, and counter increases
-over the window. The analysed window is the steady part of the load window: it starts
-once TTFT has settled (:func:`steady_starts`), never later than its middle. A value is
-null when its source field was never recorded: missing evidence stays visibly missing,
-it never becomes a zero.
+time), telemetry means over the window and the idle baseline, and counter increases over
+the window. Read await is averaged over reads, not samples (a sample without reads has
+no await), and beside it stands the device's unloaded read time for requests of the
+window's mean size, the baseline a rise is judged against. The analysed window is the
+steady part of the load window: it starts once TTFT has settled (:func:`steady_starts`),
+never later than its middle. A value is null when its source field was never recorded:
+missing evidence stays visibly missing, it never becomes a zero.
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ QUANTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 #: column in runs -> canonical/derived telemetry field.
 GAUGES = {
     "iowait_pct": "cpu_iowait_pct",
-    "read_await_ms": "io_r_await_ms",
     "read_iops": "io_r_s",
     "read_kbps": "io_rkb_s",
     "mem_available_bytes": "mem_available_bytes",
@@ -132,14 +133,32 @@ def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
             return pl.lit(None, pl.Float64)
         return _at(field, "window_end_ns") - _at(field, "window_start_ns")
 
+    def per_read(field: str, where: pl.Expr) -> pl.Expr:
+        """Mean of ``field`` over the reads completed where ``where`` holds (iostat's
+        figure for that stretch); null without reads."""
+        if not {field, "io_r_s", "dt_s"} <= cols:
+            return pl.lit(None, pl.Float64)
+        reads = (pl.col("io_r_s") * pl.col("dt_s")).filter(where & pl.col(field).is_not_null())
+        weighted = (pl.col(field) * pl.col("io_r_s") * pl.col("dt_s")).filter(
+            where & pl.col(field).is_not_null()
+        )
+        return pl.when(reads.sum() > 0).then(weighted.sum() / reads.sum())
+
     read_bytes = (
         (pl.col("io_rkb_s") * 1024 * pl.col("dt_s")).filter(in_window).sum()
         if {"io_rkb_s", "dt_s"} <= cols
         else pl.lit(None, pl.Float64)
     )
+    if {"io_rkb_s", "io_r_s"} <= cols:  # the mean request size of a sample's reads
+        size = pl.col("io_rkb_s") * 1024 / pl.col("io_r_s")
+        tel = tel.with_columns(pl.when(pl.col("io_r_s") > 0).then(size).alias("io_r_bytes"))
+        cols.add("io_r_bytes")
     aggs = [
         *[mean(f, in_window).alias(k) for k, f in GAUGES.items()],
         *[mean(f, idle).alias(f"idle_{k}") for k, f in GAUGES.items()],
+        per_read("io_r_await_ms", in_window).alias("read_await_ms"),
+        per_read("io_r_await_ms", idle).alias("idle_read_await_ms"),
+        per_read("io_r_bytes", in_window).alias("read_request_bytes"),
         *[delta(f).alias(k) for k, f in COUNTER_DELTAS.items()],
         read_bytes.alias("read_bytes"),
         pl.col("t_ns").filter(in_window).count().alias("n_window_samples"),
@@ -280,8 +299,10 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
     runs = runs.with_columns(
         *[pl.Series(k, v, dtype=pl.Float64) for k, v in pct.items()],
         pl.Series("g3_fetch_p95_ms", fetch_p95, dtype=pl.Float64),
+        _unloaded_await(runs),
     ).with_columns(
         (pl.col("g3_fetch_p95_ms") / pl.col("ttft_p95")).alias("g3_fetch_share_p95"),
+        (pl.col("read_await_ms") - pl.col("unloaded_read_await_ms")).alias("read_await_excess_ms"),
         (pl.col("outcome") == "marked").alias("marked"),
         # > 1: the simulator's engine fell behind its own timing model (a busy host)
         pl.when(pl.col("sim_step_modeled_s") > 0)
@@ -289,6 +310,23 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
         .alias("sim_step_overrun"),
     )
     return Runs(points=points, runs=runs.sort(RUN_KEYS), ttft=ttft, fetch=fetch)
+
+
+def _unloaded_await(runs: pl.DataFrame) -> pl.Series:
+    """``unloaded_read_await_ms``: the device's unloaded read time (the sidecar's probe)
+    interpolated at the window's mean request size, on a log size scale and held at the
+    ends of the probed sizes; null without a probe or without reads in the window."""
+    name = "unloaded_read_await_ms"
+    need = ("unloaded_read_bytes", "unloaded_read_ms", "read_request_bytes")
+    if not set(need) <= set(runs.columns):
+        return pl.Series(name, [None] * runs.height, dtype=pl.Float64)
+    out: list[float | None] = []
+    for sizes, ms, size in runs.select(need).iter_rows():
+        if not sizes or size is None or not size > 0:
+            out.append(None)
+            continue
+        out.append(float(np.interp(np.log(size), np.log(sizes), ms)))
+    return pl.Series(name, out, dtype=pl.Float64)
 
 
 def with_tier_shares(runs: pl.DataFrame) -> pl.DataFrame:

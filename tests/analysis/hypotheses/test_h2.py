@@ -1,5 +1,7 @@
 """H2A (no KV storage traffic on A) and H2B (a storage knee on B), on planted sweeps."""
 
+import pytest
+
 from spark_harness_testkit.synthetic import World
 
 CTX = {
@@ -128,3 +130,34 @@ def test_h2a_reads_of_other_processes_are_not_a_s(verdict_of, criterion):
     v = verdict_of("H2A", World(a_read_kbps=400.0), **CTX)
     assert v["status"] == "not supported"
     assert criterion(v, "device_reads_vs_idle")["details"]["method"] == "server_read_bytes"
+
+
+def test_h2b_await_rise_is_measured_from_the_unloaded_read_time(verdict_of, criterion):
+    """The knee's await minus the device's unloaded read time: the planted queueing,
+    0.5 ms per unit of fetch share at the knee's share 0.6, whatever the unloaded time."""
+    v = verdict_of("H2B", World(unloaded_read_ms=0.3), **CTX)
+    c = criterion(v, "read_await_rises")
+    assert c["status"] == "supported"
+    assert c["value"] == pytest.approx(0.3, rel=0.1)
+    assert c["details"]["unloaded_read_ms"] == pytest.approx(0.3, rel=1e-6)
+    assert v["status"] == "supported"
+
+
+def test_h2b_reads_that_never_queue_are_no_await_rise(verdict_of, criterion):
+    """G3's reads one at a time on an idle device: their await is the device's unloaded
+    read time, so "device read await rises with it" fails and so does H2B."""
+    v = verdict_of("H2B", World(g3_queueing_ms=0.0), **CTX)
+    c = criterion(v, "read_await_rises")
+    assert c["status"] == "not supported"
+    assert c["reasons"] == ["rise_not_material:read_await_rises"]
+    assert v["status"] == "not supported"
+
+
+def test_h2b_without_an_unloaded_baseline_is_missing_not_idle(verdict_of, criterion):
+    """No probe: no baseline. The idle phase is not one: in the demo it completed no
+    reads at all, and comparing with it called a device's service time a rise."""
+    v = verdict_of("H2B", World(read_probe=False), **CTX)
+    c = criterion(v, "read_await_rises")
+    assert c["status"] == "inconclusive"
+    assert c["reasons"] == ["no_read_await_or_unloaded_baseline"]
+    assert v["status"] == "inconclusive"

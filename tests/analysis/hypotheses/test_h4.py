@@ -1,5 +1,7 @@
 """H4A (A's p99 barely moves under QoS) and H4B (B's p99 slope on read await)."""
 
+import pytest
+
 from spark_harness_testkit.synthetic import World
 
 
@@ -11,8 +13,17 @@ def test_h4a_p99_flat_while_await_rises(verdict_of, criterion):
     assert v["gates"]["perturbation"]["passed"] is True
 
 
+def test_h4a_await_rise_is_measured_from_the_unloaded_read_time(verdict_of, criterion):
+    """A reads nothing under no contention, so the rise under heavy contention is its
+    await over the device's unloaded read time: the planted 4 ms."""
+    v = verdict_of("H4A", World(unloaded_read_ms=0.5))
+    c = criterion(v, "read_await_rises")
+    assert c["value"] == pytest.approx(4.0, rel=0.05)
+    assert c["statistic"] == "read await at qos-heavy - unloaded read time"
+
+
 def test_h4a_perturbation_without_await_rise_is_invalid(verdict_of):
-    flat = {"none": 0.1, "moderate": 0.1, "heavy": 0.1}
+    flat = {"none": 0.0, "moderate": 0.0, "heavy": 0.0}  # await stays the unloaded time
     v = verdict_of("H4A", World(qos_await_ms=flat))
     assert v["status"] == "invalid"
     assert v["gates"]["perturbation"]["passed"] is False

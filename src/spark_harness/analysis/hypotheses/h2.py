@@ -10,10 +10,11 @@ are reported as evidence.
 H2B (stack B), rule: p99 knee located; G3 hit share ≥ 20 % at the knee; device read
 await rises with it. Criteria: the storage knee (docs/PLAN.md definition) is located;
 G3's share of reused tokens at the knee has its CI above 20 %; read await at the knee
-exceeds that of the smallest context (CI). Without G3 fetch latency (KVBM) the knee is
-the fallback definition, decided on CIs (:func:`_knee_fallback`). Mechanism gate: G3
-offloads and onboards in each run at and beyond the knee. The context axis is found by
-its role.
+exceeds the device's unloaded read time for requests of the same size (CI; the idle
+phase completes no reads to compare with, :mod:`~spark_harness.telemetry.probe`).
+Without G3 fetch latency (KVBM) the knee is the fallback definition, decided on CIs
+(:func:`_knee_fallback`). Mechanism gate: G3 offloads and onboards in each run at and
+beyond the knee. The context axis is found by its role.
 """
 
 from __future__ import annotations
@@ -25,7 +26,12 @@ import polars as pl
 
 from spark_harness.analysis import axes, knee, stats
 from spark_harness.analysis import thresholds as T
-from spark_harness.analysis.criteria import across_runs, complete, difference, per_point
+from spark_harness.analysis.criteria import (
+    across_runs,
+    complete,
+    per_point,
+    read_await_rises,
+)
 from spark_harness.analysis.evidence import (
     SERVER_READS,
     Context,
@@ -43,7 +49,8 @@ from spark_harness.analysis.verdict import INF, SUPPORTED, Criterion, Verdict
 SRC_A = "docs/PLAN.md H2A: device reads within 10 % of idle"
 SRC_KNEE = "docs/PLAN.md storage knee: G3 fetch >= 50 % of TTFT at p95"
 SRC_KNEE_FALLBACK = (
-    "docs/PLAN.md storage knee (no fetch latency): device reads and read await > 1.5 x idle"
+    "docs/PLAN.md storage knee (no fetch latency): device reads > 1.5 x idle, read await"
+    " > 1.5 x unloaded"
     " and p95 TTFT > 1.5 x its baseline"
 )
 SRC_HIT = "docs/PLAN.md H2B: G3 hit share >= 20 % at the knee"
@@ -200,12 +207,14 @@ def _knee_fetch(ps: PointStats, ctx: Context) -> tuple[int | None, np.ndarray, n
 
 def _knee_fallback(ps: PointStats) -> tuple[int | None, np.ndarray, np.ndarray]:
     """Storage knee without fetch latency, decided on CIs: per point the smallest of
-    reads / idle reads, await / idle await and p95 / p95 at the first context."""
+    reads / idle reads, read await / the device's unloaded read time (the idle phase
+    completes few reads or none, so it has no await to compare with) and p95 / p95 at
+    the first context."""
     ratios = [
         (pair[0][0] / pair[1][0], pair[0][1] / pair[1][1])
         for pair in (
             (per_point(ps, "read_iops"), per_point(ps, "idle_read_iops")),
-            (per_point(ps, "read_await_ms"), per_point(ps, "idle_read_await_ms")),
+            (per_point(ps, "read_await_ms"), per_point(ps, "unloaded_read_await_ms")),
         )
     ]
     p95, p95_rep = per_point(ps, "p95")
@@ -224,10 +233,10 @@ def storage_knee_criterion(ctx: Context, ps: PointStats) -> tuple[Criterion, int
     if fetch_known:
         k, est, rep = _knee_fetch(ps, ctx)
         threshold, src, what = T.STORAGE_KNEE_FETCH_SHARE, SRC_KNEE, "p95 G3 fetch / p95 TTFT"
-    elif complete(ps, "read_iops", "idle_read_iops", "read_await_ms", "idle_read_await_ms"):
+    elif complete(ps, "read_iops", "idle_read_iops", "read_await_ms", "unloaded_read_await_ms"):
         k, est, rep = _knee_fallback(ps)
         threshold, src = T.STORAGE_KNEE_BASELINE_FACTOR, SRC_KNEE_FALLBACK
-        what = "min(reads / idle, read await / idle, p95 TTFT / p95 at the first context)"
+        what = "min(reads / idle, read await / unloaded, p95 TTFT / p95 at the first context)"
     else:
         return Criterion.missing(
             name, "storage knee", SRC_KNEE, "no_fetch_latency_nor_device_counters"
@@ -287,36 +296,6 @@ def hit_share_criterion(ps: PointStats, at: tuple) -> Criterion:
     )
 
 
-def await_criterion(ps: PointStats, at: tuple, k: int | None) -> Criterion:
-    name = "read_await_rises"
-    if not complete(ps, "read_await_ms", "idle_read_await_ms"):
-        return Criterion.missing(
-            name,
-            "read await at the knee vs before",
-            SRC_AWAIT,
-            "no_device_counters",
-            threshold=0.0,
-            op=">",
-        )
-    if k:  # compare with the smallest context
-        d = difference(ps, "read_await_ms", at, ps.labels[0])
-        what = f"read await at {at[2]} - at {ps.labels[0][2]}"
-    else:  # the knee is the first point (or none): compare with the idle baseline
-        (w, wr), (i, ir) = per_point(ps, "read_await_ms"), per_point(ps, "idle_read_await_ms")
-        j = ps.index(at)
-        d = Stat.of(w[j] - i[j], wr[:, j] - ir[:, j])
-        what = f"read await at {at[2]} - idle"
-    return Criterion.positive(
-        name,
-        what,
-        d.value,
-        d.ci,
-        source=SRC_AWAIT,
-        unit="ms",
-        rows=rows(ps.runs),
-    )
-
-
 def tier_shares(ps: PointStats, axis: str) -> pl.DataFrame:
     cols = ["share_g1", "share_g2", "share_g3", "share_miss", "g3_hit_share"]
     frame = {"point": [lab[2] for lab in ps.labels]}
@@ -330,7 +309,11 @@ def evaluate_b(ctx: Context) -> Verdict:
     used, ps, axis = _sweep(ctx)
     knee_c, k = storage_knee_criterion(ctx, ps)
     at = ps.labels[k] if k is not None else ps.labels[-1]
-    criteria = [knee_c, hit_share_criterion(ps, at), await_criterion(ps, at, k)]
+    criteria = [
+        knee_c,
+        hit_share_criterion(ps, at),
+        read_await_rises(ps, at, SRC_AWAIT, rows(ps.point_runs(at))),
+    ]
     beyond = ps.labels[(k if k is not None else len(ps.labels) - 1) :]
     scope = used.filter(pl.col("point").is_in([lab[2] for lab in beyond]))
     gates = [*ctx.gates(used), mechanism_gate(scope, "g3", f"runs at and beyond {at[2]}")]
