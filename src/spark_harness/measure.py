@@ -6,8 +6,9 @@ without load and load without telemetry are both impossible:
 1. wait for the endpoint file, resolve U_work, check readiness within the stack's
    start-up timeout (the log tail is the error if the server never comes up);
 2. hold the contended device's I/O scheduler where the plan sets ``qos.io_scheduler``
-   (put back when the point ends), wait for the sidecar, record the idle baseline
-   (no requests);
+   (put back when the point ends), wait for the sidecar, measure the device's unloaded
+   read time (:mod:`spark_harness.telemetry.probe`), record the idle baseline (no
+   requests);
 3. run the load phases (:func:`spark_harness.loadgen.run_load`), streaming every
    finished request to disk, with the storage-QoS perturbation running from before the
    warm-up until after the cool-down (started and stopped outside the event loop);
