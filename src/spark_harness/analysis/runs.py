@@ -313,7 +313,7 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
 
 
 def _unloaded_await(runs: pl.DataFrame) -> pl.Series:
-    """``unloaded_read_await_ms``: the device's unloaded read time (the sidecar's probe)
+    """``unloaded_read_await_ms``: the device's unloaded read time (the load generator's probe)
     interpolated at the window's mean request size, on a log size scale and held at the
     ends of the probed sizes; null without a probe or without reads in the window."""
     name = "unloaded_read_await_ms"
