@@ -57,9 +57,7 @@ def unloaded_read_ms(
     path = directory / f".spark-harness-probe-{os.getpid()}-{time.monotonic_ns()}"
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_DIRECT, 0o600)
-    except OSError as e:  # a filesystem that refuses O_DIRECT may have created it first
-        with contextlib.suppress(OSError):
-            path.unlink()
+    except OSError as e:
         raise ProbeUnavailable(e.errno, f"cannot open a probe file in {directory}: {e}") from e
     try:
         (buf,) = contiguous_buffers(1, slot)
