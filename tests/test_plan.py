@@ -281,11 +281,13 @@ def test_resolve_stack_by_hand_applies_overrides():
 
 
 def test_spark_plan_carries_none_of_the_demo_worlds_simulator_settings():
-    """The demo plan sizes simulated tiers per hypothesis (`server.sim`), warms its tiered
-    world up for 1 s and cycles prompts; config/spark.yaml, layered over it, must not pass
-    any of that to the real servers' points."""
+    """The demo plan sizes simulated tiers per hypothesis (`server.sim`), lengthens some
+    windows, warms its tiered world up and cycles prompts; config/spark.yaml, layered over
+    it, must not pass any of that to the real servers' points."""
     plan = Plan(layered_config([REPO / "config" / "spark.yaml"], REPO), base_dir=REPO)
     for run in plan.runs():
         assert "sim" not in run.spec["server"], (run.hyp, run.point)
         assert run.spec["phases"]["warmup_s"] == 30, (run.hyp, run.point)
+        # the demo lengthens some windows (H2A, H2B, H4A, H4B, H5): on the Spark all are 300 s
+        assert run.spec["phases"]["load_s"] == 300, (run.hyp, run.point)
         assert run.spec["workload"].get("prompts_per_user", 1) == 1, (run.hyp, run.point)

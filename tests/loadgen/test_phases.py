@@ -76,9 +76,11 @@ def test_warmup_waits_for_its_minimum_completions() -> None:
     async def main() -> None:
         ph, _ = make([PhasePlan("warmup", 0.01, min_done=2), PhasePlan("load", 0.01)])
         ph.start()
-        assert ph.claim() == "warmup" and ph.claim() == "warmup"
+        assert ph.claim() == "warmup" and ph.claim() == "warmup" and ph.claim() == "warmup"
         await asyncio.sleep(0.03)
         assert ph.current == "warmup"  # time is up but only 0 of 2 finished
+        ph.finish("warmup", warms=False)  # a request that does not count toward it
+        assert ph.current == "warmup"
         ph.finish("warmup")
         assert ph.current == "warmup"
         ph.finish("warmup")

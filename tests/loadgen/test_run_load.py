@@ -74,6 +74,24 @@ def test_closed_loop_users_pause_a_random_think_time_before_each_request(run_in_
     assert gaps[0][:5] != gaps[1][:5]
 
 
+def test_a_warm_up_of_every_prompt_outlasts_its_duration_until_each_is_answered(
+    run_in_process,
+) -> None:
+    # 3 users x 4 prompts of 40 ms requests: 160 ms of first sends against a 10 ms
+    # warm-up, which alone would end after each user's first request
+    workload = {**FIXED, "prompts_per_user": 4, "warm_every_prompt": True}
+    point = spec(workload, {"kind": "closed", "users": 3}, warmup_s=0.01, load_s=0.1)
+    out = run_in_process(point, TruthConfig(ttft_ms=35, itl_ms=1))
+    load_start = out.windows["load"][0]
+    assert sum(r["done_ns"] <= load_start for r in out.phase("warmup")) >= 12
+    by_user: dict[int, list[dict]] = defaultdict(list)
+    for r in sorted(out.records, key=lambda r: r["sent_ns"]):
+        by_user[r["user_id"]].append(r)
+    # each user's first four sends (its four prompts) were all in the warm-up
+    assert sorted(by_user) == [0, 1, 2]
+    assert all(r["phase"] == "warmup" for rs in by_user.values() for r in rs[:4])
+
+
 def test_max_requests_bounds_the_load_window(run_in_process) -> None:
     point = spec(FIXED, {"kind": "closed", "users": 2}, load_s=30.0, max_requests=7)
     out = run_in_process(point)

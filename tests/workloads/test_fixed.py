@@ -115,6 +115,17 @@ def test_prompts_per_user_are_sent_in_turn(prompts: Prompts) -> None:
     assert other.request.prompt not in sent  # and none shared with another user
 
 
+def test_warm_every_prompt_waits_for_each_users_prompts_once(prompts: Prompts) -> None:
+    wl = FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=3, warm_every_prompt=True)
+    assert wl.warmup_min_requests(4) == 12  # four users' three first (full) prefills
+    assert wl.warmup_min_requests(None) == 0  # open loop: no user owns a prompt
+    # only first sends count: a user with cached prompts answers re-sends sooner, and
+    # its answers must not end the warm-up while another's first sends are in flight
+    assert [wl.next("warmup", 0).warms for _ in range(5)] == [True] * 3 + [False] * 2
+    assert wl.next("warmup", 1).warms
+    assert FixedContext(prompts, 32, 4, nonce=True, prompts_per_user=3).warmup_min_requests(4) == 0
+
+
 def test_reuse_ratio_renews_the_tail_of_that_share_of_prompts(prompts: Prompts) -> None:
     wl = FixedContext(prompts, 128, 4, nonce=True, prompts_per_user=2, reuse_ratio=0.75)
     sent = [wl.next("load", 0).request for _ in range(2002)]

@@ -55,14 +55,14 @@ def test_mix_follows_the_weights_and_is_reproducible() -> None:
 def test_warm_warmup_touches_every_adapter_first(prompts: Prompts) -> None:
     adapters = [Adapter(n) for n in "abcd"]
     wl = LoraMix(prompts, 16, 2, nonce=False, adapters=adapters, adapter_cache="warm")
-    assert wl.warmup_min_requests == 4
+    assert wl.warmup_min_requests(2) == 4
     assert [wl.next("warmup", u % 2).request.adapter for u in range(4)] == list("abcd")
     assert {wl.next("load", 0).request.adapter for _ in range(100)} == set("abcd")
 
 
 def test_cold_warmup_uses_the_base_model(prompts: Prompts) -> None:
     wl = LoraMix(prompts, 16, 2, nonce=False, adapters=[Adapter("a")], adapter_cache="cold")
-    assert wl.warmup_min_requests == 0
+    assert wl.warmup_min_requests(2) == 0
     assert wl.next("warmup", 0).request.adapter is None
     assert wl.next("load", 0).request.adapter == "a"
     with pytest.raises(WorkloadError, match="adapter_cache"):

@@ -2,8 +2,9 @@
 
 A phase is a *send* window. It ends
 
-- on time (``duration_s``), but no earlier than ``min_done`` of its requests have
-  finished (warm-up that must touch every LoRA adapter);
+- on time (``duration_s``), but no earlier than ``min_done`` of its requests that warm
+  have finished (a warm-up that must touch every LoRA adapter, or answer every
+  prompt once);
 - on count (``max_requests`` sent);
 - when the workload has nothing more to send for it (a trace ends; H9's lists);
 
@@ -66,6 +67,7 @@ class Phases:
         self.windows: dict[str, list[int]] = {}
         self.sent: Counter[str] = Counter()
         self.done: Counter[str] = Counter()
+        self.warmed: Counter[str] = Counter()  # finished requests that count for min_done
         self.inflight = 0
         #: set once the last phase stops sending; then ``finished`` once it has drained
         self.stopped = asyncio.Event()
@@ -98,10 +100,12 @@ class Phases:
             self._close()
         return plan.name
 
-    def finish(self, phase: str) -> None:
-        """A request claimed in ``phase`` has finished (successfully or not)."""
+    def finish(self, phase: str, warms: bool = True) -> None:
+        """A request claimed in ``phase`` has finished (successfully or not); ``warms``:
+        it counts toward the phase's ``min_done``."""
         self.inflight -= 1
         self.done[phase] += 1
+        self.warmed[phase] += warms
         if self._sending:
             if self._deadline is None or time.monotonic_ns() >= self._deadline:
                 self._maybe_close()
@@ -167,7 +171,7 @@ class Phases:
 
     def _maybe_close(self) -> None:
         plan = self.plan
-        if plan.duration_s is not None and self.done[plan.name] >= plan.min_done:
+        if plan.duration_s is not None and self.warmed[plan.name] >= plan.min_done:
             self._close()
 
     def _close(self) -> None:

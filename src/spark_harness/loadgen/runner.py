@@ -119,7 +119,7 @@ def phase_plans(settings: LoadSettings, workload: Workload) -> list[PhasePlan]:
         return [PhasePlan(name, drain=True) for name in workload.phases]
     warmup, load, cooldown = workload.phases
     return [
-        PhasePlan(warmup, settings.warmup_s, min_done=workload.warmup_min_requests),
+        PhasePlan(warmup, settings.warmup_s, min_done=workload.warmup_min_requests(settings.users)),
         PhasePlan(load, settings.load_s, max_requests=settings.max_requests),
         PhasePlan(cooldown, settings.cooldown_s, drain=True),
     ]
@@ -351,7 +351,7 @@ class _Run:
                 self.workload.finished(job, None, att.end_ns or time.monotonic_ns())
                 self.recorder.put(att)
         finally:
-            self.phases.finish(phase)
+            self.phases.finish(phase, job.warms)
 
 
 async def run_load(

@@ -76,6 +76,7 @@ def build_workload(spec: Mapping[str, Any], server_is_sim: bool) -> tuple[Worklo
             float(wl.get("output_tokens_spread", 0.0)),
             int(wl.get("prompts_per_user", 1)),
             float(wl.get("reuse_ratio", 1.0)),
+            bool(wl.get("warm_every_prompt", False)),
         )
     elif kind == "shared_prefix":
         workload = SharedPrefix(

@@ -52,6 +52,8 @@ class Job:
     request: Request
     due_ns: int | None = None  # monotonic ns before which it must not be sent (think time)
     handle: Any = field(default=None, compare=False)
+    #: counts toward the warm-up's minimum (:meth:`Workload.warmup_min_requests`)
+    warms: bool = True
 
 
 class Workload(ABC):
@@ -66,12 +68,16 @@ class Workload(ABC):
     closed_loop_only: bool = False
     #: at most this many users can be busy at once (e.g. one outstanding turn per session)
     max_users: int | None = None
-    #: warm-up lasts until at least this many warm-up requests have finished
-    warmup_min_requests: int = 0
     #: True when what a request asks for depends on its phase (a cold-LoRA warm-up sends
     #: the base model): a job built for a phase whose time ran out while it waited to be
     #: sent is built again for the phase it is sent in
     phase_shapes_requests: bool = False
+
+    def warmup_min_requests(self, users: int | None) -> int:
+        """The warm-up lasts until at least this many of its requests that warm (``Job.warms``)
+        have finished (``users``: the closed loop's, None in open loop), whatever its
+        duration."""
+        return 0
 
     @abstractmethod
     def next(self, phase: str, user: int | None) -> Job | None:

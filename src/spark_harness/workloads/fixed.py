@@ -13,6 +13,13 @@ probability 1 - r (a new question on the same context): the prefix is still reus
 the new tail brings new blocks that are offloaded later, so a tiered stack shows offloads
 as well as onboards in every window (its copies are inclusive, so a working set that
 only cycles would be onboarded but never offloaded again).
+``warm_every_prompt`` makes the warm-up last until each user's k prompts have been
+answered once (users x k first sends): the first (full) prefills that a reusing stack
+then serves from its tiers. Only first sends count: a user whose prompts are cached
+answers its re-sends in half the time, so a count of all answers ended the warm-up while
+a slower user's last first send was still in flight. Without it a long context's first
+prefills ran into the load window (at 1,024 tokens, ~0.75 s past a 1 s warm-up), where
+the steady-state cut spent half the window removing them.
 With ``nonce: request`` every request gets its own nonce, so nothing is reusable on any
 stack: the fair A-vs-B comparison of H0, where a stack that reuses KV and one that does not
 must do the same work. Open-loop arrivals have no user: each gets its own nonce
@@ -68,6 +75,7 @@ class FixedContext(Workload):
         output_tokens_spread: float = 0.0,
         prompts_per_user: int = 1,
         reuse_ratio: float = 1.0,
+        warm_every_prompt: bool = False,
     ):
         if not 0.0 <= output_tokens_spread < 1.0:
             raise WorkloadError(
@@ -86,12 +94,17 @@ class FixedContext(Workload):
         self._sent = 0
         self.prompts_per_user = prompts_per_user
         self.reuse_ratio = reuse_ratio
+        self.warm_every_prompt = warm_every_prompt
         self._turn: dict[int | None, int] = {}  # user -> sends so far (picks the prompt)
         self._epochs: dict[tuple[int | None, int], int] = {}  # (user, prompt) -> renewals
         self._renew: dict[int | None, random.Random] = {}
         self._by_user: dict[tuple[int | None, int], tuple[int, tuple[Prompt, int]]] = {}
         self._lengths: dict[int | None, random.Random] = {}
         self._arrivals = 0
+
+    def warmup_min_requests(self, users: int | None) -> int:
+        """With ``warm_every_prompt``, every user's first sends answered (closed loop)."""
+        return users * self.prompts_per_user if self.warm_every_prompt and users else 0
 
     def output_for(self, user: int | None) -> int:
         """The next request's output length: fixed, or drawn from the spread."""
@@ -148,7 +161,10 @@ class FixedContext(Workload):
     def next(self, phase: str, user: int | None) -> Job:
         prompt, n = self.prompt_for(user)
         adapter = self.adapter_for(phase, user)
-        return Job(Request(prompt, self.output_for(user), n, adapter=adapter))
+        # with warm_every_prompt only a user's first sends count toward the warm-up
+        first = user is not None and self._turn.get(user, 0) <= self.prompts_per_user
+        warms = first or not self.warm_every_prompt
+        return Job(Request(prompt, self.output_for(user), n, adapter=adapter), warms=warms)
 
 
 class SharedPrefix(Workload):

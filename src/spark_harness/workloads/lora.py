@@ -63,8 +63,11 @@ class LoraMix(FixedContext):
             raise WorkloadError(f"workload.adapter_cache: {adapter_cache!r} is not cold or warm")
         self.mix = AdapterMix(adapters, prompts.seed)
         self.adapter_cache = adapter_cache
-        self.warmup_min_requests = len(adapters) if adapter_cache == "warm" else 0
         self._warmups = 0
+
+    def warmup_min_requests(self, users: int | None) -> int:
+        """A warm cache: every adapter has been loaded once before the load window."""
+        return len(self.mix.adapters) if self.adapter_cache == "warm" else 0
 
     def adapter_for(self, phase: str, user: int | None) -> str | None:
         if phase == "warmup":
