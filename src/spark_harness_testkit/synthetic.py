@@ -495,6 +495,8 @@ class World:
     #: ms of read await per unit of G3 fetch share: G3's reads queueing at the device
     #: (H2B's await rise); 0: G3's reads never queue (one in flight on an idle device)
     g3_queueing_ms: float = 0.5
+    #: SD (ms) of a per-repetition offset on read await: the device between repetitions
+    await_rep_noise_ms: float = 0.0
     iowait_per_share: float = 6.0  # iowait pp per unit of G3 fetch share (B); 0: flat
     cold_tail: float = 1.6  # H1: p99/p50 multiplier of cold adapters
     cold_read_bytes: float = 50e6  # H1: the server's extra reads in a cold window
@@ -580,7 +582,9 @@ class World:
             p50 *= self.policy_factor.get(sim.get("eviction", "lru"), 1.0) if tiered else 1.0
             slope = self.qos_slope if share > 0 else 0.0 if tiered else self.a_qos_slope
             p50 = p50 / (1 - share) + slope * (qos - self.qos_await_ms["none"])
-        noise, noise2 = np.random.default_rng([int(spec.get("seed", 0)), 7]).standard_normal(2)
+        noise, noise2, noise3 = np.random.default_rng(
+            [int(spec.get("seed", 0)), 7]
+        ).standard_normal(3)
         p50 *= 1 + self.rep_noise * noise
         tail = self.tail_high if users >= self.knee_users else self.tail_low
         tail *= self.cold_tail if wl.get("adapter_cache") == "cold" else 1.0
@@ -636,7 +640,10 @@ class World:
                 + g3 * self.device_read_factor * 65536 / window_s / 1024
                 + cold * (self.cold_read_bytes + self.cold_system_read_bytes) / window_s / 1024
                 + fio * 1024,
-                read_await_ms=self.unloaded_read_ms + qos + self.g3_queueing_ms * share,
+                read_await_ms=self.unloaded_read_ms
+                + qos
+                + self.g3_queueing_ms * share
+                + self.await_rep_noise_ms * noise3,
                 mem_available_bytes=20e9
                 - other_mem
                 - kv_in_memory * (self.os_sees_b if tiered else self.os_sees_a),

@@ -153,6 +153,21 @@ def test_h2b_reads_that_never_queue_are_no_await_rise(verdict_of, criterion):
     assert v["status"] == "not supported"
 
 
+def test_h2b_await_rise_must_be_material_to_support_not_merely_above_zero(verdict_of, criterion):
+    """A rise of exactly half the unloaded time (0.1 ms over 0.2): its CI lies above 0
+    but straddles the material rise, so it neither supports nor refutes. A rise clearly
+    above it supports; one clearly below refutes."""
+    noisy = World(unloaded_read_ms=0.2, g3_queueing_ms=0.1 / 0.6, await_rep_noise_ms=0.02)
+    at_floor = criterion(verdict_of("H2B", noisy, **CTX), "read_await_rises")
+    assert 0 < at_floor["ci"][0] < 0.1 < at_floor["ci"][1]
+    assert at_floor["status"] == "inconclusive"
+    above = World(unloaded_read_ms=0.2, g3_queueing_ms=0.2 / 0.6)
+    assert criterion(verdict_of("H2B", above, **CTX), "read_await_rises")["status"] == ("supported")
+    below = World(unloaded_read_ms=0.2, g3_queueing_ms=0.05 / 0.6)
+    c = criterion(verdict_of("H2B", below, **CTX), "read_await_rises")
+    assert c["status"] == "not supported" and c["value"] > 0
+
+
 def test_h2b_without_an_unloaded_baseline_is_missing_not_idle(verdict_of, criterion):
     """No probe: no baseline. The idle phase is not one: in the demo it completed no
     reads at all, and comparing with it called a device's service time a rise."""
