@@ -59,6 +59,9 @@ def test_point_replicates_are_the_t_interval_on_repetitions():
     lo, hi = stats.ci(r.by_stratum(r.fixed(v))[:, 0])
     half = 4.302652729911275 * v.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}
     assert (lo, hi) == pytest.approx((v.mean() - half, v.mean() + half), rel=0.02)
+    # the same interval for a point on its own, not one run's slot (which is wider)
+    assert stats.ci(stats.mean_replicates(v)) == pytest.approx((lo, hi), rel=0.03)
+    assert stats.ci(r.fixed(v)[:, 0])[1] > hi + 0.05 * half
 
 
 def test_quantities_of_a_point_share_their_draws():

@@ -206,6 +206,15 @@ class Resampler:
         return self._point_means(per_slot)
 
 
+def mean_replicates(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Replicates of the mean of ``values`` (repetitions of one point) whose percentile
+    interval is the one-sample t-interval ``m ± t_(n−1) · s / sqrt(n)``: (size,). One
+    run's replicate (a slot of :meth:`Resampler.fixed`) is not it: its redrawn value
+    widens the interval."""
+    v = np.asarray(values, dtype=float)
+    return Resampler(["point"] * len(v)).fixed(v).mean(axis=-1)
+
+
 def two_sample_replicates(
     a: np.ndarray,
     b: np.ndarray,

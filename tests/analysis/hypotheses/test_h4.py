@@ -58,7 +58,7 @@ def test_a_fetch_slope_without_a_rise_under_degradation_is_not_h4b(verdict_of, c
     assert slope["status"] == "supported"  # the trap: a slope from the runs' own spread
     rise = criterion(v, "p99_rises_with_degradation")
     assert rise["status"] == "not supported" and rise["ci"][1] < 0.10
-    assert rise["reasons"] == ["rise_not_material"]
+    assert rise["reasons"] == ["rise_not_material:p99_rises_with_degradation"]
     assert v["status"] == "not supported"
 
 

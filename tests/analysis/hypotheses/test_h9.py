@@ -1,5 +1,11 @@
 """H9: paired AB/BA replay TTFT per mode, with the disk-onboard mechanism gate."""
 
+import math
+
+import numpy as np
+import pytest
+
+from spark_harness.analysis.hypotheses.h9 import Pairs
 from spark_harness_testkit.synthetic import World
 
 
@@ -45,3 +51,19 @@ def test_one_b2_run_without_disk_onboards_is_invalid(verdict_of):
     assert v["status"] == "invalid"
     failing = v["gates"]["mechanism"]["details"]["failing_runs"]
     assert [r[:4] for r in failing] == [["H9", "B2", "base", 1]]
+
+
+def test_paired_mean_of_three_repetitions_is_the_one_sample_t_interval():
+    """Two repetitions in the listed order and one reversed (the demo's three) cannot be
+    balanced over the orders: the effect is the paired mean and its CI the one-sample
+    t-interval on the per-repetition differences. One resampled run's replicate, used
+    before, widened it (upper end 3.5 for 1.96 here)."""
+    pairs = Pairs.__new__(Pairs)
+    pairs.means = {"B2": np.array([10.0, 12.0, 17.0]), "B0": np.array([20.0, 20.0, 20.0])}
+    pairs.order = np.array(["listed", "reversed", "listed"])
+    effect, order = pairs.difference("B2", "B0")
+    d = pairs.means["B2"] - pairs.means["B0"]
+    half = 4.302652729911275 * d.std(ddof=1) / math.sqrt(3)  # t_{0.975, 2}
+    assert effect.value == pytest.approx(-7.0)
+    assert effect.ci == pytest.approx((d.mean() - half, d.mean() + half), abs=0.05 * half)
+    assert order.ci is None  # no order effect without two repetitions of each order

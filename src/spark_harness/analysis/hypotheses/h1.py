@@ -58,8 +58,7 @@ def server_share(ps: PointStats, cold: tuple) -> Criterion:
     server = per_run(ps, "server_read_bytes")[0][members]
     device = per_run(ps, "read_bytes")[0][members]
     runs = server / np.maximum(device, 1.0)
-    reps = stats.Resampler([cold] * len(runs)).fixed(runs).mean(axis=-1)
-    s = Stat.of(float(runs.mean()), reps)
+    s = Stat.of(float(runs.mean()), stats.mean_replicates(runs))
     return Criterion.judged(
         name,
         statistic,

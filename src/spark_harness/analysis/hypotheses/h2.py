@@ -28,6 +28,7 @@ from spark_harness.analysis import axes, knee, stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import (
     across_runs,
+    at_point,
     complete,
     per_point,
     read_await_rises,
@@ -267,9 +268,14 @@ def storage_knee_criterion(ctx: Context, ps: PointStats) -> tuple[Criterion, int
 
 
 def hit_share_criterion(ps: PointStats, at: tuple) -> Criterion:
+    """G3's share of the reused tokens at ``at``, from the first column every run there
+    has (the simulator's share, else KVBM's hit rate); missing, never zero, otherwise."""
     name = "g3_hit_share_at_knee"
-    column = next((c for c in ("g3_hit_share", "kv_g3_hit_rate") if complete(ps, c)), None)
-    if column is None:
+    found = (
+        (c, s) for c in ("g3_hit_share", "kv_g3_hit_rate") if (s := at_point(ps, c, at)) is not None
+    )
+    column, s = next(found, (None, None))
+    if s is None:
         return Criterion.missing(
             name,
             "G3 share of reused tokens at the knee",
@@ -278,9 +284,6 @@ def hit_share_criterion(ps: PointStats, at: tuple) -> Criterion:
             threshold=T.H2B_G3_HIT_SHARE,
             op=">=",
         )
-    est, rep = per_point(ps, column)
-    i = ps.index(at)
-    s = Stat.of(est[i], rep[:, i])
     return Criterion.judged(
         name,
         f"{column} at {at[2]}",

@@ -135,7 +135,9 @@ def p99_rises(ps: PointStats, used: pl.DataFrame, axis: str) -> Criterion:
         source=SRC_B,
         status=status,
         reasons=(
-            ["rise_not_material"] if status == NOT_SUPPORTED else [f"{r}:{name}" for r in reasons]
+            [f"rise_not_material:{name}"]
+            if status == NOT_SUPPORTED
+            else [f"{r}:{name}" for r in reasons]
         ),
         unit="share",
         rows=rows(used),

@@ -25,7 +25,6 @@ import polars as pl
 from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.evidence import Context, Stat, mechanism_gate, rows, run_sums, verdict
-from spark_harness.analysis.stats import Resampler
 from spark_harness.analysis.verdict import INCONCLUSIVE, INF, INVALID, Criterion, Gate, Verdict
 
 SOURCE = "docs/PLAN.md H9: replay TTFT per mode, paired repetitions, mean difference, 95 % CI"
@@ -76,7 +75,7 @@ class Pairs:
                 stats.two_sample_replicates(listed, reversed_, 0.5, -0.5),
             )
             return effect, order
-        paired = Resampler(["pairs"] * len(d)).fixed(d)[:, 0] if len(d) else np.empty(0)
+        paired = stats.mean_replicates(d) if len(d) else np.empty(0)
         return Stat.of(d.mean() if len(d) else np.nan, paired), Stat(None, None)
 
 
@@ -179,11 +178,7 @@ def evaluate(ctx: Context) -> Verdict:
     ]
     for row in table:
         reps = pairs.means[row["mode"]]
-        ci = (
-            Stat.of(0.0, Resampler(["mode"] * len(reps)).fixed(reps)[:, 0]).ci
-            if len(reps)
-            else None
-        )
+        ci = Stat.of(0.0, stats.mean_replicates(reps)).ci if len(reps) else None
         row["ci_lo"], row["ci_hi"] = ci or (None, None)
     ctx.write_table("fig_replay_ttft_by_mode.csv", pl.DataFrame(table, infer_schema_length=None))
     pair_rows = [
