@@ -178,8 +178,8 @@ def read_await_rises(ps: PointStats, at: tuple, source: str, rows: list) -> Crit
     against a material rise, MATERIAL_AWAIT_RISE of the unloaded time (docs/PLAN.md: a
     smaller rise is not one): supported when the CI lies above it, refuted when below
     (``rise_not_material``), else inconclusive. A CI above 0 alone does not support it:
-    one G3 read in flight beside the offloads' writes rose 0.04-0.06 ms over ~0.2 ms,
-    with CIs from 0.01 to 0.10."""
+    one G3 read in flight, paced by the modeled drive (an idle device between reads),
+    rose 0.03-0.08 ms over ~0.1-0.2 ms with no read ever queued (docs/ANALYSIS.md)."""
     name, what = "read_await_rises", f"read await at {at[2]} - unloaded read time"
     d = at_point(ps, "read_await_excess_ms", at)
     base = at_point(ps, "unloaded_read_await_ms", at)
