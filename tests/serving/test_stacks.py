@@ -73,6 +73,30 @@ def test_vllm_cpu_stack_runs_the_engine_from_its_environment_in_the_checkout(tmp
     assert cmd["metrics"] == [{"url": "http://127.0.0.1:18000/metrics", "source": "vllm"}]
 
 
+def test_dynamo_vllm_cpu_stack_serves_stack_as_engine_behind_the_frontend(tmp_path, monkeypatch):
+    """Stack B on the CPU differs from Stack A by Dynamo's serving path only: the same
+    interpreter, engine flags, KV space and cores, every process pinned, every Dynamo
+    listener that has a host variable on loopback."""
+    monkeypatch.chdir(tmp_path)
+    a, b = (
+        resolve(resolve_stack(REPO / f"config/stacks/{f}.yaml"), tmp_path / f, "127.0.0.1", 18000)
+        for f in ("vllm-cpu", "dynamo-vllm-cpu")
+    )
+    frontend, worker = b["processes"]
+    python = f"{tmp_path}/.venv-vllm/bin/python"
+    assert frontend["argv"][:4] == ["taskset", "-c", "0", python]
+    assert "--http-port" in frontend["argv"] and "18000" in frontend["argv"]
+    assert f"exec taskset -c 0 {shlex_quote(python)} -m dynamo.vllm" in worker["shell"]
+    engine_flags = "--max-model-len 4096|--max-num-seqs 64|--block-size 32|--enforce-eager"
+    for flag in [*engine_flags.split("|"), "--enable-prefix-caching", "--served-model-name"]:
+        assert flag in a["processes"][0]["shell"] and flag in worker["shell"], flag
+    for key in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND"):
+        assert worker["env"][key] == a["processes"][0]["env"][key]
+    hosts = [k for k in worker["env"] if k.startswith("DYN_") and k.endswith("_HOST")]
+    assert len(hosts) == 5 and all(worker["env"][k] == "127.0.0.1" for k in hosts)
+    assert [m["source"] for m in b["metrics"]] == ["dynamo_frontend", "dynamo_worker"]
+
+
 def test_spark_plan_binds_real_stacks_at_full_length():
     p = spark_plan()
     runs = p.runs()
