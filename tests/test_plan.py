@@ -264,7 +264,10 @@ def test_the_cpu_engine_plan_runs_or_declares_every_hypothesis():
     p = Plan(layered_config([REPO / "config/vllm-cpu.yaml"], REPO), base_dir=REPO)
     assert set(p.hypotheses) | set(p.not_applicable) == set(EVALUATORS)
     assert {"H0", "H2A"} <= set(p.hypotheses)
-    assert {r.spec["server"]["name"] for r in p.runs()} == {"vllm-cpu"}
+    servers = {(r.hyp, r.spec["server"]["name"]) for r in p.runs()}
+    # H0 on both serving paths of the one engine; the rest on vLLM's own server
+    assert {s for h, s in servers if h == "H0"} == {"vllm-cpu", "dynamo-vllm-cpu"}
+    assert {s for h, s in servers if h != "H0"} == {"vllm-cpu"}
 
 
 def test_deep_merge_merges_mappings_and_replaces_the_rest():

@@ -122,10 +122,11 @@ def write_config(root: Path, config: dict) -> None:
 VERDICT_STATUSES = {"supported", "not supported", "inconclusive", "invalid"}
 
 
-def telemetry_samples(root: Path) -> list[dict[str, Any]]:
-    """Every telemetry sample (``kind: sample``) of a repository copy's raw runs."""
+def telemetry_samples(root: Path, pattern: str = "raw/**/telemetry.jsonl") -> list[dict[str, Any]]:
+    """Every telemetry sample (``kind: sample``) of a repository copy's raw runs (those
+    ``pattern`` matches under ``results``)."""
     rows = []
-    for f in (root / "results" / "raw").rglob("telemetry.jsonl"):
+    for f in (root / "results").glob(pattern):
         rows += [json.loads(line) for line in f.read_text().splitlines() if line.strip()]
     return [r for r in rows if r.get("kind") == "sample"]
 
