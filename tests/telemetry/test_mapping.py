@@ -96,6 +96,53 @@ def test_dynamo_worker_kv_stats() -> None:
     )
 
 
+def test_real_dynamo_expositions_in_front_of_vllm_on_the_cpu() -> None:
+    """Captured from ai-dynamo 1.6.1 (the dynamo-vllm-cpu stack: the frontend on its HTTP
+    port, ``dynamo.vllm`` on its system port) after 5 completions of one 156-token
+    prompt, 4 of them finding 128 tokens in the prefix cache: the worker's system port
+    serves vLLM's own series (``model_name`` labels) beside Dynamo's component series,
+    and both sides count the same cached tokens."""
+    worker_text = (FIX / "dynamo_vllm_worker_1.6.1_cpu.prom").read_text()
+    families = {f.name for f in text_string_to_metric_families(worker_text)}
+    vllm_rules = {n for n in PROMETHEUS_RULES if n.startswith("vllm:") and "gpu_" not in n}
+    assert sorted(vllm_rules - families) == []
+    worker = _map("dynamo_vllm_worker_1.6.1_cpu.prom")
+    assert worker == pytest.approx(
+        {
+            "server_inflight": 0.0,
+            "kv_g1_total_blocks": 8192.0,  # 1 GiB of KV in 32-token blocks
+            "kv_g1_usage": 0.0,
+            "kv_running": 0.0,
+            "kv_waiting": 0.0,
+            "kv_prefix_queries_tokens": 780.0,
+            "kv_prefix_hits_tokens": 512.0,
+            "kv_preemptions": 0.0,
+            "server_ttft_seconds_count": 5.0,
+            "server_ttft_seconds_sum": 1.6255571842193604,
+        }
+    )
+    frontend = _map("dynamo_frontend_1.6.1_vllm_cpu.prom")
+    assert frontend == pytest.approx(
+        {
+            "frontend_cached_tokens_sum": 512,
+            "frontend_cached_tokens_count": 5,
+            "frontend_inflight": 0,
+            "frontend_queued": 0,
+            "frontend_input_tokens_sum": 780,
+            "frontend_input_tokens_count": 5,
+            "frontend_itl_seconds_sum": 0.182111717,
+            "frontend_itl_seconds_count": 35,  # 7 gaps in each of 5 8-token replies
+            "frontend_ttft_seconds_sum": 1.6541242980000002,
+            "frontend_ttft_seconds_count": 5,
+            "kv_block_tokens": 32,
+            "kv_g1_total_blocks": 8192,
+        }
+    )
+    # one request, two counters of it: the frontend's and the engine's
+    assert frontend["frontend_cached_tokens_sum"] == worker["kv_prefix_hits_tokens"]
+    assert frontend["frontend_input_tokens_sum"] == worker["kv_prefix_queries_tokens"]
+
+
 def _dynamo_names() -> set[str]:
     """Every full metric name ai-dynamo's installed ``prometheus_names`` defines for the
     families the table maps: worker (component prefix), frontend, KVBM."""
