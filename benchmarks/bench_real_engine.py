@@ -1,9 +1,11 @@
 """The CPU plan on the real engine and on the simulator, side by side.
 
 Runs `snakemake H_all` on config/vllm-cpu.yaml twice in this session: once against vLLM
-on the CPU (config/stacks/vllm-cpu.yaml), once with Stack A switched to the embedded
-simulator (config/stacks/sim-uma.yaml; the plan's `server.params.max_num_seqs` becomes
-`server.sim.max_num_seqs`), everything else equal. It prints, per hypothesis and point,
+on the CPU (Stack A: config/stacks/vllm-cpu.yaml; Stack B: the same engine behind
+Dynamo's frontend, config/stacks/dynamo-vllm-cpu.yaml), once with the stacks switched to
+the embedded simulator (config/stacks/sim-uma.yaml and sim-tiered.yaml; the plan's
+`server.params.max_num_seqs` becomes `server.sim.max_num_seqs`), everything else equal.
+It prints, per hypothesis, stack and point,
 TTFT p50/p99 (median over repetitions), TPOT, requests in the window, the verdicts, and
 the wall time per point and per plan: where the two agree, and where the simulator's
 assumptions differ from a real scheduler's.
@@ -29,13 +31,13 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 PLAN = REPO / "config/vllm-cpu.yaml"
-SIM_STACK = "config/stacks/sim-uma.yaml"
+SIM_STACKS = {"A": "config/stacks/sim-uma.yaml", "B": "config/stacks/sim-tiered.yaml"}
 
 
 def sim_plan(plan: dict[str, Any]) -> dict[str, Any]:
-    """The same plan with Stack A on the simulator; engine params become sim keys."""
+    """The same plan with its stacks on the simulator; engine params become sim keys."""
     out = copy.deepcopy(plan)
-    out["stacks"]["A"] = {"file": SIM_STACK}
+    out["stacks"] = {s: {"file": SIM_STACKS[s]} for s in out["stacks"]}
     for cfg in [out["defaults"], *out["hypotheses"].values()]:
         server = cfg.get("server")
         if server and "params" in server:
@@ -67,23 +69,24 @@ def run(name: str, plan: dict[str, Any], out: Path) -> float:
 
 
 def points(results: Path) -> pl.DataFrame:
-    """Per hypothesis and point: medians over repetitions of the window's TTFT and TPOT."""
+    """Per hypothesis, stack and point: medians over repetitions of the window's TTFT and
+    TPOT."""
     frames = []
     for f in sorted(results.glob("ingest/*/*/requests.parquet")):
         req = pl.read_parquet(f).filter(pl.col("phase") == "load")
-        per_rep = req.group_by("hyp", "point", "rep").agg(
+        per_rep = req.group_by("hyp", "stack", "point", "rep").agg(
             n=pl.len(),
             p50=pl.col("ttft_ms").quantile(0.5),
             p99=pl.col("ttft_ms").quantile(0.99),
             tpot=pl.col("tpot_ms").median(),
         )
         frames.append(
-            per_rep.group_by("hyp", "point").agg(
+            per_rep.group_by("hyp", "stack", "point").agg(
                 pl.col("n").median(), pl.col("p50").median(), pl.col("p99").median(),
                 pl.col("tpot").median(),
             )
         )  # fmt: skip
-    return pl.concat(frames).sort("hyp", "point")
+    return pl.concat(frames).sort("hyp", "stack", "point")
 
 
 def point_seconds(results: Path) -> tuple[float, float]:
@@ -118,11 +121,12 @@ def main() -> int:
             wall[name] = run(name, p, args.out)
             print(f"{name}: H_all in {wall[name]:.0f} s", flush=True)
     names = [n for n in plans if (args.out / n / "summary/verdicts.csv").exists()]
-    tables = [points(args.out / n).rename(lambda c, n=n: c if c in ("hyp", "point") else f"{c}_{n}")
+    keys = ["hyp", "stack", "point"]
+    tables = [points(args.out / n).rename(lambda c, n=n: c if c in keys else f"{c}_{n}")
               for n in names]  # fmt: skip
     joined = tables[0]
     for t in tables[1:]:
-        joined = joined.join(t, on=["hyp", "point"], how="full", coalesce=True)
+        joined = joined.join(t, on=keys, how="full", coalesce=True)
     with pl.Config(tbl_rows=50, tbl_cols=20, float_precision=1, tbl_width_chars=200):
         print(joined)
     for n in names:
