@@ -51,7 +51,11 @@ def short_plan() -> dict:
     plan["defaults"]["phases"] = {"idle_s": 0.5, "warmup_s": 1.0, "load_s": 3.0, "cooldown_s": 0.2}
     plan["defaults"].setdefault("server", {})["params"] = {"python": str(PYTHON)}
     hyps = plan["hypotheses"]
-    hyps["H0"].update(stacks=["A", "B"], repetitions=1, phases=plan["defaults"]["phases"])
+    # a 25 s warm-up for H0, the first points: on a fresh machine an engine's first
+    # request compiles C++ kernels of vLLM's sampler (torch inductor; 9-16 s measured
+    # here, cached in /tmp/torchinductor_<user> for the engines after it)
+    warm = {"warmup_s": 25.0}
+    hyps["H0"].update(stacks=["A", "B"], repetitions=1, phases=plan["defaults"]["phases"] | warm)
     hyps["H0"]["sweep"][0]["values"] = [2]
     hyps["H2A"]["phases"] = plan["defaults"]["phases"]
     hyps["H2A"]["sweep"][0]["values"] = [256]
