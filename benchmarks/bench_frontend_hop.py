@@ -36,6 +36,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from spark_harness.contract import Endpoint
+from spark_harness.serving.readiness import ServerNotReady, wait_ready
+
 REPO = Path(__file__).resolve().parents[1]
 STACKS = {"A": "config/stacks/vllm-cpu.yaml", "B": "config/stacks/dynamo-vllm-cpu.yaml"}
 PROMPT = " ".join(["the cat sat on the mat"] * 20)  # corpus words: one token each
@@ -54,22 +57,20 @@ def up(stack: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"stack {stack} exited (rc {proc.returncode}); see {work}/{stack}.log")
-        if ep_file.exists():
-            url = json.loads(ep_file.read_text())["base_url"]
-            try:
-                conn = http.client.HTTPConnection(url.split("//")[1], timeout=2)
-                conn.request("GET", "/v1/models")
-                if b"tiny" in conn.getresponse().read():
-                    return proc, url
-            except OSError:
-                pass
-        time.sleep(1)
-    down(proc)
-    raise SystemExit(f"stack {stack} not ready in 240 s; see {work}/{stack}.log")
+    # the endpoint file appears once the ports are known; readiness as the workflow checks it
+    deadline = time.monotonic() + 60
+    while not ep_file.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            down(proc)
+            raise SystemExit(f"stack {stack} wrote no endpoint; see {work}/{stack}.log")
+        time.sleep(0.2)
+    ep = Endpoint.read(ep_file)
+    try:
+        wait_ready(ep)
+    except ServerNotReady as e:
+        down(proc)
+        raise SystemExit(f"stack {stack} not ready: {e}") from e
+    return proc, ep.base_url
 
 
 def down(proc: subprocess.Popen[bytes]) -> None:
