@@ -28,18 +28,16 @@ import argparse
 import http.client
 import json
 import os
-import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from spark_harness.contract import Endpoint
-from spark_harness.serving.readiness import ServerNotReady, wait_ready
+from _serve import down, up
 
-REPO = Path(__file__).resolve().parents[1]
+from spark_harness.contract import Endpoint
+
 STACKS = {"A": "config/stacks/vllm-cpu.yaml", "B": "config/stacks/dynamo-vllm-cpu.yaml"}
 PROMPT = " ".join(["the cat sat on the mat"] * 20)  # corpus words: one token each
 #: client -> pause after each response: none (a closed-loop user), or longer than the
@@ -47,39 +45,10 @@ PROMPT = " ".join(["the cat sat on the mat"] * 20)  # corpus words: one token ea
 CLIENTS = {"kept-alive": 0.0, "kept-alive, 250 ms apart": 0.25, "new": 0.0}
 
 
-def up(stack: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`spark-harness serve` for one stack; its process and base URL once the model is listed."""
-    ep_file = work / f"{stack}.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "spark_harness", "serve", "--stack", STACKS[stack],
-         "--endpoint-file", str(ep_file), "--workdir", str(work / stack),
-         "--log", str(work / f"{stack}.log")],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
-    # the endpoint file appears once the ports are known; readiness as the workflow checks it
-    deadline = time.monotonic() + 60
-    while not ep_file.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            down(proc)
-            raise SystemExit(f"stack {stack} wrote no endpoint; see {work}/{stack}.log")
-        time.sleep(0.2)
-    ep = Endpoint.read(ep_file)
-    try:
-        wait_ready(ep)
-    except ServerNotReady as e:
-        down(proc)
-        raise SystemExit(f"stack {stack} not ready: {e}") from e
-    return proc, ep.base_url
-
-
-def down(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+def up_stack(stack: str, work: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """One stack up; its process and base URL once ready."""
+    proc, ep_file = up(["--stack", STACKS[stack]], work, stack)
+    return proc, Endpoint.read(ep_file).base_url
 
 
 def one(conn: http.client.HTTPConnection, i: int) -> tuple[float, float, bool]:
@@ -134,7 +103,7 @@ def main() -> int:
     print("| " + " | ".join(cols) + " |\n" + "|---" * len(cols) + "|")
     with tempfile.TemporaryDirectory(prefix="bench_hop_") as tmp:
         for stack in STACKS:
-            proc, url = up(stack, Path(tmp))
+            proc, url = up_stack(stack, Path(tmp))
             try:
                 one(http.client.HTTPConnection(url.split("//")[1], timeout=60), 0)  # warm
                 res = measure(url, args.requests, args.rounds)

@@ -117,6 +117,10 @@ TELEMETRY_FIELD_DOC: dict[str, str] = {
     "kv_onboard_blocks_g2": "counter (kvbm_onboard_blocks_h2d)",
     "kv_onboard_blocks_g3": "counter (kvbm_onboard_blocks_d2d)",
     "kv_matched_tokens": "counter (kvbm_matched_tokens)",
+    "kv_offload_bytes_g1_g2": "counter, bytes GPU -> host (vllm:kv_offload_store_bytes)",
+    "kv_onboard_bytes_g2_g1": "counter, bytes host -> GPU (vllm:kv_offload_load_bytes)",
+    "kv_offload_bytes_g2_g3": "counter, bytes host -> files (vllm:kv_offload_tiering_write_bytes)",
+    "kv_onboard_bytes_g3_g2": "counter, bytes files -> host (vllm:kv_offload_tiering_read_bytes)",
     "kv_g2_hit_rate": "gauge 0..1",
     "kv_g3_hit_rate": "gauge 0..1",
     "kv_g3_fetch_seconds_sum": "counter (simulator only)",
@@ -220,6 +224,7 @@ class Endpoint:
     started_ns: int = 0
     g3_dir: str | None = None  # where KV blocks go to disk (device to watch), if any
     block_bytes: int | None = None  # bytes of one KV block at full scale, if known
+    block_tokens: int | None = None  # tokens of one KV block, if known
     max_num_tokens: int | None = None  # engine limit for the preflight check
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -486,7 +486,7 @@ def point_row(
         "unloaded_read_ms": unloaded[1],
         "unavailable": unavailable,
         "block_bytes": endpoint.get("block_bytes"),
-        "block_tokens": sim.get("block_tokens"),
+        "block_tokens": sim.get("block_tokens") or endpoint.get("block_tokens"),
         "server_mode": sim.get("mode"),
         "g3_dir": endpoint.get("g3_dir"),
         "io_scheduler": _io_scheduler(raw),

@@ -360,6 +360,7 @@ def run_json(rs: RunSpec, phases: dict[str, list[int | None]], counts: dict[str,
         "pid": 0,
         "g3_dir": "/scratch/g3" if rs.g3_dir else None,
         "block_bytes": rs.block_bytes,
+        "block_tokens": rs.block_tokens,
     }
     return {
         "schema_version": contract.SCHEMA_VERSION,
@@ -432,6 +433,16 @@ KVBM_COUNTERS = frozenset(
         "frontend_ttft_seconds_count",
         "frontend_cached_tokens_sum",
         "frontend_cached_tokens_count",
+    }
+)
+#: vLLM's offload traffic in bytes (its tiered stack only): neither the simulator nor
+#: KVBM exports it.
+VLLM_OFFLOAD_BYTES = frozenset(
+    {
+        "kv_offload_bytes_g1_g2",
+        "kv_onboard_bytes_g2_g1",
+        "kv_offload_bytes_g2_g3",
+        "kv_onboard_bytes_g3_g2",
     }
 )
 #: What the telemetry sidecar measures itself on any host (per-process and cgroup I/O).
@@ -688,17 +699,17 @@ class World:
         g2, g3 = bool(params.get("cpu_cache_gb")), bool(params.get("disk_cache_gb"))
         return stack.startswith("B") and (g2 or g3), g2, g3
 
-    def _exported(self, stack: str, tiered: bool) -> frozenset[str] | None:
+    def _exported(self, stack: str, tiered: bool) -> frozenset[str]:
         """The counters the stack exports: all (the simulator), or the Spark's own."""
         if self.spark:
             out = SIDECAR_COUNTERS | (KVBM_COUNTERS if tiered else frozenset())
         else:
-            out = frozenset(COUNTERS)
+            out = frozenset(COUNTERS) - VLLM_OFFLOAD_BYTES
         if not self.server_io:
             out -= {"server_read_bytes"}
         if self.b1_missing_counters and stack == "B1":
             out -= {"kv_onboard_blocks_g3"}
-        return None if out == frozenset(COUNTERS) else out
+        return out
 
     def _share(self, disk: bool, ctx: int, sessions: int | None) -> float:
         """Share of TTFT spent fetching KV from G3 (0 where G3 is not engaged)."""

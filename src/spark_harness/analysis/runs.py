@@ -53,6 +53,11 @@ COUNTER_DELTAS = {
     "g3_fetch_seconds_sum": "kv_g3_fetch_seconds_sum",
     "g3_fetch_count": "kv_g3_fetch_seconds_count",
     "prefix_hit_tokens": "kv_prefix_hits_tokens",
+    # vLLM's offload traffic, in bytes (blocks from them: _blocks_from_bytes)
+    "offload_g1_g2_bytes": "kv_offload_bytes_g1_g2",
+    "offload_g2_g3_bytes": "kv_offload_bytes_g2_g3",
+    "onboard_g2_g1_bytes": "kv_onboard_bytes_g2_g1",
+    "onboard_g3_g2_bytes": "kv_onboard_bytes_g3_g2",
     "server_read_bytes": "server_read_bytes",
     # the simulator's own clock: measured vs modeled engine step time
     "sim_step_actual_s": "sim_engine_step_actual_seconds",
@@ -291,6 +296,7 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
         .join(tel, on="run_id", how="left")
         .with_columns((pl.col("n_steady_ok") / pl.col("window_s")).alias("throughput_rps"))
     )
+    runs = _blocks_from_bytes(runs)
     pct = {
         f"ttft_{k}": [percentile(ttft.get(r, np.empty(0)), q) for r in runs["run_id"]]
         for k, q in QUANTILES.items()
@@ -310,6 +316,25 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
         .alias("sim_step_overrun"),
     )
     return Runs(points=points, runs=runs.sort(RUN_KEYS), ttft=ttft, fetch=fetch)
+
+
+def _blocks_from_bytes(runs: pl.DataFrame) -> pl.DataFrame:
+    """Tier block counts from byte counters, where the server counts bytes (vLLM) and not
+    blocks (KVBM, the simulator): bytes / the stack's ``block_bytes``.
+
+    On vLLM a block read from G3 goes to G2 first and is then loaded into G1, so G1's
+    loads hold G3's blocks too: G2's own onboards are G1's loads less G3's reads. A
+    reported block count always wins; without ``block_bytes`` the counts stay null.
+    """
+    per_block = pl.col("block_bytes").cast(pl.Float64)
+    g2_own = pl.col("onboard_g2_g1_bytes") - pl.col("onboard_g3_g2_bytes").fill_null(0.0)
+    derived = {
+        "offload_g1_g2_blocks": pl.col("offload_g1_g2_bytes") / per_block,
+        "offload_g2_g3_blocks": pl.col("offload_g2_g3_bytes") / per_block,
+        "g3_onboard_blocks": pl.col("onboard_g3_g2_bytes") / per_block,
+        "g2_onboard_blocks": g2_own.clip(lower_bound=0.0) / per_block,
+    }
+    return runs.with_columns(pl.coalesce(pl.col(k), v).alias(k) for k, v in derived.items())
 
 
 def _unloaded_await(runs: pl.DataFrame) -> pl.Series:

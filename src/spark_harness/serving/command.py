@@ -260,7 +260,12 @@ def _argv(proc: dict[str, Any]) -> list[str]:
 
 def _file_text(name: str, f: dict[str, Any]) -> str:
     if "yaml" in f:
-        return yaml.safe_dump(f["yaml"], sort_keys=False)
+        data = f["yaml"]
+        if f.get("omit_null") and isinstance(data, dict):
+            # vLLM's --config turns a null into the string "None", which no option takes:
+            # a variant switches an option off by setting it to null
+            data = {k: v for k, v in data.items() if v is not None}
+        return yaml.safe_dump(data, sort_keys=False)
     if "text" in f:
         return str(f["text"])
     raise CommandStackError(f"file {name!r}: give `yaml` or `text`")
@@ -409,6 +414,7 @@ def serve_command(
         started_ns=clock.now_ns(),
         g3_dir=resolved.get("g3_dir"),
         block_bytes=spec.get("block_bytes"),
+        block_tokens=spec.get("block_tokens"),
         max_num_tokens=spec.get("max_num_tokens"),
         extra={"ports": resolved["ports"], "logs": {}},
     )

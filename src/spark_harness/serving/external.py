@@ -33,6 +33,7 @@ def external_endpoint(spec: dict[str, Any], name: str, log: Path | None) -> Endp
         started_ns=Clock.start().now_ns(),
         g3_dir=ext.get("g3_dir"),
         block_bytes=spec.get("block_bytes"),
+        block_tokens=spec.get("block_tokens"),
         max_num_tokens=spec.get("max_num_tokens"),
     )
 

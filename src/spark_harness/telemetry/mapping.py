@@ -79,6 +79,15 @@ PROMETHEUS_RULES: dict[str, Rule] = {
         "kvbm_host_cache_hit_rate": "kv_g2_hit_rate",
         "kvbm_disk_cache_hit_rate": "kv_g3_hit_rate",
     }),
+    # vLLM's own KV offloading (its OffloadingConnector, config/stacks/vllm-tiered.yaml),
+    # in bytes; the tiering families are labelled by secondary tier ("1:fs"), and the
+    # stack has one, G3. The analysis turns bytes into blocks with the stack's block_bytes
+    **_rules("sum", {
+        "vllm:kv_offload_store_bytes": "kv_offload_bytes_g1_g2",
+        "vllm:kv_offload_load_bytes": "kv_onboard_bytes_g2_g1",
+        "vllm:kv_offload_tiering_write_bytes": "kv_offload_bytes_g2_g3",
+        "vllm:kv_offload_tiering_read_bytes": "kv_onboard_bytes_g3_g2",
+    }),
     # Dynamo worker (system port): ``name_prefix.COMPONENT`` + the ``kvstats`` and
     # ``work_handler`` names of ai-dynamo 1.6.1's ``dynamo/prometheus_names.py``; a
     # TensorRT-LLM worker publishes the KV stats only with ``--publish-metrics``
