@@ -225,6 +225,7 @@ class Endpoint:
     g3_dir: str | None = None  # where KV blocks go to disk (device to watch), if any
     block_bytes: int | None = None  # bytes of one KV block at full scale, if known
     block_tokens: int | None = None  # tokens of one KV block, if known
+    kv_tiers: list[str] | None = None  # the KV tiers the stack declares it has, if it does
     max_num_tokens: int | None = None  # engine limit for the preflight check
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -95,6 +95,7 @@ class RunSpec:
     #: False: no block device is watched (G3 in memory): no disk_* fields
     device_counters: bool = True
     g3_dir: bool = False  # the server reports a G3 directory (it has a disk tier)
+    kv_tiers: tuple[str, ...] | None = None  # the tiers its stack declares (None: none)
     #: The device's unloaded read time (ms) at every probed request size, as the load
     #: generator's probe reports it before the idle phase; None: no probe ran
     unloaded_read_ms: float | None = 0.1
@@ -361,6 +362,7 @@ def run_json(rs: RunSpec, phases: dict[str, list[int | None]], counts: dict[str,
         "g3_dir": "/scratch/g3" if rs.g3_dir else None,
         "block_bytes": rs.block_bytes,
         "block_tokens": rs.block_tokens,
+        "kv_tiers": None if rs.kv_tiers is None else list(rs.kv_tiers),
     }
     return {
         "schema_version": contract.SCHEMA_VERSION,
@@ -542,6 +544,7 @@ class World:
     disk_reload_factor: float = 0.25  # H9: disk reload time / recompute time (> 1: slower)
     b1_disk_onboards: bool = False  # B1 (host tier only) shows disk onboards (a fault)
     b1_missing_counters: bool = False  # B1 exports no disk-onboard counter
+    declared_tiers: bool = False  # stacks declare their KV tiers (kv_tiers), as vllm-tiered's
     a_tier_onboards: float = 0.0  # A's window shows this many G2 onboards (H1 refuted)
     a_g3_dir: bool = False  # A reports a G3 directory (a stack with tiers, for H1/H2A)
     os_sees_b: float = 0.0  # share of B's KV the OS's available memory loses (H3)
@@ -673,6 +676,11 @@ class World:
             device_counters=self.b_device_counters or not tiered,
             exported=self._exported(spec["stack"], tiered),
             g3_dir=disk or (self.a_g3_dir and not tiered),
+            kv_tiers=(
+                ("g1", *(["g2"] if g2 else []), *(["g3"] if disk else []))
+                if self.declared_tiers
+                else None
+            ),
             perturbation_read_mib_s=None if profile == "none" else fio,
             telemetry_gap=self.telemetry_gap,
             idle=Levels(mem_available_bytes=20e9 - other_mem),

@@ -75,6 +75,7 @@ def test_processes_come_up_publish_endpoint_and_stop_cleanly(tmp_path):
     wait_for_file(ep_file, 15)
     ep = Endpoint.read(ep_file)
     assert ep.kind == "command" and len(ep.pids) == 2
+    assert ep.kv_tiers is None  # not declared: unknown
     assert ep.metrics[0].url.startswith("http://127.0.0.1:") and ep.metrics[0].source == "vllm"
     assert wait_ready(ep) < 10
     assert set(ep.extra["logs"]) == {"api", "helper"}
@@ -175,6 +176,7 @@ def test_external_stack_publishes_and_waits(tmp_path):
             "kind": "external",
             "model": "ext-model",
             "startup_timeout_s": 10,
+            "kv_tiers": ["g1", "g2"],
             "external": {
                 "base_url": f"http://127.0.0.1:{port}",
                 "metrics": [{"url": f"http://127.0.0.1:{port}/metrics"}],
@@ -186,6 +188,7 @@ def test_external_stack_publishes_and_waits(tmp_path):
         wait_for_file(ep_file, 15)
         ep = Endpoint.read(ep_file)
         assert ep.kind == "external" and ep.base_url == f"http://127.0.0.1:{port}"
+        assert ep.kv_tiers == ["g1", "g2"]  # declared, for the analysis (H9's B1 check)
         assert wait_ready(ep) < 10
         proc.terminate()
         assert proc.wait(timeout=10) == 0

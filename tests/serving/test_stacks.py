@@ -131,6 +131,13 @@ def test_vllm_tiered_modes_write_vllms_engine_file(tmp_path):
     b1 = engine["B1"]["kv-transfer-config"]["kv_connector_extra_config"]
     assert b1["spec_name"] == "CPUOffloadingSpec" and b1["cpu_bytes_to_use"] == 32 << 30
     assert "kv-transfer-config" not in engine["B0"]
+    # the tiers each mode declares (vLLM exports no series for a tier it lacks); B0 and
+    # B1 have no G3 directory: the sidecar watches the spool's device
+    for mode, tiers, g3 in (("B0", ["g1"], None), ("B1", ["g1", "g2"], None)):
+        spec = resolve_stack(stack, mode)
+        assert spec["kv_tiers"] == tiers
+        assert resolve(spec, tmp_path / mode, "127.0.0.1", 18000).get("g3_dir") is g3
+    assert resolve_stack(stack, "B2")["kv_tiers"] == ["g1", "g2", "g3"]
     assert engine["B0"]["enable-prefix-caching"] is True
     # G1 by memory share unless a block count is given
     assert "num-gpu-blocks-override" not in engine["B2"]

@@ -415,6 +415,7 @@ def serve_command(
         g3_dir=resolved.get("g3_dir"),
         block_bytes=spec.get("block_bytes"),
         block_tokens=spec.get("block_tokens"),
+        kv_tiers=spec.get("kv_tiers"),
         max_num_tokens=spec.get("max_num_tokens"),
         extra={"ports": resolved["ports"], "logs": {}},
     )

@@ -34,6 +34,7 @@ def external_endpoint(spec: dict[str, Any], name: str, log: Path | None) -> Endp
         g3_dir=ext.get("g3_dir"),
         block_bytes=spec.get("block_bytes"),
         block_tokens=spec.get("block_tokens"),
+        kv_tiers=spec.get("kv_tiers"),
         max_num_tokens=spec.get("max_num_tokens"),
     )
 

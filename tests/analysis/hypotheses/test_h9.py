@@ -46,6 +46,25 @@ def test_b1_without_g3_counters_is_unknown_not_zero(verdict_of):
     assert v["status"] == "inconclusive" and "b1_disk_onboards_unknown" in v["reasons"]
 
 
+def test_b1_declared_without_g3_has_no_disk_to_onboard_from(verdict_of):
+    """vLLM's host-only offloading exports no G3 series because it has no G3: a B1 whose
+    stack declares its tiers (kv_tiers) without G3 passes the gate, per run, and says
+    why; B2's own counters still decide its gate."""
+    v = verdict_of("H9", World(b1_missing_counters=True, declared_tiers=True))
+    gate = v["gates"]["b1_no_disk"]
+    assert gate["passed"] is True and gate["value"] is None
+    assert {r[-1] for r in gate["details"]["per_run"]} == {"declared without G3"}
+    assert v["status"] == "supported"
+
+
+def test_b1_counters_win_over_its_declared_tiers(verdict_of):
+    v = verdict_of("H9", World(b1_disk_onboards=True, declared_tiers=True))
+    gate = v["gates"]["b1_no_disk"]
+    assert (gate["passed"], gate["reasons"]) == (False, ["b1_disk_onboards"])
+    assert v["status"] == "invalid"
+    assert {r[-1] for r in gate["details"]["per_run"]} == {"counted"}
+
+
 def test_one_b2_run_without_disk_onboards_is_invalid(verdict_of):
     v = verdict_of("H9", World(zero_g3_runs=frozenset({("H9", "B2", "base", 1)})))
     assert v["status"] == "invalid"

@@ -82,25 +82,40 @@ class Pairs:
 def _mechanism(used: pl.DataFrame, modes: dict[str, str]) -> list[Gate]:
     """B2 must show disk onboards (and offloads) in every run; B1 must show none in any.
 
-    A B1 run without G3 counters is missing evidence, not zero: inconclusive.
+    A B1 run without G3 counters is missing evidence, not zero: inconclusive, unless its
+    stack declares tiers without G3 (``kv_tiers``: vLLM's host-only offloading exports no
+    G3 series because it has no G3), where it onboards nothing from disk by
+    construction. A counter that is there always decides.
     """
     g = mechanism_gate(used.filter(pl.col("stack") == modes["B2"]), "g3", "B2 runs")
     g.reasons = [r.replace("no_g3_onboards", "b2_no_disk_onboards") for r in g.reasons]
     b1 = used.filter(pl.col("stack") == modes["B1"])
     disk = run_sums(b1, ("g3_onboard_blocks",))
-    if disk.null_count():
+    tiers = b1["kv_tiers"].to_list() if "kv_tiers" in b1.columns else [None] * b1.height
+    without_g3 = [t is not None and "g3" not in t for t in tiers]
+    per_run = [
+        [*r, v, "counted" if v is not None else "declared without G3" if no_g3 else "unknown"]
+        for r, v, no_g3 in zip(rows(b1), disk, without_g3, strict=True)
+    ]
+    counted = disk.drop_nulls()
+    if any(v is not None and v > 0 for v in disk):
+        passed, effect, reasons = False, INVALID, ["b1_disk_onboards"]
+    elif any(r[-1] == "unknown" for r in per_run):
         passed, effect, reasons = False, INCONCLUSIVE, ["b1_disk_onboards_unknown"]
     else:
-        passed, effect = bool((disk == 0).all()), INVALID
-        reasons = [] if passed else ["b1_disk_onboards"]
+        passed, effect, reasons = True, INVALID, []
     b1_gate = Gate(
         "b1_no_disk",
         passed,
         effect,
-        value=None if disk.null_count() else float(cast("float | None", disk.max()) or 0.0),
+        value=float(cast("float | None", counted.max()) or 0.0) if counted.len() else None,
         threshold=0.0,
         reasons=reasons,
-        details={"per_run": [[*r, v] for r, v in zip(rows(b1), disk, strict=True)]},
+        details={
+            "per_run": per_run,
+            "evidence": "the G3 onboard counter where exported; a run whose stack declares "
+            "KV tiers without G3 (kv_tiers) has no disk to onboard from",
+        },
     )
     return [g, b1_gate]
 
