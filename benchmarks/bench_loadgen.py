@@ -1,6 +1,7 @@
 """The load generator against ground truth, at the loads users run: one command, three tables.
 
     .venv/bin/python benchmarks/bench_loadgen.py [--load-s 10] [--only accuracy]
+        [--streams 16,64,256] [--prompts 512,4096] [--ttft-ms 100] [--itl-ms 20]
 
 The ground-truth server (``spark_harness_testkit.groundtruth``) runs in its own process on
 one CPU, the client (``run_standalone``: the load generator as a point runs it) on
@@ -21,6 +22,9 @@ writes. Tables:
 - open loop: constant schedules at 50 and 500 req/s (512-token prompts, 16 tokens 20 ms
   apart after 100 ms): achieved rate against the schedule's own arrivals in the window
   and the schedule lag (sent - due) p99.
+
+The accuracy table's shapes are options, so a workload the table does not run (a
+faster decode, more streams, longer prompts) is measured the same way.
 
 Targets (issue 15): TTFT p50 within 0.5 ms and p99 within 2 ms at 64 and 256 streams;
 TPOT within 0.5 ms; <= 5 CPU-ms per 1,000 tokens; rate within 1 %, lag p99 <= 2 ms. The
@@ -92,9 +96,17 @@ def pct(xs: Sequence[float], q: float) -> float:
     return float(np.percentile(xs, q))
 
 
-def accuracy(cpu: int | None, load_s: float) -> None:
+def accuracy(
+    cpu: int | None,
+    load_s: float,
+    streams: Sequence[int] = STREAMS,
+    prompts: Sequence[int] = PROMPTS,
+    ttft_ms: float = 100.0,
+    itl_ms: float = 20.0,
+) -> None:
     table(
-        "Accuracy against truth (ms; closed loop, TTFT 100 ms, 128 tokens at 20 ms)",
+        f"Accuracy against truth (ms; closed loop, TTFT {ttft_ms:g} ms, "
+        f"{OUTPUT_TOKENS} tokens at {itl_ms:g} ms)",
         [
             "streams",
             "prompt tokens",
@@ -112,9 +124,9 @@ def accuracy(cpu: int | None, load_s: float) -> None:
             "loop / recorder CPU",
         ],
     )
-    with TruthServer(TruthConfig(ttft_ms=100, itl_ms=20), cpu=cpu) as srv:
-        for users in STREAMS:
-            for prompt in PROMPTS:
+    with TruthServer(TruthConfig(ttft_ms=ttft_ms, itl_ms=itl_ms), cpu=cpu) as srv:
+        for users in streams:
+            for prompt in prompts:
                 srv.truth(clear=True)
                 phases = {"warmup_s": 3.0, "load_s": load_s, "cooldown_s": 0.0}
                 spec = point(users, prompt, OUTPUT_TOKENS, phases)
@@ -222,19 +234,34 @@ def openloop(cpu: int | None, load_s: float) -> None:
             )
 
 
+def ints(text: str) -> tuple[int, ...]:
+    """``16,64,256`` -> (16, 64, 256)."""
+    return tuple(int(x) for x in text.split(","))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--load-s", type=float, default=10.0, help="load window of each row")
     ap.add_argument("--only", choices=TABLES, action="append", help="only these tables")
+    ap.add_argument("--streams", type=ints, default=STREAMS, help="accuracy: closed-loop streams")
+    ap.add_argument("--prompts", type=ints, default=PROMPTS, help="accuracy: prompt tokens")
+    ap.add_argument("--ttft-ms", type=float, default=100.0, help="accuracy: the server's TTFT")
+    ap.add_argument("--itl-ms", type=float, default=20.0, help="accuracy: between tokens")
     args = ap.parse_args()
     server_cpu = pin_apart()
     print(
         f"load average at start: {os.getloadavg()[0]:.2f}; client on CPU "
         f"{sorted(os.sched_getaffinity(0))}, server on CPU {server_cpu}"
     )
-    runs = {"accuracy": accuracy, "capacity": capacity, "openloop": openloop}
+    runs: dict[str, Callable[[], None]] = {
+        "accuracy": lambda: accuracy(
+            server_cpu, args.load_s, args.streams, args.prompts, args.ttft_ms, args.itl_ms
+        ),
+        "capacity": lambda: capacity(server_cpu, args.load_s),
+        "openloop": lambda: openloop(server_cpu, args.load_s),
+    }
     for name in args.only or TABLES:
-        runs[name](server_cpu, args.load_s)
+        runs[name]()
     print(f"\nload average at end: {os.getloadavg()[0]:.2f}")
 
 
