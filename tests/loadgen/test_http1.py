@@ -189,6 +189,70 @@ def test_a_malformed_response_is_an_error_and_the_run_goes_on(response: bytes) -
     assert all(r["error"].startswith("malformed HTTP response") for r in recs)
 
 
+def test_a_server_that_streams_on_is_cut_at_the_body_bound_and_the_run_goes_on(
+    monkeypatch,
+) -> None:
+    """A server that ignores max_tokens and streams without end, and one whose head never
+    ends: each request fails at its bound (not at its timeout, after the server's bytes
+    filled memory; the handlers stop at 45 and 40 MB), its connection is closed, and a
+    next request on a sound connection is measured."""
+    monkeypatch.setattr("spark_harness.loadgen.http1.MIN_BODY_BYTES", 64 << 10)
+    sent = {"endless": 0, "head": 0}
+    filler = event({"choices": [{"text": " x" * 100}]})
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while await read_request(reader):
+            if scripted.connections > 1:  # type: ignore[attr-defined]
+                await stream_chunked(writer)  # the second connection: a sound reply
+                continue
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n"
+            )
+            with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+                for _ in range(200_000):  # bounded: ~45 MB
+                    writer.write(chunk(filler))
+                    sent["endless"] += len(filler)
+                    await writer.drain()
+            return
+
+    async def endless_head(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Filler: ")
+        with contextlib.suppress(ConnectionError, asyncio.CancelledError):
+            for _ in range(40_000):  # bounded: ~40 MB of one header
+                writer.write(b"y" * 1024)
+                sent["head"] += 1024
+                await writer.drain()
+
+    async def main() -> tuple[list, list]:
+        async with scripted(endless) as url:
+            body = await send_all(url, 2, timeout_s=10.0)
+        async with scripted(endless_head) as url:
+            head = await send_all(url, 1, timeout_s=10.0)
+        return body, head
+
+    body, head = asyncio.run(main())
+    first, second = body
+    assert (first["ok"], first["error_kind"]) == (False, "other")
+    assert first["error"].startswith("response body over 65536 bytes")
+    assert second["ok"], second["error"]  # a new connection: the cut one was closed
+    # the server was stopped long before its 45 MB (what it sent past the bound filled
+    # the loopback's socket buffers, a few MB, not the client's memory)
+    assert sent["endless"] < 16 << 20
+    (rec,) = head
+    assert (rec["ok"], rec["error_kind"]) == (False, "other")
+    assert rec["error"] == "response head over 65536 bytes"
+    assert sent["head"] < 16 << 20
+
+
+def test_the_body_bound_grows_with_the_tokens_asked() -> None:
+    from spark_harness.loadgen.http1 import BODY_BYTES_PER_TOKEN, MIN_BODY_BYTES, body_limit
+
+    assert body_limit(None) == body_limit(1) == MIN_BODY_BYTES
+    assert body_limit(4096) == 4096 * BODY_BYTES_PER_TOKEN > 300 * 4096
+
+
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     if shutil.which("openssl") is None:

@@ -117,6 +117,52 @@ def test_endpoint_not_up_yet_is_retried_and_declared_only_after_the_grace() -> N
     assert fields["kv_onboard_blocks_g3"] == 12
 
 
+def test_an_endless_exposition_is_a_failed_scrape_not_the_sidecars_memory(monkeypatch) -> None:
+    """A broken endpoint that streams without end: the scrape stops reading at the bound
+    and fails (retried next tick, as any failed scrape); a sound body is read whole."""
+    monkeypatch.setattr("spark_harness.telemetry.scrape.MAX_BODY_BYTES", 1 << 20)
+    text = (FIX / "kvbm.prom").read_text()
+    sent = {"bytes": 0}
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await resp.prepare(request)
+        with contextlib.suppress(ConnectionError):
+            for _ in range(10_000):  # bounded: ~100 MB
+                await resp.write(b"# filler " + b"x" * 10_000 + b"\n")
+                sent["bytes"] += 10_010
+        return resp
+
+    async def sound(_: web.Request) -> web.Response:
+        return web.Response(text=text)
+
+    async def scenario() -> tuple[str, dict]:
+        app = web.Application()
+        app.router.add_get("/endless", endless)
+        app.router.add_get("/metrics", sound)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        base = f"http://127.0.0.1:{port}"
+        bad = MetricsSampler(MetricsSource(url=f"{base}/endless", source="kvbm"), 10.0, 5.0)
+        good = MetricsSampler(MetricsSource(url=f"{base}/metrics", source="kvbm"), 10.0, 5.0)
+        try:
+            with pytest.raises(ValueError, match="metrics body over 1048576 bytes") as err:
+                await bad.sample()
+            return str(err.value), await good.sample()
+        finally:
+            await bad.aclose()
+            await good.aclose()
+            await runner.cleanup()
+
+    message, fields = asyncio.run(scenario())
+    assert "/endless" in message
+    assert sent["bytes"] < 32 << 20  # stopped long before the handler's 100 MB
+    assert fields["kv_onboard_blocks_g3"] == 12
+
+
 def test_live_trtllm_json_is_consumed_on_read() -> None:
     polls = json.loads((FIX / "trtllm_polls.json").read_text())
 

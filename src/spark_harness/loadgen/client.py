@@ -17,7 +17,8 @@ Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed resp
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
-  ``bad_sse`` (not an event stream), ``other`` (a malformed or compressed response).
+  ``bad_sse`` (not an event stream), ``other`` (a malformed or compressed response, or
+  one over its size bound: :func:`.http1.body_limit`).
   Nothing is raised but cancellation.
 """
 
@@ -145,13 +146,14 @@ class Client:
             att.end_ns = time.monotonic_ns()
             return
         message = self._message(request, att.request_id)
+        limit = http1.body_limit(request.max_tokens)
         try:
             async with asyncio.timeout(self.timeout_s):
                 if self._slots is None:
-                    await self._exchange(message, att)
+                    await self._exchange(message, att, limit)
                 else:
                     async with self._slots:
-                        await self._exchange(message, att)
+                        await self._exchange(message, att, limit)
         except TimeoutError:
             got = len(att.captured or att.chunks)
             unit = "socket reads" if att.captured is not None else "chunks"
@@ -164,10 +166,10 @@ class Client:
         finally:
             att.end_ns = time.monotonic_ns()
 
-    async def _exchange(self, message: bytes, att: Attempt) -> None:
+    async def _exchange(self, message: bytes, att: Attempt, max_body_bytes: int) -> None:
         conn = await self._connection()
         try:
-            await conn.exchange(message, att)
+            await conn.exchange(message, att, max_body_bytes)
         finally:
             if conn.closed:
                 self._open.discard(conn)

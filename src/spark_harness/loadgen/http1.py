@@ -21,6 +21,12 @@ calls back only for the head, for each body piece and at the end:
 A response is complete at the parser's end of message, or ``DONE_GRACE_S`` after
 ``data: [DONE]`` (a server that keeps the response open: the connection is then closed
 rather than reused), or at the connection's end for a body delimited by it.
+
+A response is bounded, so a broken server cannot exhaust the load generator's memory
+(every stream's reads are kept until it ends): a head over ``MAX_HEAD_BYTES``, or a body
+over ``body_limit`` of the tokens asked for (a server that ignores ``max_tokens`` and
+streams on), fails the request (``other``) and closes its connection; the requests
+before and after it are measured as usual.
 """
 
 from __future__ import annotations
@@ -43,6 +49,18 @@ from spark_harness.loadgen.record import Attempt
 DONE_GRACE_S = 1.0
 #: how much of a failed response's body its error message keeps
 ERROR_BODY_BYTES = 2048
+#: the most a response's status line and headers may take
+MAX_HEAD_BYTES = 64 << 10
+#: a body's allowance per token asked for: an OpenAI stream event carrying one token
+#: takes a few hundred bytes (a chat chunk with its ids, ~300)
+BODY_BYTES_PER_TOKEN = 16 << 10
+#: and at least this much (a short reply's usage event, an error body)
+MIN_BODY_BYTES = 1 << 20
+
+
+def body_limit(max_tokens: int | None) -> int:
+    """The most a response body to a request for ``max_tokens`` tokens may take."""
+    return max(MIN_BODY_BYTES, (max_tokens or 0) * BODY_BYTES_PER_TOKEN)
 
 
 class ResponseError(Exception):
@@ -70,6 +88,9 @@ class Connection(asyncio.Protocol):
         self._status = 0
         self._error_body = b""
         self._body_bytes = 0
+        self._body_limit = MIN_BODY_BYTES
+        self._head_bytes = 0  # fed before the head was complete
+        self._head_done = False
         self._prev_ns = 0  # TLS: the previous piece's stamp, the next one's lower bound
         self._to_eof = False  # a body delimited by the connection's end
 
@@ -83,10 +104,15 @@ class Connection(asyncio.Protocol):
         if self._att is None:
             self.close()  # bytes nobody asked for: the connection is not in a known state
             return
+        if not self._head_done:
+            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
             self._fail(ResponseError("other", f"malformed HTTP response: {e}"))
+            return
+        if not self._head_done and self._head_bytes > MAX_HEAD_BYTES:
+            self._fail(ResponseError("other", f"response head over {MAX_HEAD_BYTES} bytes"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows
@@ -107,6 +133,7 @@ class Connection(asyncio.Protocol):
         self._headers[name.lower()] = value
 
     def on_headers_complete(self) -> None:
+        self._head_done = True
         att, h = self._att, self._headers
         assert att is not None
         self._status = att.status = self._parser.get_status_code()
@@ -126,6 +153,15 @@ class Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self._body_bytes += len(body)
+        if self._body_bytes > self._body_limit:
+            self._fail(
+                ResponseError(
+                    "other",
+                    f"response body over {self._body_limit} bytes, the most allowed for the "
+                    "tokens asked (a server that ignores max_tokens?)",
+                )
+            )
+            return
         if self._status != 200:
             if len(self._error_body) < ERROR_BODY_BYTES:
                 self._error_body += body
@@ -146,7 +182,7 @@ class Connection(asyncio.Protocol):
 
     # --- the exchange -----------------------------------------------------------------
 
-    async def exchange(self, data: bytes, att: Attempt) -> None:
+    async def exchange(self, data: bytes, att: Attempt, max_body_bytes: int) -> None:
         """Send one request and wait for its response's end; fill ``att``. Raises
         :class:`ResponseError`; the connection is left reusable only after a complete,
         kept-alive response."""
@@ -154,7 +190,8 @@ class Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._att, self._done = att, loop.create_future()
         self._headers, self._status, self._error_body, self._body_bytes = {}, 0, b"", 0
-        self._keep_alive = self._complete = self._to_eof = False
+        self._body_limit, self._head_bytes = max_body_bytes, 0
+        self._keep_alive = self._complete = self._to_eof = self._head_done = False
         att.sent_ns = self._prev_ns = time.monotonic_ns()
         try:
             self.transport.write(data)

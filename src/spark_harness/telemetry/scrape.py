@@ -10,10 +10,14 @@ when none is queued and hands each entry out once: a client that gives up at tha
 makes the server drop what the read took. Its reads therefore get a timeout well past
 the wait (the sidecar never starts a second read while one is in flight), and
 :class:`~spark_harness.telemetry.mapping.TrtllmState` counts any entries lost anyway.
+
+A body over :data:`MAX_BODY_BYTES` is a failed scrape (a broken endpoint must not fill
+the sidecar's memory, which also holds the point's samples): read no further than that.
 """
 
 from __future__ import annotations
 
+import json
 import time
 
 import aiohttp
@@ -28,6 +32,22 @@ FORMATS = ("prometheus", "trtllm-json")
 TRTLLM_STATS_WAIT_S = 2.0
 #: a TensorRT-LLM read's timeout beyond that wait: serialization on a busy server
 TRTLLM_MARGIN_S = 3.0
+#: the most one scrape reads: vLLM's exposition with every histogram is a few hundred KB
+MAX_BODY_BYTES = 32 << 20
+
+
+class ExpositionTooLarge(ValueError):
+    """A metrics body over :data:`MAX_BODY_BYTES`."""
+
+
+async def read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The response's body, or :class:`ExpositionTooLarge` once it passes ``limit``."""
+    body = bytearray()
+    async for piece in resp.content.iter_chunked(64 << 10):
+        body += piece
+        if len(body) > limit:
+            raise ExpositionTooLarge(f"{resp.url}: metrics body over {limit} bytes")
+    return bytes(body)
 
 
 class MetricsSampler(AsyncSampler):
@@ -57,10 +77,11 @@ class MetricsSampler(AsyncSampler):
         try:
             async with self._session.get(self.source.url) as resp:
                 resp.raise_for_status()
+                body = await read_bounded(resp, MAX_BODY_BYTES)
                 if self._trtllm is None:
-                    fields = map_prometheus(await resp.text())
+                    fields = map_prometheus(body.decode("utf-8", "replace"))  # the format is UTF-8
                 else:
-                    fields = self._trtllm.update(await resp.json(content_type=None))
+                    fields = self._trtllm.update(json.loads(body))
         except Exception as e:
             waited = time.monotonic() - self._t0
             if not self._answered and not self._declared and waited > self._grace_s:
