@@ -12,9 +12,10 @@ writes. Tables:
 - accuracy: closed loop at 16, 64, 256 streams x 512- and 4,096-token prompts, 128
   output tokens 20 ms apart after a 100 ms TTFT; the client's p50/p99 minus the truth's,
   TPOT p50 error, the share of first tokens whose stamp carries a bound (a late read
-  held more than one event), the largest error its bound (and the server's own write
-  time) does not explain, and the server's own lateness (p99 of first-token write -
-  due: it was not the limit while this is small);
+  held more than one event), the largest error the stamps' bounds (the first token's
+  read, the request's write) and the server's own write time do not explain, and the
+  server's own lateness (p99 of first-token write - due: it was not the limit while
+  this is small);
 - capacity: 64 streams against a zero-delay server (128 tokens, 512-token prompts): the
   client's CPU-ms per 1,000 streamed tokens (its event loop's process, and with the
   recorder process that builds the records) and the requests/s it sustained (loop CPU
@@ -140,9 +141,13 @@ def accuracy(
                 col = {k: [p[k] for p in pairs] for k in pairs[0]}
                 err = [a - b for a, b in zip(col["ttft_ms"], col["true_ttft_ms"], strict=True)]
                 bounds = [b or 0.0 for b in col["first_token_bound_ms"]]
-                # what the stamps' bound and the server's own write time do not explain
+                # what the stamps' bounds (the first token's read, the request's write:
+                # a client descheduled between stamping and sending) and the server's own
+                # write time do not explain
+                sends = [s or 0.0 for s in col["sent_bound_ms"]]
                 beyond = [
-                    e - b - w for e, b, w in zip(err, bounds, col["server_write_ms"], strict=True)
+                    e - b - s - w
+                    for e, b, s, w in zip(err, bounds, sends, col["server_write_ms"], strict=True)
                 ]
                 row(
                     users,
