@@ -89,7 +89,7 @@ class Connection(asyncio.Protocol):
         self._error_body = b""
         self._body_bytes = 0
         self._body_limit = MIN_BODY_BYTES
-        self._head_bytes = 0  # fed before the head was complete
+        self._head_bytes = 0  # fed while the head is incomplete
         self._head_done = False
         self._prev_ns = 0  # TLS: the previous piece's stamp, the next one's lower bound
         self._to_eof = False  # a body delimited by the connection's end
@@ -104,15 +104,15 @@ class Connection(asyncio.Protocol):
         if self._att is None:
             self.close()  # bytes nobody asked for: the connection is not in a known state
             return
-        if not self._head_done:
-            self._head_bytes += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
             self._fail(ResponseError("other", f"malformed HTTP response: {e}"))
             return
-        if not self._head_done and self._head_bytes > MAX_HEAD_BYTES:
-            self._fail(ResponseError("other", f"response head over {MAX_HEAD_BYTES} bytes"))
+        if not self._head_done:  # still in the head after these bytes
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(ResponseError("other", f"response head over {MAX_HEAD_BYTES} bytes"))
 
     def eof_received(self) -> bool | None:
         return None  # close the transport: connection_lost follows

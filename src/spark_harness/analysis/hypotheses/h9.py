@@ -91,8 +91,7 @@ def _mechanism(used: pl.DataFrame, modes: dict[str, str]) -> list[Gate]:
     g.reasons = [r.replace("no_g3_onboards", "b2_no_disk_onboards") for r in g.reasons]
     b1 = used.filter(pl.col("stack") == modes["B1"])
     disk = run_sums(b1, ("g3_onboard_blocks",))
-    tiers = b1["kv_tiers"].to_list() if "kv_tiers" in b1.columns else [None] * b1.height
-    without_g3 = [t is not None and "g3" not in t for t in tiers]
+    without_g3 = [t is not None and "g3" not in t for t in b1["kv_tiers"].to_list()]
     per_run = [
         [*r, v, "counted" if v is not None else "declared without G3" if no_g3 else "unknown"]
         for r, v, no_g3 in zip(rows(b1), disk, without_g3, strict=True)
