@@ -23,6 +23,23 @@ def test_body_reads_give_each_reads_payload_its_stamp_and_lower_bound() -> None:
     assert body_reads(capture) == [(2, 1, b"hel", True), (12, 10, b"loabc", False)]
 
 
+def test_a_pieces_kernel_stamp_is_its_own_only_if_nothing_later_follows_it_in_the_read() -> None:
+    """The stamp is the read's last segment's arrival: the next chunk's size line, written
+    apart from its payload and read with this one, may have come later."""
+    capture = [
+        (2, 1, HEAD + b"3\r\nabc\r\n", True),  # the chunk's line end: written with it
+        (12, 10, b"3\r\ndef\r\n3\r\n", True),  # the next chunk's size line follows
+        (22, 20, b"ghi\r\n", True),
+        (32, 30, b"3\r\njkl\r\n0\r\n\r\n", True),  # the stream's last chunk with it
+    ]
+    assert body_reads(capture) == [
+        (2, 1, b"abc", True),
+        (12, 10, b"def", False),
+        (22, 20, b"ghi", True),
+        (32, 30, b"jkl", True),
+    ]
+
+
 def test_body_reads_map_sized_and_connection_delimited_bodies() -> None:
     sized = [(1, 0, b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nab", True), (3, 1, b"cde", True)]
     assert body_reads(sized) == [(1, 0, b"ab", True), (3, 1, b"cde", True)]
@@ -103,6 +120,40 @@ def test_wall_offset_is_measured_between_two_close_monotonic_reads(monkeypatch) 
     assert kstamp.wall_offset_ns(10_001_000) == 1_000_010_000_000 - 10_000_500
     # reused within OFFSET_REUSE_NS, without reading the clocks again
     assert kstamp.wall_offset_ns(10_500_000) == 1_000_010_000_000 - 10_000_500
+
+
+def test_a_read_after_a_full_one_keeps_its_lower_bound(monkeypatch) -> None:
+    """A read that filled its buffer may have left bytes that had already arrived: the
+    next read's lower bound is not the full read's start but its own lower bound."""
+    monkeypatch.setattr(kstamp, "RECV_BYTES", 8)
+    a, b = socket.socketpair()
+    client = StampedSocket(fileno=a.detach())
+    try:
+        client.send(b"request")
+        sent = client.sent_ns
+        b.sendall(b"x" * 20)
+        time.sleep(0.01)
+        got = [client.recv(100) for _ in range(3)]
+        assert [len(g) for g in got] == [8, 8, 4]
+        assert [lower for _, lower, _, _ in client.capture] == [sent, sent, sent]
+        before = time.monotonic_ns()
+        b.sendall(b"y")
+        client.recv(100)
+        # the short read emptied the queue: the next read is bounded by its start
+        assert sent < client.capture[-1][1] < before
+    finally:
+        client.close()
+        b.close()
+
+
+@pytest.mark.parametrize(
+    "marker", [b"data: [DONE]\n", b"data:[DONE]\n", b"data: [DONE]\r\n", b"data: [DONE]\r"]
+)
+def test_the_done_event_is_seen_with_or_without_the_space_and_with_any_line_end(
+    marker: bytes,
+) -> None:
+    assert kstamp.has_done_event(b"0\r\n" + marker)
+    assert not kstamp.has_done_event(b'data: {"text": "data: [DONE]"}\n')
 
 
 def test_a_read_with_the_done_event_marks_the_stream_ended_and_says_so_once() -> None:

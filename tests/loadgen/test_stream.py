@@ -68,6 +68,20 @@ def test_usage_only_on_the_last_content_event_is_not_mistaken_for_per_event_coun
 def test_reasoning_content_counts_as_output() -> None:
     events = [ev(1, {"choices": [{"delta": {"reasoning_content": "hmm"}}]}), ev(2, "[DONE]")]
     assert interpret(events, count_text).t_ns == [1]
+    # the field's newer name (vLLM from 0.10 on): the first reasoning token starts TTFT
+    events = [
+        ev(1, {"choices": [{"delta": {"reasoning": "hmm"}}]}),
+        ev(2, chat(" yes")),
+        ev(3, "[DONE]"),
+    ]
+    res = interpret(events, count_text)
+    assert res.t_ns == [1, 2] and res.tokens == [1, 1]
+
+
+def test_a_null_error_field_is_no_error() -> None:
+    events = [ev(1, {"choices": [{"text": "a"}], "error": None}), ev(2, "[DONE]")]
+    res = interpret(events, count_text)
+    assert res.error_kind is None and res.t_ns == [1]
 
 
 def test_usage_fields_read_cached_and_simulator_extras() -> None:

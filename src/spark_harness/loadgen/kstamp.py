@@ -9,7 +9,9 @@ scheduling from the measurement. How:
   asyncio's transport reads it with ``recv``, which here uses ``recvmsg`` and keeps
   each read's bytes with the kernel's stamp (converted to the monotonic clock) and the
   read's *lower bound*: the start of the socket's previous read, or the send of the
-  request for its first read (what this read returns was not there yet);
+  request for its first read (what this read returns was not there yet); a previous
+  read that filled its buffer may have left bytes that had already arrived, so the
+  read after it keeps its lower bound;
 - the kernel's stamps are wall-clock time, moved onto the monotonic clock with the
   offset between the two measured at the read: a step of the wall clock (a time
   daemon correcting it) between a packet's arrival and its read shifts that read's
@@ -67,15 +69,15 @@ _ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") e
 #: more than one read, each stamped)
 RECV_BYTES = 64 << 10
 
-#: the event that ends an OpenAI stream
-DONE_MARK = b"data: [DONE]"
-#: that event in a read: followed by a line end, which a JSON string in another event
-#: (a reply that quotes the marker) cannot hold unescaped. A marker split across two
-#: reads goes unseen: the reader then waits for the response's end, as for a server that
-#: sends no marker
-_DONE_EVENT = re.compile(re.escape(DONE_MARK) + rb"\r?\n")
+#: the event that ends an OpenAI stream, in a read: ``data:``, the optional space SSE
+#: allows, ``[DONE]`` and a line end (LF, CRLF or CR, as SSE allows), which a JSON
+#: string in another event (a reply that quotes the marker) cannot hold unescaped. A
+#: marker split across two reads goes unseen: the reader then waits for the response's
+#: end, as for a server that sends no marker
+_DONE_EVENT = re.compile(rb"data: ?\[DONE\][\r\n]")
 
-#: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's)
+#: one read: (arrival stamp, lower bound, bytes, whether the stamp is the kernel's: for a
+#: body piece, the kernel's and its last byte's own, see :meth:`_BodyPieces.read_fed`)
 Read = tuple[int, int, bytes, bool]
 
 #: how long a measured wall - monotonic offset is reused (NTP slews the wall clock by at
@@ -182,13 +184,22 @@ class StampedSocket(socket.socket):
                 self.done_seen = True
                 if self.on_done is not None:
                     self.on_done()
-        self._lower_ns = start
+        if len(data) < bufsize:
+            # the read emptied the receive queue: what the next one returns arrived after
+            # this one began. A full read may have left bytes that were already there, so
+            # the next read keeps this one's lower bound
+            self._lower_ns = start
         return data
 
     def take(self) -> list[Read]:
         """What was received since the last take."""
         out, self.capture = self.capture, []
         return out
+
+
+#: what may follow a read's last payload byte in that read without arriving after it:
+#: the chunk's line end, and the stream's last chunk (a server writes them with the payload)
+_CHUNK_TAIL = b"\r\n0\r\n\r\n"
 
 
 class _BodyPieces:
@@ -199,6 +210,7 @@ class _BodyPieces:
         self.read: Read = (0, 0, b"", False)  # the read being fed
         self.fed = -1  # its index
         self.last = -1  # the index of the read the last piece came from
+        self.tail = b""  # the last piece httptools gave (contiguous in its read)
         self.head_seen = False
 
     def on_headers_complete(self) -> None:
@@ -206,11 +218,25 @@ class _BodyPieces:
 
     def on_body(self, piece: bytes) -> None:
         stamp, lower, _, kernel = self.read
+        self.tail = piece
         if self.last == self.fed:  # a read holding more than one HTTP chunk: one piece
             self.out[-1] = (stamp, lower, self.out[-1][2] + piece, kernel)
         else:
             self.out.append((stamp, lower, piece, kernel))
             self.last = self.fed
+
+    def read_fed(self) -> None:
+        """After a read: its kernel stamp is the arrival of its last segment, the last
+        payload byte's own only if no later bytes follow that byte in the read. A server
+        that writes the next chunk's size line apart from its payload (or anything else
+        after the payload) leaves the piece's stamp an upper bound, as for a late read."""
+        if self.last != self.fed or not self.out[-1][3]:
+            return
+        raw = self.read[2]
+        end = raw.rfind(self.tail) + len(self.tail)
+        if not _CHUNK_TAIL.startswith(raw[end:]):
+            stamp, lower, piece, _ = self.out[-1]
+            self.out[-1] = (stamp, lower, piece, False)
 
 
 def body_reads(capture: Sequence[Read]) -> list[Read] | None:
@@ -223,6 +249,7 @@ def body_reads(capture: Sequence[Read]) -> list[Read] | None:
     try:
         for pieces.fed, pieces.read in enumerate(capture):
             parser.feed_data(pieces.read[2])
+            pieces.read_fed()
     except httptools.HttpParserError:
         return None
     return pieces.out if pieces.head_seen else None

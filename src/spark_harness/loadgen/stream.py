@@ -3,17 +3,18 @@
 Rules (see docs/REFERENCE.md, "Measuring streamed responses correctly"):
 
 - a *content event* carries non-empty text (``choices[].text`` for completions,
-  ``choices[].delta.content`` or ``reasoning_content`` for chat); a role-only first chunk
-  or an empty string is not a token and does not start TTFT;
+  ``choices[].delta.content``, ``reasoning_content`` or ``reasoning`` for chat); a
+  role-only first chunk or an empty string is not a token and does not start TTFT;
 - an event's tokens come from the server when it reports cumulative usage on every chunk
   (``continuous_usage_stats``), else from the client's counter (one event may carry
   several tokens);
 - the last ``usage`` object seen gives the server's prompt, completion and cached tokens
   (``prompt_tokens_details.cached_tokens``) and the simulator's ``sim.g3_fetch_ms`` and
   ``sim.g3_onboard_blocks``;
-- ``data: [DONE]`` ends a well-formed stream; an ``error`` object in the stream, a
-  payload that is not JSON, or a stream that stops without ``[DONE]`` is a ``bad_sse``
-  (or ``other``, for a server-reported error) failure whose measurements are kept.
+- ``data: [DONE]`` ends a well-formed stream; an ``error`` object (not null) in the
+  stream, a payload that is not JSON, or a stream that stops without ``[DONE]`` is a
+  ``bad_sse`` (or ``other``, for a server-reported error) failure whose measurements are
+  kept.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ def _choice_text(choice: Any) -> str:
         return ""
     content = delta.get("content")
     reasoning = delta.get("reasoning_content")
+    if reasoning is None:  # the field's newer name (vLLM from 0.10 on, OpenRouter)
+        reasoning = delta.get("reasoning")
     if isinstance(reasoning, str) and reasoning:
         return reasoning + (content if isinstance(content, str) else "")
     return content if isinstance(content, str) else ""
@@ -89,7 +92,7 @@ def interpret(events: Sequence[Event], count_piece: Callable[[str], int]) -> Str
         if not isinstance(obj, dict):
             res.fail("bad_sse", f"event is not a JSON object: {data[:80]!r}")
             break
-        if ev.event == "error" or "error" in obj:
+        if ev.event == "error" or obj.get("error") is not None:
             err = obj.get("error", obj)
             msg = err.get("message", err) if isinstance(err, dict) else err
             res.fail("other", f"server error in stream: {str(msg)[:200]}")
