@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from spark_harness.plan import Plan
@@ -73,3 +74,28 @@ def test_the_unloaded_read_probe_runs_before_the_idle_phase(tmp_path: Path) -> N
     assert probe["device"] and set(probe["unloaded_read_ms"]) >= {"4096"}
     log = done.stderr
     assert log.index("read probe") < log.index("idle baseline")
+
+
+def test_an_external_server_that_stops_answering_fails_the_point_and_keeps_its_requests(
+    tmp_path: Path,
+) -> None:
+    """An external server has no process to watch: one that goes away mid-load left a
+    run of connection errors marked complete. Its failed requests now make the load
+    generator ask the server again; no answer fails the point, with what was measured."""
+    spec = Plan(plan(phases={"idle_s": 0.1, "warmup_s": 0.2, "load_s": 4.0}), REPO)
+    spec_json = spec.runs()[0].spec_json()
+    with TruthServer(TruthConfig(ttft_ms=1, itl_ms=1)) as srv:
+        cmd = [sys.executable, "-m", "spark_harness", "loadgen", "--endpoint", srv.base_url]
+        cmd += ["--model", "truth", "--spec-json", spec_json, "--out", str(tmp_path / "point")]
+        cmd += ["--failed-dir", str(tmp_path / "failed"), "--scratch", str(tmp_path / "qos")]
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
+        time.sleep(2.0)  # the server goes away during the load window
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-3000:]
+    assert "no longer answers" in err
+    (attempt,) = (tmp_path / "failed").rglob("run.json")
+    run = json.loads(attempt.read_text())
+    assert run["outcome"] == "failed" and run["reasons"] == ["server_unreachable"]
+    records = [json.loads(line) for line in (attempt.parent / "requests.jsonl").open()]
+    assert any(r["ok"] for r in records) and any(r["error_kind"] == "connect" for r in records)
+    assert not (tmp_path / "point" / "run.json").exists()

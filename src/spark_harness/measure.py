@@ -147,6 +147,25 @@ def _server_alive(ep: Endpoint) -> bool:
     return all(pid_alive(p) for p in [ep.pid, *ep.pids])
 
 
+#: how long an external server that failed a run's requests gets to answer again
+EXTERNAL_RECHECK_S = 10.0
+
+
+def _check_external_server(ep: Endpoint, share: float) -> None:
+    """An external server has no process to watch: when the window's requests failed,
+    ask it whether it is still there. One that no longer answers failed the run (the
+    requests so far are kept), rather than leaving a run of connection errors that
+    looks complete."""
+    try:
+        wait_ready(ep, timeout_s=EXTERNAL_RECHECK_S)
+    except ServerNotReady as e:
+        raise PointFailed(
+            "server_unreachable",
+            f"{share:.1%} of the load window's requests failed and the external server no "
+            f"longer answers: {str(e).splitlines()[0]}",
+        ) from e
+
+
 async def _until_server_dies(ep: Endpoint, poll_s: float = 0.25) -> None:
     """Return when a local server process has exited (never, for an external server)."""
     while _server_alive(ep):
@@ -308,6 +327,8 @@ class Point:
         if not _server_alive(ep):
             raise PointFailed("server_died", "the server exited during the run")
         share = _load_window_error_share(self.journal.counts)
+        if share > MARK_ERROR_SHARE and ep.kind == "external":
+            _check_external_server(ep, share)
         if share > MARK_ERROR_SHARE:
             reasons.append(f"errors_over_1pct:{share:.3f}")
         self.run["outcome"] = "marked" if reasons else "ok"

@@ -145,6 +145,43 @@ def test_a_connection_the_server_ends_is_not_reused() -> None:
     assert scripted.connections == 2  # type: ignore[attr-defined]
 
 
+def test_a_request_on_a_connection_the_server_closed_unannounced_goes_again_on_a_new_one() -> None:
+    """A server that closes after each response without ``Connection: close``: the next
+    request, already written on the kept-alive connection, gets no byte back; it is sent
+    again once on a new connection, not counted as the server's failure."""
+
+    async def close_after(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await stream_chunked(writer)
+        await asyncio.sleep(0.05)  # the client's next request arrives, unanswered
+
+    async def main() -> list:
+        async with scripted(close_after) as url:
+            return await send_all(url, 3)
+
+    recs = asyncio.run(main())
+    assert [r["ok"] for r in recs] == [True] * 3, recs
+    assert scripted.connections == 3  # type: ignore[attr-defined]
+
+
+def test_a_connection_lost_after_part_of_a_response_is_not_sent_again() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await stream_chunked(writer)  # the first answer is whole, the second cut short
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
+        await writer.drain()
+
+    async def main() -> list:
+        async with scripted(cut) as url:
+            return await send_all(url, 2)
+
+    recs = asyncio.run(main())
+    assert recs[0]["ok"]
+    assert recs[1]["error_kind"] == "reset", recs[1]
+    assert scripted.connections == 1  # type: ignore[attr-defined]
+
+
 def test_a_sized_event_stream_is_stamped_per_read() -> None:
     body = b"".join(EVENTS)
 

@@ -14,6 +14,10 @@ Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed resp
   client's scheduling and per-event work are neither in the numbers nor in the loop's
   way; over TLS each decrypted body piece is stamped as it arrives. Parsing the events
   happens after the stream closes (:mod:`.record`, in the recorder process);
+- a kept-alive connection the server closed while it was idle (an idle timeout, or a
+  close after a response that did not announce it) fails the next request before any
+  byte of a response: that request is sent again once on a new connection, as HTTP
+  clients do, and its stamps are the new send's;
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
@@ -167,7 +171,24 @@ class Client:
             att.end_ns = time.monotonic_ns()
 
     async def _exchange(self, message: bytes, att: Attempt, max_body_bytes: int) -> None:
-        conn = await self._connection()
+        conn = self._idle_connection()
+        if conn is not None:
+            try:
+                await self._exchange_on(conn, message, att, max_body_bytes)
+                return
+            except http1.ResponseError as e:
+                if not (e.kind == "reset" and conn.received == 0):
+                    raise
+                # the server had closed this kept-alive connection (its idle timeout, or a
+                # close after a response that did not say so) before the request reached
+                # it: nothing was answered, so it goes again on a new connection, once;
+                # the attempt's send stamps are the new send's
+        conn = await self._new_connection()
+        await self._exchange_on(conn, message, att, max_body_bytes)
+
+    async def _exchange_on(
+        self, conn: http1.Connection, message: bytes, att: Attempt, max_body_bytes: int
+    ) -> None:
         try:
             await conn.exchange(message, att, max_body_bytes)
         finally:
@@ -176,13 +197,16 @@ class Client:
             else:
                 self._idle.append(conn)
 
-    async def _connection(self) -> http1.Connection:
-        """An idle kept-alive connection (the most recently used), or a new one."""
+    def _idle_connection(self) -> http1.Connection | None:
+        """The most recently used idle kept-alive connection, if any is still open."""
         while self._idle:
             conn = self._idle.pop()
             if not conn.closed:
                 return conn
             self._open.discard(conn)
+        return None
+
+    async def _new_connection(self) -> http1.Connection:
         if self._addresses is None:
             loop = asyncio.get_running_loop()
             self._addresses = await loop.getaddrinfo(

@@ -79,6 +79,7 @@ class Connection(asyncio.Protocol):
         self.sock = sock
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.received = 0  # bytes of the current exchange's response so far
         self._parser = httptools.HttpResponseParser(self)
         self._att: Attempt | None = None
         self._done: asyncio.Future[None] | None = None
@@ -104,6 +105,7 @@ class Connection(asyncio.Protocol):
         if self._att is None:
             self.close()  # bytes nobody asked for: the connection is not in a known state
             return
+        self.received += len(data)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
@@ -190,7 +192,7 @@ class Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         self._att, self._done = att, loop.create_future()
         self._headers, self._status, self._error_body, self._body_bytes = {}, 0, b"", 0
-        self._body_limit, self._head_bytes = max_body_bytes, 0
+        self._body_limit, self._head_bytes, self.received = max_body_bytes, 0, 0
         self._keep_alive = self._complete = self._to_eof = self._head_done = False
         att.sent_ns = self._prev_ns = time.monotonic_ns()
         try:
