@@ -177,6 +177,25 @@ def test_editing_one_sweep_changes_only_that_hypothesis_specs():
             lambda c: c["hypotheses"]["H0"].update(qos={"io_scheduler": "none; reboot"}),
             r"hypotheses\.H0\.qos\.io_scheduler: 'none; reboot' does not match",
         ),
+        # values that reach the workflow's command lines: no shell syntax
+        (lambda c: c.update(results_dir="res x; rm -rf y #"), r"results_dir: .* does not match"),
+        (lambda c: c.update(results_dir=""), r"results_dir: '' does not match"),
+        (lambda c: c.update(results_dir="./"), r"results_dir: './' is the checkout or outside"),
+        (lambda c: c.update(results_dir="r/../.."), r"results_dir: 'r/\.\./\.\.' is the checkout"),
+        (
+            lambda c: c["defaults"].update(telemetry={"devices": ["$(touch x)vda"]}),
+            r"defaults\.telemetry\.devices: \['\$\(touch x\)vda'\] is not valid",
+        ),
+        # two values of one axis that name the same point would share its files
+        (
+            lambda c: c["hypotheses"]["H0"]["sweep"][0].update(values=[4, 4]),
+            r"hypotheses\.H0\.sweep: values \(4,\) and \(4,\) both make point 'users-4'",
+        ),
+        # a secret written into the plan would travel on command lines and into run.json
+        (
+            lambda c: c["defaults"].update(server={"sim": {"api_key": "k3y"}}),
+            r"hypotheses\.H0 \(stack A\): server\.sim\.api_key is a secret written into",
+        ),
     ],
 )
 def test_invalid_plans_fail_naming_the_key(mutate, message):
@@ -216,6 +235,33 @@ def test_a_sweep_key_or_value_outside_the_schema_fails_naming_it(hyp, axis, mess
     cfg = copy.deepcopy(BASE)
     cfg["hypotheses"][hyp]["sweep"] = [axis]
     with pytest.raises(PlanError, match=message):
+        plan(cfg)
+
+
+def test_a_bad_value_is_named_without_calling_the_sections_valid_keys_unknown():
+    cfg = copy.deepcopy(BASE)
+    cfg["defaults"]["repetitions"] = "three"
+    with pytest.raises(PlanError) as err:
+        plan(cfg)
+    assert "defaults.repetitions" in str(err.value)
+    assert "Unevaluated" not in str(err.value)
+
+
+def test_results_dir_is_normalised():
+    cfg = copy.deepcopy(BASE)
+    cfg["results_dir"] = "./results_alt/"
+    assert plan(cfg).results == "results_alt"
+
+
+def test_a_plan_of_nested_yaml_aliases_is_refused_before_it_is_expanded(tmp_path):
+    """A few hundred bytes of nested aliases stand for millions of values, which
+    validation and every copy of the plan would walk."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 8)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(lines) + "\n")
+    cfg = {**copy.deepcopy(BASE), "x": load_config(bomb)}
+    with pytest.raises(PlanError, match=r"config: more than 100000 values once YAML aliases"):
         plan(cfg)
 
 

@@ -62,6 +62,23 @@ def test_export_hands_the_plan_to_the_progress_command(monkeypatch, capsys, tmp_
     assert "give RESULTS, --total and --per-point-s" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--total", "5", "--per-point-s", "-5"], "'-5' is not a number of seconds"),
+        (["--total", "5", "--per-point-s", "nan"], "'nan' is not a number of seconds"),
+        (["--total", "0", "--per-point-s", "5"], "'0' is not a number of points"),
+    ],
+)
+def test_bad_progress_arguments_are_refused_naming_them(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit):
+        main(["progress", str(tmp_path), *args])
+    assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["progress", str(tmp_path / "missing"), "--total", "5", "--per-point-s", "5"])
+    assert "is not a folder" in capsys.readouterr().err
+
+
 def test_the_load_generator_reports_progress_on_the_fd_it_is_given(monkeypatch, tmp_path):
     monkeypatch.setenv(ENV, json.dumps({"results": str(tmp_path), "total": 4, "per_point_s": 9}))
     r, w = os.pipe()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
+import pytest
 from docutils.core import publish_parts
 
 from spark_harness import cli, verdict_table
@@ -94,6 +96,20 @@ def test_the_cli_prints_the_table_of_any_results_folder(tmp_path, capsys):
     assert capsys.readouterr().out.startswith("hypothesis,title,status,")
     assert cli.main(["verdicts", str(tmp_path / "empty")]) == 1
     assert "no verdicts" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("text", ["", "{not json", '{"schema_version": 1}'])
+def test_one_unreadable_verdict_file_gets_its_own_row_and_the_others_are_shown(
+    tmp_path, capsys, text
+):
+    root = make_results(tmp_path / "r")
+    bad = root / "summary" / "H5" / "verdict.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text(text)
+    assert cli.main(["verdicts", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "| H2B | not supported |" in out
+    assert re.search(r"\| H5 \| unreadable \|.*\S", out), out
 
 
 def test_the_cli_lists_the_plans_not_applicable_hypotheses_from_the_workflows_table(

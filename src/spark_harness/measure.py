@@ -494,7 +494,7 @@ def run(args: argparse.Namespace) -> int:
         point.measure()
         point.finish()
     except KeyboardInterrupt as e:
-        dest = _save_failed(point, f"interrupted:{e or 'SIGINT'}")
+        dest = _save_failed(point, f"interrupted:{str(e) or 'SIGINT'}")
         print(f"spark-harness loadgen: interrupted; partial data kept in {dest}", file=sys.stderr)
         return 130
     except (PointFailed, ServerNotReady, TimeoutError) as e:
@@ -503,6 +503,7 @@ def run(args: argparse.Namespace) -> int:
         )
         dest = _save_failed(point, code)
         print(f"spark-harness loadgen: point failed: {e}", file=sys.stderr)
+        _tell(args.progress_fd, code, e, dest)
         if isinstance(e, PointFailed) and point.run.get("endpoint"):
             ep = Endpoint(**{**point.run["endpoint"], "metrics": []})
             print(log_tail(endpoint_logs(ep)), file=sys.stderr)
@@ -516,6 +517,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"(partial data kept in {dest})", file=sys.stderr)
         return 1
     return 0
+
+
+def _tell(fd: int | None, code: str, error: BaseException, dest: Path) -> None:
+    """Say why the point failed where the person running the workflow sees it (the job's
+    own stderr, ``--progress-fd``; the point's log takes the rest, log tails included)."""
+    if fd is None:
+        return
+    first = (str(error).splitlines() or [""])[0]
+    line = (
+        f"spark-harness loadgen: point failed ({code}): {first}\n"
+        f"  partial data kept in {dest}; the point's log has the rest\n"
+    )
+    with contextlib.suppress(OSError):
+        os.write(fd, line.encode())
 
 
 def _save_failed(point: Point, reason: str) -> Path:

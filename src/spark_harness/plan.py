@@ -13,6 +13,7 @@ import copy
 import functools
 import itertools
 import json
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ import yaml
 from spark_harness import layout, registry
 from spark_harness.contract import U_WORK_SENTINEL
 from spark_harness.schemas import schema_path
+from spark_harness.secrets import secret_paths
 from spark_harness.serving.budget import BudgetError, check_budget
 
 POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
@@ -63,6 +65,29 @@ def set_dotted(d: dict[str, Any], key: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+#: the most values a plan may hold once YAML aliases are expanded: a plan is a few
+#: hundred; a few hundred bytes of nested aliases expand to millions, which validation
+#: and every copy of the plan would walk (docs/SECURITY.md)
+MAX_CONFIG_NODES = 100_000
+
+
+def check_size(value: Any, what: str) -> None:
+    """Raise PlanError when ``value`` holds more than ``MAX_CONFIG_NODES`` values counted
+    as expanded (an alias counts each time it is used); the walk stops at the limit."""
+    seen, stack = 0, [value]
+    while stack:
+        v = stack.pop()
+        seen += 1
+        if seen > MAX_CONFIG_NODES:
+            raise PlanError(
+                f"{what}: more than {MAX_CONFIG_NODES} values once YAML aliases are expanded"
+            )
+        if isinstance(v, Mapping):
+            stack.extend(v.values())
+        elif isinstance(v, list | tuple):
+            stack.extend(v)
+
+
 def _load_yaml(path: Path) -> Any:
     try:
         return yaml.safe_load(path.read_text())
@@ -94,6 +119,10 @@ def validate(instance: Any, schema_name: str, what: str, definition: str | None 
         _validator(schema_name, definition).iter_errors(instance),
         key=lambda e: list(e.absolute_path),
     )
+    # a bad value under a section checked with `unevaluatedProperties` also fails that
+    # check (nothing evaluated the section's keys), which would call valid keys unknown
+    own = [e for e in errors if e.validator != "unevaluatedProperties"]
+    errors = own or errors
     if errors:
         lines = [f"{what}: {_where(e)}: {e.message}" for e in errors[:5]]
         raise PlanError("invalid " + what + "\n  " + "\n  ".join(lines))
@@ -116,6 +145,7 @@ def resolve_stack(
     raw = _load_yaml(path)
     if not isinstance(raw, dict):
         raise PlanError(f"{path}: a stack file must be a mapping")
+    check_size(raw, f"stack file {path}")
     variants = raw.pop("variants", {}) or {}
     spec = raw
     if variant is not None:
@@ -172,14 +202,25 @@ def _fmt_value(v: Any) -> str:
     return "".join(c if c.isalnum() or c in "-." else "-" for c in s)
 
 
+def results_dir(config: Mapping[str, Any]) -> str:
+    """The plan's ``results_dir``, normalised (``./r/`` is ``r``): the workflow names its
+    files by joining strings, so two spellings of one folder would be two DAGs."""
+    raw = str(config.get("results_dir", "results"))
+    norm = os.path.normpath(raw)
+    if norm in (".", "..") or norm.startswith("../"):
+        raise PlanError(f"results_dir: {raw!r} is the checkout or outside it: name a folder")
+    return norm
+
+
 class Plan:
     """The expanded experiment plan."""
 
     def __init__(self, config: Mapping[str, Any], base_dir: str | Path = ".") -> None:
+        check_size(config, "config")
         validate(dict(config), "config", "config")
         self.config = dict(config)
         self.base_dir = Path(base_dir)
-        self.results = str(self.config.get("results_dir", "results"))
+        self.results = results_dir(self.config)
         #: which plan the hypothesis ids belong to, hence which evaluators and figures
         self.track = str(self.config.get("track", DEFAULT_TRACK))
         self.hypotheses: dict[str, dict[str, Any]] = dict(self.config["hypotheses"])
@@ -310,6 +351,7 @@ class Plan:
         seed0 = int(cfg.get("seed", defaults.get("seed", 0)))
         axes = cfg.get("sweep", [])
         combos = itertools.product(*[ax["values"] for ax in axes]) if axes else [()]
+        points: dict[str, tuple[Any, ...]] = {}  # point name -> its values
         for combo in combos:
             settings = copy.deepcopy(base)
             labels = []
@@ -322,6 +364,12 @@ class Plan:
                 axis_values[ax["key"]] = value
             _check_swept(hyp, axis_values, settings)
             point = "_".join(labels) or "base"
+            if point in points:
+                raise PlanError(
+                    f"hypotheses.{hyp}.sweep: values {points[point]} and {combo} both make "
+                    f"point {point!r}: one would overwrite the other's files"
+                )
+            points[point] = combo
             _check_qos(hyp, point, settings["qos"])
             if settings["load"].get("users") == U_WORK_SENTINEL:
                 self._check_u_work(hyp, cfg)
@@ -356,11 +404,19 @@ class Plan:
         axes: list[dict[str, Any]],
     ) -> dict[str, Any]:
         try:
-            return resolve_stack(file, variant, overrides, self.base_dir)
+            server = resolve_stack(file, variant, overrides, self.base_dir)
         except PlanError as e:
             swept = [ax["key"] for ax in axes if ax["key"].startswith("server.")]
             keys = f", sweep key {', '.join(swept)}" if swept else ""
             raise PlanError(f"hypotheses.{hyp} (stack {stack}{keys}): {e}") from e
+        if found := secret_paths(server):
+            # a point's spec is on command lines, in Snakemake's records and in run.json
+            raise PlanError(
+                f"hypotheses.{hyp} (stack {stack}): server.{found[0]} is a secret written "
+                "into the plan: name where it lives instead (sim.api_key_env or "
+                "sim.api_key_file; docs/SECURITY.md)"
+            )
+        return server
 
     def _check_u_work(self, hyp: str, cfg: Mapping[str, Any]) -> None:
         src = self.hypotheses.get(U_WORK_SOURCE)

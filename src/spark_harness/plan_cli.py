@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -67,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
             if (not args.hyp or r.hyp in args.hyp) and (not args.stack or r.stack in args.stack)
         ]
         _print(plan, runs, args)
+    except BrokenPipeError:
+        # the reader went away (`plan | head`): stop quietly, and keep Python's own
+        # flush at exit from failing on the closed pipe
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except PlanError as e:
         print(f"spark-harness plan: {e}", file=sys.stderr)
         return 2

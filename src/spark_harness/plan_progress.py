@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import itertools
 import json
+import math
 import os
 import statistics
 import sys
@@ -91,15 +92,38 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Count the finished points of a plan (run.json files) and estimate the "
         "time left. The loadgen rule prints this line as each point starts.",
     )
-    p.add_argument("results", type=Path, nargs="?", help="the plan's results folder")
-    p.add_argument("--total", type=int, help="points in the plan")
+    p.add_argument("results", type=_folder, nargs="?", help="the plan's results folder")
+    p.add_argument("--total", type=_count, help="points in the plan")
     p.add_argument(
         "--per-point-s",
-        type=float,
-        help="the plan's estimate of seconds per point, until enough points have run",
+        type=_seconds,
+        help="the plan's estimate of seconds per point, until enough points have run "
+        "(`spark-harness plan` prints the plan's points and expected time)",
     )
     p.epilog = f"Inside the workflow all three come from ${ENV}."
     p.set_defaults(func=run)
+
+
+def _folder(text: str) -> Path:
+    if not Path(text).is_dir():
+        raise argparse.ArgumentTypeError(f"{text} is not a folder")
+    return Path(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of points (1 or more)")
+    return int(text)
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (0 or more)")
+    return value
 
 
 def _line(results: str | Path | None, total: int | None, per_point: float | None) -> str | None:

@@ -100,11 +100,25 @@ def not_applicable_rows(reasons: Mapping[str, str], track: str = "v3") -> list[R
     )
 
 
+#: the status shown for a verdict file that cannot be read (``spark-harness verdicts``)
+UNREADABLE = "unreadable"
+
+
+def _row_or_unreadable(path: Path) -> Row:
+    """A verdict file's row; one that cannot be read (broken, from another version) says
+    why in its own row, so the others are still shown."""
+    try:
+        return Row.of(Verdict.read(path))
+    except (contract.ContractError, OSError) as e:
+        return Row(path.parent.name, "", UNREADABLE, "", "", "", str(e).splitlines()[0])
+
+
 def collect(results: Path) -> list[Row]:
     """The verdict of every hypothesis under ``results`` (none: an empty list), with the
     plan's not-applicable hypotheses as the workflow's table lists them (they have no
     verdict file: nothing ran for them)."""
-    rows = rows_of(sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}")))
+    files = sorted(Path(results, SUMMARY).glob(f"*/{contract.VERDICT_JSON}"))
+    rows = [_row_or_unreadable(f) for f in files]
     return ordered([*rows, *_not_applicable_in_table(Path(results, VERDICTS_CSV))]) if rows else []
 
 

@@ -167,8 +167,8 @@ def test_the_report_opens_on_the_verdict_table_and_compares_the_stacks(built):
     rows = verdict_table.collect(root / "results")
     assert [r.hypothesis for r in rows] == list(plan.hypotheses)
     table = (root / "results" / verdict_table.VERDICTS_MD).read_text()
-    assert f"Verdicts at a glance (results/{verdict_table.VERDICTS_MD}):" in run.out
-    assert table in run.out  # printed when the run ended
+    assert f"Verdicts at a glance (results/{verdict_table.SUMMARY}):" in run.out
+    assert table in run.out  # printed when the run ended, from the verdict files
     rep = snakemake(root, "--report", "results/report.html", "H_all")
     assert rep.returncode == 0, rep.out[-4000:]
     html = (root / "results" / "report.html").read_text()

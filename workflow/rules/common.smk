@@ -14,12 +14,13 @@ from spark_harness.backfill import imported_runs
 from spark_harness.plan import Plan, PlanError
 
 
-validate(config, schema="../schemas/config.schema.yaml")
-
 try:
+    # the plan's own checks first: they name the bad key in one line, where Snakemake's
+    # validate() prints the whole schema and config
     PLAN = Plan(config, base_dir=Path(workflow.basedir))
 except PlanError as e:
     raise WorkflowError(str(e))
+validate(config, schema="../schemas/config.schema.yaml")  # fills the schema's defaults
 
 RESULTS = PLAN.results
 #: the registry entry of every hypothesis of the plan (its track's; plugins included)
@@ -123,10 +124,13 @@ def front_page():
 
 
 def print_verdicts():
-    """The verdict table at the end of a run that wrote it (the Snakefile's `onsuccess:`)."""
-    table = Path(RESULTS, verdict_table.VERDICTS_MD)
-    if table.is_file():
-        print(f"\nVerdicts at a glance ({table}):\n\n{table.read_text()}")
+    """The verdict table at the end of a run (the Snakefile's `onsuccess:`), read from
+    the verdict files themselves: a target of one hypothesis rewrites its verdict, not
+    the table file."""
+    rows = verdict_table.collect(Path(RESULTS))
+    if rows:
+        where = Path(RESULTS, verdict_table.SUMMARY)
+        print(f"\nVerdicts at a glance ({where}):\n\n{verdict_table.markdown(rows)}")
 
 
 def teardown_command_stacks():

@@ -21,7 +21,7 @@ rule loadgen:
         out=res(layout.RAW_DIR),
         failed=res(layout.FAILED_DIR),
         scratch=lambda w: PLAN.path(layout.SCRATCH_DIR, **w) / "qos",
-        u_work=lambda w, input: f"--u-work-file {input.u_work}" if input.u_work else "",
+        u_work=lambda w, input: ["--u-work-file", input.u_work] if input.u_work else [],
     resources:
         bench_slot=1,
     conda:
@@ -29,7 +29,7 @@ rule loadgen:
     log:
         point_log("loadgen"),
     shell:
-        "exec spark-harness loadgen --endpoint-file {input.endpoint}"
-        " --sidecar-file {input.sidecar} --spec-json {params.spec:q} {params.u_work}"
-        " --out {params.out} --failed-dir {params.failed} --scratch {params.scratch}"
-        " --progress-fd 3 3>&2 > {log} 2>&1"
+        "exec spark-harness loadgen --endpoint-file {input.endpoint:q}"
+        " --sidecar-file {input.sidecar:q} --spec-json {params.spec:q} {params.u_work:q}"
+        " --out {params.out:q} --failed-dir {params.failed:q} --scratch {params.scratch:q}"
+        " --progress-fd 3 3>&2 > {log:q} 2>&1"

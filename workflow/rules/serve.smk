@@ -2,7 +2,8 @@
 #
 # Both are Snakemake service() outputs living exactly as long as the point's loadgen
 # job (one server per point and repetition: clean KV tiers every time). Rules for
-# services (docs/ARCHITECTURE.md): `shell:` with `exec` so SIGTERM reaches the process,
+# services (docs/ARCHITECTURE.md): `shell:` with `exec` so SIGTERM reaches the process
+# (every value quoted: `:q`, as config values reach these lines),
 # `threads: 0`, endpoint/sidecar files written at once, readiness polled by the
 # consumer within the stack's start-up timeout.
 #
@@ -37,9 +38,9 @@ rule server_up:
         point_log("server"),
     threads: 0
     shell:
-        "rm -rf {params.workdir} && "
-        "exec spark-harness serve --stack-json {params.stack:q} --name {wildcards.stack}"
-        " --endpoint-file {output} --workdir {params.workdir} --log {log} > {log} 2>&1"
+        "rm -rf {params.workdir:q} && "
+        "exec spark-harness serve --stack-json {params.stack:q} --name {wildcards.stack:q}"
+        " --endpoint-file {output:q} --workdir {params.workdir:q} --log {log:q} > {log:q} 2>&1"
 
 
 rule telemetry_sidecar:
@@ -56,6 +57,6 @@ rule telemetry_sidecar:
         point_log("sidecar"),
     threads: 0
     shell:
-        "exec spark-harness sidecar --endpoint-file {params.endpoint} --service-file {output}"
-        " --spool {params.spool} --cadence-ms {params.cadence_ms} --devices {params.devices}"
-        " > {log} 2>&1"
+        "exec spark-harness sidecar --endpoint-file {params.endpoint:q} --service-file {output:q}"
+        " --spool {params.spool:q} --cadence-ms {params.cadence_ms:q} --devices {params.devices:q}"
+        " > {log:q} 2>&1"
