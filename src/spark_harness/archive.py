@@ -10,10 +10,14 @@ SHA-256). The point's scratch files and live service files are not results and s
 out.
 
 ``restore`` (``spark-harness restore``) unpacks into a checkout and checks every file
-against the manifest. Snakemake compares modification times (a ``script:`` rule's output
-is stale when its script is newer), and a fresh clone's files are all new; so every
-restored file is stamped *now*, in the order the files were made: the runs, tables and
-summaries are up to date for the checkout's code and no measurement reruns. With
+against the manifest. It writes a results tree and nothing else (docs/SECURITY.md): the
+top folder is the manifest's ``results_dir`` and no importable module's name, every file
+lies in the layout above, and an existing folder is replaced (moved aside, never
+deleted) only when it is a results tree itself. Snakemake compares modification times
+(a ``script:`` rule's output is stale when its script is newer), and a fresh clone's
+files are all new; so every restored file is stamped *now*, in the order the files were
+made: the runs, tables and summaries are up to date for the checkout's code and no
+measurement reruns. With
 ``--redraw`` the figures are left out, and ``snakemake --cores 1 figures --configfile
 <results_dir>/archive/config.yaml`` draws them again from the restored summaries without
 running any load (docs/LEGACY.md).
@@ -24,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib.metadata
+import importlib.util
 import io
 import json
 import os
@@ -37,7 +42,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -52,6 +57,10 @@ FIGURES = "figures"
 META_DIR = "archive"
 MANIFEST = "manifest.json"
 ARCHIVE_FORMAT = 1
+#: What a results folder holds directly: only a folder of nothing else is replaced.
+RESULT_ENTRIES = (*KEPT, META_DIR, REPORT, "services", "scratch")
+#: Part of the free space a restore leaves free.
+FREE_RESERVE = 0.10
 
 
 class ArchiveError(ValueError):
@@ -94,12 +103,25 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+def _add(tar: tarfile.TarFile, name: str, size: int, mtime: float, content: IO[bytes]) -> None:
+    """Add a regular member built by hand: ``tar.add`` would store a second path to an
+    inode as a hard link (which restore refuses) and the owner's names."""
     info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = int(mtime)
+    info.size = size
+    info.mtime = mtime
     info.mode = 0o644
-    tar.addfile(info, io.BytesIO(data))
+    tar.addfile(info, content)
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: float) -> None:
+    _add(tar, name, len(data), mtime, io.BytesIO(data))
+
+
+def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
+    """Stream ``path`` as a regular member with its own size and modification time."""
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        _add(tar, name, st.st_size, st.st_mtime, fh)
 
 
 def create(
@@ -126,7 +148,7 @@ def create(
     }
     # the metadata is older than every result, so Snakemake never sees it as an input
     # newer than the files made from it
-    stamp = min(p.stat().st_mtime for p in files)
+    stamp = int(min(p.stat().st_mtime for p in files))
     with atomic_writer(Path(out), "wb") as fh, tarfile.open(fileobj=fh, mode="w:gz") as tar:
         meta = f"{root}/{META_DIR}"
         _add_bytes(
@@ -135,7 +157,7 @@ def create(
         _add_bytes(tar, f"{meta}/versions.json", json.dumps(versions(), indent=2).encode(), stamp)
         _add_bytes(tar, f"{meta}/{MANIFEST}", json.dumps(manifest, indent=2).encode(), stamp)
         for p in files:
-            tar.add(p, arcname=f"{root}/{p.relative_to(results)}", recursive=False)
+            _add_file(tar, f"{root}/{p.relative_to(results)}", p)
     return manifest
 
 
@@ -147,25 +169,63 @@ def restore(
 
     An archive is untrusted input (docs/SECURITY.md): every member is checked and
     confined before anything is written, and nothing reaches ``into`` unless every
-    check passed (see :func:`_unpack`).
+    check passed (see :func:`_unpack`). With ``force`` an existing results tree is
+    renamed aside to ``<results_dir>.replaced-<UTC time>``, never deleted.
     """
+    return _restore(archive, into, force, redraw)[0]
+
+
+def _restore(
+    archive: str | Path, into: str | Path, force: bool, redraw: bool
+) -> tuple[Path, Path | None]:
+    """:func:`restore`, also returning where a replaced results tree went (the CLI
+    tells the user)."""
     archive, into = Path(archive), Path(into)
     try:
         with tarfile.open(archive, "r:gz") as tar:
             root, files = _checked_members(tar, archive)
+            wanted = {
+                r: f for r, f in files.items() if not (redraw and r.startswith(f"{FIGURES}/"))
+            }
             dest = into / root
-            if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
-                raise ArchiveError(f"{dest} exists and is not a directory")
-            if dest.exists() and any(dest.iterdir()) and not force:
-                raise ArchiveError(
-                    f"{dest} exists and is not empty; pass --force to restore over it"
-                )
+            _check_destination(dest, force)
+            _check_space(archive, into, sum(m.size for m, _ in wanted.values()))
             into.mkdir(parents=True, exist_ok=True)
-            restored = _unpack(tar, archive, root, files, into, redraw)
+            return dest, _unpack(tar, archive, wanted, dest)
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         raise ArchiveError(f"{archive}: not a readable result archive: {e}") from e
-    _stamp_now(restored)
-    return dest
+
+
+def _check_destination(dest: Path, force: bool) -> None:
+    """ArchiveError unless ``dest`` is absent, empty, or (with ``force``) a results
+    tree: a restore must never replace a checkout's own folder (``workflow``, ``src``)."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise ArchiveError(f"{dest} exists and is not a directory")
+    if not dest.exists():
+        return
+    entries = sorted(p.name for p in dest.iterdir())
+    foreign = [e for e in entries if e not in RESULT_ENTRIES]
+    if foreign:
+        raise ArchiveError(
+            f"{dest} is not a results folder ({dest / foreign[0]} is not a result): "
+            "restore never replaces it, not even with --force"
+        )
+    if entries and not force:
+        raise ArchiveError(
+            f"{dest} exists and is not empty; pass --force to move it aside and restore"
+        )
+
+
+def _check_space(archive: Path, into: Path, need: int) -> None:
+    """ArchiveError when the ``need`` bytes to write do not fit in the free space of
+    ``into``'s filesystem less a reserve: a small archive can declare huge files."""
+    where = next((p for p in (into, *into.parents) if p.exists()), into)
+    free = shutil.disk_usage(where).free
+    if need > free - int(free * FREE_RESERVE):
+        raise ArchiveError(
+            f"{archive}: restoring needs {need} bytes, {where} has {free} bytes free "
+            f"(restore leaves {FREE_RESERVE:.0%} of it free)"
+        )
 
 
 def _stamp_now(files: list[Path]) -> None:
@@ -197,13 +257,35 @@ def _relative(path: str, what: str) -> tuple[str, ...]:
     return parts
 
 
+def _shadows_module(name: str) -> bool:
+    """Whether a folder ``name`` in the checkout root could shadow a module or package
+    this interpreter imports (the workflow runs with the checkout root on its path).
+    A namespace package (folders only, like the checkout's own ``results``) is not one."""
+    if not name.isidentifier():
+        return False
+    try:
+        spec = importlib.util.find_spec(name)
+    except Exception:  # a finder that fails on the name cannot import it either
+        return False
+    return spec is not None and spec.origin is not None
+
+
+def _in_layout(rel: str) -> bool:
+    """Whether ``rel`` (a file's path under the results folder) is where a results
+    tree keeps its files: under a KEPT folder, the report, or the archive's own files."""
+    parts = rel.split("/")
+    return rel == REPORT or rel in META_FILES or (len(parts) > 1 and parts[0] in KEPT)
+
+
 def _checked_members(
     tar: tarfile.TarFile, archive: Path
 ) -> tuple[str, dict[str, tuple[tarfile.TarInfo, str | None]]]:
     """The results folder's name and each regular file (path under it -> member and
-    its manifest SHA-256), after checking every member and the manifest: one
-    validly named top folder, regular files and directories only, each file listed
-    in the manifest with its size, every manifest path confined."""
+    its manifest SHA-256), after checking every member and the manifest: one top
+    folder, validly named, named as the manifest's ``results_dir`` and shadowing no
+    module; regular files (not sparse) and directories only; each file in the
+    results layout and listed in the manifest with its size; every manifest path
+    confined."""
     members = tar.getmembers()
     roots = {m.name.split("/", 1)[0] for m in members}
     if len(roots) != 1:
@@ -211,17 +293,34 @@ def _checked_members(
     root = roots.pop()
     if not _ROOT_NAME.fullmatch(root):
         raise ArchiveError(f"{archive}: {root!r} is not a valid results folder name")
+    if _shadows_module(root):
+        raise ArchiveError(
+            f"{archive}: {root!r} is the name of an importable module: a folder of that "
+            "name in the checkout would shadow it"
+        )
     files: dict[str, tarfile.TarInfo] = {}
     for m in members:
         parts = _relative(m.name.rstrip("/") if m.isdir() else m.name, f"{archive}: member")
+        if m.issparse():  # a few header bytes can declare a file of any size
+            raise ArchiveError(f"{archive}: {m.name} is a sparse file")
         if not (m.isreg() or m.isdir()):
             raise ArchiveError(f"{archive}: {m.name} is not a regular file or directory")
         rel = "/".join(parts[1:])
         if m.isreg():
             if not rel or rel in files:
                 raise ArchiveError(f"{archive}: {m.name} is not a file or appears twice")
+            if not _in_layout(rel):
+                raise ArchiveError(
+                    f"{archive}: {m.name} is not a result (a results tree holds only "
+                    f"{', '.join(KEPT)}, {REPORT} and {META_DIR})"
+                )
             files[rel] = m
     manifest = _manifest(tar, archive, files)
+    if manifest.get("results_dir") != root:
+        raise ArchiveError(
+            f"{archive}: the top folder {root!r} is not the manifest's results_dir "
+            f"{manifest.get('results_dir')!r}"
+        )
     listed = manifest["files"]
     for rel, facts in listed.items():
         _relative(rel, f"{archive}: manifest path")
@@ -264,23 +363,24 @@ def _manifest(
 def _unpack(
     tar: tarfile.TarFile,
     archive: Path,
-    root: str,
     files: Mapping[str, tuple[tarfile.TarInfo, str | None]],
-    into: Path,
-    redraw: bool,
-) -> list[Path]:
-    """Write the checked ``files`` (no figures if ``redraw``) into a temporary folder in
-    ``into``, each checked against its SHA-256 as it is written; move them into
-    ``into/root`` only when all passed; return the restored files.
+    dest: Path,
+) -> Path | None:
+    """Write the checked ``files`` into a temporary folder next to ``dest``, each
+    checked against its SHA-256 as it is written, stamp them now and move the tree to
+    ``dest`` with one rename when all passed; return where a replaced tree went.
 
     Files are written by hand, never by ``extractall``: only directories this function
-    created lie on their paths, so no link in the archive can redirect a write.
+    created lie on their paths, so no link in the archive can redirect a write. An
+    interrupted restore leaves ``dest`` as it was; the temporary ``.restore-*`` folder
+    goes on any exception (only a SIGKILL leaves it: .gitignore keeps it out of git).
     """
-    tmp = Path(tempfile.mkdtemp(prefix=".restore-", dir=into))
+    tmp = Path(tempfile.mkdtemp(prefix=".restore-", dir=dest.parent))
     try:
-        wanted = {r: f for r, f in files.items() if not (redraw and r.startswith(f"{FIGURES}/"))}
-        for rel, (member, sha) in wanted.items():
-            path = tmp.joinpath(*rel.split("/"))
+        staged = tmp / dest.name  # made with the umask's mode, not mkdtemp's 0o700
+        written = []
+        for rel, (member, sha) in sorted(files.items()):
+            path = staged.joinpath(*rel.split("/"))
             path.parent.mkdir(parents=True, exist_ok=True)
             src = tar.extractfile(member)
             assert src is not None  # a regular file
@@ -292,21 +392,32 @@ def _unpack(
             mtime = min(max(int(member.mtime), 0), 2**33)  # any header value is valid input
             os.utime(path, (mtime, mtime))
             if sha is not None and h.hexdigest() != sha:
-                raise ArchiveError(f"{archive}: {root}/{rel} differs from the manifest")
-        return _move_into_place(tmp, into / root, sorted(wanted))
+                raise ArchiveError(f"{archive}: {dest.name}/{rel} differs from the manifest")
+            written.append(path)
+        _stamp_now(written)  # here: a rename keeps modification times
+        return _move_into_place(staged, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _move_into_place(tmp: Path, dest: Path, rels: list[str]) -> list[Path]:
-    """Move the checked files from ``tmp`` to ``dest`` (over what is there)."""
-    moved = []
-    for rel in rels:
-        target = dest.joinpath(*rel.split("/"))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp.joinpath(*rel.split("/")), target)
-        moved.append(target)
-    return moved
+def _move_into_place(staged: Path, dest: Path) -> Path | None:
+    """Rename ``staged`` to ``dest`` (an absent or empty folder) in one step, so no
+    half tree is ever seen there; a non-empty ``dest`` (a results tree, checked before)
+    is first renamed aside to ``<name>.replaced-<UTC time>``, which is returned."""
+    aside = None
+    if dest.is_dir() and any(dest.iterdir()):
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = dest.with_name(f"{dest.name}.replaced-{stamp}")
+        if aside.exists():
+            raise ArchiveError(f"{aside} exists: restore again in a second")
+        os.rename(dest, aside)
+    try:
+        os.rename(staged, dest)
+    except BaseException:
+        if aside is not None:
+            os.rename(aside, dest)
+        raise
+    return aside
 
 
 # ---------------------------------------------------------------------------- CLI
@@ -323,7 +434,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("archive", type=Path, help="archives/<name>.tar.gz")
     p.add_argument("--into", type=Path, default=Path("."), help="checkout root (default .)")
-    p.add_argument("--force", action="store_true", help="restore over a non-empty results dir")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="move an existing results dir aside to <dir>.replaced-<UTC time> and restore",
+    )
     p.add_argument(
         "--redraw", action="store_true", help="leave the figures out: `figures` draws them again"
     )
@@ -332,9 +447,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def main(args: argparse.Namespace) -> int:
     try:
-        dest = restore(args.archive, args.into, args.force, args.redraw)
+        dest, replaced = _restore(args.archive, args.into, args.force, args.redraw)
     except ArchiveError as e:
         raise SystemExit(f"spark-harness restore: {e}") from e
+    if replaced is not None:
+        print(f"moved the results that were at {dest} to {replaced}")
     cfg = dest / META_DIR / "config.yaml"
     print(
         f"restored {dest}\nredraw the figures without any load:\n"

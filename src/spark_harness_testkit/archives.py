@@ -56,11 +56,12 @@ def manifest(files: dict[str, bytes], **override: object) -> Member:
     return Member(MANIFEST, data=json.dumps(body).encode())
 
 
-def valid(root: str = "results") -> list[Member]:
-    """The members of a well-formed archive of one run."""
-    files = {"raw/H0/A/p/r0/run.json": b'{"outcome": "ok"}\n'}
+def valid(root: str = "results", files: dict[str, bytes] | None = None) -> list[Member]:
+    """The members of a well-formed archive of ``files`` (by default one run) under
+    ``root``, its manifest naming ``root`` as its ``results_dir``, as ``create`` does."""
+    files = files or {"raw/H0/A/p/r0/run.json": b'{"outcome": "ok"}\n'}
     return [Member(f"{root}/{rel}", data=data) for rel, data in files.items()] + [
-        _under(root, manifest(files))
+        _under(root, manifest(files, results_dir=root))
     ]
 
 
@@ -74,7 +75,7 @@ def path_max_escape(root: str = "results", up: int = 2) -> list[Member]:
     parent through a symlink chain longer than PATH_MAX (``os.path.realpath`` gives up
     on it, so the ``data`` filter thinks it stays inside), then write ``escape/pwned``."""
     comp, steps = "d" * 247, "abcdefghijklmnop"
-    out: list[Member] = [_under(root, manifest({}))]
+    out: list[Member] = [_under(root, manifest({}, results_dir=root))]
     path = root
     for s in steps:
         out.append(Member(f"{path}/{comp}", tarfile.DIRTYPE))
@@ -103,7 +104,7 @@ _MANIFEST_BODY = st.one_of(
     st.sampled_from([b"[]", b"{}", b'{"files": []}', b'{"files": {"/etc/passwd": {}}}']),
     st.dictionaries(
         _NAME, st.fixed_dictionaries({"bytes": st.integers(), "sha256": st.text()})
-    ).map(lambda files: json.dumps({"files": files}).encode()),
+    ).map(lambda files: json.dumps({"files": files, "results_dir": "results"}).encode()),
 )
 
 

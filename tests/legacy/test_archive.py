@@ -1,12 +1,14 @@
 """Result archives: made on one checkout, restored on a fresh one, figures redrawn
 without any load (real Snakemake on temporary copies of the repository); and restore
-of hostile archives (docs/SECURITY.md): nothing written outside the target, no
-traceback."""
+of hostile archives (docs/SECURITY.md): nothing written outside the target, nothing
+but a results tree written inside it, no traceback."""
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
+import shutil
 import tarfile
 import tempfile
 import time
@@ -20,7 +22,7 @@ from spark_harness import archive as archive_mod
 from spark_harness.archive import ArchiveError, restore
 from spark_harness.plan import Plan
 from spark_harness_testkit import archives as hostile
-from spark_harness_testkit.archives import Member
+from spark_harness_testkit.archives import Member, valid
 from spark_harness_testkit.synthetic import write_plan
 from tests.conftest import copy_workflow
 from tests.workflow.smk import snakemake
@@ -137,6 +139,12 @@ def checkout(tmp_path: Path) -> Path:
     return root
 
 
+def manifest(root: str, files: dict[str, bytes]) -> Member:
+    """The manifest of ``files`` under ``root``, with its ``results_dir`` as create
+    writes it."""
+    return Member(f"{root}/{hostile.MANIFEST}", data=hostile.manifest(files, results_dir=root).data)
+
+
 def refused(tmp_path: Path, members: list[Member], into: Path, force: bool = False) -> str:
     """Restore ``members`` into ``into``: it must raise ArchiveError and change nothing
     in the watched folder (so nothing outside ``into`` and nothing inside it)."""
@@ -149,8 +157,10 @@ def refused(tmp_path: Path, members: list[Member], into: Path, force: bool = Fal
 
 
 def test_restore_of_a_valid_archive_writes_the_files(tmp_path: Path, checkout: Path) -> None:
-    dest = restore(hostile.write(tmp_path / "a.tar.gz", hostile.valid()), checkout)
-    assert (dest / "raw/H0/A/p/r0/run.json").read_bytes() == b'{"outcome": "ok"}\n'
+    dest = restore(hostile.write(tmp_path / "a.tar.gz", valid()), checkout)
+    run = dest / "raw/H0/A/p/r0/run.json"
+    assert run.read_bytes() == b'{"outcome": "ok"}\n'
+    assert run.stat().st_mtime > time.time() - 60  # stamped now, before the rename
     assert not list(checkout.glob(".restore-*"))
 
 
@@ -163,7 +173,7 @@ def test_path_max_symlink_chain_cannot_escape(tmp_path: Path, checkout: Path) ->
 
 @pytest.mark.parametrize("root", [".", "..", ".git", ""])
 def test_top_folder_name_is_validated(tmp_path: Path, checkout: Path, root: str) -> None:
-    members = hostile.valid(root)
+    members = valid(root)
     members.append(Member(f"{root}/Snakefile", data=b"evil"))
     members.append(Member(f"{root}/hooks/post-checkout", data=b"evil"))
     refused(tmp_path, members, checkout, force=True)
@@ -183,7 +193,7 @@ def test_top_folder_name_is_validated(tmp_path: Path, checkout: Path, root: str)
 def test_every_member_is_checked_before_anything_is_written(
     tmp_path: Path, checkout: Path, member: Member
 ) -> None:
-    refused(tmp_path, [*hostile.valid(), member], checkout)
+    refused(tmp_path, [*valid(), member], checkout)
 
 
 @pytest.mark.parametrize(
@@ -201,18 +211,15 @@ def test_bad_manifest_is_a_clear_error(tmp_path: Path, checkout: Path, body: byt
 def test_manifest_paths_are_confined(tmp_path: Path, checkout: Path) -> None:
     outside = tmp_path / "watched" / "victim"
     outside.write_bytes(b"x")
-    members = hostile.valid()
-    members[-1] = Member(
-        "results/archive/manifest.json",
-        data=hostile.manifest(
-            {str(outside): b"x", "raw/H0/A/p/r0/run.json": b'{"outcome": "ok"}\n'}
-        ).data,
+    members = valid()
+    members[-1] = manifest(
+        "results", {str(outside): b"x", "raw/H0/A/p/r0/run.json": b'{"outcome": "ok"}\n'}
     )
     assert "plain relative path" in refused(tmp_path, members, checkout)
 
 
 def test_a_failed_check_leaves_nothing(tmp_path: Path, checkout: Path) -> None:
-    members = hostile.valid()
+    members = valid()
     members[0].data = b'{"outcome": "xx"}\n'  # the listed size, not the listed hash
     assert "differs from the manifest" in refused(tmp_path, members, checkout)
 
@@ -262,3 +269,167 @@ def test_no_secret_travels_in_an_archive(tmp_path: Path) -> None:
         assert fh is not None
         plan = yaml.safe_load(fh.read())
     assert plan["stacks"]["A"]["sim"] == {"api_key": "<redacted>", "max_num_tokens": 64}
+
+
+# ---------------------------------------------- only a results tree, whole or not at all
+@pytest.mark.parametrize("root", ["spark_harness", "yaml", "snakemake", "polars"])
+def test_a_top_folder_that_would_shadow_a_module_is_refused(
+    tmp_path: Path, checkout: Path, root: str
+) -> None:
+    # the audit's archive: spark_harness/__init__.py, listed, shadowed the package
+    files = {"__init__.py": b"import os\n"}
+    members = [Member(f"{root}/__init__.py", data=files["__init__.py"]), manifest(root, files)]
+    assert "importable module" in refused(tmp_path, members, checkout, force=True)
+    assert "importable module" in refused(tmp_path, valid(root), checkout, force=True)
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["__init__.py", "Snakefile", "rules/common.smk", "raw", "archive/hook.py", "services/x"],
+)
+def test_only_files_of_the_results_layout_are_restored(
+    tmp_path: Path, checkout: Path, rel: str
+) -> None:
+    files = {"raw/H0/A/p/r0/run.json": b"{}", rel: b"evil"}
+    msg = refused(tmp_path, valid("results", files), checkout)
+    assert f"results/{rel} is not a result" in msg
+
+
+@pytest.mark.parametrize("results_dir", ["results-v2.5", None])
+def test_the_top_folder_is_the_manifests_results_dir(
+    tmp_path: Path, checkout: Path, results_dir: str | None
+) -> None:
+    files = {"raw/H0/A/p/r0/run.json": b"{}"}
+    body = hostile.manifest(files, **({"results_dir": results_dir} if results_dir else {}))
+    members = [
+        Member("results/raw/H0/A/p/r0/run.json", data=b"{}"),
+        Member(f"results/{hostile.MANIFEST}", data=body.data),
+    ]
+    assert "results_dir" in refused(tmp_path, members, checkout)
+
+
+def test_force_never_replaces_the_checkouts_own_folder(tmp_path: Path, checkout: Path) -> None:
+    # the audit's archive: `workflow` holding rules/common.smk replaced the project's file
+    (checkout / "workflow/rules").mkdir(parents=True)
+    (checkout / "workflow/rules/common.smk").write_text("# the checkout's own\n")
+    audit = valid("workflow", {"rules/common.smk": b"evil"})
+    assert "not a result" in refused(tmp_path, audit, checkout, force=True)
+    # a valid results layout under that name: the folder is still not a results tree
+    msg = refused(tmp_path, valid("workflow"), checkout, force=True)
+    assert "workflow/rules is not a result" in msg
+    assert "not even with --force" in msg
+
+
+def test_force_moves_a_results_tree_aside(
+    tmp_path: Path, checkout: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    old = checkout / "results"
+    for rel in ("raw/H0/A/p/r0/run.json", "services/H0/endpoint.json", "scratch/x", "report.html"):
+        (old / rel).parent.mkdir(parents=True, exist_ok=True)
+        (old / rel).write_text(f"old {rel}")
+    before = tree(old)
+    archive = hostile.write(tmp_path / "a.tar.gz", valid())
+    parser = argparse.ArgumentParser()
+    archive_mod.register(parser.add_subparsers())
+    args = parser.parse_args(["restore", str(archive), "--into", str(checkout), "--force"])
+    assert args.func(args) == 0
+    (aside,) = checkout.glob("results.replaced-*")
+    assert str(aside) in capsys.readouterr().out
+    assert tree(aside) == before  # nothing deleted
+    assert sorted(p.name for p in old.iterdir()) == ["archive", "raw"]
+    assert (old / "raw/H0/A/p/r0/run.json").read_bytes() == b'{"outcome": "ok"}\n'
+    assert not list(checkout.glob(".restore-*"))
+
+
+def test_an_empty_folder_is_replaced_without_force(tmp_path: Path, checkout: Path) -> None:
+    (checkout / "results").mkdir()
+    dest = restore(hostile.write(tmp_path / "a.tar.gz", valid()), checkout)
+    assert (dest / "raw/H0/A/p/r0/run.json").is_file()
+    assert not list(checkout.glob("results.replaced-*"))
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["fresh", "force-over-results"])
+def test_an_interrupted_restore_changes_nothing(
+    tmp_path: Path, checkout: Path, monkeypatch: pytest.MonkeyPatch, existing: bool
+) -> None:
+    """Ctrl-C while the tree is staged: no half tree, no .restore-* folder left."""
+    if existing:
+        (checkout / "results/raw").mkdir(parents=True)
+        (checkout / "results/raw/old.json").write_text("{}")
+
+    def interrupt(files: list[Path]) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(archive_mod, "_stamp_now", interrupt)
+    archive = hostile.write(tmp_path / "a.tar.gz", valid())
+    before = tree(tmp_path / "watched")
+    with pytest.raises(KeyboardInterrupt):
+        restore(archive, checkout, force=existing)
+    assert tree(tmp_path / "watched") == before
+
+
+def sparse_header(name: str, size: int) -> bytes:
+    """An old-GNU sparse member's header: ``size`` bytes of hole and no data block."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.GNUTYPE_SPARSE
+    info.mode = 0o644
+    buf = bytearray(info.tobuf(tarfile.GNU_FORMAT))
+    buf[483:495] = b"%011o\0" % size  # realsize
+    buf[148:156] = b" " * 8
+    buf[148:155] = b"%06o\0" % sum(buf)
+    return bytes(buf)
+
+
+def test_a_sparse_member_is_refused(tmp_path: Path, checkout: Path) -> None:
+    """The audit's bomb, smaller: a few hundred bytes that restored as a real file."""
+    size = 1 << 20
+    files = {"raw/H0/A/p/r0/run.json": b"{}", "raw/H0/A/p/r0/bomb.bin": bytes(size)}
+    archive = tmp_path / "a.tar.gz"
+    with tarfile.open(archive, "w:gz", format=tarfile.GNU_FORMAT) as tar:
+        for m in valid("results", files):
+            if m.name.endswith("bomb.bin"):
+                assert tar.fileobj is not None
+                tar.fileobj.write(sparse_header(m.name, size))
+                tar.offset += tarfile.BLOCKSIZE
+            else:
+                info = tarfile.TarInfo(m.name)
+                info.size = len(m.data)
+                tar.addfile(info, io.BytesIO(m.data))
+    assert archive.stat().st_size < 1000
+    before = tree(tmp_path / "watched")
+    with pytest.raises(ArchiveError, match=r"bomb\.bin is a sparse file"):
+        restore(archive, checkout, force=True)
+    assert tree(tmp_path / "watched") == before
+
+
+def test_an_archive_larger_than_the_free_space_is_refused(
+    tmp_path: Path, checkout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = hostile.write(tmp_path / "a.tar.gz", valid())
+    free = 100  # less the reserve, less than the run and the manifest
+    monkeypatch.setattr(
+        archive_mod.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(free, 0, free)
+    )
+    before = tree(tmp_path / "watched")
+    with pytest.raises(ArchiveError, match=rf"needs \d+ bytes, .* has {free} bytes free"):
+        restore(archive, checkout)
+    assert tree(tmp_path / "watched") == before
+
+
+def test_hard_linked_results_are_archived_as_files(tmp_path: Path) -> None:
+    """Two paths to one inode (`cp -al`) are two regular members, which restore takes."""
+    results = tmp_path / "results"
+    first, second = results / "raw/H0/A/p/r0", results / "raw/H0/A/p/r1"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    (first / "run.json").write_text('{"outcome": "ok"}')
+    os.link(first / "run.json", second / "run.json")
+    out = tmp_path / "a.tar.gz"
+    archive_mod.create(results, {}, "main", out, "a")
+    with tarfile.open(out) as tar:
+        assert all(m.isreg() for m in tar.getmembers())
+        member = tar.getmember("results/raw/H0/A/p/r1/run.json")
+        assert member.size == 17
+        assert member.mtime == pytest.approx((second / "run.json").stat().st_mtime)
+    dest = restore(out, tmp_path / "checkout")
+    assert (dest / "raw/H0/A/p/r1/run.json").read_text() == '{"outcome": "ok"}'
