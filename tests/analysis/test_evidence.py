@@ -88,7 +88,24 @@ def test_mechanism_gate_is_per_run_not_summed():
     g = evidence.mechanism_gate(one_unknown, "g3", "all")
     assert (g.passed, g.effect, g.reasons) == (False, "inconclusive", ["no_kv_tier_telemetry"])
     host = _runs(offload_g1_g2_blocks=[5.0] * 3, g2_onboard_blocks=[1.0] * 3)
-    assert evidence.mechanism_gate(host, "any", "all").passed is True
+    # a host-only stack: no G3 directory, or tiers declared without G3
+    no_disk = host.with_columns(pl.lit(None, pl.String).alias("g3_dir"))
+    assert evidence.mechanism_gate(no_disk, "any", "all").passed is True
+    declared = host.with_columns(pl.Series("kv_tiers", [["g1", "g2"]] * 3))
+    assert evidence.mechanism_gate(declared, "any", "all").passed is True
+
+
+def test_a_tier_whose_counters_are_missing_is_not_zero_beside_one_whose_are_there():
+    """G2's counters alone must not stand for G2 + G3 on a stack with a G3 directory: a
+    missing G3 counter is missing evidence, not G3 traffic of 0."""
+    g2_only = _runs(offload_g1_g2_blocks=[5.0] * 3, g2_onboard_blocks=[1.0] * 3, g3_dir=["/g3"] * 3)
+    g = evidence.mechanism_gate(g2_only, "any", "all")
+    assert (g.passed, g.effect, g.reasons) == (False, "inconclusive", ["no_kv_tier_telemetry"])
+    c = evidence.no_tier_traffic(g2_only, "any", "no_tiers", "src")
+    assert (c.status, c.reasons) == ("inconclusive", ["no_kv_tier_telemetry"])
+    # one route into G3 reported is enough (vLLM offloads to G3 only through G2)
+    vllm = _runs(offload_g2_g3_blocks=[2.0] * 3, g3_onboard_blocks=[1.0] * 3, g3_dir=["/g3"] * 3)
+    assert evidence.mechanism_gate(vllm, "g3", "all").passed is True
 
 
 def test_no_tier_traffic_missing_is_not_zero():

@@ -120,6 +120,22 @@ def test_working_set_and_tier_shares(tmp_path):
     assert total == pytest.approx(1.0)
 
 
+def test_an_unknown_g3_share_stays_unknown():
+    """No G3 counter, or neither cached tokens nor onboards: G3's share of the reused
+    tokens is unknown (null), never 0; no reuse at all is a share of 0."""
+    frame = pl.DataFrame(
+        {
+            "block_tokens": [16, 16, 16],
+            "prompt_tokens": [100.0, 100.0, 100.0],
+            "cached_tokens": [None, 50.0, 0.0],
+            "g3_onboard_blocks": [None, None, 0.0],
+            "g2_onboard_blocks": [None, None, 0.0],
+        }
+    )
+    shares = runs_mod.with_tier_shares(frame)["g3_hit_share"].to_list()
+    assert shares == [None, None, 0.0]
+
+
 def test_failed_attempts_stay_in_points_but_not_in_runs(tmp_path):
     ok = RunSpec("H0", "A", "users-1", 0)
     failed = RunSpec("H0", "A", "users-1", 1, outcome="failed", reasons=["server_died"])

@@ -20,7 +20,13 @@ from spark_harness.analysis import stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.evidence import PointStats, Stat
 from spark_harness.analysis.runs import QUANTILES
-from spark_harness.analysis.verdict import INF, NOT_SUPPORTED, SUPPORTED, Criterion, judge
+from spark_harness.analysis.verdict import (
+    INCONCLUSIVE,
+    INF,
+    NOT_SUPPORTED,
+    Criterion,
+    judge,
+)
 
 Pair = tuple[np.ndarray, np.ndarray]  # (estimate, replicates)
 
@@ -98,11 +104,18 @@ def swing(ps: PointStats, x: str, y: str) -> Stat:
     return Stat.of(float(stats.slope(x0, y0)) * span, stats.slope_replicates(x0, y0) * span)
 
 
+def design_points(ps: PointStats, x: str) -> int:
+    """How many distinct values of x the design's points have (means over their runs)."""
+    xp = per_point(ps, x)[0]
+    return len(np.unique(xp[np.isfinite(xp)]))
+
+
 def relative_swing(ps: PointStats, x: str, y: str) -> Stat:
     """:func:`swing` as a share of y's baseline: y's mean over the repetitions of the
-    point with the smallest mean x."""
+    point with the smallest mean x. None with fewer than two design points: there is no
+    range to rise across (a rise of exactly 0 would refute)."""
     xp, yp = per_point(ps, x)[0], per_point(ps, y)[0]
-    if not np.isfinite(xp).any():
+    if design_points(ps, x) < 2:
         return Stat(None, None)
     base0 = float(yp[np.nanargmin(xp)])
     rise = swing(ps, x, y)
@@ -115,14 +128,18 @@ def relative_swing(ps: PointStats, x: str, y: str) -> Stat:
 def material_slope(
     name: str, ps: PointStats, x: str, y: str, source: str, unit: str, rows: list
 ) -> Criterion:
-    """Does y rise with x? A slope whose CI lies above 0 is supported; a rise across the
-    design's x range whose CI stays below MATERIAL_P99_CHANGE of the baseline (y at the
-    point with the smallest mean x, :func:`relative_swing`) is refuted; anything else
-    is inconclusive."""
+    """Does y rise with x? A rise across the design's x range whose CI stays below
+    MATERIAL_P99_CHANGE of the baseline (y at the point with the smallest mean x,
+    :func:`relative_swing`) is refuted, however precisely positive its slope: a rise
+    too small to matter; otherwise a slope whose CI lies above 0 is supported; anything
+    else is inconclusive, as is a design of one x value (runs' scatter around one
+    point is no slope)."""
     s = across_runs(ps, x, y, stats.slope)
     rel = relative_swing(ps, x, y)
     status, reasons = judge(s.value, s.ci, supported=[(0, math.inf)], refuted=[])
-    if status != SUPPORTED and rel.ci is not None and rel.ci[1] < T.MATERIAL_P99_CHANGE:
+    if design_points(ps, x) < 2:
+        status, reasons = INCONCLUSIVE, ["one_design_point"]
+    elif rel.ci is not None and rel.ci[1] < T.MATERIAL_P99_CHANGE:
         status, reasons = NOT_SUPPORTED, ["rise_not_material"]
     return Criterion(
         name=name,

@@ -440,13 +440,16 @@ def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[
 
 
 #: Tier counters of the mechanism gate: (offload columns, onboard columns) per scope.
-TIER_COUNTERS = {
+#: Each tier's traffic counters, (offloads into it, onboards out of it), one per route:
+#: a server reports the routes it has (KVBM and the simulator also offload G1 -> G3
+#: directly; vLLM goes through G2), so one reported route is enough.
+TIER_ROUTES = {
+    "g2": (("offload_g1_g2_blocks",), ("g2_onboard_blocks",)),
     "g3": (("offload_g2_g3_blocks", "offload_g1_g3_blocks"), ("g3_onboard_blocks",)),
-    "any": (
-        ("offload_g1_g2_blocks", "offload_g2_g3_blocks", "offload_g1_g3_blocks"),
-        ("g2_onboard_blocks", "g3_onboard_blocks"),
-    ),
 }
+#: The tiers a mechanism names: ``g3`` (NVMe) or ``any`` tier below G1.
+TIERS_OF = {"g3": ("g3",), "any": ("g2", "g3")}
+OFFLOADS, ONBOARDS = 0, 1
 
 
 def run_sums(runs: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
@@ -459,6 +462,44 @@ def run_sums(runs: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
         .then(pl.sum_horizontal([pl.col(c).cast(pl.Float64) for c in present]))
         .alias("v")
     )["v"]
+
+
+def _lacks(runs: pl.DataFrame, tier: str) -> pl.Expr:
+    """Whether a run's stack has no such tier: its ``kv_tiers`` leave it out, or, where
+    it declares none, for G3: it has no G3 directory."""
+    if "kv_tiers" in runs.columns and runs.schema["kv_tiers"] != pl.Null:
+        declared = pl.col("kv_tiers").is_not_null()
+        lacks = declared & ~pl.col("kv_tiers").list.contains(tier)
+    else:
+        declared, lacks = pl.lit(False), pl.lit(False)
+    if tier == "g3" and "g3_dir" in runs.columns:
+        lacks = lacks | (~declared & pl.col("g3_dir").is_null())
+    return lacks
+
+
+def _tier(runs: pl.DataFrame, tier: str, direction: int) -> pl.Expr:
+    """One tier's traffic per run: its reported routes' sum, null where none is reported,
+    0 where the run's stack has no such tier (:func:`_lacks`)."""
+    cols = [c for c in TIER_ROUTES[tier][direction] if c in runs.columns]
+    value = (
+        pl.when(pl.any_horizontal([pl.col(c).is_not_null() for c in cols])).then(
+            pl.sum_horizontal([pl.col(c).cast(pl.Float64) for c in cols])
+        )
+        if cols
+        else pl.lit(None, pl.Float64)
+    )
+    return pl.when(_lacks(runs, tier)).then(pl.lit(0.0)).otherwise(value)
+
+
+def tier_traffic(runs: pl.DataFrame, tiers: str, direction: int) -> pl.Series:
+    """Each run's blocks moved into (``OFFLOADS``) or out of (``ONBOARDS``) the tiers
+    ``tiers`` names; null where a tier the run has reported none of its routes: missing
+    evidence, never zero, even when another tier's counters are there."""
+    parts = [_tier(runs, t, direction) for t in TIERS_OF[tiers]]
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part  # a null part makes the total null
+    return runs.select(total.cast(pl.Float64).alias("v"))["v"]
 
 
 def engaged(runs: pl.DataFrame) -> pl.DataFrame:
@@ -477,8 +518,7 @@ def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
     inconclusive (``no_kv_tier_telemetry``); a run whose counters show no traffic makes it
     invalid. ``scope`` says which runs were checked, for the report.
     """
-    off_cols, on_cols = TIER_COUNTERS[tiers]
-    off, on = run_sums(runs, off_cols), run_sums(runs, on_cols)
+    off, on = tier_traffic(runs, tiers, OFFLOADS), tier_traffic(runs, tiers, ONBOARDS)
     tag = "g3" if tiers == "g3" else "tier"
     unknown = runs.filter((off.is_null() | on.is_null()).to_numpy())
     reasons = []
@@ -607,9 +647,14 @@ def no_tier_traffic(runs: pl.DataFrame, tiers: str, name: str, source: str) -> C
     where the criterion is reported only (``stack_without_kv_tiers``).
     """
     what = f"KV blocks onboarded from {'G3' if tiers == 'g3' else 'G2/G3'}, max over runs"
-    onboards = run_sums(runs, TIER_COUNTERS[tiers][1])
-    if runs.height == 0 or onboards.null_count():
-        tierless = runs.height > 0 and runs["g3_dir"].is_null().all()
+    onboards = tier_traffic(runs, tiers, ONBOARDS)
+    counters = [c for t in TIERS_OF[tiers] for c in TIER_ROUTES[t][ONBOARDS]]
+    tierless = (
+        runs.height > 0
+        and runs["g3_dir"].is_null().all()
+        and run_sums(runs, counters).null_count() == runs.height
+    )
+    if runs.height == 0 or tierless or onboards.null_count():
         return Criterion.missing(
             name,
             what,

@@ -123,7 +123,8 @@ def _at(field: str, instant: str) -> pl.Expr:
 def _telemetry(tel: pl.LazyFrame, points: pl.DataFrame) -> pl.DataFrame:
     cols = set(tel.collect_schema().names())
     win = points.select("run_id", "window_phase", "window_start_ns", "window_end_ns")
-    tel = tel.join(win.lazy(), on="run_id", how="inner")
+    # in time order within each run: a mean over samples then sums them in one order
+    tel = tel.join(win.lazy(), on="run_id", how="inner").sort("run_id", "t_ns")
     in_window = (pl.col("phase") == pl.col("window_phase")) & (
         pl.col("t_ns") >= pl.col("window_start_ns")
     )
@@ -237,7 +238,9 @@ def steady_starts(req: pl.LazyFrame, usable: pl.DataFrame, steady: bool = True) 
 def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
     """Read the ingested tables of ``sources`` ((hypothesis, stack) -> ingest dir);
     ``steady``: analyse each run's steady window (:func:`steady_starts`)."""
-    points = _scan(sources, POINTS).collect()
+    # in run order, whatever order the sources' files and rows came in: listings and
+    # every sum over rows are then the same on every machine
+    points = _scan(sources, POINTS).collect().sort([*RUN_KEYS, "run_id"])
     req = _scan(sources, REQUESTS).join(
         points.lazy().filter(~pl.col("excluded")).select("run_id"), on="run_id"
     )
@@ -269,7 +272,6 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
     req_aggs = win.group_by("run_id").agg(
         _present_sum("cached_tokens").alias("cached_tokens"),
         _present_sum("prompt_tokens").alias("prompt_tokens"),
-        pl.col("ttft_ms").filter(pl.col("ok")).mean().alias("ttft_mean"),
         pl.col("ok").fill_null(False).sum().alias("n_steady_ok"),
     )
     session = (
@@ -302,8 +304,12 @@ def load(sources: Mapping[tuple[str, str], Path], steady: bool = True) -> Runs:
         for k, q in QUANTILES.items()
     }
     fetch_p95 = [percentile(fetch[r], 0.95) if r in fetch else None for r in runs["run_id"]]
+    # over the sorted values: a parallel group-by's sum changed its last digit from one
+    # summary to the next
+    mean_ttft = [float(ttft[r].mean()) if r in ttft else None for r in runs["run_id"]]
     runs = runs.with_columns(
         *[pl.Series(k, v, dtype=pl.Float64) for k, v in pct.items()],
+        pl.Series("ttft_mean", mean_ttft, dtype=pl.Float64),
         pl.Series("g3_fetch_p95_ms", fetch_p95, dtype=pl.Float64),
         _unloaded_await(runs),
     ).with_columns(
@@ -367,7 +373,13 @@ def with_tier_shares(runs: pl.DataFrame) -> pl.DataFrame:
     hits = pl.max_horizontal(pl.col("cached_tokens").cast(pl.Float64), g2 + g3)
     prompt = pl.col("prompt_tokens").cast(pl.Float64)
     return runs.with_columns(
-        pl.when(hits > 0).then(g3 / hits).otherwise(0.0).alias("g3_hit_share"),
+        # unknown G3 onboards or reuse: unknown share, never 0
+        pl.when(g3.is_null() | hits.is_null())
+        .then(None)
+        .when(hits > 0)
+        .then(g3 / hits)
+        .otherwise(0.0)
+        .alias("g3_hit_share"),
         ((hits - g2 - g3) / prompt).alias("share_g1"),
         (g2 / prompt).alias("share_g2"),
         (g3 / prompt).alias("share_g3"),

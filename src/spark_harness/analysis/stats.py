@@ -103,28 +103,56 @@ def spearman(x: np.ndarray, y: np.ndarray) -> np.ndarray | float:
     return pearson(average_ranks(x), average_ranks(y))
 
 
+def _simultaneous_cis(replicates: np.ndarray, level: float) -> list[tuple[float, float]] | None:
+    """Each of k contrasts' percentile CI (replicates: (size, k)) at the Bonferroni level
+    ``1 - (1 - level) / k``: together they cover every contrast at least ``level`` of
+    the time. None if one has no CI."""
+    reps = np.asarray(replicates, dtype=float).reshape(len(replicates), -1)
+    k = reps.shape[1]
+    out = []
+    for j in range(k):
+        c = ci(reps[:, j], 1 - (1 - level) / k)
+        if c is None:
+            return None
+        out.append(c)
+    return out
+
+
+def max_signed(
+    estimates: Sequence[float] | np.ndarray, replicates: np.ndarray, level: float = CI_LEVEL
+) -> tuple[float, tuple[float, float] | None]:
+    """``max_i theta_i`` of k contrasts (replicates: (size, k)) and its CI: from the
+    largest lower end to the largest upper end of the contrasts' simultaneous CIs. It
+    covers the maximum whenever every CI covers its own contrast; the percentile CI of
+    the replicates' own maximum does not (the maximum of noisy contrasts is biased up,
+    so its lower end lies above the true maximum far more than 5 % of the time)."""
+    est = float(np.max(np.asarray(estimates, dtype=float)))
+    cis = _simultaneous_cis(replicates, level)
+    if cis is None:
+        return est, None
+    return est, (max(lo for lo, _ in cis), max(hi for _, hi in cis))
+
+
 def max_abs(
     estimates: Sequence[float] | np.ndarray, replicates: np.ndarray, level: float = CI_LEVEL
 ) -> tuple[float, tuple[float, float] | None]:
     """``max_i |theta_i|`` of k signed contrasts (replicates: (size, k)) and its CI.
 
-    Each contrast's signed percentile CI at the Bonferroni level ``1 - (1 - level) / k``
-    is folded at 0 (``[0, max(-lo, hi)]`` where it spans 0, else its ends' absolute
-    values), and the maximum's CI runs from the largest folded lower end to the largest
-    folded upper end: it covers ``max_i |theta_i|`` whenever every contrast's CI covers
-    its own, so at least ``level`` of the time, and holds the estimate. The percentile
-    CI of the replicates' own maximum does not: near 0 its lower end lies above the
-    estimate (|x| of replicates centred on 0 is rarely 0)."""
+    Each contrast's simultaneous CI (:func:`_simultaneous_cis`) is folded at 0
+    (``[0, max(-lo, hi)]`` where it spans 0, else its ends' absolute values), and the
+    maximum's CI runs from the largest folded lower end to the largest folded upper end:
+    it covers ``max_i |theta_i|`` whenever every contrast's CI covers its own, so at
+    least ``level`` of the time, and holds the estimate. The percentile CI of the
+    replicates' own maximum does not: near 0 its lower end lies above the estimate (|x|
+    of replicates centred on 0 is rarely 0)."""
     est = np.abs(np.asarray(estimates, dtype=float))
-    reps = np.asarray(replicates, dtype=float).reshape(len(replicates), -1)
-    k = reps.shape[1]
-    folded = []
-    for j in range(k):
-        c = ci(reps[:, j], 1 - (1 - level) / k)
-        if c is None:
-            return float(est.max()), None
-        lo, hi = c
-        folded.append((0.0, max(-lo, hi)) if lo <= 0 <= hi else tuple(sorted((abs(lo), abs(hi)))))
+    cis = _simultaneous_cis(replicates, level)
+    if cis is None:
+        return float(est.max()), None
+    folded = [
+        (0.0, max(-lo, hi)) if lo <= 0 <= hi else tuple(sorted((abs(lo), abs(hi))))
+        for lo, hi in cis
+    ]
     return float(est.max()), (max(f[0] for f in folded), max(f[1] for f in folded))
 
 

@@ -30,11 +30,22 @@ def test_h4a_perturbation_without_await_rise_is_invalid(verdict_of):
     assert "perturbation_no_await_rise" in v["reasons"]
 
 
+def test_h4b_perturbation_without_await_rise_is_invalid(verdict_of, criterion):
+    """As H4A's: a degradation that did not degrade put the claim to no test; p99 that
+    did not move is then no evidence against it (before: not supported)."""
+    flat = {"none": 0.0, "moderate": 0.0, "heavy": 0.0}
+    v = verdict_of("H4B", World(qos_slope=8.0, qos_await_ms=flat))
+    assert v["status"] == "invalid"
+    assert v["gates"]["perturbation"]["passed"] is False
+    assert criterion(v, "read_await_rises")["role"] == "info"
+
+
 def test_planted_h4b_slope_is_found(verdict_of, criterion):
     v = verdict_of("H4B", World(qos_slope=8.0))
     slope = criterion(v, "slope_p99_vs_read_await_ms")
     assert slope["status"] == "supported" and slope["ci"][0] > 0
     assert v["status"] == "supported"
+    assert v["gates"]["perturbation"]["passed"] is True
     # 4 users, below the knee: p99 = 1.4 x (p50 + 8 ms per ms of await), so the planted
     # slope is 1.4 x 8 = 11.2 ms of p99 per ms of read await
     assert 10 < slope["value"] < 12.5
@@ -52,10 +63,13 @@ def test_a_fetch_slope_without_a_rise_under_degradation_is_not_h4b(verdict_of, c
     """G3 on no contended device (in memory): the degradation leaves B's p99 where it
     was, but each run's G3 fetch p95 follows its own TTFT (part of it), so the slope of
     p99 on fetch p95 is positive from the repetitions' spread alone. The old evaluator
-    supported H4B here; the rise under the heaviest profile refutes it."""
+    supported H4B here; the rise under the heaviest profile refutes it, and so does the
+    slope's own rise across the fetch range: precisely positive, too small to matter."""
     v = verdict_of("H4B", World(qos_slope=0.0, b_device_counters=False, rep_noise=0.03))
     slope = criterion(v, "slope_p99_vs_g3_fetch_p95_ms")
-    assert slope["status"] == "supported"  # the trap: a slope from the runs' own spread
+    assert slope["ci"][0] > 0  # the trap: a slope from the runs' own spread...
+    assert slope["status"] == "not supported"  # ...whose rise is not material
+    assert "rise_not_material:slope_p99_vs_g3_fetch_p95_ms" in slope["reasons"]
     rise = criterion(v, "p99_rises_with_degradation")
     assert rise["status"] == "not supported" and rise["ci"][1] < 0.10
     assert rise["reasons"] == ["rise_not_material:p99_rises_with_degradation"]
@@ -109,3 +123,14 @@ def test_h4b_storage_gate_passes_where_the_server_reads_the_device(verdict_of):
     v = verdict_of("H4B")
     assert v["gates"]["storage_in_path"]["passed"] is True
     assert v["gates"]["storage_in_path"]["value"] > 0
+
+
+def test_h4b_with_one_profile_decides_nothing(verdict_of, criterion):
+    """One QoS profile has no range to rise across: the runs' scatter around it is no
+    slope, and a rise of exactly 0 across it is no refutation."""
+    sweep = [{"key": "qos.profile", "role": "qos_profile", "name": "qos", "values": ["heavy"]}]
+    v = verdict_of("H4B", World(qos_slope=8.0), sweep=sweep)
+    slope = next(c for c in v["criteria"] if c["name"].startswith("slope_p99_vs_"))
+    assert slope["status"] == "inconclusive"
+    assert slope["reasons"] == [f"one_design_point:{slope['name']}"]
+    assert v["status"] != "not supported"

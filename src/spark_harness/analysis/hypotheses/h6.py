@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from spark_harness.analysis import axes, knee
+from spark_harness.analysis import axes, knee, stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import TAIL, complete, per_point, resolve
 from spark_harness.analysis.evidence import Context, PointStats, Stat, mechanism_gate, rows, verdict
@@ -96,14 +96,22 @@ def _fixed_load(ps: PointStats, used: pl.DataFrame) -> tuple[dict, dict]:
 
 
 def _gain_criterion(
-    name: str, what: str, gains: dict[str, tuple[float, np.ndarray]], pick: Any
+    name: str, what: str, gains: dict[str, tuple[float, np.ndarray]], largest: bool
 ) -> Criterion:
+    """The largest (or smallest) of several gains, its CI from their simultaneous CIs
+    (:func:`~..stats.max_signed`): the replicates' own maximum of 4 policy contrasts,
+    each truly 8 % (threshold 10 %), supported a policy in 10 of 200 experiments."""
     if not gains:
         return Criterion.missing(name, what, SOURCE, f"no_{name}_contrast", role="any")
     keys = list(gains)
     est = np.array([gains[k][0] for k in keys])
     rep = np.stack([gains[k][1] for k in keys], axis=1)
-    s = Stat.of(pick(est), pick(rep, axis=1))
+    sign = 1.0 if largest else -1.0  # the smallest is minus the largest of the negated
+    value, ci = stats.max_signed(sign * est, sign * rep)
+    s = Stat(
+        sign * value,
+        None if ci is None else (min(sign * ci[0], sign * ci[1]), max(sign * ci[0], sign * ci[1])),
+    )
     return Criterion.judged(
         name,
         what,
@@ -241,13 +249,13 @@ def evaluate(ctx: Context) -> Verdict:
                 "capacity_lowers_p99",
                 f"min over policies of the {tail} gain of the largest over the smallest capacity",
                 cap_gain,
-                np.min,
+                largest=False,
             ),
             _gain_criterion(
                 "policy_lowers_p99",
                 f"max over capacities and policies of the {tail} gain against {BASELINE_POLICY}",
                 pol_gain,
-                np.max,
+                largest=True,
             ),
         ]
     for c in criteria:
