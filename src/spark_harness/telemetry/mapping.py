@@ -21,7 +21,6 @@ rejections) keeps its name.
 from __future__ import annotations
 
 import math
-
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
