@@ -106,6 +106,21 @@ def test_snakemake_plans_the_points_the_cli_lists(capsys, tmp_path):
     assert rc == 0 and planned == sorted(runs_of(out)) and len(planned) == 9 * 2 * 3
 
 
+def test_a_hypothesis_lists_the_points_its_target_runs_with_it(capsys, tmp_path):
+    """H2A runs at U_work: its target also measures H0 on its stack, and an analytical
+    hypothesis measures its sources' points; the CLI counts them as Snakemake runs them."""
+    root = copy_workflow(tmp_path / "repo")
+    for hyp, needed in (("H2A", "H0"), ("H8A", "H0, H2A, H4A")):
+        dry = snakemake(root, "-n", hyp)
+        assert dry.returncode == 0, dry.out[-2000:]
+        planned = sorted(
+            f"{w['hyp']}/{w['stack']}/{w['point']}/r{w['rep']}" for w in dry.planned("loadgen")
+        )
+        rc, out, err = plan_cli(capsys, "--hyp", hyp, cwd=root)
+        assert rc == 0 and planned == sorted(runs_of(out))
+        assert f"runs (with {needed}, which they need)" in err
+
+
 @pytest.mark.workflow
 def test_snakemake_stops_on_a_mistyped_sweep_key_before_running_anything(tmp_path):
     root = copy_workflow(tmp_path / "repo")

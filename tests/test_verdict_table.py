@@ -98,14 +98,14 @@ def test_the_cli_prints_the_table_of_any_results_folder(tmp_path, capsys):
     assert "no verdicts" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("text", ["", "{not json", '{"schema_version": 1}'])
+@pytest.mark.parametrize("text", ["", "{not json", '{"schema_version": 1}', "\udcff"])
 def test_one_unreadable_verdict_file_gets_its_own_row_and_the_others_are_shown(
     tmp_path, capsys, text
 ):
     root = make_results(tmp_path / "r")
     bad = root / "summary" / "H5" / "verdict.json"
     bad.parent.mkdir(parents=True)
-    bad.write_text(text)
+    bad.write_bytes(text.encode("utf-8", "surrogateescape"))  # the last: not UTF-8
     assert cli.main(["verdicts", str(root)]) == 0
     out = capsys.readouterr().out
     assert "| H2B | not supported |" in out

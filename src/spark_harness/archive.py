@@ -191,7 +191,7 @@ def _restore(
             _check_destination(dest, force)
             _check_space(archive, into, sum(m.size for m, _ in wanted.values()))
             into.mkdir(parents=True, exist_ok=True)
-            return dest, _unpack(tar, archive, wanted, dest)
+            return dest, _unpack(tar, archive, wanted, dest, force)
     except (OSError, EOFError, zlib.error, tarfile.TarError) as e:
         raise ArchiveError(f"{archive}: not a readable result archive: {e}") from e
 
@@ -206,9 +206,15 @@ def _check_destination(dest: Path, force: bool) -> None:
     entries = sorted(p.name for p in dest.iterdir())
     foreign = [e for e in entries if e not in RESULT_ENTRIES]
     if foreign:
+        nested = (dest / foreign[0] / "raw").is_dir() or (dest / foreign[0] / "summary").is_dir()
+        why = (
+            f"{dest / foreign[0]} is another plan's results folder inside it: move that out first"
+            if nested
+            else f"{dest / foreign[0]} is not a result"
+        )
         raise ArchiveError(
-            f"{dest} is not a results folder ({dest / foreign[0]} is not a result): "
-            "restore never replaces it, not even with --force"
+            f"{dest} is not only a results folder ({why}): restore never replaces it, "
+            "not even with --force"
         )
     if entries and not force:
         raise ArchiveError(
@@ -365,6 +371,7 @@ def _unpack(
     archive: Path,
     files: Mapping[str, tuple[tarfile.TarInfo, str | None]],
     dest: Path,
+    force: bool,
 ) -> Path | None:
     """Write the checked ``files`` into a temporary folder next to ``dest``, each
     checked against its SHA-256 as it is written, stamp them now and move the tree to
@@ -395,15 +402,17 @@ def _unpack(
                 raise ArchiveError(f"{archive}: {dest.name}/{rel} differs from the manifest")
             written.append(path)
         _stamp_now(written)  # here: a rename keeps modification times
-        return _move_into_place(staged, dest)
+        return _move_into_place(staged, dest, force)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _move_into_place(staged: Path, dest: Path) -> Path | None:
+def _move_into_place(staged: Path, dest: Path, force: bool) -> Path | None:
     """Rename ``staged`` to ``dest`` (an absent or empty folder) in one step, so no
-    half tree is ever seen there; a non-empty ``dest`` (a results tree, checked before)
-    is first renamed aside to ``<name>.replaced-<UTC time>``, which is returned."""
+    half tree is ever seen there; a non-empty ``dest`` (a results tree, checked again
+    here: something may have written it during a long unpack) is first renamed aside to
+    ``<name>.replaced-<UTC time>``, which is returned."""
+    _check_destination(dest, force)
     aside = None
     if dest.is_dir() and any(dest.iterdir()):
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())

@@ -278,6 +278,21 @@ class Plan:
     def needs_u_work(self, run: Run) -> bool:
         return run.spec["load"].get("users") == U_WORK_SENTINEL
 
+    def runs_for(self, hyps: Iterable[str]) -> list[Run]:
+        """The runs a target of ``hyps`` measures, in plan order: their own, an
+        analytical one's sources', and, for points run at U_work, the runs of U_work's
+        source on that stack (what Snakemake runs for it)."""
+        pairs: set[tuple[str, str]] = set()
+        todo = [pair for h in hyps for pair in self.sources_of(h)]
+        while todo:
+            hyp, stack = todo.pop()
+            if (hyp, stack) in pairs:
+                continue
+            pairs.add((hyp, stack))
+            if any(self.needs_u_work(r) for r in self.runs(hyp, stack)):
+                todo.append((U_WORK_SOURCE, stack))
+        return [r for r in self.runs() if (r.hyp, r.stack) in pairs]
+
     def previous_in_order(self, run: Run) -> Run | None:
         """For ``order: alternate``, the run that must finish before this one starts."""
         cfg = self.hypotheses[run.hyp]

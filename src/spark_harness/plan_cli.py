@@ -62,10 +62,12 @@ def run(args: argparse.Namespace) -> int:
         root = (args.workflow_root or workflow_root(Path.cwd().resolve())).resolve()
         plan = Plan(layered_config(args.configfile or [], root), base_dir=root)
         plan.check_names(args.hyp or [], args.stack or [])
+        # a hypothesis's target also runs the points it needs (U_work's, an analytical
+        # one's sources): they are part of what it costs
         runs = [
             r
-            for r in plan.runs()
-            if (not args.hyp or r.hyp in args.hyp) and (not args.stack or r.stack in args.stack)
+            for r in (plan.runs_for(args.hyp) if args.hyp else plan.runs())
+            if not args.stack or r.stack in args.stack
         ]
         _print(plan, runs, args)
     except BrokenPipeError:
@@ -77,7 +79,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"spark-harness plan: {e}", file=sys.stderr)
         return 2
     if not (args.specs or args.commands):
-        print(f"{len(runs)} runs, {expected_duration(runs)}", file=sys.stderr)
+        extra = list(dict.fromkeys(r.hyp for r in runs if args.hyp and r.hyp not in args.hyp))
+        needed = f" (with {', '.join(extra)}, which they need)" if extra else ""
+        print(f"{len(runs)} runs{needed}, {expected_duration(runs)}", file=sys.stderr)
     return 0
 
 

@@ -109,7 +109,7 @@ def _row_or_unreadable(path: Path) -> Row:
     why in its own row, so the others are still shown."""
     try:
         return Row.of(Verdict.read(path))
-    except (contract.ContractError, OSError) as e:
+    except (ValueError, OSError) as e:  # ContractError, and bytes that are not UTF-8
         return Row(path.parent.name, "", UNREADABLE, "", "", "", str(e).splitlines()[0])
 
 

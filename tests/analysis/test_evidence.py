@@ -103,6 +103,10 @@ def test_a_tier_whose_counters_are_missing_is_not_zero_beside_one_whose_are_ther
     assert (g.passed, g.effect, g.reasons) == (False, "inconclusive", ["no_kv_tier_telemetry"])
     c = evidence.no_tier_traffic(g2_only, "any", "no_tiers", "src")
     assert (c.status, c.reasons) == ("inconclusive", ["no_kv_tier_telemetry"])
+    # a counter the run reported counts even where its stack declares no such tier
+    declared = _runs(g3_onboard_blocks=[0.0, 5.0, 0.0], kv_tiers=[["g1", "g2"]] * 3)
+    c = evidence.no_tier_traffic(declared, "g3", "no_g3", "src")
+    assert (c.status, c.value) == ("not supported", 5.0)
     # one route into G3 reported is enough (vLLM offloads to G3 only through G2)
     vllm = _runs(offload_g2_g3_blocks=[2.0] * 3, g3_onboard_blocks=[1.0] * 3, g3_dir=["/g3"] * 3)
     assert evidence.mechanism_gate(vllm, "g3", "all").passed is True

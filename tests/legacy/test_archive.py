@@ -320,6 +320,16 @@ def test_force_never_replaces_the_checkouts_own_folder(tmp_path: Path, checkout:
     assert "not even with --force" in msg
 
 
+def test_a_results_folder_holding_another_plans_results_is_named(
+    tmp_path: Path, checkout: Path
+) -> None:
+    """Other plans nest their results under results/ (results/vllm-cpu): restore does
+    not replace such a folder, and says what to move."""
+    (checkout / "results" / "vllm-cpu" / "raw").mkdir(parents=True)
+    msg = refused(tmp_path, valid(), checkout, force=True)
+    assert "results/vllm-cpu is another plan's results folder inside it: move that out" in msg
+
+
 def test_force_moves_a_results_tree_aside(
     tmp_path: Path, checkout: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

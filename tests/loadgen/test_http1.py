@@ -164,6 +164,26 @@ def test_a_request_on_a_connection_the_server_closed_unannounced_goes_again_on_a
     assert scripted.connections == 3  # type: ignore[attr-defined]
 
 
+def test_a_request_dropped_after_it_reached_the_server_is_not_sent_again() -> None:
+    """A kept-alive connection lost well after the request was written, with no byte
+    back (a worker that died during prefill, a proxy's read timeout), may have been
+    worked on: the request fails (reset), never goes twice."""
+
+    async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        await stream_chunked(writer)
+        await read_request(reader)
+        await asyncio.sleep(0.3)  # working on it, then gone
+
+    async def main() -> list:
+        async with scripted(drop) as url:
+            return await send_all(url, 2)
+
+    recs = asyncio.run(main())
+    assert recs[0]["ok"] and recs[1]["error_kind"] == "reset", recs[1]
+    assert scripted.connections == 1  # type: ignore[attr-defined]
+
+
 def test_a_connection_lost_after_part_of_a_response_is_not_sent_again() -> None:
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)

@@ -38,7 +38,7 @@ rule server_up:
         point_log("server"),
     threads: 0
     shell:
-        "rm -rf {params.workdir:q} && "
+        "rm -rf -- {params.workdir:q} && "
         "exec spark-harness serve --stack-json {params.stack:q} --name {wildcards.stack:q}"
         " --endpoint-file {output:q} --workdir {params.workdir:q} --log {log:q} > {log:q} 2>&1"
 

@@ -478,8 +478,8 @@ def _lacks(runs: pl.DataFrame, tier: str) -> pl.Expr:
 
 
 def _tier(runs: pl.DataFrame, tier: str, direction: int) -> pl.Expr:
-    """One tier's traffic per run: its reported routes' sum, null where none is reported,
-    0 where the run's stack has no such tier (:func:`_lacks`)."""
+    """One tier's traffic per run: its reported routes' sum; where none is reported, 0 if
+    the run's stack has no such tier (:func:`_lacks`), else null."""
     cols = [c for c in TIER_ROUTES[tier][direction] if c in runs.columns]
     value = (
         pl.when(pl.any_horizontal([pl.col(c).is_not_null() for c in cols])).then(
@@ -488,7 +488,8 @@ def _tier(runs: pl.DataFrame, tier: str, direction: int) -> pl.Expr:
         if cols
         else pl.lit(None, pl.Float64)
     )
-    return pl.when(_lacks(runs, tier)).then(pl.lit(0.0)).otherwise(value)
+    # a counter the run did report always counts, whatever the stack declares
+    return pl.when(value.is_null() & _lacks(runs, tier)).then(pl.lit(0.0)).otherwise(value)
 
 
 def tier_traffic(runs: pl.DataFrame, tiers: str, direction: int) -> pl.Series:
@@ -651,6 +652,7 @@ def no_tier_traffic(runs: pl.DataFrame, tiers: str, name: str, source: str) -> C
     counters = [c for t in TIERS_OF[tiers] for c in TIER_ROUTES[t][ONBOARDS]]
     tierless = (
         runs.height > 0
+        and "g3_dir" in runs.columns
         and runs["g3_dir"].is_null().all()
         and run_sums(runs, counters).null_count() == runs.height
     )

@@ -15,9 +15,10 @@ Choices that keep the numbers right (docs/REFERENCE.md, "Measuring streamed resp
   way; over TLS each decrypted body piece is stamped as it arrives. Parsing the events
   happens after the stream closes (:mod:`.record`, in the recorder process);
 - a kept-alive connection the server closed while it was idle (an idle timeout, or a
-  close after a response that did not announce it) fails the next request before any
-  byte of a response: that request is sent again once on a new connection, as HTTP
-  clients do, and its stamps are the new send's;
+  close after a response that did not announce it) fails the next request right after
+  its write, before any byte of a response: that request is sent again once on a new
+  connection, as HTTP clients do, and its stamps are the new send's; one lost later
+  may have been worked on and is never sent twice;
 - every failure becomes the attempt's ``error_kind``/``error``: ``http`` or ``rejected``
   (429/503) with the status, ``connect``, ``reset`` (connection dropped mid-request),
   ``timeout`` (``request_timeout_s`` for the whole request, so a stalled stream ends),
@@ -66,6 +67,21 @@ def request_body(request: Request, model: str) -> dict[str, Any]:
     }
     body["messages" if request.chat else "prompt"] = request.prompt
     return body
+
+
+#: a reused connection lost this soon after the request was written, with no byte back,
+#: was closed before the request reached the server (the close was already on its way:
+#: loopback or one round trip); one lost later may have been working on it, and a
+#: request is never sent twice for that
+STALE_CONNECTION_S = 0.1
+
+
+def _closed_before_it_arrived(e: http1.ResponseError, conn: http1.Connection, att: Attempt) -> bool:
+    """Whether a kept-alive connection failed the request only because the server had
+    already closed it: lost with no byte of a response, right after the write."""
+    if e.kind != "reset" or conn.received or conn.lost_ns is None or att.sent_ns is None:
+        return False
+    return conn.lost_ns - att.sent_ns < STALE_CONNECTION_S * 1e9
 
 
 class Client:
@@ -177,7 +193,7 @@ class Client:
                 await self._exchange_on(conn, message, att, max_body_bytes)
                 return
             except http1.ResponseError as e:
-                if not (e.kind == "reset" and conn.received == 0):
+                if not _closed_before_it_arrived(e, conn, att):
                     raise
                 # the server had closed this kept-alive connection (its idle timeout, or a
                 # close after a response that did not say so) before the request reached

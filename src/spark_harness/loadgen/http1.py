@@ -80,6 +80,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.received = 0  # bytes of the current exchange's response so far
+        self.lost_ns: int | None = None  # when the connection was lost (monotonic)
         self._parser = httptools.HttpResponseParser(self)
         self._att: Attempt | None = None
         self._done: asyncio.Future[None] | None = None
@@ -121,6 +122,7 @@ class Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.lost_ns = time.monotonic_ns()
         if self._done is None or self._done.done():
             return
         if self._to_eof and exc is None:

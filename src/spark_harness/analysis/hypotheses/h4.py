@@ -220,7 +220,13 @@ def _await_rise_over(ps: PointStats, heavy: tuple, base: tuple, source: str) -> 
     unloaded = at_point(ps, "unloaded_read_await_ms", heavy)
     if not complete(ps, "read_await_ms") or unloaded is None or unloaded.value is None:
         return Criterion.missing(
-            name, what, source, "no_read_await_or_unloaded_baseline", threshold=0.0, op=">"
+            name,
+            what,
+            source,
+            "no_read_await_or_unloaded_baseline",
+            threshold=0.0,
+            op=">",
+            role="info",  # reported: without await, G3 fetch time decides (no gate)
         )
     d = difference(ps, "read_await_ms", heavy, base)
     floor = T.MATERIAL_AWAIT_RISE * unloaded.value
