@@ -189,17 +189,25 @@ def at_point(ps: PointStats, quantity: str, at: tuple) -> Stat | None:
     return Stat.of(est[i], rep[:, i])
 
 
-def read_await_rises(ps: PointStats, at: tuple, source: str, rows: list) -> Criterion:
+def read_await_rises(
+    ps: PointStats, at: tuple, source: str, rows: list, over: tuple | None = None
+) -> Criterion:
     """Do reads queue at the device at point ``at``? Its read await above its unloaded
     read time for requests of the same size (``read_await_excess_ms``, :mod:`~.runs`),
-    against a material rise, MATERIAL_AWAIT_RISE of the unloaded time (docs/PLAN.md: a
-    smaller rise is not one): supported when the CI lies above it, refuted when below
-    (``rise_not_material``), else inconclusive. A CI above 0 alone does not support it:
-    one G3 read in flight, paced by the modeled drive (an idle device between reads),
-    rose 0.03-0.08 ms over ~0.1-0.2 ms with no read ever queued (docs/ANALYSIS.md)."""
-    name, what = "read_await_rises", f"read await at {at[2]} - unloaded read time"
-    d = at_point(ps, "read_await_excess_ms", at)
+    or, with ``over``, above the await at that point (two-sample t CI on the points'
+    repetitions: a stack that reads under every profile), against a material rise,
+    MATERIAL_AWAIT_RISE of the unloaded time (docs/PLAN.md: a smaller rise is not one):
+    supported when the CI lies above it, refuted when below (``rise_not_material``),
+    else inconclusive. A CI above 0 alone does not support it: one G3 read in flight,
+    paced by the modeled drive (an idle device between reads), rose 0.03-0.08 ms over
+    ~0.1-0.2 ms with no read ever queued (docs/ANALYSIS.md)."""
+    name = "read_await_rises"
+    what = f"read await at {at[2]} - " + (f"at {over[2]}" if over else "unloaded read time")
     base = at_point(ps, "unloaded_read_await_ms", at)
+    if over is None:
+        d = at_point(ps, "read_await_excess_ms", at)
+    else:
+        d = difference(ps, "read_await_ms", at, over) if complete(ps, "read_await_ms") else None
     if d is None or base is None or base.value is None:
         return Criterion.missing(
             name, what, source, "no_read_await_or_unloaded_baseline", threshold=0.0, op=">"

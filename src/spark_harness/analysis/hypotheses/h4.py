@@ -33,9 +33,7 @@ from spark_harness.analysis import axes, stats
 from spark_harness.analysis import thresholds as T
 from spark_harness.analysis.criteria import (
     TAIL,
-    at_point,
     complete,
-    difference,
     material_slope,
     per_run,
     read_await_rises,
@@ -193,10 +191,9 @@ def _perturbation(
     reads G3 under every profile), and the gate it makes: the perturbation bit unless the
     await rise surely did not (then the claim about degraded QoS was never put to the
     test: invalid)."""
-    if base is None:
-        rise = read_await_rises(ps, heavy, source, rows(ps.point_runs(heavy)))
-    else:
-        rise = _await_rise_over(ps, heavy, base, source)
+    rise = read_await_rises(ps, heavy, source, rows(ps.point_runs(heavy)), over=base)
+    if base is not None:
+        rise.role = "info"  # B: reported; the gate below is what it decides
     if rise.value is None:
         return rise, []
     bit = rise.status != NOT_SUPPORTED
@@ -210,44 +207,6 @@ def _perturbation(
         details={"profile": heavy[2]},
     )
     return rise, [gate]
-
-
-def _await_rise_over(ps: PointStats, heavy: tuple, base: tuple, source: str) -> Criterion:
-    """Read await under ``heavy`` minus under ``base`` (two-sample t CI on the points'
-    repetitions) against the material rise, MATERIAL_AWAIT_RISE of the unloaded read
-    time: supported above it, refuted below (``rise_not_material``)."""
-    name, what = "read_await_rises", f"read await at {heavy[2]} - at {base[2]}"
-    unloaded = at_point(ps, "unloaded_read_await_ms", heavy)
-    if not complete(ps, "read_await_ms") or unloaded is None or unloaded.value is None:
-        return Criterion.missing(
-            name,
-            what,
-            source,
-            "no_read_await_or_unloaded_baseline",
-            threshold=0.0,
-            op=">",
-            role="info",  # reported: without await, G3 fetch time decides (no gate)
-        )
-    d = difference(ps, "read_await_ms", heavy, base)
-    floor = T.MATERIAL_AWAIT_RISE * unloaded.value
-    c = Criterion.judged(
-        name,
-        what,
-        d.value,
-        d.ci,
-        threshold=floor,
-        op=">=",
-        source=source,
-        supported=[(floor, INF)],
-        refuted=[(-INF, floor)],
-        unit="ms",
-        rows=rows(ps.point_runs(heavy)),
-        role="info",
-    )
-    if c.status == NOT_SUPPORTED:
-        c.reasons = [f"rise_not_material:{name}"]
-    c.details = {"unloaded_read_ms": unloaded.value, "material_rise_ms": floor}
-    return c
 
 
 def evaluate_b(ctx: Context) -> Verdict:
