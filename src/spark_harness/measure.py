@@ -327,9 +327,9 @@ class Point:
         if not _server_alive(ep):
             raise PointFailed("server_died", "the server exited during the run")
         share = _load_window_error_share(self.journal.counts)
-        if share > MARK_ERROR_SHARE and ep.kind == "external":
-            _check_external_server(ep, share)
         if share > MARK_ERROR_SHARE:
+            if ep.kind == "external":
+                _check_external_server(ep, share)
             reasons.append(f"errors_over_1pct:{share:.3f}")
         self.run["outcome"] = "marked" if reasons else "ok"
         self.run["reasons"] = reasons

@@ -100,16 +100,22 @@ async def send_all(url: str, n: int, pause_s: float = 0.0, timeout_s: float = 5.
     return out
 
 
+def records_from(handler: Handler, n: int, tls: ssl.SSLContext | None = None, **kw: float) -> list:
+    """The records of ``n`` requests (:func:`send_all`) to a server running ``handler``."""
+
+    async def main() -> list:
+        async with scripted(handler, tls) as url:
+            return await send_all(url, n, **kw)
+
+    return asyncio.run(main())
+
+
 def test_a_kept_alive_connection_carries_the_next_requests() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while await read_request(reader):
             await stream_chunked(writer)
 
-    async def main() -> list:
-        async with scripted(handler) as url:
-            return await send_all(url, 3)
-
-    recs = asyncio.run(main())
+    recs = records_from(handler, 3)
     assert [r["ok"] for r in recs] == [True] * 3, recs
     assert scripted.connections == 1  # type: ignore[attr-defined]
 
@@ -155,11 +161,7 @@ def test_a_request_on_a_connection_the_server_closed_unannounced_goes_again_on_a
         await stream_chunked(writer)
         await asyncio.sleep(0.05)  # the client's next request arrives, unanswered
 
-    async def main() -> list:
-        async with scripted(close_after) as url:
-            return await send_all(url, 3)
-
-    recs = asyncio.run(main())
+    recs = records_from(close_after, 3)
     assert [r["ok"] for r in recs] == [True] * 3, recs
     assert scripted.connections == 3  # type: ignore[attr-defined]
 
@@ -175,11 +177,7 @@ def test_a_request_dropped_after_it_reached_the_server_is_not_sent_again() -> No
         await read_request(reader)
         await asyncio.sleep(0.3)  # working on it, then gone
 
-    async def main() -> list:
-        async with scripted(drop) as url:
-            return await send_all(url, 2)
-
-    recs = asyncio.run(main())
+    recs = records_from(drop, 2)
     assert recs[0]["ok"] and recs[1]["error_kind"] == "reset", recs[1]
     assert scripted.connections == 1  # type: ignore[attr-defined]
 
@@ -192,11 +190,7 @@ def test_a_connection_lost_after_part_of_a_response_is_not_sent_again() -> None:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n")
         await writer.drain()
 
-    async def main() -> list:
-        async with scripted(cut) as url:
-            return await send_all(url, 2)
-
-    recs = asyncio.run(main())
+    recs = records_from(cut, 2)
     assert recs[0]["ok"]
     assert recs[1]["error_kind"] == "reset", recs[1]
     assert scripted.connections == 1  # type: ignore[attr-defined]
@@ -237,11 +231,7 @@ def test_a_malformed_response_is_an_error_and_the_run_goes_on(response: bytes) -
         await writer.drain()
         await asyncio.sleep(0.5)
 
-    async def main() -> list:
-        async with scripted(handler) as url:
-            return await send_all(url, 2, timeout_s=2.0)
-
-    recs = asyncio.run(main())
+    recs = records_from(handler, 2, timeout_s=2.0)
     assert [(r["ok"], r["error_kind"]) for r in recs] == [(False, "other")] * 2
     assert all(r["error"].startswith("malformed HTTP response") for r in recs)
 
@@ -338,11 +328,7 @@ def test_a_stream_over_tls_is_stamped_piece_by_piece(tls_files, monkeypatch) -> 
         while await read_request(reader):
             await stream_chunked(writer, gap_s=0.03)
 
-    async def main() -> list:
-        async with scripted(handler, server_tls) as url:
-            return await send_all(url, 2)
-
-    recs = asyncio.run(main())
+    recs = records_from(handler, 2, tls=server_tls)
     assert [r["ok"] for r in recs] == [True] * 2, recs
     assert scripted.connections == 1  # type: ignore[attr-defined]
     for rec in recs:

@@ -439,7 +439,6 @@ def standard_gates(data: Runs, runs: pl.DataFrame, table: pl.DataFrame) -> list[
     ]
 
 
-#: Tier counters of the mechanism gate: (offload columns, onboard columns) per scope.
 #: Each tier's traffic counters, (offloads into it, onboards out of it), one per route:
 #: a server reports the routes it has (KVBM and the simulator also offload G1 -> G3
 #: directly; vLLM goes through G2), so one reported route is enough.

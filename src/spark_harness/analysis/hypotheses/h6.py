@@ -108,10 +108,9 @@ def _gain_criterion(
     rep = np.stack([gains[k][1] for k in keys], axis=1)
     sign = 1.0 if largest else -1.0  # the smallest is minus the largest of the negated
     value, ci = stats.max_signed(sign * est, sign * rep)
-    s = Stat(
-        sign * value,
-        None if ci is None else (min(sign * ci[0], sign * ci[1]), max(sign * ci[0], sign * ci[1])),
-    )
+    if ci is not None:
+        lo, hi = sorted((sign * ci[0], sign * ci[1]))
+    s = Stat(sign * value, None if ci is None else (lo, hi))
     return Criterion.judged(
         name,
         what,
