@@ -16,10 +16,12 @@ writes. Tables:
   read, the request's write) and the server's own write time do not explain, and the
   server's own lateness (p99 of first-token write - due: it was not the limit while
   this is small);
-- capacity: 64 streams against a zero-delay server (128 tokens, 512-token prompts): the
-  client's CPU-ms per 1,000 streamed tokens (its event loop's process, and with the
-  recorder process that builds the records) and the requests/s it sustained (loop CPU
-  below 100 %: the server was the limit);
+- capacity: a zero-delay server (128 tokens, 512-token prompts) writing each event on
+  its own (64 streams: the client is woken per write, the server is the limit) and
+  each whole reply at once (64 and 256 streams: the client reads replies, not events):
+  the client's CPU-ms per 1,000 streamed tokens (its event loop's process, and with the
+  recorder process that builds the records) and the requests/s it sustained (loop +
+  recorder CPU below 100 %, the server's near it: the server was the limit);
 - open loop: constant schedules at 50 and 500 req/s (512-token prompts, 16 tokens 20 ms
   apart after 100 ms): achieved rate against the schedule's own arrivals in the window
   and the schedule lag (sent - due) p99.
@@ -52,6 +54,11 @@ PROMPTS = (512, 4096)
 OUTPUT_TOKENS = 128
 RATES = (50, 500)
 TABLES = ("accuracy", "capacity", "openloop")
+#: capacity rows: (the server's content events per write, streams). One event per write
+#: wakes the client per event while the server (one Python process) is the limit; a
+#: whole reply per write (a zero-delay server has every token at once) leaves the
+#: client as the limit, which is its capacity
+CAPACITY_ROWS = ((1, 64), (OUTPUT_TOKENS, 64), (OUTPUT_TOKENS, 256))
 
 
 def point(users: int | None, prompt: int, tokens: int, phases: dict[str, float], **load: Any):
@@ -169,11 +176,14 @@ def accuracy(
 
 def capacity(cpu: int | None, load_s: float) -> None:
     table(
-        "Capacity on one core (zero-delay server, 64 streams, 128 tokens, 512-token prompts)",
+        "Capacity on one core (zero-delay server, 128 tokens, 512-token prompts)",
         [
+            "server's events per write",
+            "streams",
             "requests/s",
             "tokens/s",
             "loop / recorder CPU",
+            "server CPU",
             "CPU-ms per 1,000 tokens: loop",
             "loop + recorder",
             "CPU-ms per request: loop",
@@ -181,24 +191,31 @@ def capacity(cpu: int | None, load_s: float) -> None:
         ],
     )
     phases = {"warmup_s": 1.0, "load_s": load_s, "cooldown_s": 0.0}
-    with TruthServer(TruthConfig(ttft_ms=0, itl_ms=0), cpu=cpu) as srv:
-        spec = point(64, 512, OUTPUT_TOKENS, phases)
-        (records, windows), wall, busy, rec_busy = timed(
-            lambda: run_standalone(srv.base_url, spec, model="truth", kind="sim")
+    for per_write, streams in CAPACITY_ROWS:
+        cfg = TruthConfig(ttft_ms=0, itl_ms=0, events_per_write=per_write)
+        with TruthServer(cfg, cpu=cpu) as srv:
+            spec = point(streams, 512, OUTPUT_TOKENS, phases)
+            served = srv.cpu_s()
+            (records, windows), wall, busy, rec_busy = timed(
+                lambda s=spec: run_standalone(srv.base_url, s, model="truth", kind="sim")
+            )
+            served = srv.cpu_s() - served
+        load = [r for r in records if r["phase"] == "load" and r["ok"]]
+        lo, hi = windows["load"]
+        tokens = sum(r["completion_tokens_client"] for r in records if r["ok"])
+        done = sum(r["ok"] for r in records)
+        row(
+            per_write,
+            streams,
+            f"{len(load) / ((hi - lo) / 1e9):.0f}",
+            f"{len(load) * OUTPUT_TOKENS / ((hi - lo) / 1e9):.0f}",
+            f"{busy / wall:.0%} / {rec_busy / wall:.0%}",
+            f"{served / wall:.0%}",
+            1e6 * busy / tokens,
+            1e6 * (busy + rec_busy) / tokens,
+            1e3 * busy / done,
+            1e3 * (busy + rec_busy) / done,
         )
-    load = [r for r in records if r["phase"] == "load" and r["ok"]]
-    lo, hi = windows["load"]
-    tokens = sum(r["completion_tokens_client"] for r in records if r["ok"])
-    done = sum(r["ok"] for r in records)
-    row(
-        f"{len(load) / ((hi - lo) / 1e9):.0f}",
-        f"{len(load) * OUTPUT_TOKENS / ((hi - lo) / 1e9):.0f}",
-        f"{busy / wall:.0%} / {rec_busy / wall:.0%}",
-        1e6 * busy / tokens,
-        1e6 * (busy + rec_busy) / tokens,
-        1e3 * busy / done,
-        1e3 * (busy + rec_busy) / done,
-    )
 
 
 def openloop(cpu: int | None, load_s: float) -> None:

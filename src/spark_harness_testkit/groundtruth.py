@@ -14,7 +14,10 @@ Timing: the first content event is due ``ttft_ms`` (+ uniform jitter up to
 ``ttft_jitter_ms``) after the request arrived, then one event every ``itl_ms``, each
 carrying ``tokens_per_event`` words ("t0 t1 ..."); deadlines are absolute, so server
 lateness does not accumulate, and each event's lateness (write - due) is kept
-(``late_ns``): a benchmark shows with it that the server was not the limit. Each write
+(``late_ns``): a benchmark shows with it that the server was not the limit. With
+``events_per_write`` > 1 the events go out in writes of that many, each when its last
+event is due (a server that flushes every few tokens; at zero delay, a whole reply in
+one write), and every event of a write has the write's stamp and lateness. Each write
 is stamped before (``events_ns``, the truth) and after (``written_ns``): a server
 descheduled between the two on a busy machine sends later than its truth says. A role-only
 chunk (chat: ``delta.role`` with empty content; completions: empty text) is written at
@@ -51,6 +54,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from typing import Any
 
+import psutil
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
@@ -79,6 +83,9 @@ class TruthConfig:
     ttft_jitter_ms: float = 0.0
     itl_ms: float = 5.0
     tokens_per_event: int = 1
+    #: content events written together (each batch when its last event is due), as a
+    #: server that flushes every few tokens does; at zero delay, a whole reply at once
+    events_per_write: int = 1
     role_chunk: bool = True
     cached_tokens: int = 0
     sim_usage: bool = False  # add usage.sim {g3_fetch_ms, g3_onboard_blocks} like the simulator
@@ -244,12 +251,31 @@ class _Server:
         itl_ns = round(cfg.itl_ms * 1e6)
         emitted = 0
         idx = 0
+        batch: list[tuple[int, int]] = []  # (due, tokens) of the events in `frames`
+        frames: list[bytes] = []
+
+        async def flush() -> None:
+            if not frames:
+                return
+            t = time.monotonic_ns()
+            await resp.write(b"".join(frames) if len(frames) > 1 else frames[0])
+            written = time.monotonic_ns()
+            late = max(0, t - batch[-1][0])  # the write was due with its last event
+            for _, m_i in batch:
+                truth["events_ns"].append(t)
+                truth["written_ns"].append(written)
+                truth["late_ns"].append(late)
+                truth["event_tokens"].append(m_i)
+            batch.clear()
+            frames.clear()
+
         while emitted < n_out and model != "no-content":
             due = recv + ttft_ns + idx * itl_ns
             delay = (due - time.monotonic_ns()) / 1e9
             if delay > 0:
                 await asyncio.sleep(delay)
             if idx == MISBEHAVE_AFTER and model in MISBEHAVIOURS:
+                await flush()
                 if model == "reset":
                     assert request.transport is not None
                     request.transport.abort()
@@ -265,15 +291,12 @@ class _Server:
                     break
             m = min(cfg.tokens_per_event, n_out - emitted)
             text = (" " if emitted else "") + " ".join(f"t{emitted + j}" for j in range(m))
-            frame = _frame(self._chunk(chat, text))
-            t = time.monotonic_ns()
-            await resp.write(frame)
-            truth["events_ns"].append(t)
-            truth["written_ns"].append(time.monotonic_ns())
-            truth["late_ns"].append(max(0, t - due))
-            truth["event_tokens"].append(m)
+            frames.append(_frame(self._chunk(chat, text)))
+            batch.append((due, m))
             emitted += m
             idx += 1
+            if len(frames) >= cfg.events_per_write or emitted >= n_out:
+                await flush()
         await resp.write(_frame(self._usage(body, chat, emitted)))
         if model != "no-done":
             await resp.write(b"data: [DONE]\n\n")
@@ -348,6 +371,13 @@ class TruthServer:
             raise RuntimeError(f"ground-truth server did not start (said {line!r})")
         self.base_url = line.split()[1]
         return self
+
+    def cpu_s(self) -> float:
+        """The server process's CPU seconds so far (a benchmark shows with it whether
+        the server or the client was the limit)."""
+        assert self._proc is not None
+        t = psutil.Process(self._proc.pid).cpu_times()
+        return t.user + t.system
 
     def __exit__(self, *exc: object) -> None:
         if self._proc is not None:

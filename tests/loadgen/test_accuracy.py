@@ -71,6 +71,27 @@ def test_ttft_and_tpot_match_ground_truth(server: TruthServer, users: int, load_
     assert all(p["ttft_ms"] - p["true_ttft_ms"] >= -0.1 - wall_moved_ms for p in pairs)
 
 
+def test_events_written_together_are_stamped_together() -> None:
+    """A server that flushes every few tokens (a stream interval; a zero-delay server's
+    whole reply): the events of one write arrive together and are stamped at that write,
+    and the next write's events one write later."""
+    cfg = TruthConfig(ttft_ms=30, itl_ms=10, events_per_write=4)
+    with TruthServer(cfg) as srv:
+        out, truth, _ = run(srv, {"kind": "closed", "users": 2}, 1.5)
+    recs = out.phase("load")
+    assert len(recs) >= 5 and all(r["ok"] for r in recs)
+    for r in recs:
+        t = truth[r["request_id"]]
+        assert r["event_tokens"] == t["event_tokens"] == [1] * 6  # writes of 4 and 2 events
+        offsets = r["event_offsets_ms"]
+        assert offsets[0] == offsets[3] and offsets[4] == offsets[5]
+        assert 15 <= offsets[4] - offsets[3] <= 25  # written when their last event was due
+        assert t["events_ns"][0] == t["events_ns"][3] != t["events_ns"][4]
+    pairs = compare(recs, truth)
+    assert max(unexplained_ms(pairs)) <= 3.0
+    assert min(p["true_ttft_ms"] for p in pairs) >= 60  # the first write: 30 ms + 3 x 10 ms
+
+
 def unexplained_ms(pairs: list[dict]) -> list[float]:
     """Each TTFT's error beyond what its record and the server account for: a read the
     machine held up is late by up to the record's ``first_token_bound_ms``, a send it held

@@ -111,6 +111,9 @@ def test_transport_failure_keeps_partial_measurements() -> None:
         (stream((20 * MS, USAGE), (21 * MS, b"[DONE]")), "no content event in the stream"),
         (good_stream()[:-1], "stream ended without data: [DONE]"),
         ([*good_stream(), (95 * MS, b"data: {")], "stream ended inside an event"),
+        # no event ever ended (it used to stop the recorder, and with it the run)
+        ([(20 * MS, b'data: {"choices":[{"text":"a"}]}\n')], "stream ended inside an event"),
+        ([(20 * MS, b'data: {"choices":[{"text":"a"}]}\r')], "stream ended inside an event"),
         ([], "empty response body"),
     ],
 )

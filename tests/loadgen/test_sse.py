@@ -36,6 +36,12 @@ def test_no_chunks() -> None:
     assert split_events([]) == ([], b"")
 
 
+def test_a_stream_whose_first_event_never_ends_is_all_tail() -> None:
+    for eol in (b"\n", b"\r\n", b"\r"):
+        raw = b"data: x" + eol + b"data: y"
+        assert split_events([(1, raw[:5]), (2, raw[5:])]) == ([], raw)
+
+
 _payloads = st.lists(st.text(alphabet='abc {}:"', min_size=0, max_size=12), min_size=1, max_size=8)
 
 

@@ -119,3 +119,18 @@ def test_failures_are_reported_and_what_came_before_is_kept() -> None:
     res = interpret([ev(1, "[1, 2]")], count_text)
     assert res.error_kind == "bad_sse"
     assert "boom" in interpret(cases["other"], count_text).error
+
+
+def test_events_decode_as_json_loads_judges_them() -> None:
+    """The scanner fast path accepts and refuses what ``json.loads`` does: whitespace
+    around the value is fine, a second value or a value cut short is not JSON, and a
+    hostile nesting fails its stream (not the recorder, which would stop the run)."""
+    done = ev(9, "[DONE]")
+    ok = interpret([ev(1, ' {"choices": [{"text": "a b"}]} \t'), done], count_text)
+    assert (ok.error_kind, ok.tokens) == (None, [2])
+    for data in ('{"choices": []} {}', '{"choices": [', "{} x", "[" * 100_000 + "]" * 100_000):
+        res = interpret([ev(1, {"choices": [{"text": "a"}]}), ev(2, data), done], count_text)
+        assert res.error_kind == "bad_sse", data[:20]
+        assert res.t_ns == [1]
+    deep = interpret([ev(1, '{"x":' + "[" * 100_000 + "]" * 100_000 + "}"), done], count_text)
+    assert "nests too deeply" in (deep.error or "")

@@ -208,35 +208,30 @@ class _BodyPieces:
     def __init__(self) -> None:
         self.out: list[Read] = []
         self.read: Read = (0, 0, b"", False)  # the read being fed
-        self.fed = -1  # its index
-        self.last = -1  # the index of the read the last piece came from
-        self.tail = b""  # the last piece httptools gave (contiguous in its read)
+        self.parts: list[bytes] = []  # the body pieces httptools gave from it so far
         self.head_seen = False
 
     def on_headers_complete(self) -> None:
         self.head_seen = True
 
     def on_body(self, piece: bytes) -> None:
-        stamp, lower, _, kernel = self.read
-        self.tail = piece
-        if self.last == self.fed:  # a read holding more than one HTTP chunk: one piece
-            self.out[-1] = (stamp, lower, self.out[-1][2] + piece, kernel)
-        else:
-            self.out.append((stamp, lower, piece, kernel))
-            self.last = self.fed
+        self.parts.append(piece)  # once per HTTP chunk: joined per read in read_fed
 
     def read_fed(self) -> None:
-        """After a read: its kernel stamp is the arrival of its last segment, the last
-        payload byte's own only if no later bytes follow that byte in the read. A server
-        that writes the next chunk's size line apart from its payload (or anything else
-        after the payload) leaves the piece's stamp an upper bound, as for a late read."""
-        if self.last != self.fed or not self.out[-1][3]:
+        """After a read: its body pieces as one piece. Its kernel stamp is the arrival of
+        its last segment, the last payload byte's own only if no later bytes follow that
+        byte in the read. A server that writes the next chunk's size line apart from its
+        payload (or anything else after the payload) leaves the piece's stamp an upper
+        bound, as for a late read."""
+        parts = self.parts
+        if not parts:
             return
-        raw = self.read[2]
-        end = raw.rfind(self.tail) + len(self.tail)
-        if not _CHUNK_TAIL.startswith(raw[end:]):
-            stamp, lower, piece, _ = self.out[-1]
-            self.out[-1] = (stamp, lower, piece, False)
+        self.parts = []
+        stamp, lower, raw, kernel = self.read
+        if kernel:
+            end = raw.rfind(parts[-1]) + len(parts[-1])
+            kernel = _CHUNK_TAIL.startswith(raw[end:])
+        self.out.append((stamp, lower, parts[0] if len(parts) == 1 else b"".join(parts), kernel))
 
 
 def body_reads(capture: Sequence[Read]) -> list[Read] | None:
@@ -247,7 +242,7 @@ def body_reads(capture: Sequence[Read]) -> list[Read] | None:
     pieces = _BodyPieces()
     parser = httptools.HttpResponseParser(pieces)
     try:
-        for pieces.fed, pieces.read in enumerate(capture):
+        for pieces.read in capture:
             parser.feed_data(pieces.read[2])
             pieces.read_fed()
     except httptools.HttpParserError:

@@ -22,7 +22,7 @@ _EVENT_END = re.compile(rb"(?>\r\n|\r|\n)(?>\r\n|\r|\n)")
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs twice as much
 class Event:
     t_ns: int  # arrival of the event's first byte (monotonic ns)
     data: str  # the joined data lines
@@ -67,40 +67,48 @@ def split_events(chunks: Sequence[tuple[int, bytes]]) -> tuple[list[Event], byte
         pos += len(c)
     stamps = [t for t, _ in chunks]
     events: list[Event] = []
+    starts.append(len(buf))  # the end of the last chunk
     if b"\r" in buf:
         # CR or CRLF line ends: the general splitter (offsets stay exact, separators vary)
-        bounds, pos = [], 0
+        pos = 0
         for m in _EVENT_END.finditer(buf):
-            bounds.append((pos, buf[pos : m.start()]))
+            # m.end(): where the next block (or a partial tail) begins
+            _add_event(events, buf[pos : m.start()], pos, m.end(), starts, stamps)
             pos = m.end()
-        tail = buf[pos:]
-    else:
-        parts = buf.split(b"\n\n")
-        tail = parts.pop()
-        bounds, pos = [], 0
-        for part in parts:
-            bounds.append((pos, part))
-            pos += len(part) + 2
-    starts.append(len(buf))  # the end of the last chunk
-    # where the bytes after each block begin (the next block, or a partial tail)
-    after = [o for o, _ in bounds[1:]] + [len(buf) - len(tail) if tail else len(buf)]
-    for (offset, block), nxt in zip(bounds, after, strict=True):
-        if block.startswith(b"data:") and b"\n" not in block and b"\r" not in block:
-            value = block[6:] if block[5:6] == b" " else block[5:]  # the common case
-            i = bisect_right(starts, offset) - 1
-            text = value.decode("utf-8", "replace")
-            events.append(Event(stamps[i], text, None, i, nxt >= starts[i + 1]))
-            continue
-        first, data, kind = _fields(block)
-        if data:
-            i = bisect_right(starts, offset + first) - 1
-            events.append(
-                Event(
-                    stamps[i],
-                    b"\n".join(data).decode("utf-8", "replace"),
-                    kind.decode("utf-8", "replace") if kind else None,
-                    i,
-                    nxt >= starts[i + 1],
-                )
-            )
+        return events, buf[pos:]
+    # LF line ends (the usual stream): blocks are "\n\n" apart and most are one data line,
+    # so the chunk of each block is found by walking the chunks, not by a search
+    parts = buf.split(b"\n\n")
+    tail = parts.pop()
+    i, pos, end_i = 0, 0, starts[1]
+    for part in parts:
+        nxt = pos + len(part) + 2  # where the next block (or the partial tail) begins
+        if part[:5] == b"data:" and b"\n" not in part:
+            while pos >= end_i:
+                i += 1
+                end_i = starts[i + 1]
+            value = part[6:] if part[5:6] == b" " else part[5:]
+            events.append(Event(stamps[i], value.decode("utf-8", "replace"), None, i, nxt >= end_i))
+        else:
+            _add_event(events, part, pos, nxt, starts, stamps)
+        pos = nxt
     return events, tail
+
+
+def _add_event(
+    events: list[Event], block: bytes, offset: int, nxt: int, starts: list[int], stamps: list[int]
+) -> None:
+    """Append the event of ``block`` (at ``offset``; the next bytes at ``nxt``), if it has
+    data, stamped with the chunk holding its first field line's first byte."""
+    first, data, kind = _fields(block)
+    if data:
+        i = bisect_right(starts, offset + first) - 1
+        events.append(
+            Event(
+                stamps[i],
+                b"\n".join(data).decode("utf-8", "replace"),
+                kind.decode("utf-8", "replace") if kind else None,
+                i,
+                nxt >= starts[i + 1],
+            )
+        )
