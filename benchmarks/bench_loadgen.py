@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_loadgen.py [--load-s 10] [--only accuracy]
         [--streams 16,64,256] [--prompts 512,4096] [--ttft-ms 100] [--itl-ms 20]
+        [--events-per-write 1]
 
 The ground-truth server (``spark_harness_testkit.groundtruth``) runs in its own process on
 one CPU, the client (``run_standalone``: the load generator as a point runs it) on
@@ -111,10 +112,12 @@ def accuracy(
     prompts: Sequence[int] = PROMPTS,
     ttft_ms: float = 100.0,
     itl_ms: float = 20.0,
+    events_per_write: int = 1,
 ) -> None:
+    per_write = f", {events_per_write} events per write" if events_per_write > 1 else ""
     table(
         f"Accuracy against truth (ms; closed loop, TTFT {ttft_ms:g} ms, "
-        f"{OUTPUT_TOKENS} tokens at {itl_ms:g} ms)",
+        f"{OUTPUT_TOKENS} tokens at {itl_ms:g} ms{per_write})",
         [
             "streams",
             "prompt tokens",
@@ -132,7 +135,8 @@ def accuracy(
             "loop / recorder CPU",
         ],
     )
-    with TruthServer(TruthConfig(ttft_ms=ttft_ms, itl_ms=itl_ms), cpu=cpu) as srv:
+    cfg = TruthConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, events_per_write=events_per_write)
+    with TruthServer(cfg, cpu=cpu) as srv:
         for users in streams:
             for prompt in prompts:
                 srv.truth(clear=True)
@@ -269,6 +273,12 @@ def main() -> None:
     ap.add_argument("--prompts", type=ints, default=PROMPTS, help="accuracy: prompt tokens")
     ap.add_argument("--ttft-ms", type=float, default=100.0, help="accuracy: the server's TTFT")
     ap.add_argument("--itl-ms", type=float, default=20.0, help="accuracy: between tokens")
+    ap.add_argument(
+        "--events-per-write",
+        type=int,
+        default=1,
+        help="accuracy: events the server writes together (a server that flushes every N)",
+    )
     args = ap.parse_args()
     server_cpu = pin_apart()
     print(
@@ -277,7 +287,13 @@ def main() -> None:
     )
     runs: dict[str, Callable[[], None]] = {
         "accuracy": lambda: accuracy(
-            server_cpu, args.load_s, args.streams, args.prompts, args.ttft_ms, args.itl_ms
+            server_cpu,
+            args.load_s,
+            args.streams,
+            args.prompts,
+            args.ttft_ms,
+            args.itl_ms,
+            args.events_per_write,
         ),
         "capacity": lambda: capacity(server_cpu, args.load_s),
         "openloop": lambda: openloop(server_cpu, args.load_s),
