@@ -90,6 +90,7 @@ class TruthConfig:
     cached_tokens: int = 0
     sim_usage: bool = False  # add usage.sim {g3_fetch_ms, g3_onboard_blocks} like the simulator
     stall_s: float = 30.0
+    retry_after: str = ""  # the Retry-After header of an ``http-429`` reply (none if empty)
     seed: int = 0
 
 
@@ -229,7 +230,10 @@ class _Server:
         if model == "http-500":
             return web.json_response({"error": {"message": "injected failure"}}, status=500)
         if model == "http-429":
-            return web.json_response({"error": {"message": "too many requests"}}, status=429)
+            headers = {"Retry-After": cfg.retry_after} if cfg.retry_after else None
+            return web.json_response(
+                {"error": {"message": "too many requests"}}, status=429, headers=headers
+            )
         if model == "not-sse":
             return web.json_response({"choices": [{"text": "t0"}]})
         truth: dict[str, Any] = {
@@ -463,6 +467,7 @@ _PARSERS: dict[type, Any] = {
     bool: lambda s: s.lower() in ("1", "true", "yes"),
     int: int,
     float: float,
+    str: str,
 }
 
 

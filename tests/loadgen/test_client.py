@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import itertools
 import logging
 import socket
@@ -14,6 +15,7 @@ import pytest
 
 from spark_harness.clock import Clock
 from spark_harness.contract import REQUEST_FIELDS
+from spark_harness.loadgen import http1
 from spark_harness.loadgen.client import Client, api_url, request_body
 from spark_harness.loadgen.record import Attempt, make_record
 from spark_harness.tokens import count_text
@@ -143,6 +145,62 @@ def test_prompts_over_the_engine_limit_are_rejected_before_sending(run_in_proces
     r = out.records[0]
     assert (r["error_kind"], r["sent_ns"], r["status"]) == ("rejected", None, None)
     assert "exceeds the engine's max_num_tokens 32" in r["error"]
+
+
+def test_a_user_turned_away_waits_longer_each_time_before_trying_again(run_in_process) -> None:
+    """A closed-loop user whose request was rejected at once pauses 10, 20, 40 ms...
+    before the next (a retry storm would be a request per round trip)."""
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 2},
+        {"kind": "closed", "users": 4},
+        load_s=0.5,
+    )
+    out = run_in_process(point, model="http-429")
+    recs = out.phase("load")
+    assert recs and all(r["error_kind"] == "rejected" for r in recs)
+    by_user: dict[int, list[int]] = {}
+    for r in recs:
+        by_user.setdefault(r["user_id"], []).append(r["sent_ns"])
+    assert len(by_user) == 4
+    for sent in by_user.values():
+        assert 3 <= len(sent) <= 6  # 10 + 20 + ... + 320 ms > 0.5 s
+        gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(sorted(sent))]
+        assert all(g >= 10 * 2**i for i, g in enumerate(gaps_ms)), gaps_ms
+
+
+def test_a_rejections_retry_after_is_honoured(run_in_process) -> None:
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 2},
+        {"kind": "closed", "users": 3},
+        load_s=0.5,
+    )
+    cfg = TruthConfig(ttft_ms=2, itl_ms=1, retry_after="1")
+    t0 = time.monotonic()
+    out = run_in_process(point, cfg, model="http-429")
+    assert len(out.phase("load")) == 3  # one each, then a wait past the window
+    assert time.monotonic() - t0 < 1.0  # the window's end ends the wait
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (b"3", 3.0),
+        (b" 0 ", 0.0),
+        (None, None),
+        (b"", None),
+        (b"soon", None),
+        (b"-1", None),
+        (b"Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: at once
+    ],
+)
+def test_retry_after_values(value: bytes | None, seconds: float | None) -> None:
+    assert http1.retry_after_s(value) == seconds
+
+
+def test_retry_after_as_a_date_to_come() -> None:
+    when = email.utils.formatdate(time.time() + 30, usegmt=True).encode()
+    wait = http1.retry_after_s(when)
+    assert wait is not None and 28 <= wait <= 30
 
 
 def test_request_body_and_url() -> None:

@@ -180,7 +180,7 @@ class Client:
             att.error_kind = "timeout"
             att.error = f"no complete response within {self.timeout_s:g} s ({got} {unit} received)"
         except http1.ResponseError as e:
-            att.error_kind, att.error = e.kind, str(e)
+            att.error_kind, att.error, att.retry_after_s = e.kind, str(e), e.retry_after_s
         except OSError as e:  # connecting (a write's failure ends as connection_lost)
             att.error_kind, att.error = "connect", f"cannot connect: {e}"
         finally:

@@ -32,6 +32,7 @@ before and after it are measured as usual.
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import socket
 import ssl
 import time
@@ -63,12 +64,31 @@ def body_limit(max_tokens: int | None) -> int:
     return max(MIN_BODY_BYTES, (max_tokens or 0) * BODY_BYTES_PER_TOKEN)
 
 
-class ResponseError(Exception):
-    """The exchange failed: ``kind`` is the attempt's ``error_kind``."""
+def retry_after_s(value: bytes | None) -> float | None:
+    """The wait a ``Retry-After`` header asks for, in seconds (its delta-seconds or HTTP
+    date form); None when absent or unreadable."""
+    if not value:
+        return None
+    text = value.decode("latin-1").strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
-    def __init__(self, kind: str, message: str) -> None:
+
+class ResponseError(Exception):
+    """The exchange failed: ``kind`` is the attempt's ``error_kind``; a rejection keeps
+    the wait its ``Retry-After`` asked for."""
+
+    def __init__(self, kind: str, message: str, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.retry_after_s = retry_after_s
 
 
 class Connection(asyncio.Protocol):
@@ -215,8 +235,10 @@ class Connection(asyncio.Protocol):
                 self.close()
         if self._status != 200:
             text = self._error_body.decode("utf-8", "replace").strip()
-            kind = "rejected" if self._status in (429, 503) else "http"
-            raise ResponseError(kind, f"HTTP {self._status}: {text[:300]}")
+            if self._status in (429, 503):
+                wait = retry_after_s(self._headers.get(b"retry-after"))
+                raise ResponseError("rejected", f"HTTP {self._status}: {text[:300]}", wait)
+            raise ResponseError("http", f"HTTP {self._status}: {text[:300]}")
 
     def _stream_done(self) -> None:
         """``data: [DONE]`` arrived: the stream is over; give the server

@@ -46,6 +46,7 @@ class Attempt:
     body_bytes: int | None = None
     error_kind: str | None = None  # transport/HTTP failure seen by the client
     error: str | None = None
+    retry_after_s: float | None = None  # a rejection's Retry-After: the wait it asked for
 
 
 def _ms(a: int | None, b: int | None) -> float | None:
