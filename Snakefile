@@ -54,6 +54,11 @@ rule figures:
         compare_targets(),
 
 
+onstart:
+    # the targets are known once the DAG is: a targeted run's progress counts its points
+    plan_progress.export(PLAN, workflow.dag_settings.targets)
+
+
 onsuccess:
     print_verdicts()
 

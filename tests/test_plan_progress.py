@@ -62,6 +62,30 @@ def test_export_hands_the_plan_to_the_progress_command(monkeypatch, capsys, tmp_
     assert "give RESULTS, --total and --per-point-s" in capsys.readouterr().err
 
 
+def test_a_targeted_run_counts_the_points_its_targets_need(monkeypatch, tmp_path):
+    """`snakemake H2B` measures H2B's points and H0's on H2B's stack (its U_work): the
+    progress line counts those, not the whole plan's, done or not."""
+    plan = Plan({**BASE, "results_dir": str(tmp_path)}, base_dir=REPO)
+    monkeypatch.delenv(ENV, raising=False)
+    export(plan, ["H2B"])
+    given = json.loads(os.environ[ENV])
+    needed = plan.runs_for(["H2B"])
+    assert given["dirs"] == ["H0/B", "H2B/B"]
+    assert given["total"] == len(needed) < len(plan.runs())
+    for hyp, stack in [("H0", "B"), ("H0", "A"), ("H6", "B")]:
+        run = layout.path(tmp_path, layout.RUN, hyp=hyp, stack=stack, point="p", rep=0)
+        run.parent.mkdir(parents=True, exist_ok=True)
+        run.write_text("{}")
+    r, w = os.pipe()
+    report(w)
+    os.close(w)
+    assert os.read(r, 200).decode().startswith(f"progress: 1/{len(needed)} points done")
+    for whole in (["H_all"], [], ["H2B", "results/summary/verdicts.md"]):
+        export(plan, whole)
+        given = json.loads(os.environ[ENV])
+        assert (given["dirs"], given["total"]) == (None, len(plan.runs())), whole
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -95,11 +119,11 @@ def test_the_load_generator_reports_progress_on_the_fd_it_is_given(monkeypatch, 
 
 @pytest.mark.workflow
 def test_snakemake_prints_progress_as_each_point_starts(tmp_path):
-    config = {**SMALL, "hypotheses": {"H0": SMALL["hypotheses"]["H0"]}}
     root = copy_workflow(tmp_path / "repo")
-    write_config(root, config)
-    target = layout.path("results", layout.RUN, hyp="H0", stack="A", point="users-2", rep=0)
-    run = snakemake(root, str(target))
+    write_config(root, SMALL)
+    # H2B's target measures H0 on stack B (its U_work: two points) and H2B's two points,
+    # of the plan's six; `--until loadgen` stops at H0's two measurements
+    run = snakemake(root, "H2B", "--until", "loadgen")
     assert run.returncode == 0, run.out[-3000:]
-    # H0 on two stacks, two points each, one repetition
     assert re.search(r"progress: 0/4 points done, about \d+ s a point \(planned\)", run.out)
+    assert "progress: 1/4 points done" in run.out

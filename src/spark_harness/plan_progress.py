@@ -22,6 +22,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -39,19 +40,33 @@ MIN_GAPS = 2
 ENV = "SPARK_HARNESS_PROGRESS"
 
 
-def export(plan: Plan) -> None:
-    """Put the plan's size where every loadgen job's ``spark-harness progress`` finds it."""
-    runs = plan.runs()
+def export(plan: Plan, targets: Iterable[str] = ()) -> None:
+    """Put the plan's size where every loadgen job's ``spark-harness progress`` finds it:
+    the runs its targets measure when every target is a hypothesis (``snakemake H2A``
+    runs H2A's and what H2A needs), else the whole plan's."""
+    targets = list(targets)
+    if targets and all(t in plan.hypotheses for t in targets):
+        runs = plan.runs_for(targets)
+        dirs: list[str] | None = sorted({f"{r.hyp}/{r.stack}" for r in runs})
+    else:
+        runs, dirs = plan.runs(), None
     per_point = sum(r.expected_s for r in runs) / len(runs) if runs else 0.0
     os.environ[ENV] = json.dumps(
-        {"results": plan.results, "total": len(runs), "per_point_s": round(per_point, 1)}
+        {
+            "results": plan.results,
+            "total": len(runs),
+            "per_point_s": round(per_point, 1),
+            "dirs": dirs,
+        }
     )
 
 
-def finished_times(results: Path) -> list[float]:
-    """Modification times of every point's ``run.json`` under ``results``, oldest first."""
-    pattern = layout.RUN.format(hyp="*", stack="*", point="*", rep="*")
-    return sorted(p.stat().st_mtime for p in results.glob(pattern))
+def finished_times(results: Path, dirs: Sequence[str] | None = None) -> list[float]:
+    """Modification times of the points' ``run.json`` under ``results`` (those of the
+    ``hyp/stack`` folders in ``dirs`` if given), oldest first."""
+    pairs = [d.split("/", 1) for d in dirs] if dirs is not None else [["*", "*"]]
+    patterns = [layout.RUN.format(hyp=h, stack=s, point="*", rep="*") for h, s in pairs]
+    return sorted(p.stat().st_mtime for pat in patterns for p in results.glob(pat))
 
 
 def pace_s(times: list[float], estimate_s: float) -> tuple[float, str]:
@@ -63,9 +78,10 @@ def pace_s(times: list[float], estimate_s: float) -> tuple[float, str]:
     return estimate_s, "planned"
 
 
-def status(results: Path, total: int, estimate_s: float) -> str:
-    """One line: points done / total, the pace and the time left."""
-    times = finished_times(results)
+def status(results: Path, total: int, estimate_s: float, dirs: Sequence[str] | None = None) -> str:
+    """One line: points done / total, the pace and the time left (of the runs in the
+    ``hyp/stack`` folders ``dirs`` when given)."""
+    times = finished_times(results, dirs)
     done = min(len(times), total)
     per_point, source = pace_s(times, estimate_s)
     left = (total - done) * per_point
@@ -126,18 +142,25 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _line(results: str | Path | None, total: int | None, per_point: float | None) -> str | None:
+def _line(
+    results: str | Path | None,
+    total: int | None,
+    per_point: float | None,
+    dirs: Sequence[str] | None = None,
+) -> str | None:
     """The status line, or None when one of the three is unknown."""
     if results is None or total is None or per_point is None:
         return None
-    return status(Path(results), int(total), float(per_point))
+    return status(Path(results), int(total), float(per_point), dirs)
 
 
 def report(fd: int) -> None:
     """Write the status line of the plan in the environment to ``fd``; say nothing when
     there is none (a point run outside the workflow) or the fd is closed."""
     given = json.loads(os.environ.get(ENV, "{}"))
-    line = _line(given.get("results"), given.get("total"), given.get("per_point_s"))
+    line = _line(
+        given.get("results"), given.get("total"), given.get("per_point_s"), given.get("dirs")
+    )
     if line is not None:
         with contextlib.suppress(OSError):
             os.write(fd, (line + "\n").encode())
