@@ -190,6 +190,8 @@ def test_a_rejections_retry_after_is_honoured(run_in_process) -> None:
         (b"", None),
         (b"soon", None),
         (b"-1", None),
+        ("\u00b2".encode("latin-1"), None),  # a superscript two: a digit only to Python
+        (b"\xff\xfe", None),
         (b"Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # in the past: at once
     ],
 )

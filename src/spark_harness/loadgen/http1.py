@@ -70,7 +70,7 @@ def retry_after_s(value: bytes | None) -> float | None:
     if not value:
         return None
     text = value.decode("latin-1").strip()
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # ("²" is a digit to Python, not to HTTP)
         return float(text)
     try:
         when = email.utils.parsedate_to_datetime(text)
