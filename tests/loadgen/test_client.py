@@ -147,17 +147,20 @@ def test_prompts_over_the_engine_limit_are_rejected_before_sending(run_in_proces
     assert "exceeds the engine's max_num_tokens 32" in r["error"]
 
 
-def test_a_user_turned_away_waits_longer_each_time_before_trying_again(run_in_process) -> None:
-    """A closed-loop user whose request was rejected at once pauses 10, 20, 40 ms...
-    before the next (a retry storm would be a request per round trip)."""
+@pytest.mark.parametrize(("model", "kind"), [("http-429", "rejected"), ("http-500", "http")])
+def test_a_user_not_served_waits_longer_each_time_before_trying_again(
+    run_in_process, model: str, kind: str
+) -> None:
+    """A closed-loop user whose request failed at once pauses 10, 20, 40 ms... before
+    the next (a retry storm would be a request per round trip)."""
     point = spec(
         {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 2},
         {"kind": "closed", "users": 4},
         load_s=0.5,
     )
-    out = run_in_process(point, model="http-429")
+    out = run_in_process(point, model=model)
     recs = out.phase("load")
-    assert recs and all(r["error_kind"] == "rejected" for r in recs)
+    assert recs and all(r["error_kind"] == kind for r in recs)
     by_user: dict[int, list[int]] = {}
     for r in recs:
         by_user.setdefault(r["user_id"], []).append(r["sent_ns"])
@@ -166,6 +169,20 @@ def test_a_user_turned_away_waits_longer_each_time_before_trying_again(run_in_pr
         assert 3 <= len(sent) <= 6  # 10 + 20 + ... + 320 ms > 0.5 s
         gaps_ms = [(b - a) / 1e6 for a, b in itertools.pairwise(sorted(sent))]
         assert all(g >= 10 * 2**i for i, g in enumerate(gaps_ms)), gaps_ms
+
+
+def test_a_user_whose_stream_broke_goes_on_at_once(run_in_process) -> None:
+    """A served stream that ended wrong (no [DONE]) is followed at once, as a success
+    is: the planned load stays the load."""
+    point = spec(
+        {"kind": "fixed_context", "context_tokens": 4, "output_tokens": 2},
+        {"kind": "closed", "users": 2},
+        load_s=0.5,
+    )
+    out = run_in_process(point, model="no-done")
+    recs = out.phase("load")
+    assert all(r["error_kind"] == "bad_sse" for r in recs)
+    assert len(recs) > 40  # ~5 ms a request (a pause would allow about 12)
 
 
 def test_a_rejections_retry_after_is_honoured(run_in_process) -> None:
