@@ -31,6 +31,7 @@ import importlib.metadata
 import importlib.util
 import io
 import json
+import math
 import os
 import platform
 import re
@@ -396,8 +397,13 @@ def _unpack(
                 while chunk := src.read(1 << 20):
                     h.update(chunk)
                     out.write(chunk)
-            mtime = min(max(int(member.mtime), 0), 2**33)  # any header value is valid input
-            os.utime(path, (mtime, mtime))
+            # the archived time, to the nanosecond a PAX header keeps: files made in one
+            # second keep their order (whole seconds made ties, and the stamp below then
+            # ordered them by name: a figure older than its summary, redrawn)
+            mtime = float(member.mtime)
+            mtime = min(max(mtime, 0.0), 2.0**33) if math.isfinite(mtime) else 0.0
+            t = round(mtime * 1e9)
+            os.utime(path, ns=(t, t))
             if sha is not None and h.hexdigest() != sha:
                 raise ArchiveError(f"{archive}: {dest.name}/{rel} differs from the manifest")
             written.append(path)

@@ -164,6 +164,28 @@ def test_restore_of_a_valid_archive_writes_the_files(tmp_path: Path, checkout: P
     assert not list(checkout.glob(".restore-*"))
 
 
+def test_files_made_in_one_second_keep_their_order(tmp_path: Path, checkout: Path) -> None:
+    """A summary and the figure drawn from it in the same second: restored, the figure
+    is still the newer (with whole seconds they tied, and the figure, first by name, came
+    out older: Snakemake redrew it on the restored tree)."""
+    results = tmp_path / "made" / "results"
+    files = {
+        "raw/H0/A/p/r0/run.json": 100.25,
+        "summary/H3/summary.csv": 100.5,
+        "figures/H3/p99.png": 100.75,
+    }
+    for rel, mtime in files.items():
+        path = results / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(rel)
+        os.utime(path, (1_700_000_000 + mtime,) * 2)
+    out = tmp_path / "a.tar.gz"
+    archive_mod.create(results, {"results_dir": "results"}, "main", out, "t")
+    dest = restore(out, checkout)
+    mtimes = {rel: (dest / rel).stat().st_mtime_ns for rel in files}
+    assert sorted(files, key=mtimes.__getitem__) == list(files)
+
+
 def test_path_max_symlink_chain_cannot_escape(tmp_path: Path, checkout: Path) -> None:
     # on 3.11.7 tarfile's data filter lets this chain write watched/pwned
     msg = refused(tmp_path, hostile.path_max_escape(up=2), checkout)
