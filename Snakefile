@@ -56,6 +56,8 @@ rule figures:
 
 onstart:
     # the targets are known once the DAG is: a targeted run's progress counts its points
+    # (measure.smk's export at parse time stays for a job run by a Snakemake of its own,
+    # as on a cluster, where no onstart runs: it counts the whole plan)
     plan_progress.export(PLAN, workflow.dag_settings.targets)
 
 
