@@ -99,3 +99,39 @@ def test_an_external_server_that_stops_answering_fails_the_point_and_keeps_its_r
     records = [json.loads(line) for line in (attempt.parent / "requests.jsonl").open()]
     assert any(r["ok"] for r in records) and any(r["error_kind"] == "connect" for r in records)
     assert not (tmp_path / "point" / "run.json").exists()
+
+
+def run_primed_point(tmp_path: Path, model: str) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One point against a truth server published as an endpoint file that asks for
+    priming, as `serve` publishes a stack with ``prime``: (the process, the out dir)."""
+    from spark_harness.contract import Endpoint
+
+    spec = Plan(plan(phases={"idle_s": 0.1, "warmup_s": 0.1, "load_s": 0.3}), REPO)
+    with TruthServer(TruthConfig(ttft_ms=1, itl_ms=1)) as srv:
+        ep_file = tmp_path / "endpoint.json"
+        prime = {"waves": [1, 2], "timeout_s": 10}
+        ep = Endpoint("A", "external", srv.base_url, model, pid=0, prime=prime)
+        ep.write(ep_file)
+        cmd = [sys.executable, "-m", "spark_harness", "loadgen", "--endpoint-file", str(ep_file)]
+        cmd += ["--spec-json", spec.runs()[0].spec_json(), "--out", str(tmp_path / "point")]
+        cmd += ["--failed-dir", str(tmp_path / "failed"), "--scratch", str(tmp_path / "qos")]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    return done, tmp_path
+
+
+def test_a_stack_that_asks_for_priming_is_primed_before_the_idle_baseline(tmp_path: Path) -> None:
+    done, out = run_primed_point(tmp_path, "truth")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((out / "point/run.json").read_text())
+    assert [w["requests"] for w in run["prime"]["waves"]] == [1, 2]
+    log = done.stderr
+    assert log.index("primed") < log.index("idle baseline")
+
+
+def test_a_failed_priming_request_fails_the_point_with_the_answer(tmp_path: Path) -> None:
+    done, out = run_primed_point(tmp_path, "http-500")
+    assert done.returncode == 1
+    assert "priming wave 0 (1 at once) failed: HTTP 500" in done.stderr
+    (attempt,) = (out / "failed").rglob("run.json")
+    assert json.loads(attempt.read_text())["reasons"] == ["prime_failed"]
+    assert not (out / "point" / "run.json").exists()

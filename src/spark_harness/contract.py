@@ -227,6 +227,7 @@ class Endpoint:
     block_tokens: int | None = None  # tokens of one KV block, if known
     kv_tiers: list[str] | None = None  # the KV tiers the stack declares it has, if it does
     max_num_tokens: int | None = None  # engine limit for the preflight check
+    prime: dict[str, Any] | None = None  # requests to send once ready (serving/prime.py)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def write(self, path: str | os.PathLike[str]) -> None:

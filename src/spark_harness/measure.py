@@ -275,9 +275,23 @@ class Point:
         log.info("server %s ready after %.2f s", ep.base_url, waited)
         self.run["server_startup_s"] = (self.clock.now_ns() - ep.started_ns) / 1e9
         self.run["ready_wait_s"] = waited
+        if ep.prime:
+            self.run["prime"] = self.prime(ep)
         self.preflight(ep)
         with self.io_scheduler(ep):
             self.measure_ready(ep)
+
+    def prime(self, ep: Endpoint) -> dict:
+        """The stack's priming waves (serving/prime.py), before the idle baseline."""
+        from spark_harness.serving.prime import PrimeFailed, prime
+
+        assert ep.prime is not None
+        try:
+            done = prime(ep, **ep.prime)
+        except PrimeFailed as e:
+            raise PointFailed("prime_failed", str(e)) from e
+        log.info("primed %s: %s", ep.base_url, done["waves"])
+        return done
 
     def measure_ready(self, ep: Endpoint) -> None:
         """The phases against a ready server: idle baseline, warm-up, load, cool-down."""

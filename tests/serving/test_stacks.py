@@ -352,6 +352,28 @@ def test_command_section_errors_name_the_key(tmp_path, mutate, message):
         resolve_stack(f)
 
 
+@pytest.mark.parametrize(
+    ("prime", "message"),
+    [
+        ({"waves": [1, 0]}, "prime.waves.1: 0 is less than the minimum of 1"),
+        ({"waves": []}, "prime.waves: [] should be non-empty"),
+        ({"wave": [1]}, "prime: 'waves' is a required property"),
+    ],
+)
+def test_a_bad_prime_names_its_key(tmp_path, prime, message):
+    raw = yaml.safe_load((REPO / "config/stacks/vllm-cpu.yaml").read_text()) | {"prime": prime}
+    f = tmp_path / "s.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    with pytest.raises(PlanError, match=re.escape(message)):
+        resolve_stack(f)
+
+
+def test_both_cpu_engine_stacks_prime_a_lone_request_then_two():
+    """The engine compiles its sampler on its first request and its first batch of two."""
+    for name in ("vllm-cpu", "dynamo-vllm-cpu"):
+        assert resolve_stack(REPO / f"config/stacks/{name}.yaml")["prime"]["waves"] == [1, 2]
+
+
 def test_external_section_needs_a_url(tmp_path):
     f = tmp_path / "e.yaml"
     f.write_text(yaml.safe_dump({"name": "e", "kind": "external", "model": "m",

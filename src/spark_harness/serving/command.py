@@ -416,6 +416,7 @@ def serve_command(
         block_bytes=spec.get("block_bytes"),
         block_tokens=spec.get("block_tokens"),
         kv_tiers=spec.get("kv_tiers"),
+        prime=spec.get("prime"),
         max_num_tokens=spec.get("max_num_tokens"),
         extra={"ports": resolved["ports"], "logs": {}},
     )

@@ -35,6 +35,7 @@ def external_endpoint(spec: dict[str, Any], name: str, log: Path | None) -> Endp
         block_bytes=spec.get("block_bytes"),
         block_tokens=spec.get("block_tokens"),
         kv_tiers=spec.get("kv_tiers"),
+        prime=spec.get("prime"),
         max_num_tokens=spec.get("max_num_tokens"),
     )
 

@@ -48,6 +48,7 @@ def serve_sim(
         g3_dir=facts.get("g3_dir"),
         block_bytes=facts.get("block_bytes"),
         max_num_tokens=facts.get("max_num_tokens"),
+        prime=spec.get("prime"),
         extra={
             k: v for k, v in facts.items() if k not in ("g3_dir", "block_bytes", "max_num_tokens")
         },
