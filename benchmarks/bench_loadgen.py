@@ -22,7 +22,10 @@ writes. Tables:
   each whole reply at once (64 and 256 streams: the client reads replies, not events):
   the client's CPU-ms per 1,000 streamed tokens (its event loop's process, and with the
   recorder process that builds the records) and the requests/s it sustained (loop +
-  recorder CPU below 100 %, the server's near it: the server was the limit);
+  recorder CPU below 100 %, the server's near it: the server was the limit); then the
+  same servers read by a bare asyncio client (reads into a reused buffer, no stamps, no
+  records): the floor any Python client pays to be woken and read, beside which the
+  load generator's figures are ratios;
 - open loop: constant schedules at 50 and 500 req/s (512-token prompts, 16 tokens 20 ms
   apart after 100 ms): achieved rate against the schedule's own arrivals in the window
   and the schedule lag (sent - due) p99.
@@ -38,6 +41,8 @@ load average is printed before and after: figures mean little on a busy machine.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import resource
 import time
@@ -60,6 +65,8 @@ TABLES = ("accuracy", "capacity", "openloop")
 #: whole reply per write (a zero-delay server has every token at once) leaves the
 #: client as the limit, which is its capacity
 CAPACITY_ROWS = ((1, 64), (OUTPUT_TOKENS, 64), (OUTPUT_TOKENS, 256))
+#: the same servers read by a bare asyncio client (:func:`bare_client`)
+BARE_ROWS = ((1, 64), (OUTPUT_TOKENS, 64))
 
 
 def point(users: int | None, prompt: int, tokens: int, phases: dict[str, float], **load: Any):
@@ -220,6 +227,96 @@ def capacity(cpu: int | None, load_s: float) -> None:
             1e3 * busy / done,
             1e3 * (busy + rec_busy) / done,
         )
+    # the same servers read by the bare client: what any asyncio client pays to be woken
+    # and read, the floor under the load generator's figures
+    for per_write, streams in BARE_ROWS:
+        cfg = TruthConfig(ttft_ms=0, itl_ms=0, events_per_write=per_write)
+        with TruthServer(cfg, cpu=cpu) as srv:
+            served = srv.cpu_s()
+            t0 = time.monotonic()
+            done, busy, window = bare_client(srv.base_url, streams, 512, 1.0, load_s)
+            served = (srv.cpu_s() - served) / (time.monotonic() - t0)
+        tokens = done * OUTPUT_TOKENS
+        row(
+            f"{per_write} (bare asyncio client)",
+            streams,
+            f"{done / window:.0f}",
+            f"{tokens / window:.0f}",
+            f"{busy / window:.0%} / -",
+            f"{served:.0%}",
+            1e6 * busy / tokens,
+            "-",
+            1e3 * busy / done,
+            "-",
+        )
+
+
+class _BareStream(asyncio.BufferedProtocol):
+    """One kept-alive stream of the bare client: the same request again as soon as the
+    last reply's ``[DONE]`` arrives; events found, nothing else looked at. Reads go into
+    one preallocated 64 KiB buffer (``recv_into``: no allocation per read)."""
+
+    def __init__(self, request: bytes, stop_at: float, replies: list[int]) -> None:
+        self.request, self.stop_at, self.replies = request, stop_at, replies
+        self.buf = memoryview(bytearray(64 << 10))
+        self.pending = b""  # bytes after the last complete event
+        self.closed = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buf
+
+    def buffer_updated(self, nbytes: int) -> None:
+        buf = self.pending + bytes(self.buf[:nbytes])
+        cut = buf.rfind(b"\n\n")
+        self.pending = buf[cut + 2 :] if cut >= 0 else buf
+        if b"[DONE]\n\n" in buf:
+            self.replies.append(time.monotonic_ns())
+            if time.monotonic() < self.stop_at:
+                self.transport.write(self.request)  # type: ignore[attr-defined]
+            else:
+                self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set_result(None)
+
+
+def bare_client(base_url: str, streams: int, prompt: int, warmup_s: float, load_s: float):
+    """The floor of an asyncio client on this machine: ``streams`` closed-loop streams on
+    kept-alive connections, plain reads into a reused buffer (no receive stamps), no
+    parsing, no records. Returns (replies finished in the window, its CPU seconds in the
+    window, the window's seconds)."""
+    host, port = base_url.split("//")[1].split(":")
+    body = json.dumps(
+        {"model": "truth", "prompt": " ".join(["word"] * prompt), "stream": True,
+         "max_tokens": OUTPUT_TOKENS, "stream_options": {"include_usage": True}}
+    ).encode()  # fmt: skip
+    request = (
+        f"POST /v1/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def run() -> tuple[int, float, float]:
+        loop = asyncio.get_running_loop()
+        replies: list[int] = []
+        stop_at = time.monotonic() + warmup_s + load_s
+        made = [
+            await loop.create_connection(
+                lambda: _BareStream(request, stop_at, replies), host, int(port)
+            )
+            for _ in range(streams)
+        ]
+        await asyncio.sleep(warmup_s)
+        lo, c0 = time.monotonic_ns(), time.process_time()
+        await asyncio.sleep(load_s)
+        hi, c1 = time.monotonic_ns(), time.process_time()
+        await asyncio.gather(*(p.closed for _, p in made))
+        return sum(lo <= t < hi for t in replies), c1 - c0, (hi - lo) / 1e9
+
+    return asyncio.run(run())
 
 
 def openloop(cpu: int | None, load_s: float) -> None:
