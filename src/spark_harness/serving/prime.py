@@ -8,63 +8,51 @@ cache. A time-bounded warm-up cannot promise to hold that: the load window's fir
 requests would wait behind a compilation. A stack that declares ``prime`` gets its
 waves of requests (each wave's requests sent at once, the next wave after the last
 answer) once it is ready and before the idle baseline, so the point starts on an engine
-in its steady state; the seconds each wave took go into the run's record.
+in its steady state; the seconds each wave took go into the run's record. The requests
+go through the load generator's own client, as the load's will (streamed, the same
+body), and an interrupt cancels them at once.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
-import urllib.error
-import urllib.request
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from spark_harness.contract import Endpoint
-from spark_harness.loadgen.client import api_url
-from spark_harness.secrets import endpoint_api_key
-
-#: an answer's body quoted in the error when a priming request fails
-ERROR_BODY_CHARS = 300
+from spark_harness.loadgen.client import Client
+from spark_harness.loadgen.record import Attempt
+from spark_harness.workloads import Request
 
 
 class PrimeFailed(RuntimeError):
     """A priming request got no answer, or an error: the server is not fit to measure."""
 
 
-def _complete(url: str, body: bytes, api_key: str | None, timeout_s: float) -> None:
-    req = urllib.request.Request(url, data=body, method="POST")
-    req.add_header("Content-Type", "application/json")
-    if api_key:
-        req.add_header("Authorization", f"Bearer {api_key}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout_s) as resp:
-            resp.read()
-    except urllib.error.HTTPError as e:
-        text = e.read()[:ERROR_BODY_CHARS].decode(errors="replace")
-        raise PrimeFailed(f"HTTP {e.code}: {text}") from e
-    except (OSError, urllib.error.URLError) as e:
-        raise PrimeFailed(f"{type(e).__name__}: {getattr(e, 'reason', e)}") from e
+async def _wave(ep: Endpoint, w: int, width: int, max_tokens: int, timeout_s: float) -> None:
+    """One wave: ``width`` requests at once, each with its own prompt (a prefix cache
+    cannot answer one from another); raise on the first that failed."""
+    sent = [
+        (
+            Request(f"prime wave {w} request {i}", max_tokens, prompt_tokens=6),
+            Attempt(request_id=f"prime-{w}-{i}", phase="prime", ready_ns=time.monotonic_ns()),
+        )
+        for i in range(width)
+    ]
+    async with Client(ep, connections=width, timeout_s=timeout_s) as client:
+        await asyncio.gather(*(client.send(req, att) for req, att in sent))
+    for _, att in sent:
+        if att.error_kind is not None or att.status != 200:
+            what = att.error or f"HTTP {att.status}"
+            raise PrimeFailed(f"priming wave {w} ({width} at once) failed: {what}")
 
 
 def prime(ep: Endpoint, waves: list[int], max_tokens: int = 2, timeout_s: float = 120.0) -> dict:
-    """Send ``waves`` of completions to ``ep`` (one wave's requests at once, each with its
-    own prompt, so a prefix cache cannot answer one from another); return what each wave
-    took. Raise :class:`PrimeFailed` on the first request that fails or times out."""
-    url = api_url(ep.base_url, chat=False)
-    api_key = endpoint_api_key(ep.extra)
-    out: list[dict[str, Any]] = []
+    """Send ``waves`` of completions to ``ep``, each wave after the last one's answers;
+    return what each took. Raise :class:`PrimeFailed` on a request that failed or timed
+    out."""
+    out = []
     for w, width in enumerate(waves):
-        prompts = [f"prime wave {w} request {i}" for i in range(width)]
-        bodies = [
-            json.dumps({"model": ep.model, "prompt": p, "max_tokens": max_tokens}).encode()
-            for p in prompts
-        ]
         t0 = time.monotonic()
-        with ThreadPoolExecutor(max_workers=width) as pool:
-            try:
-                list(pool.map(lambda b: _complete(url, b, api_key, timeout_s), bodies))
-            except PrimeFailed as e:
-                raise PrimeFailed(f"priming wave {w} ({width} at once) failed: {e}") from e
+        asyncio.run(_wave(ep, w, width, max_tokens, timeout_s))
         out.append({"requests": width, "seconds": round(time.monotonic() - t0, 3)})
     return {"waves": out, "max_tokens": max_tokens}
