@@ -4,6 +4,7 @@ client."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -64,6 +65,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
 def serving(engine: Engine, key_env: str | None = None) -> Iterator[Endpoint]:
     threading.Thread(target=engine.serve_forever, daemon=True).start()
     try:
@@ -87,7 +89,8 @@ def engine() -> Engine:
 
 @pytest.fixture
 def ep(engine: Engine) -> Iterator[Endpoint]:
-    yield from serving(engine, key_env="SH_PRIME_TEST_KEY")
+    with serving(engine, key_env="SH_PRIME_TEST_KEY") as ep:
+        yield ep
 
 
 def test_waves_go_at_once_one_after_another(engine, ep, monkeypatch) -> None:
@@ -112,25 +115,19 @@ def test_waves_go_at_once_one_after_another(engine, ep, monkeypatch) -> None:
 
 
 def test_an_error_answer_fails_with_the_wave_and_the_body() -> None:
-    gen = serving(Engine(fail_from=2))
-    ep = next(gen)
-    try:
-        with pytest.raises(PrimeFailed, match=r"wave 1 \(2 at once\).*HTTP 500: engine exploded"):
-            prime(ep, [1, 2, 1])
-    finally:
-        gen.close()
+    with (
+        serving(Engine(fail_from=2)) as ep,
+        pytest.raises(PrimeFailed, match=r"wave 1 \(2 at once\).*HTTP 500: engine exploded"),
+    ):
+        prime(ep, [1, 2, 1])
 
 
 def test_a_request_past_its_timeout_fails() -> None:
-    gen = serving(Engine(stall_s=2.0))
-    ep = next(gen)
-    try:
+    with serving(Engine(stall_s=2.0)) as ep:
         t0 = time.monotonic()
         with pytest.raises(PrimeFailed, match=r"wave 0 .*no complete response within 0.3 s"):
             prime(ep, [1], timeout_s=0.3)
         assert time.monotonic() - t0 < 1.5
-    finally:
-        gen.close()
 
 
 def test_nothing_listening_fails_clearly() -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+from spark_harness import tokens
 from spark_harness.contract import Endpoint
 from spark_harness.loadgen.client import Client
 from spark_harness.loadgen.record import Attempt
@@ -31,12 +32,13 @@ class PrimeFailed(RuntimeError):
 async def _wave(ep: Endpoint, w: int, width: int, max_tokens: int, timeout_s: float) -> None:
     """One wave: ``width`` requests at once, each with its own prompt (a prefix cache
     cannot answer one from another); raise on the first that failed."""
+    prompts = [f"prime wave {w} request {i}" for i in range(width)]
     sent = [
         (
-            Request(f"prime wave {w} request {i}", max_tokens, prompt_tokens=6),
+            Request(text, max_tokens, tokens.count_text(text)),
             Attempt(request_id=f"prime-{w}-{i}", phase="prime", ready_ns=time.monotonic_ns()),
         )
-        for i in range(width)
+        for i, text in enumerate(prompts)
     ]
     async with Client(ep, connections=width, timeout_s=timeout_s) as client:
         await asyncio.gather(*(client.send(req, att) for req, att in sent))
