@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_loadgen.py [--load-s 10] [--only accuracy]
         [--streams 16,64,256] [--prompts 512,4096] [--ttft-ms 100] [--itl-ms 20]
-        [--events-per-write 1]
+        [--events-per-write 1] [--poll-gaps-us 0,250]
 
 The ground-truth server (``spark_harness_testkit.groundtruth``) runs in its own process on
 one CPU, the client (``run_standalone``: the load generator as a point runs it) on
@@ -30,6 +30,10 @@ writes. Tables:
   apart after 100 ms): achieved rate against the schedule's own arrivals in the window
   and the schedule lag (sent - due) p99.
 
+Every row runs once per poll gap (``--poll-gaps-us``: the event loop's, 0 for asyncio's
+own; :mod:`spark_harness.loadgen.eventloop`), one after the other, so a change of the
+gap is read against its baseline of the same session.
+
 The accuracy table's shapes are options, so a workload the table does not run (a
 faster decode, more streams, longer prompts) is measured the same way.
 
@@ -42,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import resource
@@ -51,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from spark_harness.loadgen import run_standalone
+from spark_harness.loadgen import eventloop, run_standalone
 from spark_harness.loadgen.schedule import schedule
 from spark_harness_testkit.groundtruth import TruthConfig, TruthServer, compare, pin_apart
 
@@ -120,6 +125,7 @@ def accuracy(
     ttft_ms: float = 100.0,
     itl_ms: float = 20.0,
     events_per_write: int = 1,
+    gaps_us: Sequence[int] = (eventloop.POLL_GAP_NS // 1000,),
 ) -> None:
     per_write = f", {events_per_write} events per write" if events_per_write > 1 else ""
     table(
@@ -128,6 +134,7 @@ def accuracy(
         [
             "streams",
             "prompt tokens",
+            "poll gap µs",
             "requests",
             "true TTFT p50",
             "error p50",
@@ -144,53 +151,56 @@ def accuracy(
     )
     cfg = TruthConfig(ttft_ms=ttft_ms, itl_ms=itl_ms, events_per_write=events_per_write)
     with TruthServer(cfg, cpu=cpu) as srv:
-        for users in streams:
-            for prompt in prompts:
-                srv.truth(clear=True)
-                phases = {"warmup_s": 3.0, "load_s": load_s, "cooldown_s": 0.0}
-                spec = point(users, prompt, OUTPUT_TOKENS, phases)
-                (records, _), wall, busy, rec_busy = timed(
-                    lambda s=spec: run_standalone(srv.base_url, s, model="truth", kind="sim")
+        for users, prompt, gap_us in itertools.product(streams, prompts, gaps_us):
+            srv.truth(clear=True)
+            phases = {"warmup_s": 3.0, "load_s": load_s, "cooldown_s": 0.0}
+            spec = point(users, prompt, OUTPUT_TOKENS, phases)
+            (records, _), wall, busy, rec_busy = timed(
+                lambda s=spec, g=gap_us: run_standalone(
+                    srv.base_url, s, model="truth", kind="sim", poll_gap_ns=g * 1000
                 )
-                pairs = compare([r for r in records if r["phase"] == "load"], srv.truth())
-                if not pairs:
-                    row(users, prompt, 0, *["-"] * 11)
-                    continue
-                col = {k: [p[k] for p in pairs] for k in pairs[0]}
-                err = [a - b for a, b in zip(col["ttft_ms"], col["true_ttft_ms"], strict=True)]
-                bounds = [b or 0.0 for b in col["first_token_bound_ms"]]
-                # what the stamps' bounds (the first token's read, the request's write:
-                # a client descheduled between stamping and sending) and the server's own
-                # write time do not explain
-                sends = [s or 0.0 for s in col["sent_bound_ms"]]
-                beyond = [
-                    e - b - s - w
-                    for e, b, s, w in zip(err, bounds, sends, col["server_write_ms"], strict=True)
-                ]
-                row(
-                    users,
-                    prompt,
-                    len(pairs),
-                    pct(col["true_ttft_ms"], 50),
-                    pct(col["ttft_ms"], 50) - pct(col["true_ttft_ms"], 50),
-                    pct(col["true_ttft_ms"], 99),
-                    pct(col["ttft_ms"], 99) - pct(col["true_ttft_ms"], 99),
-                    max(err),
-                    pct(col["tpot_ms"], 50) - pct(col["true_tpot_ms"], 50),
-                    f"{sum(b > 0 for b in bounds) / len(bounds):.1%}",
-                    pct(bounds, 99),
-                    max(beyond),
-                    pct(col["server_late_ms"], 99),
-                    f"{busy / wall:.0%} / {rec_busy / wall:.0%}",
-                )
+            )
+            pairs = compare([r for r in records if r["phase"] == "load"], srv.truth())
+            if not pairs:
+                row(users, prompt, gap_us, 0, *["-"] * 11)
+                continue
+            col = {k: [p[k] for p in pairs] for k in pairs[0]}
+            err = [a - b for a, b in zip(col["ttft_ms"], col["true_ttft_ms"], strict=True)]
+            bounds = [b or 0.0 for b in col["first_token_bound_ms"]]
+            # what the stamps' bounds (the first token's read, the request's write:
+            # a client descheduled between stamping and sending) and the server's own
+            # write time do not explain
+            sends = [s or 0.0 for s in col["sent_bound_ms"]]
+            beyond = [
+                e - b - s - w
+                for e, b, s, w in zip(err, bounds, sends, col["server_write_ms"], strict=True)
+            ]
+            row(
+                users,
+                prompt,
+                gap_us,
+                len(pairs),
+                pct(col["true_ttft_ms"], 50),
+                pct(col["ttft_ms"], 50) - pct(col["true_ttft_ms"], 50),
+                pct(col["true_ttft_ms"], 99),
+                pct(col["ttft_ms"], 99) - pct(col["true_ttft_ms"], 99),
+                max(err),
+                pct(col["tpot_ms"], 50) - pct(col["true_tpot_ms"], 50),
+                f"{sum(b > 0 for b in bounds) / len(bounds):.1%}",
+                pct(bounds, 99),
+                max(beyond),
+                pct(col["server_late_ms"], 99),
+                f"{busy / wall:.0%} / {rec_busy / wall:.0%}",
+            )
 
 
-def capacity(cpu: int | None, load_s: float) -> None:
+def capacity(cpu: int | None, load_s: float, gaps_us: Sequence[int]) -> None:
     table(
         "Capacity on one core (zero-delay server, 128 tokens, 512-token prompts)",
         [
             "server's events per write",
             "streams",
+            "poll gap µs",
             "requests/s",
             "tokens/s",
             "loop / recorder CPU",
@@ -199,56 +209,68 @@ def capacity(cpu: int | None, load_s: float) -> None:
             "loop + recorder",
             "CPU-ms per request: loop",
             "loop + recorder",
+            "bounded first tokens",
         ],
     )
     phases = {"warmup_s": 1.0, "load_s": load_s, "cooldown_s": 0.0}
     for per_write, streams in CAPACITY_ROWS:
-        cfg = TruthConfig(ttft_ms=0, itl_ms=0, events_per_write=per_write)
-        with TruthServer(cfg, cpu=cpu) as srv:
-            spec = point(streams, 512, OUTPUT_TOKENS, phases)
-            served = srv.cpu_s()
-            (records, windows), wall, busy, rec_busy = timed(
-                lambda s=spec: run_standalone(srv.base_url, s, model="truth", kind="sim")
+        for gap_us in gaps_us:
+            cfg = TruthConfig(ttft_ms=0, itl_ms=0, events_per_write=per_write)
+            with TruthServer(cfg, cpu=cpu) as srv:
+                spec = point(streams, 512, OUTPUT_TOKENS, phases)
+                served, t0 = srv.cpu_s(), time.monotonic()
+                (records, windows), wall, busy, rec_busy = timed(
+                    lambda s=spec, g=gap_us: run_standalone(
+                        srv.base_url, s, model="truth", kind="sim", poll_gap_ns=g * 1000
+                    )
+                )
+                served = (srv.cpu_s() - served) / (time.monotonic() - t0)
+            load = [r for r in records if r["phase"] == "load" and r["ok"]]
+            lo, hi = windows["load"]
+            tokens = sum(r["completion_tokens_client"] for r in records if r["ok"])
+            done = sum(r["ok"] for r in records)
+            bounded = sum((r["first_token_bound_ms"] or 0) > 0 for r in load)
+            row(
+                per_write,
+                streams,
+                gap_us,
+                f"{len(load) / ((hi - lo) / 1e9):.0f}",
+                f"{len(load) * OUTPUT_TOKENS / ((hi - lo) / 1e9):.0f}",
+                f"{busy / wall:.0%} / {rec_busy / wall:.0%}",
+                f"{served:.0%}",
+                1e6 * busy / tokens,
+                1e6 * (busy + rec_busy) / tokens,
+                1e3 * busy / done,
+                1e3 * (busy + rec_busy) / done,
+                f"{bounded / max(1, len(load)):.0%}",
             )
-            served = srv.cpu_s() - served
-        load = [r for r in records if r["phase"] == "load" and r["ok"]]
-        lo, hi = windows["load"]
-        tokens = sum(r["completion_tokens_client"] for r in records if r["ok"])
-        done = sum(r["ok"] for r in records)
-        row(
-            per_write,
-            streams,
-            f"{len(load) / ((hi - lo) / 1e9):.0f}",
-            f"{len(load) * OUTPUT_TOKENS / ((hi - lo) / 1e9):.0f}",
-            f"{busy / wall:.0%} / {rec_busy / wall:.0%}",
-            f"{served / wall:.0%}",
-            1e6 * busy / tokens,
-            1e6 * (busy + rec_busy) / tokens,
-            1e3 * busy / done,
-            1e3 * (busy + rec_busy) / done,
-        )
     # the same servers read by the bare client: what any asyncio client pays to be woken
     # and read, the floor under the load generator's figures
     for per_write, streams in BARE_ROWS:
-        cfg = TruthConfig(ttft_ms=0, itl_ms=0, events_per_write=per_write)
-        with TruthServer(cfg, cpu=cpu) as srv:
-            served = srv.cpu_s()
-            t0 = time.monotonic()
-            done, busy, window = bare_client(srv.base_url, streams, 512, 1.0, load_s)
-            served = (srv.cpu_s() - served) / (time.monotonic() - t0)
-        tokens = done * OUTPUT_TOKENS
-        row(
-            f"{per_write} (bare asyncio client)",
-            streams,
-            f"{done / window:.0f}",
-            f"{tokens / window:.0f}",
-            f"{busy / window:.0%} / -",
-            f"{served:.0%}",
-            1e6 * busy / tokens,
-            "-",
-            1e3 * busy / done,
-            "-",
-        )
+        for gap_us in gaps_us:
+            cfg = TruthConfig(ttft_ms=0, itl_ms=0, events_per_write=per_write)
+            with TruthServer(cfg, cpu=cpu) as srv:
+                served = srv.cpu_s()
+                t0 = time.monotonic()
+                done, busy, window = bare_client(
+                    srv.base_url, streams, 512, 1.0, load_s, gap_us * 1000
+                )
+                served = (srv.cpu_s() - served) / (time.monotonic() - t0)
+            tokens = done * OUTPUT_TOKENS
+            row(
+                f"{per_write} (bare asyncio client)",
+                streams,
+                gap_us,
+                f"{done / window:.0f}",
+                f"{tokens / window:.0f}",
+                f"{busy / window:.0%} / -",
+                f"{served:.0%}",
+                1e6 * busy / tokens,
+                "-",
+                1e3 * busy / done,
+                "-",
+                "-",
+            )
 
 
 class _BareStream(asyncio.BufferedProtocol):
@@ -284,11 +306,13 @@ class _BareStream(asyncio.BufferedProtocol):
         self.closed.set_result(None)
 
 
-def bare_client(base_url: str, streams: int, prompt: int, warmup_s: float, load_s: float):
+def bare_client(
+    base_url: str, streams: int, prompt: int, warmup_s: float, load_s: float, gap_ns: int
+):
     """The floor of an asyncio client on this machine: ``streams`` closed-loop streams on
     kept-alive connections, plain reads into a reused buffer (no receive stamps), no
-    parsing, no records. Returns (replies finished in the window, its CPU seconds in the
-    window, the window's seconds)."""
+    parsing, no records, on an event loop with a poll gap of ``gap_ns``. Returns (replies
+    finished in the window, its CPU seconds in the window, the window's seconds)."""
     host, port = base_url.split("//")[1].split(":")
     body = json.dumps(
         {"model": "truth", "prompt": " ".join(["word"] * prompt), "stream": True,
@@ -316,14 +340,15 @@ def bare_client(base_url: str, streams: int, prompt: int, warmup_s: float, load_
         await asyncio.gather(*(p.closed for _, p in made))
         return sum(lo <= t < hi for t in replies), c1 - c0, (hi - lo) / 1e9
 
-    return asyncio.run(run())
+    return eventloop.run(run(), gap_ns)
 
 
-def openloop(cpu: int | None, load_s: float) -> None:
+def openloop(cpu: int | None, load_s: float, gaps_us: Sequence[int]) -> None:
     table(
         "Open loop (constant schedule; 16 tokens at 20 ms after 100 ms)",
         [
             "rate",
+            "poll gap µs",
             "planned in window",
             "sent in window",
             "achieved / planned",
@@ -334,10 +359,12 @@ def openloop(cpu: int | None, load_s: float) -> None:
         ],
     )
     with TruthServer(TruthConfig(ttft_ms=100, itl_ms=20), cpu=cpu) as srv:
-        for rate in RATES:
+        for rate, gap_us in itertools.product(RATES, gaps_us):
             phases = {"warmup_s": 1.0, "load_s": load_s, "cooldown_s": 0.0}
             spec = point(None, 512, 16, phases, kind="constant", rate=rate)
-            records, windows = run_standalone(srv.base_url, spec, model="truth", kind="sim")
+            records, windows = run_standalone(
+                srv.base_url, spec, model="truth", kind="sim", poll_gap_ns=gap_us * 1000
+            )
             load = [r for r in records if r["phase"] == "load"]
             lo, hi = windows["load"]
             start = min(r["scheduled_ns"] for r in records)
@@ -347,6 +374,7 @@ def openloop(cpu: int | None, load_s: float) -> None:
             lags = [r["schedule_lag_ms"] for r in load]
             row(
                 rate,
+                gap_us,
                 planned,
                 len(load),
                 f"{len(load) / planned:.4f}",
@@ -376,6 +404,12 @@ def main() -> None:
         default=1,
         help="accuracy: events the server writes together (a server that flushes every N)",
     )
+    ap.add_argument(
+        "--poll-gaps-us",
+        type=ints,
+        default=(0, eventloop.POLL_GAP_NS // 1000),
+        help="the event loop's poll gaps to run each row with (0: asyncio's own)",
+    )
     args = ap.parse_args()
     server_cpu = pin_apart()
     print(
@@ -391,9 +425,10 @@ def main() -> None:
             args.ttft_ms,
             args.itl_ms,
             args.events_per_write,
+            args.poll_gaps_us,
         ),
-        "capacity": lambda: capacity(server_cpu, args.load_s),
-        "openloop": lambda: openloop(server_cpu, args.load_s),
+        "capacity": lambda: capacity(server_cpu, args.load_s, args.poll_gaps_us),
+        "openloop": lambda: openloop(server_cpu, args.load_s, args.poll_gaps_us),
     }
     for name in args.only or TABLES:
         runs[name]()

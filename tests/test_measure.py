@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from spark_harness.loadgen import eventloop, kstamp
 from spark_harness.plan import Plan
 from spark_harness_testkit.groundtruth import TruthConfig, TruthServer
 from tests.conftest import REPO
@@ -66,6 +67,9 @@ def test_the_unloaded_read_probe_runs_before_the_idle_phase(tmp_path: Path) -> N
 
     asked = {"idle_s": 0.1, "warmup_s": 0.1, "load_s": 0.2, "cooldown_s": 0.1}
     done, run = run_point(tmp_path, asked, {"profile": "none"})
+    # the load ran on the loop with the poll gap (plain HTTP: reads kernel-stamped)
+    expected = eventloop.POLL_GAP_NS / 1000 if kstamp.KERNEL_STAMPS else 0
+    assert run["loadgen"] == {"poll_gap_us": expected}
     probe = run["read_probe"]
     assert probe["directory"] == str(existing_ancestor(tmp_path / "qos"))
     if "unavailable" in probe:  # no block device or no O_DIRECT under the test's tmp

@@ -329,7 +329,11 @@ class Point:
             # to the warm-up, not to the window
             self.run["qos"]["started"] = qos.start()
         try:
-            returned = asyncio.run(self.load(ep, on_phase))
+            from spark_harness.loadgen import eventloop
+
+            gap_ns = eventloop.gap_for(ep.base_url)
+            self.run["loadgen"] = {"poll_gap_us": gap_ns / 1000}
+            returned = eventloop.run(self.load(ep, on_phase), gap_ns)
             self.run["phases"].update({k: list(v) for k, v in returned.items()})
         finally:
             if qos is not None:  # after the cool-down: the window's last requests ran under it

@@ -14,7 +14,7 @@ import pytest
 
 from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint
-from spark_harness.loadgen import Journal, run_load
+from spark_harness.loadgen import Journal, eventloop, run_load
 from spark_harness_testkit.groundtruth import TruthConfig, serve
 
 
@@ -59,6 +59,11 @@ async def run_against(ep: Endpoint, point: dict[str, Any]) -> Outcome:
                 out.records = [json.loads(x) for x in journal.path.read_text().splitlines()]
             out.counts = journal.counts
     return out
+
+
+def run_as_measured(ep: Endpoint, point: dict[str, Any]) -> Outcome:
+    """:func:`run_against` on the event loop a point's load runs on (its poll gap)."""
+    return eventloop.run(run_against(ep, point), eventloop.gap_for(ep.base_url))
 
 
 RunInProcess = Callable[..., Outcome]

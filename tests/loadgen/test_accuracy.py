@@ -11,7 +11,6 @@ figures are benchmarks/bench_loadgen.py's); an open loop at 200 req/s within 2 %
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import time
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from spark_harness.loadgen import kstamp
 from spark_harness_testkit.groundtruth import TruthConfig, TruthServer, WallClockWatch, compare
 
-from .conftest import Outcome, endpoint, run_against, spec
+from .conftest import Outcome, endpoint, run_as_measured, spec
 
 CFG = TruthConfig(ttft_ms=60, ttft_jitter_ms=60, itl_ms=30, role_chunk=True)
 WORKLOAD = {"kind": "fixed_context", "context_tokens": 32, "output_tokens": 6, "nonce": True}
@@ -40,7 +39,7 @@ def run(srv: TruthServer, load: dict, load_s: float) -> tuple[Outcome, dict, flo
     srv.truth(clear=True)
     point = spec(WORKLOAD, load, warmup_s=0.3, load_s=load_s, cooldown_s=0.1)
     with WallClockWatch() as wall:
-        out = asyncio.run(run_against(endpoint(srv.base_url), point))
+        out = run_as_measured(endpoint(srv.base_url), point)
     return out, srv.truth(), wall.moved_ms
 
 
@@ -124,7 +123,7 @@ def test_64_streams_of_512_token_prompts_stay_within_their_bound_of_truth() -> N
     workload = {"kind": "fixed_context", "context_tokens": 512, "output_tokens": 32, "nonce": True}
     point = spec(workload, {"kind": "closed", "users": 64}, warmup_s=1.0, load_s=3.0)
     with TruthServer(cfg) as srv, WallClockWatch() as wall:
-        out = asyncio.run(run_against(endpoint(srv.base_url), point))
+        out = run_as_measured(endpoint(srv.base_url), point)
         truth = srv.truth()
     recs = out.phase("load")
     assert len(recs) >= 64 and all(r["ok"] for r in recs)

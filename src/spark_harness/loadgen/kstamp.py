@@ -61,6 +61,8 @@ import httptools
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _TIMESPEC = struct.Struct("@qq")
 _ANC_SIZE = socket.CMSG_SPACE(_TIMESPEC.size) if hasattr(socket, "CMSG_SPACE") else 0
+#: whether this platform gives TCP reads the kernel's receive stamps
+KERNEL_STAMPS = sys.platform == "linux" and bool(_ANC_SIZE)
 
 #: the most one read asks for. asyncio's transport asks for 256 KiB, and a buffer that
 #: size costs CPython a fresh allocation above the allocator's mmap threshold per call:
@@ -135,7 +137,7 @@ class StampedSocket(socket.socket):
         self.done_seen = False
         self.on_done: Callable[[], None] | None = None
         self.kernel = False
-        if sys.platform == "linux" and _ANC_SIZE:
+        if KERNEL_STAMPS:
             try:
                 self.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
                 self.kernel = True

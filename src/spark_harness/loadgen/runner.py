@@ -45,6 +45,7 @@ from typing import Any
 
 from spark_harness.clock import Clock
 from spark_harness.contract import Endpoint
+from spark_harness.loadgen import eventloop
 from spark_harness.loadgen.client import Client
 from spark_harness.loadgen.journal import Journal
 from spark_harness.loadgen.phases import PhasePlan, Phases
@@ -413,13 +414,15 @@ def run_standalone(
     model: str = "default",
     kind: str = "external",
     clock: Clock | None = None,
+    poll_gap_ns: int = eventloop.POLL_GAP_NS,
 ) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
     """Run one point outside the workflow (tests, benchmarks, a quick look at a server):
     the records are read back from a temporary journal. ``kind: sim`` makes prompt token
-    counts exact."""
+    counts exact; ``poll_gap_ns`` is the event loop's (:mod:`.eventloop`; 0: none)."""
     ep = Endpoint(stack="standalone", kind=kind, base_url=base_url, model=model, pid=os.getpid())
     with tempfile.TemporaryDirectory(prefix="spark-harness-load-") as tmp:
         journal = Journal(Path(tmp) / "requests.jsonl")
-        windows = asyncio.run(run_load(ep, spec, clock or Clock.start(), journal, lambda *_: None))
+        load = run_load(ep, spec, clock or Clock.start(), journal, lambda *_: None)
+        windows = eventloop.run(load, eventloop.gap_for(base_url, poll_gap_ns))
         records = [json.loads(line) for line in journal.path.read_text().splitlines()]
     return records, windows
