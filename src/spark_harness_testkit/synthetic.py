@@ -544,6 +544,8 @@ class World:
     disk_reload_factor: float = 0.25  # H9: disk reload time / recompute time (> 1: slower)
     b1_disk_onboards: bool = False  # B1 (host tier only) shows disk onboards (a fault)
     b1_missing_counters: bool = False  # B1 exports no disk-onboard counter
+    #: stacks that export no G3 onboard counter at all (their NVMe traffic is unknown)
+    no_g3_onboard_counter: tuple[str, ...] = ()
     declared_tiers: bool = False  # stacks declare their KV tiers (kv_tiers), as vllm-tiered's
     a_tier_onboards: float = 0.0  # A's window shows this many G2 onboards (H1 refuted)
     a_g3_dir: bool = False  # A reports a G3 directory (a stack with tiers, for H1/H2A)
@@ -715,7 +717,7 @@ class World:
             out = frozenset(COUNTERS) - VLLM_OFFLOAD_BYTES
         if not self.server_io:
             out -= {"server_read_bytes"}
-        if self.b1_missing_counters and stack == "B1":
+        if (self.b1_missing_counters and stack == "B1") or stack in self.no_g3_onboard_counter:
             out -= {"kv_onboard_blocks_g3"}
         return out
 

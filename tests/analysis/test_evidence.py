@@ -181,3 +181,20 @@ def test_cov_gate_judges_the_tail_each_point_reports():
     g = evidence.cov_gate(noisy)
     assert (g.passed, g.reasons) == (False, ["cov_p95_over_10pct"])
     assert g.details["points"] == {"H/B/short": {"tail": "p95", "cov": 0.15}}
+
+
+def test_engagement_known_zero_and_unknown_are_told_apart() -> None:
+    """A run whose counters show no G3 onboards did not engage NVMe; a run without the
+    counter is unknown. With engaged runs beside them both are left out, each with its
+    reason; with none engaged and some unknown, every run stays in (the verdict waits for
+    the counters instead of calling the traffic none)."""
+    mixed = pl.DataFrame({"run_id": ["a", "b", "c"], "g3_onboard_blocks": [5.0, 0.0, None]})
+    assert evidence.engaged(mixed)["run_id"].to_list() == ["a"]
+    reasons = evidence.not_engaged_reasons(mixed)
+    assert reasons == {"b": "nvme_not_engaged", "c": "no_kv_tier_telemetry"}
+    unknown = pl.DataFrame({"run_id": ["b", "c"], "g3_onboard_blocks": [0.0, None]})
+    assert evidence.engaged(unknown)["run_id"].to_list() == ["b", "c"]
+    idle = pl.DataFrame({"run_id": ["b"], "g3_onboard_blocks": [0.0]})
+    assert evidence.engaged(idle).height == 0
+    no_column = pl.DataFrame({"run_id": ["x"]})
+    assert evidence.not_engaged_reasons(no_column) == {"x": "no_kv_tier_telemetry"}

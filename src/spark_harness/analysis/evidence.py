@@ -503,10 +503,32 @@ def tier_traffic(runs: pl.DataFrame, tiers: str, direction: int) -> pl.Series:
 
 
 def engaged(runs: pl.DataFrame) -> pl.DataFrame:
-    """Runs whose window shows G3 onboards (NVMe engaged); unknown counts as not."""
+    """Runs whose window shows G3 onboards (NVMe engaged). Where none does and some runs
+    have no such counter, whether NVMe was engaged is unknown, not "no": then every run,
+    so the verdict waits for the counters (the mechanism gate on them is inconclusive,
+    ``no_kv_tier_telemetry``) instead of calling a traffic never measured none (invalid).
+    A run without the counter beside engaged ones is left out
+    (:func:`not_engaged_reasons` says why)."""
     if "g3_onboard_blocks" not in runs.columns:
-        return runs.clear()
-    return runs.filter(pl.col("g3_onboard_blocks").fill_null(0) > 0)
+        return runs
+    out = runs.filter(pl.col("g3_onboard_blocks").fill_null(0) > 0)
+    return runs if not out.height and runs["g3_onboard_blocks"].null_count() else out
+
+
+def not_engaged_reasons(runs: pl.DataFrame) -> dict[str, str]:
+    """Why each run that :func:`engaged` leaves out is left out: its counters showed no
+    G3 onboards (``nvme_not_engaged``), or it has no such counter
+    (``no_kv_tier_telemetry``: missing evidence, never a zero)."""
+    blocks = (
+        runs["g3_onboard_blocks"]
+        if "g3_onboard_blocks" in runs.columns
+        else pl.Series([None] * runs.height, dtype=pl.Float64)
+    )
+    return {
+        run_id: "no_kv_tier_telemetry" if n is None else "nvme_not_engaged"
+        for run_id, n in zip(runs["run_id"], blocks, strict=True)
+        if n is None or n <= 0
+    }
 
 
 def mechanism_gate(runs: pl.DataFrame, tiers: str, scope: str) -> Gate:
@@ -683,12 +705,20 @@ def no_tier_traffic(runs: pl.DataFrame, tiers: str, name: str, source: str) -> C
     )
 
 
-def runs_listing(data: Runs, used: pl.DataFrame, unused_reason: str = "") -> list[dict[str, Any]]:
-    """Every run of the sources: used or not, and why not (failed attempts included)."""
+def runs_listing(
+    data: Runs, used: pl.DataFrame, unused_reason: str | Mapping[str, str] = ""
+) -> list[dict[str, Any]]:
+    """Every run of the sources: used or not, and why not (failed attempts included);
+    ``unused_reason`` is one reason for every run not used, or one per run id."""
     used_ids = set(used["run_id"])
     out = []
     for r in data.points.iter_rows(named=True):
-        why = r["exclude_reason"] or (None if r["run_id"] in used_ids else unused_reason or None)
+        unused = (
+            unused_reason.get(r["run_id"])
+            if isinstance(unused_reason, Mapping)
+            else unused_reason or None
+        )
+        why = r["exclude_reason"] or (None if r["run_id"] in used_ids else unused)
         out.append(
             {
                 "hyp": r["hyp"],
@@ -713,7 +743,7 @@ def verdict(
     used: pl.DataFrame,
     *,
     stacks: dict[str, Any] | None = None,
-    unused_reason: str = "",
+    unused_reason: str | Mapping[str, str] = "",
     notes: Sequence[str] = (),
 ) -> Verdict:
     """Assemble the verdict with the run listing and the tables written so far."""

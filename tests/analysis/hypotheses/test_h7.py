@@ -43,3 +43,20 @@ def test_kvbm_without_fetch_latency_uses_the_onboard_rate(verdict_of, criterion)
     c = criterion(v, "p99_vs_g3_fetch_p95")
     assert c["details"]["method"] == "g3_onboard_rate" and c["status"] == "supported"
     assert v["status"] == "supported"
+
+
+def test_runs_without_the_g3_counter_are_missing_evidence_not_unengaged(verdict_of):
+    """Planted: stack B exports no G3 onboard counter. Whether NVMe was engaged is then
+    unknown: the verdict is inconclusive for want of the counters (it was invalid, as if
+    the runs had shown no traffic), and no run is listed as one that did not engage NVMe."""
+    v = verdict_of("H7", World(no_g3_onboard_counter=("B",)))
+    assert v["status"] == "inconclusive"
+    assert "no_kv_tier_telemetry" in v["reasons"] and "no_usable_runs" not in v["reasons"]
+    assert not any(r["excluded_reason"] == "nvme_not_engaged" for r in v["runs"])
+
+
+def test_runs_whose_counters_show_no_g3_traffic_are_listed_as_not_engaged(verdict_of):
+    v = verdict_of("H7", World(g3_counter_scale=0.0))
+    assert v["status"] == "invalid"
+    unused = [r for r in v["runs"] if not r["used"]]
+    assert unused and {r["excluded_reason"] for r in unused} == {"nvme_not_engaged"}

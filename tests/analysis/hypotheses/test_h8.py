@@ -106,3 +106,9 @@ def test_h8b_without_engaged_runs_is_invalid(verdict_of):
     v = verdict_of("H8B", World(g3_counter_scale=0.0))
     assert v["status"] == "invalid"
     assert "no_g3_onboards" in v["reasons"]
+
+
+def test_h8b_without_the_g3_counter_is_missing_evidence_not_unengaged(verdict_of):
+    v = verdict_of("H8B", World(no_g3_onboard_counter=("B",)))
+    assert v["status"] == "inconclusive" and "no_kv_tier_telemetry" in v["reasons"]
+    assert not any(r["excluded_reason"] == "nvme_not_engaged" for r in v["runs"])

@@ -25,6 +25,7 @@ from spark_harness.analysis.evidence import (
     Stat,
     engaged,
     mechanism_gate,
+    not_engaged_reasons,
     rows,
     server_reads,
     verdict,
@@ -159,7 +160,7 @@ def evaluate(ctx: Context) -> Verdict:
         c = Criterion.missing(
             "read_bytes_ratio", "observed / predicted", SOURCE, "too_few_engaged_runs"
         )
-        return verdict(ctx, [c], gates, used, unused_reason="nvme_not_engaged")
+        return verdict(ctx, [c], gates, used, unused_reason=not_engaged_reasons(runs))
     ps = PointStats(ctx.data, used)
     criteria = [*bytes_criteria(ps, used, method), fetch_criterion(ps, used)]
-    return verdict(ctx, criteria, gates, used, unused_reason="nvme_not_engaged")
+    return verdict(ctx, criteria, gates, used, unused_reason=not_engaged_reasons(runs))

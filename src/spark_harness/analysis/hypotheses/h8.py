@@ -54,6 +54,7 @@ from spark_harness.analysis.evidence import (
     Stat,
     engaged,
     mechanism_gate,
+    not_engaged_reasons,
     rows,
     server_reads_report,
     verdict,
@@ -240,7 +241,7 @@ def evaluate_b(ctx: Context) -> Verdict:
         c = Criterion.missing(
             "iowait_tracks_p99", "Pearson r(iowait, p99)", SRC_B, "too_few_engaged_runs"
         )
-        return verdict(ctx, [c], gates, used, unused_reason="nvme_not_engaged")
+        return verdict(ctx, [c], gates, used, unused_reason=not_engaged_reasons(runs))
     ps = PointStats(ctx.data, used)
     criteria = []
     for x, name in (("iowait_pct", "iowait_tracks_p99"), ("read_await_ms", "await_tracks_p99")):
@@ -272,4 +273,4 @@ def evaluate_b(ctx: Context) -> Verdict:
             )
         )
     criteria.append(server_reads_report(used, SRC_B))
-    return verdict(ctx, criteria, gates, used, unused_reason="nvme_not_engaged")
+    return verdict(ctx, criteria, gates, used, unused_reason=not_engaged_reasons(runs))
