@@ -22,8 +22,9 @@ scheduling from the measurement. How:
   coalesced under the newest stamp), so the stamp is exact for every byte of a read
   that holds one segment and an upper bound for the others: a read's bytes arrived
   within ``[lower bound, stamp]``. A read that is on time holds one server write; a late
-  read (the client was busy) may hold several, and then only the bound is known (the
-  record keeps it: ``first_token_bound_ms``). A kernel stamp older than the read's lower
+  read (the client was busy, or its loop waited out its poll gap, :mod:`.eventloop`)
+  may hold several, and then only the bound is known (the record keeps it:
+  ``first_token_bound_ms``). A kernel stamp older than the read's lower
   bound is stale and replaced by the read's own time;
 - the kernel turns receive stamping on through deferred work, so the first reads
   after a process's first stamped socket may carry no kernel stamp: those keep the
