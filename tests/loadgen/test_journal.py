@@ -20,6 +20,19 @@ def test_records_are_lines_on_disk_as_soon_as_written(tmp_path) -> None:
     journal.close()  # twice is harmless
 
 
+def test_records_a_hostile_server_shaped_are_written_whole(tmp_path) -> None:
+    """A lone surrogate (a server's ``\\ud800`` escape, decoded) cannot be UTF-8: that
+    record goes through ``json``, escaped; a non-finite number is written null (missing).
+    Every line stays one JSON value."""
+    journal = JournalFile(tmp_path / "requests.jsonl.part")
+    journal.write({"request_id": "a", "error": "bad \ud800 text"})
+    journal.write({"request_id": "b", "kv_g3_fetch_ms": float("nan"), "error": "é"})
+    journal.close()
+    a, b = (json.loads(line) for line in journal.path.read_text().splitlines())
+    assert a == {"request_id": "a", "error": "bad \ud800 text"}
+    assert b == {"request_id": "b", "kv_g3_fetch_ms": None, "error": "é"}
+
+
 def test_a_full_device_raises_enospc_and_is_not_truncated() -> None:
     journal = JournalFile(Path("/dev/full"))  # a device: nothing to cut back
     with pytest.raises(OSError) as failed:

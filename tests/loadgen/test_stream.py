@@ -122,7 +122,7 @@ def test_failures_are_reported_and_what_came_before_is_kept() -> None:
 
 
 def test_events_decode_as_json_loads_judges_them() -> None:
-    """The scanner fast path accepts and refuses what ``json.loads`` does: whitespace
+    """The fast decoder accepts and refuses what ``json.loads`` does: whitespace
     around the value is fine, a second value or a value cut short is not JSON, and a
     hostile nesting fails its stream (not the recorder, which would stop the run)."""
     done = ev(9, "[DONE]")
@@ -134,3 +134,16 @@ def test_events_decode_as_json_loads_judges_them() -> None:
         assert res.t_ns == [1]
     deep = interpret([ev(1, '{"x":' + "[" * 100_000 + "]" * 100_000 + "}"), done], count_text)
     assert "nests too deeply" in (deep.error or "")
+
+
+def test_what_only_json_loads_accepts_is_still_accepted() -> None:
+    """msgspec refuses ``NaN``, a lone surrogate's escape and a number past a double's
+    range, which ``json.loads`` takes: such an event decodes as it did before."""
+    done = ev(9, "[DONE]")
+    for data, text in (
+        ('{"choices": [{"text": "a b"}], "usage": {"completion_tokens": NaN}}', "a b"),
+        ('{"choices": [{"text": "a \\ud800"}]}', "a \ud800"),
+        ('{"choices": [{"text": "a"}], "x": 1e999}', "a"),
+    ):
+        res = interpret([ev(1, data), done], count_text)
+        assert (res.error_kind, res.text) == (None, [text]), data

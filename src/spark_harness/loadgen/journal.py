@@ -16,6 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
+#: msgspec's JSON encoder: a record with a reply's 128 event offsets in about a sixth of
+#: ``json.dumps``'s time (the recorder's largest cost after decoding). A non-finite
+#: number (a server's NaN in its usage) is written ``null``: missing, never a value
+_encode = msgspec.json.Encoder().encode
+
 #: per phase: records written and how many of them failed
 Counts = dict[str, dict[str, int]]
 
@@ -60,7 +67,7 @@ class JournalFile:
 
     def write(self, rec: dict[str, Any]) -> None:
         assert self._fd is not None, "record after close"
-        line = (json.dumps(rec, separators=(",", ":")) + "\n").encode()
+        line = _line(rec)
         try:
             if os.write(self._fd, line) != len(line):  # a short write: the disk is full
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self.path))
@@ -79,3 +86,12 @@ class JournalFile:
                     os.fsync(fd)
             finally:
                 os.close(fd)
+
+
+def _line(rec: dict[str, Any]) -> bytes:
+    """``rec`` as one JSON line. A string UTF-8 cannot hold (a lone surrogate a server's
+    ``\\ud800`` escape decoded to) goes through ``json``, which escapes it."""
+    try:
+        return _encode(rec) + b"\n"
+    except UnicodeEncodeError:
+        return (json.dumps(rec, separators=(",", ":")) + "\n").encode()
