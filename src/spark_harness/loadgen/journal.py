@@ -18,9 +18,10 @@ from typing import Any
 
 import msgspec
 
-#: msgspec's JSON encoder: a record with a reply's 128 event offsets in about a sixth of
-#: ``json.dumps``'s time (the recorder's largest cost after decoding). A non-finite
-#: number (a server's NaN in its usage) is written ``null``: missing, never a value
+#: msgspec's JSON encoder: a record with a reply's 128 event offsets in a fifteenth of
+#: ``json.dumps``'s time (3.6 µs against 56; the recorder's largest cost after
+#: decoding). A non-finite number (a server's NaN in its usage) is written ``null``:
+#: missing, never a value
 _encode = msgspec.json.Encoder().encode
 
 #: per phase: records written and how many of them failed
