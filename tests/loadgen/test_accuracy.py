@@ -181,8 +181,15 @@ def test_open_loop_achieves_its_rate_and_reports_lag(server: TruthServer) -> Non
     out, _, _ = run(server, {"kind": "constant", "rate": 200.0}, 2.0)
     recs = out.phase("load")
     lo, hi = out.windows["load"]
-    achieved = len(recs) / ((hi - lo) / 1e9)
-    assert achieved == pytest.approx(200.0, rel=0.02)
+    # every arrival the schedule put in the window was sent, in whichever phase: a
+    # request belongs to the phase it was sent in, so a client held up across the
+    # window's start (once in CI, inside the whole suite's process: 33 arrivals) sends
+    # the arrivals that fell due meanwhile inside the window, and reports each one late
+    due = [r for r in out.records if lo <= r["scheduled_ns"] < hi]
+    assert len(due) / ((hi - lo) / 1e9) == pytest.approx(200.0, rel=0.02)
+    for r in recs:
+        if r["scheduled_ns"] < lo:
+            assert r["schedule_lag_ms"] >= (lo - r["scheduled_ns"]) / 1e6 - 0.001, r
     # the send rate is the slope of send times over the sequence, the median of all pairs'
     # slopes: a run of sends a busy machine held up (each reported as its lag) and then
     # caught up on cannot tilt it, as it tilted first-to-last and a least-squares fit
