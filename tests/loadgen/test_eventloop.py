@@ -109,6 +109,27 @@ def test_run_returns_and_raises_as_asyncio_run_does() -> None:
         eventloop.run(fail(), GAP)
 
 
+@pytest.mark.parametrize("gap_ns", [0, GAP])
+def test_what_the_process_held_is_frozen_while_the_load_runs(gap_ns: int) -> None:
+    """A full collection would traverse it and hold the loop that long; afterwards it is
+    thawed (its garbage collectable again), and a caller's own freeze is left alone."""
+    import gc
+
+    async def frozen() -> int:
+        return gc.get_freeze_count()
+
+    assert gc.get_freeze_count() == 0
+    assert eventloop.run(frozen(), gap_ns) > 0
+    assert gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        held = gc.get_freeze_count()
+        assert eventloop.run(frozen(), gap_ns) == held
+        assert gc.get_freeze_count() == held
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.skipif(not kstamp.KERNEL_STAMPS, reason="the gap is off without kernel stamps")
 def test_a_server_faster_than_the_gap_gets_reads_of_several_events_and_exact_records() -> None:
     """Planted: a server with no delay writing each event apart (8 streams of 64 tokens).

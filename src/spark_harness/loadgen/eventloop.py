@@ -1,4 +1,5 @@
-"""The load generator's event loop: woken at most once per poll gap while it is busy.
+"""The load generator's event loop: woken at most once per poll gap while it is busy,
+and not held up by a garbage collection of what the process held before the load.
 
 A streaming server writes each event apart, and a client faster than the server is woken
 and reads once per write: one ``epoll`` and one ``recv`` per token. Against a zero-delay
@@ -21,6 +22,7 @@ the loop is asyncio's own.
 from __future__ import annotations
 
 import asyncio
+import gc
 import selectors
 import time
 from collections.abc import Coroutine
@@ -66,9 +68,24 @@ def gap_for(base_url: str, gap_ns: int = POLL_GAP_NS) -> int:
 
 
 def run(coro: Coroutine[Any, Any, T], gap_ns: int) -> T:
-    """``asyncio.run(coro)`` on a loop with a poll gap of ``gap_ns`` (0: asyncio's own)."""
-    if gap_ns <= 0:
-        return asyncio.run(coro)
-    loop_factory = lambda: asyncio.SelectorEventLoop(GappedSelector(gap_ns))  # noqa: E731
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
-        return runner.run(coro)
+    """``asyncio.run(coro)`` on a loop with a poll gap of ``gap_ns`` (0: asyncio's own),
+    with what the process held before it frozen out of garbage collection while it runs.
+
+    A full collection traverses every object of the process and holds the loop that long:
+    about 2 ms for a point's process (26,000 objects), 54 ms for a test process that has
+    run two test directories (123,000), longer for a larger one; with the older objects
+    frozen, only those the load made are traversed (0.0 ms at the start). They are thawed
+    afterwards, so a process that runs many loads still collects their garbage.
+    """
+    freeze = gc.get_freeze_count() == 0  # a caller's freeze is the caller's to undo
+    if freeze:
+        gc.freeze()
+    try:
+        if gap_ns <= 0:
+            return asyncio.run(coro)
+        loop_factory = lambda: asyncio.SelectorEventLoop(GappedSelector(gap_ns))  # noqa: E731
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(coro)
+    finally:
+        if freeze:
+            gc.unfreeze()
