@@ -80,11 +80,9 @@ def run(coro: Coroutine[Any, Any, T], gap_ns: int) -> T:
     freeze = gc.get_freeze_count() == 0  # a caller's freeze is the caller's to undo
     if freeze:
         gc.freeze()
+    gapped = lambda: asyncio.SelectorEventLoop(GappedSelector(gap_ns))  # noqa: E731
     try:
-        if gap_ns <= 0:
-            return asyncio.run(coro)
-        loop_factory = lambda: asyncio.SelectorEventLoop(GappedSelector(gap_ns))  # noqa: E731
-        with asyncio.Runner(loop_factory=loop_factory) as runner:
+        with asyncio.Runner(loop_factory=gapped if gap_ns > 0 else None) as runner:
             return runner.run(coro)
     finally:
         if freeze:
